@@ -1,0 +1,22 @@
+# The two commands of the README: `make run` and `make test`. Both install what they need.
+VENV := .venv
+DATA ?= ./data
+ARGS ?=
+
+.PHONY: setup run test lint e2e bench clean
+
+setup:
+	./scripts/setup.sh
+
+run: setup
+	$(VENV)/bin/xcp-provision serve --demo --data-dir $(DATA) $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

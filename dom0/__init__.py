@@ -1,0 +1,1 @@
+"""The dom0 image and its first-boot agent."""

@@ -1,0 +1,1 @@
+"""The hypervisor artefact (xen.gz), the release format, and Xen boot entries."""

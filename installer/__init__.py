@@ -1,0 +1,1 @@
+"""Code that runs on the host being installed: discovery, disk plan, partitioning, laydown, boot."""

@@ -1,0 +1,1 @@
+"""``xcp-install``: the installer's command line."""

@@ -1,0 +1,1 @@
+"""The provisioning server: inventory, HTTP boot and API, TFTP, ProxyDHCP, registration, DNS."""

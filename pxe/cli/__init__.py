@@ -1,0 +1,1 @@
+"""``xcp-provision``: one module per command group, loaded only when its command runs."""
