@@ -14,19 +14,19 @@ class InstallerError(Exception):
     exit_code = 1
 
 
-class Refused(InstallerError):
+class RefusedError(InstallerError):
     """Stopped before anything was written: invalid input or a guard rail."""
 
     exit_code = 2
 
 
-class Failed(InstallerError):
+class FailedError(InstallerError):
     """Something went wrong while working; the disk may be partly written."""
 
     exit_code = 1
 
 
-class CommandError(Failed):
+class CommandError(FailedError):
     """An external command exited non-zero (or could not start)."""
 
     def __init__(self, cmd: list[str], returncode: int, stderr: str, stdout: str = "") -> None:
@@ -42,7 +42,7 @@ class CommandError(Failed):
         return f"command {' '.join(self.cmd)!r} failed with exit code {self.returncode}: {last}"
 
 
-class CommandForbidden(InstallerError):
+class CommandForbiddenError(InstallerError):
     """A test (or a dry run) forbade running external commands and one was attempted."""
 
     def __init__(self, cmd: list[str]) -> None:
