@@ -78,7 +78,6 @@ def run(
     return Result(argv, proc.returncode, stdout, stderr)
 
 
-@contextlib.contextmanager
 def start(
     cmd: Sequence[str | os.PathLike[str]], **popen_kwargs: object
 ) -> subprocess.Popen[bytes]:
