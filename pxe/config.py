@@ -1,0 +1,163 @@
+"""The server's settings: defaults, then a TOML file, then ``XCP_PROVISION_*`` environment.
+
+One flat dataclass so every component (HTTP, TFTP, ProxyDHCP, DNS) reads the same values and an
+operator can set any of them the same three ways. TOML tables flatten into prefixed names:
+``[dns] server = "..."`` sets ``dns_server``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "XCP_PROVISION_"
+
+
+class ConfigError(Exception):
+    """A config file or environment value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./data")
+    # SQLAlchemy URL; empty means SQLite in WAL mode at <data_dir>/inventory.sqlite3.
+    database_url: str = ""
+    bind: str = "0.0.0.0"  # noqa: S104 - a PXE server must be reachable from the racks
+    http_port: int = 8080
+    # The base URL hosts use to reach us (http://10.0.0.1:8080); empty means "the address the
+    # request came in on", or the bind address for boot files computed outside HTTP (TFTP).
+    public_url: str = ""
+    tftp_port: int = 69
+    dhcp_enabled: bool = True
+    dhcp_port: int = 67
+    pxe_port: int = 4011
+    http_threads: int = 16
+    # An unknown or unassigned host asks again after this many seconds.
+    retry_seconds: int = 30
+    # Appended to every installer command line, before the profile's own arguments.
+    kernel_args: str = "console=ttyS0,115200 console=tty0"
+    # Failure logs uploaded by installers are cut to this many bytes.
+    max_log_bytes: int = 1 << 20
+    log_format: str = "text"  # text | json
+    dns_server: str = ""
+    dns_port: int = 53
+    dns_forward_zone: str = ""
+    dns_reverse_zone: str = ""
+    dns_key_name: str = ""
+    dns_key_algorithm: str = "hmac-sha256"
+    dns_key_file: str = ""
+
+    @property
+    def releases_dir(self) -> Path:
+        return self.data_dir / "releases"
+
+    @property
+    def tftp_root(self) -> Path:
+        return self.data_dir / "tftp"
+
+    @property
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'inventory.sqlite3').resolve()}"
+
+    def base_url(self, request_host_url: str | None = None) -> str:
+        """Where a host reaches this server, without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        if request_host_url:
+            return request_host_url.rstrip("/")
+        host = self.bind if self.bind not in ("0.0.0.0", "::", "") else _primary_address()  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.http_port}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **_coerce_all(changes))
+
+
+def _primary_address() -> str:
+    """The address of the interface that carries the default route (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.1", 9))
+            return sock.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+# Names the config file itself, so it is not a setting.
+_CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name not in _FIELDS:
+        raise ConfigError(f"unknown setting {name!r}; known settings: {', '.join(sorted(_FIELDS))}")
+    default = _FIELDS[name].default
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{value!r} is not a boolean")
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, Path):
+            return Path(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: {exc}") from exc
+
+
+def _coerce_all(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _coerce(name, value) for name, value in values.items()}
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}".replace("-", "_")
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}_"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Defaults, then the TOML file, then the environment, then explicit overrides (CLI flags).
+
+    Overrides whose value is None are ignored so a CLI can pass every option unconditionally.
+    """
+    values: dict[str, Any] = {}
+    env = os.environ if environ is None else environ
+    if config_file is None and env.get(_CONFIG_ENV):
+        config_file = Path(env[_CONFIG_ENV])
+    if config_file is not None:
+        try:
+            with open(config_file, "rb") as fh:
+                values.update(_flatten(tomllib.load(fh)))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {config_file} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
+    for key, value in env.items():
+        if key.startswith(ENV_PREFIX) and key != _CONFIG_ENV:
+            values[key[len(ENV_PREFIX) :].lower()] = value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**_coerce_all(values))

@@ -1,0 +1,1 @@
+"""The inventory database: models, engine and sessions, migrations on open."""

@@ -1,0 +1,186 @@
+"""The inventory's tables: hosts and their MACs, profiles, selectors, pools, events, API tokens.
+
+Alembic migrations in ``pxe/migrations`` create these; the models are the source the
+migrations are written from, and a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Named constraints so migrations can alter them on SQLite (batch mode) and PostgreSQL alike.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite forgets the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime stored; use pxe.db.models.utcnow()")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Pool(Base):
+    __tablename__ = "pools"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    master_host_id: Mapped[int | None] = mapped_column(
+        ForeignKey("hosts.id", ondelete="SET NULL", use_alter=True), nullable=True
+    )
+    secret: Mapped[str] = mapped_column(String(128))
+    force: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    master: Mapped[Host | None] = relationship(foreign_keys=[master_host_id], post_update=True)
+
+
+class Profile(Base):
+    __tablename__ = "profiles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("profiles.id", ondelete="RESTRICT"), nullable=True
+    )
+    release: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # A bundled template name (fresh-dhcp, fresh-static, upgrade, restore) or the template text.
+    template: Mapped[str | None] = mapped_column(Text, nullable=True)
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    kernel_args: Mapped[str] = mapped_column(Text, default="")
+    disk_rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    pool_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pools.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    parent: Mapped[Profile | None] = relationship(remote_side=[id])
+    pool: Mapped[Pool | None] = relationship()
+    selectors: Mapped[list[Selector]] = relationship(
+        back_populates="profile", cascade="all, delete-orphan"
+    )
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hostname: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    smbios_uuid: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    serial: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    arch: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("profiles.id", ondelete="SET NULL"), nullable=True
+    )
+    pool_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pools.id", ondelete="SET NULL"), nullable=True
+    )
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    state_reason: Mapped[str] = mapped_column(Text, default="")
+    # The last failure log an installer uploaded, cut to Settings.max_log_bytes.
+    failure_log: Mapped[str] = mapped_column(Text, default="")
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    refusal_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # sha256 hex of the one-time install token; the token itself is never stored.
+    install_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    token_spent: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    macs: Mapped[list[HostMac]] = relationship(
+        back_populates="host", cascade="all, delete-orphan", order_by="HostMac.id", lazy="selectin"
+    )
+    profile: Mapped[Profile | None] = relationship()
+    pool: Mapped[Pool | None] = relationship(foreign_keys=[pool_id])
+
+    @property
+    def mac_list(self) -> list[str]:
+        return [m.mac for m in self.macs]
+
+
+class HostMac(Base):
+    __tablename__ = "host_macs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
+    # Normalised: lower case, colon separated (pxe.store.macs.normalise_mac).
+    mac: Mapped[str] = mapped_column(String(17), unique=True)
+
+    host: Mapped[Host] = relationship(back_populates="macs")
+
+
+class Selector(Base):
+    """Maps hosts to a profile; several selectors of one profile are OR-ed."""
+
+    __tablename__ = "selectors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
+    field: Mapped[str] = mapped_column(String(16))  # mac | uuid | serial
+    pattern: Mapped[str] = mapped_column(String(255))  # shell wildcards: * ? [..]
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    profile: Mapped[Profile] = relationship(back_populates="selectors")
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_host_id_time", "host_id", "time"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    time: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # discovered | state | progress | failed | done | registered | ... (free, short)
+    kind: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(128), default="")
+    percent: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the token
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
