@@ -1,0 +1,21 @@
+"""Low-level probing of one device (``blkid --probe``): no cache, no udev needed."""
+
+from __future__ import annotations
+
+from installer.runner import run
+
+
+def probe(device: str) -> dict[str, str]:
+    """``TYPE``, ``LABEL``, ``UUID``, ``PART_ENTRY_*``... of ``device``; empty when nothing found.
+
+    blkid exits 2 when it finds nothing, which is an answer, not a failure.
+    """
+    result = run(["blkid", "--probe", "--output", "export", device], check=False)
+    if result.returncode not in (0, 2):
+        result = run(["blkid", "--probe", "--output", "export", device])
+    values: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key] = value
+    return values
