@@ -65,8 +65,7 @@ def check_join(master_facts: JoinFacts, joiner_facts: JoinFacts, *, force: bool)
         )
     if joiner.dom0_release != master.dom0_release:
         reasons.append(
-            f"dom0 release {joiner.dom0_release} differs from the master's "
-            f"{master.dom0_release}."
+            f"dom0 release {joiner.dom0_release} differs from the master's {master.dom0_release}."
         )
     if not force and joiner.cpu_vendor.casefold() != master.cpu_vendor.casefold():
         reasons.append(

@@ -1,0 +1,182 @@
+"""A real BIND 9 ``named`` for the DNS tests: loopback only, a free port, a TSIG key, two zones.
+
+Started in the foreground (``-g``) from a config written into a temporary directory, so nothing
+of the system's BIND is touched, and stopped at teardown even when a test fails. The zones accept
+dynamic updates signed with the test key only, which is what the server will meet in a datacenter.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+
+from installer import runner
+
+FORWARD_ZONE = "xcp.test."
+REVERSE_ZONE = "2.0.192.in-addr.arpa."
+# Records that exist before any test runs, for the conflict tests.
+STATIC_NAME = "taken"
+STATIC_ADDRESS = "192.0.2.200"
+STATIC_PTR_ADDRESS = "192.0.2.201"
+STATIC_PTR_TARGET = "someone-else.xcp.test."
+KEY_NAME = "xcp-test-key"
+ALGORITHM = "hmac-sha256"
+
+
+@dataclass(frozen=True)
+class BindServer:
+    host: str
+    port: int
+    forward_zone: str
+    reverse_zone: str
+    key_name: str
+    algorithm: str
+    secret: str
+    key_file: Path
+    workdir: Path
+
+    def settings_mapping(self) -> dict[str, object]:
+        """The ``[dns]`` settings a server would be configured with to use this BIND."""
+        return {
+            "server": self.host,
+            "port": self.port,
+            "forward_zone": self.forward_zone,
+            "reverse_zone": self.reverse_zone,
+            "key_name": self.key_name,
+            "algorithm": self.algorithm,
+            "secret_file": str(self.key_file),
+        }
+
+    def query(self, name: str, rdtype: str) -> list[str]:
+        """Ask this server directly (TCP, no recursion) and return the answer's values."""
+        request = dns.message.make_query(name, rdtype)
+        request.flags &= ~dns.flags.RD
+        response = dns.query.tcp(request, self.host, port=self.port, timeout=5)
+        wanted = dns.rdatatype.from_text(rdtype)
+        return sorted(
+            rdata.to_text()
+            for rrset in response.answer
+            if rrset.rdtype == wanted
+            for rdata in rrset
+        )
+
+
+def _free_port(host: str) -> int:
+    """A port free for both TCP and UDP on ``host`` (named listens on both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+
+
+def _zone_files(workdir: Path) -> None:
+    soa = "@ 300 IN SOA ns.xcp.test. hostmaster.xcp.test. 1 3600 600 86400 300\n"
+    (workdir / "forward.zone").write_text(
+        "$TTL 300\n"
+        f"$ORIGIN {FORWARD_ZONE}\n" + soa + "@ IN NS ns\n"
+        "ns IN A 127.0.0.1\n"
+        f"{STATIC_NAME} IN A {STATIC_ADDRESS}\n"
+        f"alias IN CNAME {STATIC_NAME}\n"
+    )
+    last_octet = STATIC_PTR_ADDRESS.rsplit(".", 1)[1]
+    (workdir / "reverse.zone").write_text(
+        "$TTL 300\n"
+        f"$ORIGIN {REVERSE_ZONE}\n" + soa + "@ IN NS ns.xcp.test.\n"
+        f"{last_octet} IN PTR {STATIC_PTR_TARGET}\n"
+    )
+
+
+def _config(workdir: Path, host: str, port: int, secret: str) -> Path:
+    key_block = f'key "{KEY_NAME}" {{\n\talgorithm {ALGORITHM};\n\tsecret "{secret}";\n}};\n'
+    (workdir / "tsig.key").write_text(key_block)
+    zones = "".join(
+        f'zone "{zone.rstrip(".")}" {{ type primary; file "{workdir / filename}";'
+        f' allow-update {{ key "{KEY_NAME}"; }}; }};\n'
+        for zone, filename in ((FORWARD_ZONE, "forward.zone"), (REVERSE_ZONE, "reverse.zone"))
+    )
+    conf = workdir / "named.conf"
+    conf.write_text(
+        "options {\n"
+        f'  directory "{workdir}";\n'
+        f'  pid-file "{workdir / "named.pid"}";\n'
+        f'  session-keyfile "{workdir / "session.key"}";\n'
+        f'  managed-keys-directory "{workdir}";\n'
+        f"  listen-on port {port} {{ {host}; }};\n"
+        "  listen-on-v6 { none; };\n"
+        "  recursion no;\n"
+        "  dnssec-validation no;\n"
+        "  notify no;\n"
+        "};\n"
+        "controls { };\n" + key_block + zones
+    )
+    return conf
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], host: str, port: int, log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"named exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            dns.query.tcp(dns.message.make_query(FORWARD_ZONE, "SOA"), host, port=port, timeout=1)
+        except (OSError, dns.exception.DNSException):
+            time.sleep(0.1)
+            continue
+        return
+    raise RuntimeError(f"named did not answer on {host}:{port} in 20 s: {log.read_text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def running_bind(workdir: Path, host: str = "127.0.0.1") -> Iterator[BindServer]:
+    """Start ``named`` serving the test zones from ``workdir``; stop it on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    _zone_files(workdir)
+    secret = base64.b64encode(secrets.token_bytes(32)).decode()
+    port = _free_port(host)
+    conf = _config(workdir, host, port, secret)
+    log = workdir / "named.log"
+    with log.open("wb") as log_stream:
+        proc = runner.start(
+            ["named", "-g", "-n", "1", "-c", str(conf)],
+            stdout=log_stream,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_ready(proc, host, port, log)
+        yield BindServer(
+            host=host,
+            port=port,
+            forward_zone=FORWARD_ZONE,
+            reverse_zone=REVERSE_ZONE,
+            key_name=KEY_NAME,
+            algorithm=ALGORITHM,
+            secret=secret,
+            key_file=workdir / "tsig.key",
+            workdir=workdir,
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
