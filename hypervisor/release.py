@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -150,3 +151,68 @@ def verify(release_dir: Path, manifest: Manifest | None = None) -> list[str]:
         if digest != art.sha256:
             problems.append(f"{art.path}: sha256 {digest}, manifest says {art.sha256}")
     return problems
+
+
+DATA_DIR_ENV = "XCP_PROVISION_DATA_DIR"
+
+
+def default_releases_dir() -> Path:
+    """``<data-dir>/releases``: the server, the CLI and the builders agree without flags."""
+    return Path(os.environ.get(DATA_DIR_ENV) or "./data") / "releases"
+
+
+def list_releases(releases_dir: Path) -> list[Manifest]:
+    """Every release under ``releases_dir``, by name; a broken manifest raises with its path."""
+    releases_dir = Path(releases_dir)
+    if not releases_dir.is_dir():
+        return []
+    return [load(child) for child in sorted(releases_dir.iterdir()) if (child / MANIFEST).is_file()]
+
+
+def remove(releases_dir: Path, name: str) -> Path:
+    """Delete release ``name`` with its files; refuses anything that is not a release directory."""
+    if not name or "/" in name or name in {".", ".."}:
+        raise ReleaseError(f"{name!r} is not a release name")
+    release_dir = Path(releases_dir) / name
+    if not (release_dir / MANIFEST).is_file():
+        raise ReleaseError(f"no release {name!r} in {releases_dir}")
+    shutil.rmtree(release_dir)
+    return release_dir
+
+
+def add_artefacts(
+    release_dir: Path,
+    artefacts: list[Artefact],
+    *,
+    version: str,
+    notes: dict[str, str] | None = None,
+) -> Manifest:
+    """Put artefacts into the release at ``release_dir``, creating its manifest if needed.
+
+    Separate builders (hypervisor, dom0, installer) fill one release this way: an artefact
+    replaces the one of the same kind, the others stay, and notes merge. The release takes its
+    name from the directory; an existing release keeps its version.
+    """
+    release_dir = Path(release_dir)
+    release_dir.mkdir(parents=True, exist_ok=True)
+    kinds = {art.kind for art in artefacts}
+    if (release_dir / MANIFEST).is_file():
+        old = load(release_dir)
+        kept = tuple(art for art in old.artefacts if art.kind not in kinds)
+        manifest = Manifest(
+            name=old.name,
+            version=old.version,
+            created=now(),
+            artefacts=kept + tuple(artefacts),
+            notes={**old.notes, **(notes or {})},
+        )
+    else:
+        manifest = Manifest(
+            name=release_dir.resolve().name,
+            version=version,
+            created=now(),
+            artefacts=tuple(artefacts),
+            notes=dict(notes or {}),
+        )
+    save(release_dir, manifest)
+    return manifest

@@ -1,0 +1,456 @@
+#!/usr/bin/python3
+"""The dom0 first-boot agent: register this host with the provisioning server, once.
+
+It runs inside the freshly installed dom0 with nothing but Debian's python3, so it uses the
+standard library only. The installer leaves ``/etc/xcp-provision/firstboot.json`` with the
+server URL and a one-time token; the agent reports the host's facts to
+``POST {server_url}/api/v1/register``, records the pool answer in
+``/etc/xcp-provision/pool.conf``, runs the optional pool-join hook and then disables itself.
+
+While the server is unreachable or failing (5xx) it retries with exponential backoff (capped,
+with jitter, so a rack of hosts booting together does not hammer the server in step). A 4xx is an
+answer, not an outage: the agent logs it and stops without retrying.
+
+Exit codes: 0 registered (or already done earlier); 1 registered but the pool-join hook failed;
+2 the server refused the registration; 3 bad or missing config; 75 gave up after
+``--max-attempts``.
+
+On XCP-ng, the hook ``/etc/xcp-provision/hooks/pool-join`` would run::
+
+    xe pool-join master-address="$XCP_POOL_MASTER_ADDRESS" master-username=root \\
+        master-password="$XCP_POOL_SECRET"
+
+It gets the answer in its environment (XCP_POOL_STATE, XCP_POOL_NAME, XCP_POOL_ROLE,
+XCP_POOL_MASTER_ADDRESS, XCP_POOL_SECRET) and runs only when the server placed this host in a
+pool as a member.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger("xcp-provision-firstboot")
+
+CONFIG = "etc/xcp-provision/firstboot.json"
+POOL_CONF = "etc/xcp-provision/pool.conf"
+HOOK = "etc/xcp-provision/hooks/pool-join"
+RELEASE = "etc/xcp-provision/release"
+OS_RELEASE = "etc/os-release"
+XENSOURCE_NETWORK_CONF = "etc/xensource/network.conf"
+UNIT_WANTS = "etc/systemd/system/multi-user.target.wants/xcp-provision-firstboot.service"
+DONE = "var/lib/xcp-provision/firstboot.done"
+
+EXIT_OK, EXIT_HOOK, EXIT_REFUSED, EXIT_CONFIG, EXIT_GAVE_UP = 0, 1, 2, 3, 75
+REQUIRED = ("server_url", "token")
+
+
+class ConfigError(Exception):
+    """The installer's first-boot config is missing or unusable."""
+
+
+class RefusedError(Exception):
+    """The server answered 4xx: retrying would get the same answer."""
+
+
+class UnavailableError(Exception):
+    """The server could not be reached or answered 5xx: worth retrying."""
+
+
+# --- config --------------------------------------------------------------------------------
+
+
+def load_config(root: Path) -> dict:
+    path = root / CONFIG
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} does not exist; the installer writes it") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    missing = [key for key in REQUIRED if not data.get(key)]
+    if missing:
+        raise ConfigError(f"{path} lacks {', '.join(missing)}")
+    scheme = urllib.parse.urlsplit(data["server_url"]).scheme
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"{path}: server_url {data['server_url']!r} is not an http(s) URL")
+    return data
+
+
+# --- facts ---------------------------------------------------------------------------------
+
+
+def _read(path: Path | str, default: str = "") -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return default
+
+
+def _command(argv: list[str]) -> str:
+    """Output of a probe command, or "" when it is absent or fails: facts are best effort."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+def xl_info() -> dict[str, str]:
+    info = {}
+    for line in _command(["xl", "info"]).splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            info[key.strip()] = value.strip()
+    return info
+
+
+def xen_version(info: dict[str, str]) -> str | None:
+    if "xen_version" in info:
+        return info["xen_version"]
+    if "xen_major" in info:
+        return f"{info['xen_major']}.{info['xen_minor']}{info.get('xen_extra', '')}"
+    major = _read("/sys/hypervisor/version/major")
+    if not major:
+        return None
+    minor = _read("/sys/hypervisor/version/minor")
+    return f"{major}.{minor}{_read('/sys/hypervisor/version/extra')}"
+
+
+def cpu_facts(info: dict[str, str]) -> dict:
+    fields: dict[str, str] = {}
+    for line in _read("/proc/cpuinfo").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    cores = int(info["nr_cpus"]) if info.get("nr_cpus", "").isdigit() else os.cpu_count()
+    return {
+        "cpu_vendor": fields.get("vendor_id", ""),
+        "cpu_model": fields.get("model name", ""),
+        "cpu_flags": fields.get("flags", "").split(),
+        "cores": cores,
+    }
+
+
+def memory_mib(info: dict[str, str]) -> int:
+    """The host's memory in MiB: Xen's total (dom0 only sees its share), else the kernel's."""
+    if info.get("total_memory", "").isdigit():
+        return int(info["total_memory"])
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def dom0_release(root: Path) -> str:
+    name = _read(root / RELEASE)
+    if name:
+        return name
+    for line in _read(root / OS_RELEASE).splitlines():
+        key, _, value = line.partition("=")
+        if key == "VERSION_ID":
+            return value.strip().strip('"')
+    return ""
+
+
+def network_backend(root: Path, config: dict) -> str:
+    """The network backend as XAPI names it ("openvswitch" or "bridge"), from its config."""
+    if config.get("network_backend"):
+        return str(config["network_backend"])
+    return _read(root / XENSOURCE_NETWORK_CONF) or "bridge"
+
+
+def management_ip(server_url: str) -> str | None:
+    """The local address this host uses to reach the server (a UDP connect sends nothing)."""
+    parts = urllib.parse.urlsplit(server_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_DGRAM)
+        family, _, _, _, address = infos[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            return sock.getsockname()[0]
+    except OSError:
+        return None
+
+
+def interface_of(ip: str | None) -> str | None:
+    if not ip:
+        return None
+    try:
+        entries = json.loads(_command(["ip", "-j", "addr", "show"]) or "[]")
+    except ValueError:
+        return None
+    for entry in entries:
+        for addr in entry.get("addr_info", []):
+            if addr.get("local") == ip:
+                return entry.get("ifname")
+    return None
+
+
+def vlan_of(interface: str | None) -> int | None:
+    if not interface:
+        return None
+    for line in _read(f"/proc/net/vlan/{interface}").splitlines():
+        if "VID:" in line:
+            return int(line.split("VID:")[1].split()[0])
+    base, dot, tag = interface.rpartition(".")
+    return int(tag) if base and dot and tag.isdigit() else None
+
+
+def nics() -> list[dict]:
+    result = []
+    for dev in sorted(Path("/sys/class/net").iterdir()):
+        if dev.name == "lo" or not (dev / "device").exists():
+            continue
+        driver = dev / "device" / "driver"
+        speed = _read(dev / "speed")
+        result.append(
+            {
+                "name": dev.name,
+                "mac": _read(dev / "address"),
+                "driver": driver.resolve().name if driver.exists() else "",
+                "speed_mbps": int(speed) if speed.lstrip("-").isdigit() else None,
+                "state": _read(dev / "operstate"),
+            }
+        )
+    return result
+
+
+def disks() -> list[dict]:
+    result = []
+    for dev in sorted(Path("/sys/block").iterdir()):
+        if dev.name.startswith(("loop", "ram", "zram", "dm-", "sr", "md", "nbd")):
+            continue
+        sectors = _read(dev / "size", "0")
+        result.append(
+            {
+                "name": dev.name,
+                "size_bytes": int(sectors) * 512 if sectors.isdigit() else 0,
+                "model": _read(dev / "device" / "model"),
+                "rotational": _read(dev / "queue" / "rotational") == "1",
+            }
+        )
+    return result
+
+
+def mac_of(interface: str | None) -> str:
+    return _read(f"/sys/class/net/{interface}/address") if interface else ""
+
+
+def collect_facts(root: Path, config: dict) -> dict:
+    info = xl_info()
+    ip = management_ip(config["server_url"])
+    interface = interface_of(ip)
+    return {
+        "hostname": config.get("hostname") or socket.gethostname(),
+        "mac": config.get("mac") or mac_of(interface),
+        **cpu_facts(info),
+        "memory": memory_mib(info),
+        "xen_version": xen_version(info),
+        "dom0_release": dom0_release(root),
+        "network_backend": network_backend(root, config),
+        "management_ip": ip,
+        "management_interface": interface,
+        "management_vlan": vlan_of(interface),
+        "nics": nics(),
+        "disks": disks(),
+    }
+
+
+# --- the exchange --------------------------------------------------------------------------
+
+
+def register(server_url: str, token: str, facts: dict, timeout: float = 30) -> dict:
+    url = server_url.rstrip("/") + "/api/v1/register"
+    request = urllib.request.Request(  # noqa: S310 (the scheme is checked in load_config)
+        url,
+        data=json.dumps(facts).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace").strip()[:300]
+        if 400 <= exc.code < 500:
+            raise RefusedError(f"HTTP {exc.code} from {url}: {detail or exc.reason}") from exc
+        raise UnavailableError(f"HTTP {exc.code} from {url}: {detail or exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise UnavailableError(f"{url} unreachable: {getattr(exc, 'reason', exc)}") from exc
+    try:
+        answer = json.loads(body)
+    except ValueError as exc:
+        raise UnavailableError(f"{url} answered something that is not JSON") from exc
+    if not isinstance(answer, dict) or answer.get("state") not in ("in-pool", "registered"):
+        raise UnavailableError(f"{url} answered without a registration state: {body[:200]!r}")
+    return answer
+
+
+def backoff_delays(base: float, cap: float, rng: random.Random):
+    """Exponential delays, capped, each drawn from the upper half of its window (jitter)."""
+    attempt = 0
+    while True:
+        ceiling = min(cap, base * 2**attempt)
+        yield rng.uniform(ceiling / 2, ceiling)
+        attempt += 1
+
+
+def register_with_retries(
+    config: dict,
+    facts: dict,
+    *,
+    max_attempts: int,
+    base: float,
+    cap: float,
+    sleep=time.sleep,
+    rng: random.Random | None = None,
+) -> dict:
+    delays = backoff_delays(base, cap, rng or random.Random())  # noqa: S311 (jitter, not secrets)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return register(config["server_url"], config["token"], facts)
+        except UnavailableError as exc:
+            if max_attempts and attempt >= max_attempts:
+                raise
+            delay = next(delays)
+            log.warning("attempt %d: %s; retrying in %.1f s", attempt, exc, delay)
+            sleep(delay)
+
+
+# --- applying the answer -------------------------------------------------------------------
+
+
+def write_pool_conf(root: Path, answer: dict) -> Path:
+    """Shell-sourceable ``KEY=value`` lines; 0600 because it holds the pool secret."""
+    values = {
+        "STATE": answer.get("state") or "",
+        "POOL": answer.get("pool") or "",
+        "ROLE": answer.get("role") or "",
+        "MASTER_ADDRESS": answer.get("master_address") or "",
+        "POOL_SECRET": answer.get("pool_secret") or "",
+        "REASONS": "; ".join(answer.get("reasons") or []),
+    }
+    path = root / POOL_CONF
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("# Written by the xcp-provision first-boot agent.\n")
+        fh.writelines(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
+    os.replace(tmp, path)
+    return path
+
+
+def run_hook(root: Path, answer: dict) -> bool:
+    """Run the pool-join hook for a member; True when it ran fine or had nothing to do."""
+    hook = root / HOOK
+    if answer.get("state") != "in-pool" or answer.get("role") != "member":
+        return True
+    if not os.access(hook, os.X_OK):
+        log.info("no executable %s; pool join left to the operator", hook)
+        return True
+    env = {
+        **os.environ,
+        "XCP_POOL_STATE": answer.get("state") or "",
+        "XCP_POOL_NAME": answer.get("pool") or "",
+        "XCP_POOL_ROLE": answer.get("role") or "",
+        "XCP_POOL_MASTER_ADDRESS": answer.get("master_address") or "",
+        "XCP_POOL_SECRET": answer.get("pool_secret") or "",
+    }
+    proc = subprocess.run([str(hook)], env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        log.error("pool-join hook %s failed with exit code %d: %s", hook, proc.returncode, last[0])
+        return False
+    log.info("pool-join hook %s succeeded", hook)
+    return True
+
+
+def disable(root: Path, config: dict) -> None:
+    """Never run again: drop the enable symlink, leave a marker, forget the spent token."""
+    (root / UNIT_WANTS).unlink(missing_ok=True)
+    done = root / DONE
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+    config_path = root / CONFIG
+    kept = {key: value for key, value in config.items() if key != "token"}
+    config_path.write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Register this host with xcp-provision, once.")
+    parser.add_argument(
+        "--root",
+        default=os.environ.get("XCP_PROVISION_ROOT", "/"),
+        help="Root directory holding etc/ and var/ (tests use a temporary one).",
+    )
+    parser.add_argument("--max-attempts", type=int, default=0, help="0: keep trying.")
+    parser.add_argument("--backoff-base", type=float, default=2.0, help="First delay, seconds.")
+    parser.add_argument("--backoff-cap", type=float, default=300.0, help="Longest delay.")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="xcp-provision-firstboot: %(message)s")
+    root = Path(args.root)
+    if (root / DONE).exists():
+        log.info("already registered (%s exists); nothing to do", root / DONE)
+        return EXIT_OK
+    try:
+        config = load_config(root)
+    except ConfigError as exc:
+        log.error("cannot register: %s", exc)
+        return EXIT_CONFIG
+    facts = collect_facts(root, config)
+    log.info("registering %s (%s) with %s", facts["hostname"], facts["mac"], config["server_url"])
+    try:
+        answer = register_with_retries(
+            config,
+            facts,
+            max_attempts=args.max_attempts,
+            base=args.backoff_base,
+            cap=args.backoff_cap,
+        )
+    except RefusedError as exc:
+        log.error("registration refused, not retrying: %s", exc)
+        return EXIT_REFUSED
+    except UnavailableError as exc:
+        log.error("giving up after %d attempts: %s", args.max_attempts, exc)
+        return EXIT_GAVE_UP
+    write_pool_conf(root, answer)
+    log.info(
+        "registered: state %s, pool %s, role %s%s",
+        answer.get("state"),
+        answer.get("pool"),
+        answer.get("role"),
+        f" (reasons: {'; '.join(answer['reasons'])})" if answer.get("reasons") else "",
+    )
+    hook_ok = run_hook(root, answer)
+    disable(root, config)
+    return EXIT_OK if hook_ok else EXIT_HOOK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""What xcp-provision adds to a dom0 root filesystem, in one place.
+
+The real image (debootstrap) and the demo image (a tiny skeleton) both call
+:func:`install_overlay`, so the installer meets the same agent, unit, network layout and console
+setup whichever it lays down.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from dom0 import layout
+
+FIRSTBOOT_DIR = Path(__file__).parent / "firstboot"
+AGENT_SOURCE = FIRSTBOOT_DIR / "agent.py"
+UNIT_SOURCE = FIRSTBOOT_DIR / layout.UNIT_NAME
+
+
+def inside(root: Path, absolute: str) -> Path:
+    return Path(root) / absolute.lstrip("/")
+
+
+def _symlink(root: Path, link: str, target: str) -> None:
+    path = inside(root, link)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    os.symlink(target, path)
+
+
+def install_overlay(root: Path, release_name: str) -> None:
+    """Install and enable the first-boot agent, the network base config and the hvc0 getty."""
+    agent = inside(root, layout.AGENT)
+    agent.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(AGENT_SOURCE, agent)
+    agent.chmod(0o755)
+    unit = inside(root, layout.UNIT)
+    unit.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(UNIT_SOURCE, unit)
+    unit.chmod(0o644)
+    _symlink(root, layout.UNIT_WANTS, layout.UNIT)
+    inside(root, layout.POOL_JOIN_HOOK).parent.mkdir(parents=True, exist_ok=True)
+    inside(root, layout.RELEASE_FILE).write_text(release_name + "\n")
+
+    inside(root, layout.NETWORK_INTERFACES_DIR).mkdir(parents=True, exist_ok=True)
+    inside(root, layout.NETWORK_INTERFACES).write_text(layout.BASE_INTERFACES)
+    _symlink(root, layout.NAMING_POLICY_MASK, "/dev/null")
+    _symlink(root, layout.HVC0_GETTY, layout.SERIAL_GETTY_UNIT)

@@ -1,0 +1,169 @@
+"""``xcp-provision images``: build, list, verify and remove releases.
+
+A release directory collects artefacts from several builders: run ``hypervisor``, ``dom0`` and
+``installer`` with the same ``--out`` and they fill one manifest. Releases live in
+``<data-dir>/releases`` (data dir: ``$XCP_PROVISION_DATA_DIR`` or ``./data``); builds are cached
+in ``$XCP_PROVISION_CACHE`` (default ``/var/cache/xcp-provision``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from hypervisor import fetch, release
+from hypervisor.cache import BuildCache, default_cache_dir
+from hypervisor.demo import build_demo_release
+from hypervisor.errors import ImageError
+from installer.errors import InstallerError
+
+_releases_option = click.option(
+    "--releases",
+    "releases_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Releases directory (default: <data-dir>/releases).",
+)
+
+
+def _out_option(default_name: str) -> Callable:
+    return click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help=f"Release directory to create or extend (default <data-dir>/releases/{default_name}).",
+    )
+
+
+_cache_option = click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Build cache (default: $XCP_PROVISION_CACHE or /var/cache/xcp-provision).",
+)
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Every failure the user can meet reaches them as one sentence, without a traceback."""
+    try:
+        yield
+    except (release.ReleaseError, ImageError, InstallerError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _report(manifest: release.Manifest, out_dir: Path, started: float) -> None:
+    click.echo(f"release {manifest.name} in {out_dir} ({time.monotonic() - started:.1f} s)")
+    for art in manifest.artefacts:
+        click.echo(f"  {art.kind.value:17} {art.path:28} {_human(art.size):>10}  {art.version}")
+
+
+@click.group()
+def images() -> None:
+    """Build and manage releases (hypervisor, dom0 image, installer boot image)."""
+
+
+@images.command("list")
+@_releases_option
+def list_cmd(releases_dir: Path | None) -> None:
+    """List the releases with their artefacts and sizes."""
+    releases_dir = releases_dir or release.default_releases_dir()
+    with _clear_errors():
+        manifests = release.list_releases(releases_dir)
+    if not manifests:
+        click.echo(f"no releases in {releases_dir}")
+        return
+    for manifest in manifests:
+        total = sum(art.size for art in manifest.artefacts)
+        kinds = ", ".join(art.kind.value for art in manifest.artefacts)
+        demo = " [demo]" if manifest.notes.get("demo") == "true" else ""
+        click.echo(
+            f"{manifest.name}{demo}  version {manifest.version}  created {manifest.created}  "
+            f"{_human(total)}  ({kinds})"
+        )
+
+
+@images.command()
+@click.argument("names", nargs=-1)
+@_releases_option
+def verify(names: tuple[str, ...], releases_dir: Path | None) -> None:
+    """Check every artefact's size and sha256 against its manifest (all releases by default)."""
+    releases_dir = releases_dir or release.default_releases_dir()
+    with _clear_errors():
+        targets = list(names) or [m.name for m in release.list_releases(releases_dir)]
+        if not targets:
+            raise click.ClickException(f"no releases in {releases_dir}")
+        failed = False
+        for name in targets:
+            problems = release.verify(releases_dir / name)
+            for problem in problems:
+                click.echo(f"{name}/{problem}", err=True)
+            failed = failed or bool(problems)
+            click.echo(f"{name}: {'CORRUPT' if problems else 'ok'}")
+    if failed:
+        raise SystemExit(1)
+
+
+@images.command()
+@click.argument("name")
+@_releases_option
+def remove(name: str, releases_dir: Path | None) -> None:
+    """Delete a release and its files."""
+    releases_dir = releases_dir or release.default_releases_dir()
+    with _clear_errors():
+        path = release.remove(releases_dir, name)
+    click.echo(f"removed {path}")
+
+
+@images.command()
+@_out_option("debian12")
+@click.option(
+    "--from",
+    "from_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Import this xen.gz instead of Debian's.",
+)
+@click.option("--version", "version", default="", help="With --from: the version to record.")
+@_cache_option
+def hypervisor(
+    out_dir: Path | None, from_file: Path | None, version: str, cache_dir: Path | None
+) -> None:
+    """Add Xen (Debian's xen-hypervisor-4.17-amd64, or --from FILE) to a release."""
+    out_dir = out_dir or release.default_releases_dir() / "debian12"
+    started = time.monotonic()
+    with _clear_errors():
+        if from_file:
+            image = fetch.import_xen(from_file, version)
+        else:
+            image, built = fetch.fetch_xen(BuildCache(cache_dir or default_cache_dir()))
+            click.echo(f"{'fetched' if built else 'cached'}: {image.source}")
+        manifest = fetch.add_to_release(out_dir, image)
+    _report(manifest, out_dir, started)
+
+
+@images.command()
+@_out_option("demo")
+@_cache_option
+def demo(out_dir: Path | None, cache_dir: Path | None) -> None:
+    """Make a small demo release in seconds (placeholders, labelled; Xen real when cached)."""
+    out_dir = out_dir or release.default_releases_dir() / "demo"
+    started = time.monotonic()
+    with _clear_errors():
+        manifest = build_demo_release(out_dir, BuildCache(cache_dir or default_cache_dir()))
+    _report(manifest, out_dir, started)
+    click.echo(f"placeholders: {manifest.notes.get('placeholders') or 'none'}")

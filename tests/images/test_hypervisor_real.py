@@ -1,0 +1,43 @@
+"""Xen from Debian's package through apt, for real (needs the apt mirror: CI has it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hypervisor import fetch, release
+from hypervisor.cache import BuildCache, package_versions
+from hypervisor.demo import build_demo_release
+from hypervisor.release import ArtefactKind
+from pxe.cli.main import main
+
+
+@pytest.mark.slow
+def test_real_xen_from_debian_cached_and_used_by_the_demo(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    out = tmp_path / "releases" / "debian12"
+    cli = CliRunner()
+    args = ["images", "hypervisor", "--out", str(out), "--cache", str(cache_dir)]
+
+    first = cli.invoke(main, args, catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    assert "fetched: Debian xen-hypervisor-4.17-amd64" in first.output
+    manifest = release.load(out)
+    xen = manifest.artefact(ArtefactKind.HYPERVISOR)
+    assert xen.version == package_versions([fetch.XEN_PACKAGE])[fetch.XEN_PACKAGE]
+    assert xen.size > 500_000
+    fetch.check_multiboot2(out / xen.path)
+    assert release.verify(out) == []
+
+    second = cli.invoke(main, args, catch_exceptions=False)
+    assert second.exit_code == 0, second.output
+    assert "cached: " in second.output
+    assert release.load(out).artefact(ArtefactKind.HYPERVISOR).sha256 == xen.sha256
+
+    demo = build_demo_release(tmp_path / "releases" / "demo", BuildCache(cache_dir))
+    demo_xen = demo.artefact(ArtefactKind.HYPERVISOR)
+    assert demo_xen.sha256 == xen.sha256
+    assert demo_xen.version == xen.version
+    assert "hypervisor" not in demo.notes["placeholders"]
