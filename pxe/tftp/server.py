@@ -1,0 +1,396 @@
+"""The TFTP service: tftpy's protocol states behind a read-only, supervised, faster front.
+
+tftpy 0.8.7 gets the protocol right (RRQ, OACK, blksize, tsize, retransmission) but its server
+is unsafe and slow as shipped (``../shared/reference/libraries.md``): it follows symlinks out of
+the root, accepts uploads, crashes for good when a dynamic file is a ``BytesIO`` (#155), stops
+only after its next select timeout, and its ``listen()`` loop rebuilds the socket list, scans
+every session to find a packet's owner and re-checks every timeout on each packet, which makes
+it quadratic in the number of concurrent clients.
+
+So this module keeps tftpy's packet codec, contexts and states, and replaces only the two things
+that cannot be wrapped from outside:
+
+* the request start (:class:`_ReadOnlyStart`): write requests are refused, every path is
+  resolved with ``realpath`` and refused outside the root, generated files come from the
+  ``generated`` callable through a real temporary file;
+* the event loop (:class:`TftpService`): one ``selectors`` registration per session, packets
+  from a foreign transfer id dropped (tftpy processes them), timeouts checked on a tick, a
+  wake-up pipe so ``stop()`` is immediate, every transfer's exception contained, and the loop
+  itself restarted by a supervisor if it ever dies. The steady-state ACK -> DATA step is done
+  inline (profiling showed tftpy's per-packet object churn and logging to be most of the CPU
+  time); everything else (OACK, duplicates, errors, resends) still goes through tftpy's states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import selectors
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from tftpy.TftpContexts import TftpContextServer
+from tftpy.TftpPacketFactory import TftpPacketFactory
+from tftpy.TftpPacketTypes import TftpPacketDAT, TftpPacketRRQ, TftpPacketWRQ
+from tftpy.TftpShared import (
+    TftpErrors,
+    TftpException,
+    TftpTimeout,
+    TftpTimeoutExpectACK,
+)
+from tftpy.TftpStates import TftpServerState, TftpState, TftpStateExpectACK
+
+log = logging.getLogger(__name__)
+
+Generated = Callable[[str, str], bytes | None]
+
+# RFC 2348's ceiling: a DATA packet must still fit in one UDP datagram.
+MAX_BLKSIZE = 65464
+_RECV_SIZE = 65536
+_OP_ACK = 4
+
+
+class TftpRefusedError(TftpException):
+    """A request this server will not serve (upload, path outside the root, missing file)."""
+
+    def __init__(self, code: int, client: str, filename: str, why: str) -> None:
+        self.code = code
+        self.client = client
+        self.filename = filename
+        super().__init__(f"refused {filename!r} to {client}: {why}")
+
+
+@dataclasses.dataclass
+class TftpCounters:
+    """Totals the metrics endpoint reads; only the service thread writes them."""
+
+    transfers: int = 0  # completed downloads
+    bytes: int = 0  # payload bytes of completed downloads
+    failed: int = 0  # started but not completed (timeout, client error)
+    refused: int = 0  # uploads, escapes, missing files
+    malformed: int = 0  # datagrams on the listening port that are no request
+    crashed: int = 0  # unexpected exceptions contained (a bug, logged with its traceback)
+
+
+class _ReadOnlyStart(TftpState):
+    """First state of every transfer: only reads, only inside the root."""
+
+    def handle(self, pkt: object, raddress: str, rport: int) -> TftpState:
+        self.context.tidport = rport
+        if isinstance(pkt, TftpPacketRRQ):
+            return _ReadRequest(self.context).handle(pkt, raddress, rport)
+        self.sendError(TftpErrors.AccessViolation)
+        kind = "write request" if isinstance(pkt, TftpPacketWRQ) else "not a read request"
+        raise TftpRefusedError(
+            TftpErrors.AccessViolation, raddress, getattr(pkt, "filename", "?"), kind
+        )
+
+
+class _ReadRequest(TftpServerState):
+    def returnSupportedOptions(self, options: dict[str, str]) -> dict[str, object]:  # noqa: N802
+        accepted = super().returnSupportedOptions(options)
+        if "blksize" in accepted:
+            accepted["blksize"] = min(int(accepted["blksize"]), MAX_BLKSIZE)
+        return accepted
+
+    def handle(self, pkt: TftpPacketRRQ, raddress: str, rport: int) -> TftpState:
+        try:
+            send_oack = self.serverInitial(pkt, raddress, rport)
+        except TftpRefusedError:
+            raise
+        except TftpException as exc:  # tftpy's own '..' check already sent the error
+            raise TftpRefusedError(
+                TftpErrors.AccessViolation, raddress, pkt.filename, str(exc)
+            ) from exc
+        except ValueError as exc:  # a non-numeric blksize
+            self.sendError(TftpErrors.FailedNegotiation)
+            raise TftpRefusedError(
+                TftpErrors.FailedNegotiation, raddress, pkt.filename, f"bad option: {exc}"
+            ) from exc
+        ctx = self.context
+        try:
+            ctx.fileobj = ctx.opener(pkt.filename, self.full_path, raddress)
+        except TftpRefusedError as exc:
+            self.sendError(exc.code)
+            raise
+        if send_oack and "tsize" in ctx.options:
+            ctx.options["tsize"] = str(os.fstat(ctx.fileobj.fileno()).st_size)
+        if send_oack:
+            self.sendOACK()
+        else:
+            ctx.next_block = 1
+            ctx.pending_complete = self.sendDAT()
+        return TftpStateExpectACK(ctx)
+
+
+class _Transfer(TftpContextServer):
+    """tftpy's server context, started by :class:`_ReadOnlyStart` and fed by our loop."""
+
+    def __init__(self, client: tuple[str, int], timeout: float, retries: int, root: str,
+                 opener: Callable[[str, str, str], BinaryIO]) -> None:
+        super().__init__(client[0], client[1], timeout, root, retries=retries, flock=False)
+        self.sock.setblocking(False)
+        # Connected: the kernel drops foreign TIDs and skips a route lookup per packet.
+        self.sock.connect(client)
+        self.state = _ReadOnlyStart(self)
+        self.opener = opener
+        self.peer = client
+        self.started = time.monotonic()
+
+    def send_next_block(self) -> None:
+        """The steady-state step of a download, without tftpy's per-packet objects and logs."""
+        blksize = int(self.options.get("blksize", 512))
+        data = self.fileobj.read(blksize)
+        block = self.next_block
+        buffer = b"\x00\x03" + block.to_bytes(2, "big") + data
+        self.sock.send(buffer)
+        dat = TftpPacketDAT()
+        dat.blocknumber = block
+        dat.data = data
+        dat.buffer = buffer
+        self.last_pkt = dat
+        self.metrics.bytes += len(data)
+        self.pending_complete = len(data) < blksize
+
+
+class TftpService:
+    """A read-only TFTP server on one UDP port, run by background threads.
+
+    ``generated(path, client_ip)`` is asked first for every read request (``path`` relative to
+    the root, without a leading slash) and returns the bytes of a computed file, or ``None`` to
+    look the path up on disk under ``root``.
+    """
+
+    def __init__(self, root: Path, generated: Generated, host: str = "0.0.0.0",  # noqa: S104
+                 port: int = 69, *, timeout: float = 5.0, retries: int = 5) -> None:
+        self.root = os.path.realpath(root)
+        if not os.path.isdir(self.root):
+            raise NotADirectoryError(f"TFTP root {self.root} is not a directory")
+        self.generated = generated
+        self.host = host
+        self._requested_port = port
+        self.timeout = timeout
+        self.retries = retries
+        self.counters = TftpCounters()
+        self._factory = TftpPacketFactory()
+        self._sock: socket.socket | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._transfers: dict[int, _Transfer] = {}
+        self._by_client: dict[tuple[str, int], _Transfer] = {}
+        logging.getLogger("tftpy").setLevel(logging.WARNING)  # per-packet chatter otherwise
+
+    @property
+    def port(self) -> int:
+        if self._sock is None:
+            raise RuntimeError("TftpService.port is known only after start()")
+        return self._sock.getsockname()[1]
+
+    def start(self) -> None:
+        """Bind now (so a busy port fails here, in the caller) and serve in a thread."""
+        self._bind()
+        self._thread = threading.Thread(target=self._supervise, name="tftp", daemon=True)
+        self._thread.start()
+        log.info("TFTP serving %s on %s:%d", self.root, self.host, self.port)
+
+    def stop(self) -> None:
+        """Stop at once: the loop wakes up on the pipe, drops running transfers and exits."""
+        self._stopping.set()
+        os.write(self._wake_w, b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for transfer in list(self._transfers.values()):
+            self._finish(transfer, "stopped")
+        if self._sock is not None:
+            self._sock.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _bind(self) -> None:
+        port = self._requested_port if self._sock is None else self.port
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, port))
+        sock.setblocking(False)
+        self._sock = sock
+
+    def _supervise(self) -> None:
+        """Run the loop; if it dies of a bug, log it, rebuild its state and run it again."""
+        while not self._stopping.is_set():
+            try:
+                self._loop()
+            except Exception:
+                self.counters.crashed += 1
+                log.exception("TFTP loop died; restarting it")
+                for transfer in list(self._transfers.values()):
+                    self._finish(transfer, "aborted")
+                if self._sock is None or self._sock.fileno() < 0:
+                    self._bind()
+                time.sleep(0.05)
+
+    def _loop(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._sock, selectors.EVENT_READ, None)
+        selector.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
+        for transfer in self._transfers.values():
+            selector.register(transfer.sock, selectors.EVENT_READ, transfer)
+        tick = min(1.0, self.timeout / 4)
+        next_check = time.monotonic() + tick
+        try:
+            while not self._stopping.is_set():
+                for key, _ in selector.select(tick):
+                    if key.data is None:
+                        self._accept(selector)
+                    elif isinstance(key.data, _Transfer):
+                        self._advance(selector, key.data)
+                now = time.monotonic()
+                if now >= next_check:
+                    self._check_timeouts(selector)
+                    next_check = now + tick
+        finally:
+            selector.close()
+
+    def _accept(self, selector: selectors.BaseSelector) -> None:
+        try:
+            buffer, client = self._sock.recvfrom(_RECV_SIZE)
+        except BlockingIOError:
+            return
+        if client in self._by_client:
+            return  # a retransmitted request of a running transfer
+        try:
+            pkt = self._factory.parse(buffer)
+            if not isinstance(pkt, TftpPacketRRQ | TftpPacketWRQ):
+                raise TftpException(f"opcode {type(pkt).__name__} on the request port")
+        except Exception as exc:
+            self.counters.malformed += 1
+            log.debug("dropped a malformed datagram from %s:%d: %s", *client, exc)
+            return
+        transfer = _Transfer(client, self.timeout, self.retries, self.root, self._open)
+        transfer.file_to_transfer = pkt.filename
+        transfer.last_update = time.time()
+        transfer.metrics.start_time = transfer.last_update
+        try:
+            transfer.state = transfer.state.handle(pkt, client[0], client[1])
+        except TftpRefusedError as exc:
+            self.counters.refused += 1
+            log.info("tftp refused %s:%d %s: %s", *client, pkt.filename, exc)
+            transfer.end()
+            return
+        except Exception:
+            self.counters.crashed += 1
+            log.exception("tftp request %r from %s:%d crashed", pkt.filename, *client)
+            transfer.end()
+            return
+        self._transfers[transfer.sock.fileno()] = transfer
+        self._by_client[client] = transfer
+        selector.register(transfer.sock, selectors.EVENT_READ, transfer)
+
+    def _advance(self, selector: selectors.BaseSelector, transfer: _Transfer) -> None:
+        try:
+            buffer, peer = transfer.sock.recvfrom(_RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # ICMP port unreachable: the client went away
+            self._finish(transfer, f"client gone ({exc.strerror})", selector)
+            return
+        if peer != transfer.peer:
+            return  # RFC 1350: a packet from a foreign TID must not disturb the transfer
+        transfer.last_update = time.time()
+        transfer.timeout_expectACK = False
+        try:
+            state = transfer.state
+            if (len(buffer) == 4 and buffer[1] == _OP_ACK and buffer[0] == 0
+                    and type(state) is TftpStateExpectACK
+                    and int.from_bytes(buffer[2:4], "big") == transfer.next_block):
+                transfer.retry_count = 0
+                if transfer.pending_complete:
+                    transfer.state = None
+                else:
+                    transfer.next_block += 1
+                    transfer.send_next_block()
+            else:
+                transfer.state = state.handle(self._factory.parse(buffer), *peer)
+                transfer.retry_count = 0
+        except TftpTimeoutExpectACK:
+            transfer.timeout_expectACK = True
+        except TftpException as exc:
+            self._finish(transfer, str(exc), selector)
+            return
+        except OSError as exc:
+            self._finish(transfer, f"client gone ({exc.strerror})", selector)
+            return
+        except Exception:
+            self.counters.crashed += 1
+            log.exception("tftp transfer %s crashed", transfer.file_to_transfer)
+            self._finish(transfer, "crashed", selector)
+            return
+        if transfer.state is None:
+            self._finish(transfer, None, selector)
+
+    def _check_timeouts(self, selector: selectors.BaseSelector) -> None:
+        now = time.time()
+        for transfer in list(self._transfers.values()):
+            try:
+                transfer.checkTimeout(now)
+            except TftpTimeout:
+                transfer.retry_count += 1
+                if transfer.retry_count >= transfer.retries:
+                    self._finish(transfer, "timed out", selector)
+                    continue
+                transfer.timeout_expectACK = False
+                transfer.last_update = now
+                try:
+                    transfer.state.resendLast()
+                except Exception as exc:
+                    self._finish(transfer, f"resend failed: {exc}", selector)
+
+    def _finish(self, transfer: _Transfer, failure: str | None,
+                selector: selectors.BaseSelector | None = None) -> None:
+        """Close a transfer and write its one log line."""
+        fd = transfer.sock.fileno()
+        if selector is not None and fd >= 0:
+            selector.unregister(transfer.sock)
+        self._transfers.pop(fd, None)
+        self._by_client.pop(transfer.peer, None)
+        transfer.end()
+        seconds = time.monotonic() - transfer.started
+        sent = transfer.metrics.bytes
+        client = "%s:%d" % transfer.peer  # noqa: UP031 (one address, two parts)
+        if failure is None:
+            self.counters.transfers += 1
+            self.counters.bytes += sent
+            log.info("tftp sent %s to %s: %d bytes in %.3f s",
+                     transfer.file_to_transfer, client, sent, seconds)
+        else:
+            self.counters.failed += 1
+            log.warning("tftp failed %s to %s after %d bytes in %.3f s: %s",
+                        transfer.file_to_transfer, client, sent, seconds, failure)
+
+    def _open(self, filename: str, full_path: str, client: str) -> BinaryIO:
+        """The file behind a request: generated first, else a regular file inside the root."""
+        relative = filename.lstrip("/")
+        data = self.generated(relative, client)
+        if data is not None:
+            # tftpy needs a real file (fileno, seek); a BytesIO is what crashes it (#155).
+            spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the transfer ends)
+            spool.write(data)
+            spool.seek(0)
+            return spool
+        real = os.path.realpath(full_path)
+        if os.path.commonpath([real, self.root]) != self.root:
+            raise TftpRefusedError(TftpErrors.AccessViolation, client, filename,
+                                   "resolves outside the TFTP root")
+        if not os.path.isfile(real):
+            raise TftpRefusedError(TftpErrors.FileNotFound, client, filename, "no such file")
+        try:
+            return open(real, "rb")
+        except OSError as exc:
+            raise TftpRefusedError(TftpErrors.AccessViolation, client, filename,
+                                   exc.strerror or "unreadable") from exc
