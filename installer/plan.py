@@ -1,0 +1,314 @@
+"""The disk plan: answers and hardware in, exact partitions out. Pure: no I/O.
+
+Both front-ends, the server (to preview a host's layout) and the tests share it. The layout is
+XCP-ng 8.3's, to the sector: partitions numbered 1 to 6 and laid out 5, 2, 1, 4, 6, 3 (logs,
+backup, root, boot, swap, then the local SR over the rest), 1 MiB aligned, filesystem labels
+sharing one random 6-letter suffix. A preserved vendor utility partition keeps number 1 and
+shifts the others up by one; without guest storage there is no SR and boot takes number 3.
+Every guard rail runs here, so a refused plan never reaches a disk.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass
+from enum import StrEnum
+
+from answerfiles.model import AnswerFile, DiskRule, Mode, PreserveFirstPartition
+from installer import guards
+from installer.discovery import Disk, DiskIdentity, DiskPartition, Hardware
+from installer.errors import RefusedError
+
+MIB = 1 << 20
+GIB = 1 << 30
+ROOT_BYTES = 18 * GIB
+BACKUP_BYTES = 18 * GIB
+BOOT_BYTES = 512 * MIB
+LOGS_BYTES = 4 * GIB
+SWAP_BYTES = 1 * GIB
+# The GPT backup header and entry array at the end of the disk (16 KiB of entries + header).
+_GPT_ENTRIES_BYTES = 16 * 1024
+
+GPT_BASIC_DATA = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
+GPT_LINUX_LVM = "E6D6D379-F507-44C2-A23C-238F2A3DF928"
+GPT_ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+GPT_BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
+GPT_LINUX_SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
+
+ROLES = ("root", "backup", "sr", "boot", "logs", "swap", "utility")
+_UTILITY_MBR_TYPES = {"de"}
+
+
+class BootMode(StrEnum):
+    BIOS = "bios"
+    UEFI = "uefi"
+
+
+class PlanError(RefusedError):
+    """The answers cannot be turned into a plan for this hardware."""
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """One partition, in logical sectors of its disk; ``end`` is the last sector (inclusive)."""
+
+    number: int
+    role: str
+    start: int
+    end: int
+    sector_size: int
+    gpt_type: str
+    flag: str | None
+    name: str
+    filesystem: str | None = None
+    label: str | None = None
+    preserve: bool = False
+
+    @property
+    def sectors(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def size_bytes(self) -> int:
+        return self.sectors * self.sector_size
+
+    @property
+    def start_bytes(self) -> int:
+        return self.start * self.sector_size
+
+
+@dataclass(frozen=True)
+class DiskPlan:
+    """What happens to one disk: its snapshot at plan time, and the partitions it gets."""
+
+    disk: Disk
+    partitions: tuple[PartitionSpec, ...]
+    wipe: bool = True
+    named_by_stable_id: bool = False
+
+    @property
+    def identity(self) -> DiskIdentity:
+        return self.disk.identity
+
+    def by_role(self, role: str) -> PartitionSpec | None:
+        return next((p for p in self.partitions if p.role == role), None)
+
+    @property
+    def on_disk_order(self) -> tuple[PartitionSpec, ...]:
+        return tuple(sorted(self.partitions, key=lambda p: p.start))
+
+
+@dataclass(frozen=True)
+class Plan:
+    primary: DiskPlan
+    guest_disks: tuple[DiskPlan, ...]
+    boot_mode: BootMode
+    label_suffix: str
+    installer_disk: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def disks(self) -> tuple[DiskPlan, ...]:
+        return (self.primary, *self.guest_disks)
+
+    @property
+    def identities(self) -> tuple[DiskIdentity, ...]:
+        """The identity snapshot ``apply_plan`` compares with the disks it is about to write."""
+        return tuple(d.identity for d in self.disks)
+
+    def partition(self, role: str) -> PartitionSpec:
+        spec = self.primary.by_role(role)
+        if spec is None:
+            raise KeyError(f"this plan has no {role!r} partition")
+        return spec
+
+    def label(self, role: str) -> str:
+        label = self.partition(role).label
+        if label is None:
+            raise KeyError(f"the {role!r} partition carries no filesystem label")
+        return label
+
+
+def make_plan(
+    answers: AnswerFile,
+    hardware: Hardware,
+    boot_mode: BootMode,
+    *,
+    suffix: str | None = None,
+    installer_disk: str | None = None,
+) -> Plan:
+    """The whole plan, or a :class:`~installer.errors.RefusedError` saying why not."""
+    if answers.mode not in (Mode.FRESH, Mode.REINSTALL):
+        raise PlanError(
+            f"a disk plan is made for fresh installs and reinstalls, not {answers.mode}"
+        )
+    if answers.raid is not None:
+        raise PlanError(
+            f"software RAID as primary disk ({answers.raid.device}) is not supported yet; "
+            "name a single <primary-disk>"
+        )
+    if suffix is None:
+        suffix = "".join(secrets.choice(string.ascii_lowercase) for _ in range(6))
+    elif len(suffix) != 6 or not all(c in string.ascii_lowercase for c in suffix):
+        raise PlanError(f"label suffix {suffix!r} must be 6 lowercase letters")
+
+    disk, stable = _primary(answers, hardware, installer_disk)
+    guards.check_target(disk, role="primary", named_by_stable_id=stable,
+                        installer_disk=installer_disk,
+                        minimum_bytes=guards.MINIMUM_PRIMARY_BYTES)
+    primary_disk = answers.primary_disk
+    guest_storage = primary_disk.guest_storage if primary_disk else True
+    preserve = primary_disk.preserve_first_partition if primary_disk else (
+        PreserveFirstPartition.IF_UTILITY)
+    notes: list[str] = []
+    if primary_disk is not None and not primary_disk.sr_at_end:
+        notes.append("sr-at-end=false is accepted but the SR is still placed at the end of the "
+                     "disk (XCP-ng 8.3's layout)")
+    utility = _preserved(disk, preserve, notes)
+    partitions = _layout(disk, boot_mode, guest_storage, utility, suffix)
+    primary = DiskPlan(disk, partitions, named_by_stable_id=stable)
+
+    guests: list[DiskPlan] = []
+    taken = {disk.path}
+    for name in answers.guest_disks:
+        guest, guest_stable = _resolve(name, hardware)
+        if guest.path in taken:
+            raise PlanError(f"guest disk {name} ({guest.path}) is already used by this plan")
+        taken.add(guest.path)
+        guards.check_target(guest, role="guest", named_by_stable_id=guest_stable,
+                            installer_disk=installer_disk)
+        guests.append(DiskPlan(guest, (), named_by_stable_id=guest_stable))
+    return Plan(primary, tuple(guests), boot_mode, suffix, installer_disk, tuple(notes))
+
+
+def _primary(answers: AnswerFile, hardware: Hardware,
+             installer_disk: str | None) -> tuple[Disk, bool]:
+    if answers.primary_disk is not None and answers.primary_disk.disk:
+        return _resolve(answers.primary_disk.disk, hardware)
+    rule = answers.provisioning.disk_rule
+    if rule is None:
+        raise PlanError("the answer file names no primary disk (<primary-disk> or "
+                        "<xp:disk-rule>)")
+    return _by_rule(rule, hardware, installer_disk), False
+
+
+def _resolve(name: str, hardware: Hardware) -> tuple[Disk, bool]:
+    """XCP-ng's disk naming: ``sda`` is ``/dev/sda``; ``disk/by-id/x`` is under ``/dev``."""
+    path = name if name.startswith("/") else f"/dev/{name}"
+    for disk in hardware.disks:
+        if path in disk.stable_paths:
+            return disk, True
+    for disk in hardware.disks:
+        if path == disk.path:
+            return disk, False
+    known = ", ".join(d.path for d in hardware.disks) or "none"
+    raise PlanError(f"disk {name!r} was not found on this host (disks: {known})")
+
+
+def _by_rule(rule: DiskRule, hardware: Hardware, installer_disk: str | None) -> Disk:
+    def matches(disk: Disk) -> bool:
+        return (
+            not disk.removable
+            and not disk.is_usb
+            and disk.path != installer_disk
+            and (rule.by_id is None or any(
+                link == rule.by_id or link.rsplit("/", 1)[-1] == rule.by_id
+                for link in disk.by_id))
+            and (rule.serial is None or disk.serial == rule.serial)
+            and (rule.wwn is None or (disk.wwn or "").lower() == rule.wwn.lower())
+            and (rule.min_size_gib is None or disk.size_bytes >= rule.min_size_gib * GIB)
+            and (rule.max_size_gib is None or disk.size_bytes <= rule.max_size_gib * GIB)
+        )
+
+    found = [d for d in hardware.disks if matches(d)]
+    if not found:
+        raise PlanError(f"no disk matches the disk rule ({_describe_rule(rule)}); removable, "
+                        "USB and the installer's own disk never match")
+    if len(found) > 1 and not rule.smallest:
+        raise PlanError(
+            f"{len(found)} disks match the disk rule ({_describe_rule(rule)}): "
+            f"{', '.join(d.path for d in found)}; narrow it or add smallest"
+        )
+    return min(found, key=lambda d: (d.size_bytes, d.path))
+
+
+def _describe_rule(rule: DiskRule) -> str:
+    parts = [
+        f"{name}={value}"
+        for name, value in (("by-id", rule.by_id), ("serial", rule.serial), ("wwn", rule.wwn),
+                            ("min-size-gib", rule.min_size_gib),
+                            ("max-size-gib", rule.max_size_gib))
+        if value is not None
+    ]
+    if rule.smallest:
+        parts.append("smallest")
+    return ", ".join(parts) or "any disk"
+
+
+def is_utility(partition: DiskPartition) -> bool:
+    """A vendor utility partition (Dell's DELLUTILITY and the like): MBR type 0xde or so named."""
+    names = f"{partition.label or ''} {partition.name}".upper()
+    return partition.type.lower() in _UTILITY_MBR_TYPES or "UTILITY" in names
+
+
+def _preserved(disk: Disk, preserve: PreserveFirstPartition,
+               notes: list[str]) -> DiskPartition | None:
+    first = disk.partition(1)
+    if preserve is PreserveFirstPartition.FALSE or first is None:
+        return None
+    if preserve is PreserveFirstPartition.IF_UTILITY and not is_utility(first):
+        return None
+    if any(p.start < first.start for p in disk.partitions):
+        raise PlanError(f"partition 1 of {disk.path} is not the first on the disk, so it cannot "
+                        "be preserved; set preserve-first-partition=\"false\"")
+    notes.append(f"partition 1 of {disk.path} ({first.label or first.name or first.type}, "
+                 f"{first.size_bytes // MIB} MiB) is preserved; the others shift up by one")
+    return first
+
+
+def _layout(disk: Disk, boot_mode: BootMode, guest_storage: bool,
+            utility: DiskPartition | None, suffix: str) -> tuple[PartitionSpec, ...]:
+    sector = disk.logical_sector
+    mib = MIB // sector
+    total = disk.size_bytes // sector
+    last_usable = total - 2 - -(-_GPT_ENTRIES_BYTES // sector)
+    base = 1
+    cursor = mib
+    specs: list[PartitionSpec] = []
+    if utility is not None:
+        base = 2
+        utility_end = utility.start + utility.size_bytes // sector - 1
+        cursor = max(mib, -(-(utility_end + 1) // mib) * mib)
+        specs.append(PartitionSpec(1, "utility", utility.start, utility_end, sector,
+                                   utility.type, None, utility.name, preserve=True))
+    uefi = boot_mode is BootMode.UEFI
+    numbers = {
+        "root": base, "backup": base + 1, "sr": base + 2,
+        "boot": base + 3 if guest_storage else base + 2, "logs": base + 4, "swap": base + 5,
+    }
+    fixed = (
+        ("logs", LOGS_BYTES, GPT_BASIC_DATA, "msftdata", "ext3", f"logs-{suffix}"),
+        ("backup", BACKUP_BYTES, GPT_BASIC_DATA, "msftdata", None, None),
+        ("root", ROOT_BYTES, GPT_BASIC_DATA, "msftdata", "ext3", f"root-{suffix}"),
+        ("boot", BOOT_BYTES, GPT_ESP if uefi else GPT_BIOS_BOOT, "esp" if uefi else "bios_grub",
+         "vfat" if uefi else None, f"BOOT-{suffix.upper()}" if uefi else None),
+        ("swap", SWAP_BYTES, GPT_LINUX_SWAP, "swap", "swap", f"swap-{suffix}"),
+    )
+    for role, size, gpt_type, flag, fs, label in fixed:
+        end = cursor + size // sector - 1
+        specs.append(PartitionSpec(numbers[role], role, cursor, end, sector, gpt_type, flag,
+                                   role, fs, label))
+        cursor = end + 1
+    sr_end = (last_usable + 1) // mib * mib - 1
+    if sr_end <= cursor + mib:
+        raise guards.GuardError(
+            disk.path, "too-small",
+            f"{disk.path} (primary disk) is too small: it has {guards.gib(disk.size_bytes)} and "
+            f"the XCP-ng layout needs at least {guards.gib((cursor + 2 * mib) * sector)} "
+            "after the preserved partition",
+        )
+    if guest_storage:
+        specs.append(PartitionSpec(numbers["sr"], "sr", cursor, sr_end, sector, GPT_LINUX_LVM,
+                                   "lvm", "sr"))
+    return tuple(sorted(specs, key=lambda p: p.number))

@@ -1,0 +1,226 @@
+"""The pure disk plan: XCP-ng 8.3's layout to the sector, its variants and its refusals."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from answerfiles.model import (
+    AnswerFile,
+    DiskRule,
+    Mode,
+    PreserveFirstPartition,
+    PrimaryDisk,
+    Provisioning,
+    Raid,
+)
+from installer.discovery import Disk, DiskPartition, Hardware
+from installer.guards import GuardError
+from installer.plan import (
+    GPT_BASIC_DATA,
+    GPT_BIOS_BOOT,
+    GPT_ESP,
+    GPT_LINUX_LVM,
+    GPT_LINUX_SWAP,
+    BootMode,
+    PlanError,
+    make_plan,
+)
+
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+def disk(name: str = "sda", size_gib: float = 100, **kw) -> Disk:
+    return Disk(name=name, path=f"/dev/{name}", size_bytes=int(size_gib * GIB), **kw)
+
+
+def answers(target: str = "sda", **kw) -> AnswerFile:
+    primary = {k: kw.pop(k) for k in ("guest_storage", "preserve_first_partition", "sr_at_end")
+               if k in kw}
+    return AnswerFile(primary_disk=PrimaryDisk(target, **primary), **kw)
+
+
+def test_uefi_layout_numbers_order_sizes_types_and_labels():
+    plan = make_plan(answers(), Hardware((disk(),)), BootMode.UEFI, suffix="abcdef")
+    parts = {p.role: p for p in plan.primary.partitions}
+    assert [p.number for p in plan.primary.partitions] == [1, 2, 3, 4, 5, 6]
+    assert [p.number for p in plan.primary.on_disk_order] == [5, 2, 1, 4, 6, 3]
+    assert {r: p.number for r, p in parts.items()} == {
+        "root": 1, "backup": 2, "sr": 3, "boot": 4, "logs": 5, "swap": 6}
+    assert parts["logs"].start == 2048  # 1 MiB in 512-byte sectors
+    assert parts["root"].size_bytes == 18 * GIB
+    assert parts["backup"].size_bytes == 18 * GIB
+    assert parts["boot"].size_bytes == 512 * MIB
+    assert parts["logs"].size_bytes == 4 * GIB
+    assert parts["swap"].size_bytes == 1 * GIB
+    assert all(p.start % 2048 == 0 and p.sectors % 2048 == 0 for p in plan.primary.partitions)
+    ordered = plan.primary.on_disk_order
+    assert all(a.end + 1 == b.start for a, b in itertools.pairwise(ordered))
+    last_usable = 100 * GIB // 512 - 34
+    assert last_usable - 2048 < parts["sr"].end <= last_usable
+    assert (parts["root"].gpt_type, parts["sr"].gpt_type, parts["boot"].gpt_type,
+            parts["swap"].gpt_type) == (GPT_BASIC_DATA, GPT_LINUX_LVM, GPT_ESP, GPT_LINUX_SWAP)
+    assert parts["boot"].flag == "esp" and parts["boot"].filesystem == "vfat"
+    assert plan.label("root") == "root-abcdef"
+    assert plan.label("logs") == "logs-abcdef"
+    assert plan.label("swap") == "swap-abcdef"
+    assert plan.label("boot") == "BOOT-ABCDEF"
+    assert parts["root"].filesystem == "ext3" and parts["backup"].filesystem is None
+    assert plan.partition("sr").label is None
+
+
+def test_bios_boot_partition_has_no_filesystem():
+    plan = make_plan(answers(), Hardware((disk(),)), BootMode.BIOS, suffix="abcdef")
+    boot = plan.partition("boot")
+    assert (boot.number, boot.gpt_type, boot.flag, boot.filesystem) == (
+        4, GPT_BIOS_BOOT, "bios_grub", None)
+    with pytest.raises(KeyError):
+        plan.label("boot")
+
+
+def test_random_suffix_is_six_lowercase_letters_shared_by_all_labels():
+    plan = make_plan(answers(), Hardware((disk(),)), BootMode.UEFI)
+    suffix = plan.label_suffix
+    assert len(suffix) == 6 and suffix.isalpha() and suffix.islower()
+    assert plan.label("root").endswith(suffix) and plan.label("boot").endswith(suffix.upper())
+
+
+def test_without_guest_storage_boot_takes_number_three():
+    plan = make_plan(answers(guest_storage=False), Hardware((disk(),)), BootMode.UEFI,
+                     suffix="abcdef")
+    assert {p.role: p.number for p in plan.primary.partitions} == {
+        "root": 1, "backup": 2, "boot": 3, "logs": 5, "swap": 6}
+    assert [p.role for p in plan.primary.on_disk_order] == [
+        "logs", "backup", "root", "boot", "swap"]
+
+
+def test_utility_partition_is_preserved_and_shifts_numbers():
+    util = DiskPartition(1, "/dev/sda1", 2048, 32 * MIB, "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
+                         "DELLUTILITY", fstype="vfat", label="DELLUTILITY")
+    plan = make_plan(answers(), Hardware((disk(partitions=(util,), table="gpt"),)),
+                     BootMode.UEFI, suffix="abcdef")
+    roles = {p.role: p for p in plan.primary.partitions}
+    assert {r: p.number for r, p in roles.items()} == {
+        "utility": 1, "root": 2, "backup": 3, "sr": 4, "boot": 5, "logs": 6, "swap": 7}
+    assert roles["utility"].preserve and roles["utility"].start == 2048
+    assert roles["utility"].end == 2048 + 32 * 2048 - 1
+    assert roles["logs"].start == 2048 + 32 * 2048
+    assert [p.number for p in plan.primary.on_disk_order] == [1, 6, 3, 2, 5, 7, 4]
+    assert any("preserved" in note for note in plan.notes)
+
+
+def test_first_partition_not_a_utility_is_not_preserved_by_default():
+    other = DiskPartition(1, "/dev/sda1", 2048, 32 * MIB, "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+                          "", fstype="ext4", label="data")
+    hw = Hardware((disk(partitions=(other,), table="gpt"),))
+    assert make_plan(answers(), hw, BootMode.UEFI).partition("root").number == 1
+    forced = make_plan(answers(preserve_first_partition=PreserveFirstPartition.TRUE), hw,
+                       BootMode.UEFI)
+    assert forced.partition("root").number == 2
+
+
+def test_guest_disks_get_empty_tables():
+    hw = Hardware((disk("sda"), disk("sdb", 10), disk("sdc", 20)))
+    plan = make_plan(answers(guest_disks=("sdb", "sdc")), hw, BootMode.BIOS)
+    assert [g.disk.path for g in plan.guest_disks] == ["/dev/sdb", "/dev/sdc"]
+    assert all(g.partitions == () and g.wipe for g in plan.guest_disks)
+    assert len(plan.identities) == 3
+
+
+def test_4k_sector_disk_is_aligned_in_its_own_sectors():
+    plan = make_plan(answers(), Hardware((disk(logical_sector=4096, physical_sector=4096),)),
+                     BootMode.UEFI, suffix="abcdef")
+    logs = plan.partition("logs")
+    assert logs.start == 256 and logs.size_bytes == 4 * GIB
+
+
+def test_too_small_says_minimum_and_size():
+    with pytest.raises(GuardError) as err:
+        make_plan(answers(), Hardware((disk(size_gib=40),)), BootMode.UEFI)
+    assert err.value.rule == "too-small" and err.value.exit_code == 2
+    assert "46 GiB" in str(err.value) and "40.0 GiB" in str(err.value)
+
+
+def test_46_gib_is_enough():
+    plan = make_plan(answers(), Hardware((disk(size_gib=46),)), BootMode.UEFI)
+    assert plan.partition("sr").size_bytes > 4 * GIB
+
+
+def test_removable_or_usb_refused_unless_named_by_stable_id():
+    link = "/dev/disk/by-id/usb-Kingston_DataTraveler_123-0:0"
+    for extra in ({"removable": True}, {"bus": "usb"}):
+        hw = Hardware((disk(by_id=(link,), **extra),))
+        with pytest.raises(GuardError) as err:
+            make_plan(answers("sda"), hw, BootMode.UEFI)
+        assert err.value.rule == "removable" and "by-id" in str(err.value)
+        assert make_plan(answers(link), hw, BootMode.UEFI).primary.named_by_stable_id
+        assert make_plan(answers("disk/by-id/" + link.rsplit("/", 1)[1]), hw, BootMode.UEFI)
+
+
+def test_mounted_or_held_partition_refused():
+    mounted = DiskPartition(2, "/dev/sda2", 4096, GIB, "x", "", mountpoints=("/mnt",))
+    held = DiskPartition(2, "/dev/sda2", 4096, GIB, "x", "", holders=("md127",))
+    for part, rule in ((mounted, "mounted"), (held, "held")):
+        with pytest.raises(GuardError) as err:
+            make_plan(answers(), Hardware((disk(partitions=(part,)),)), BootMode.UEFI)
+        assert err.value.rule == rule
+
+
+def test_guest_disk_in_use_refused():
+    hw = Hardware((disk("sda"), disk("sdb", mountpoints=("[SWAP]",))))
+    with pytest.raises(GuardError) as err:
+        make_plan(answers(guest_disks=("sdb",)), hw, BootMode.UEFI)
+    assert err.value.disk == "/dev/sdb"
+
+
+def test_installer_disk_refused_for_primary_and_guest():
+    hw = Hardware((disk("sda"), disk("sdb")))
+    with pytest.raises(GuardError) as err:
+        make_plan(answers(), hw, BootMode.UEFI, installer_disk="/dev/sda")
+    assert err.value.rule == "installer-disk"
+    with pytest.raises(GuardError):
+        make_plan(answers(guest_disks=("sdb",)), hw, BootMode.UEFI, installer_disk="/dev/sdb")
+
+
+def test_unknown_disk_names_the_disks_present():
+    with pytest.raises(PlanError, match=r"sdz.*/dev/sda"):
+        make_plan(answers("sdz"), Hardware((disk(),)), BootMode.UEFI)
+
+
+def test_disk_rule_smallest_non_removable():
+    hw = Hardware((disk("sda", 500), disk("sdb", 60), disk("sdc", 50, removable=True),
+                   disk("sdd", 30)))
+    rule = AnswerFile(provisioning=Provisioning(disk_rule=DiskRule(min_size_gib=46,
+                                                                   smallest=True)))
+    assert make_plan(rule, hw, BootMode.UEFI).primary.disk.path == "/dev/sdb"
+    ambiguous = AnswerFile(provisioning=Provisioning(disk_rule=DiskRule(min_size_gib=46)))
+    with pytest.raises(PlanError, match="2 disks match"):
+        make_plan(ambiguous, hw, BootMode.UEFI)
+
+
+def test_disk_rule_by_serial_and_wwn():
+    hw = Hardware((disk("sda", serial="S1", wwn="0x5000c500a"), disk("sdb", serial="S2")))
+    by_serial = AnswerFile(provisioning=Provisioning(disk_rule=DiskRule(serial="S2")))
+    assert make_plan(by_serial, hw, BootMode.UEFI).primary.disk.name == "sdb"
+    by_wwn = AnswerFile(provisioning=Provisioning(disk_rule=DiskRule(wwn="0x5000C500A")))
+    assert make_plan(by_wwn, hw, BootMode.UEFI).primary.disk.name == "sda"
+
+
+def test_refusals_for_modes_raid_and_suffix():
+    hw = Hardware((disk(),))
+    with pytest.raises(PlanError, match="upgrade"):
+        make_plan(answers(mode=Mode.UPGRADE), hw, BootMode.UEFI)
+    with pytest.raises(PlanError, match="RAID"):
+        make_plan(answers(raid=Raid("md127", ("sda", "sdb"))), hw, BootMode.UEFI)
+    with pytest.raises(PlanError, match="6 lowercase"):
+        make_plan(answers(), hw, BootMode.UEFI, suffix="ABC")
+    with pytest.raises(PlanError, match="no primary disk"):
+        make_plan(AnswerFile(), hw, BootMode.UEFI)
+
+
+def test_plan_is_pure_and_repeatable():
+    hw = Hardware((disk(),))
+    assert make_plan(answers(), hw, BootMode.UEFI, suffix="qwerty") == make_plan(
+        answers(), hw, BootMode.UEFI, suffix="qwerty")
