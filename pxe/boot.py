@@ -1,0 +1,285 @@
+"""What a host boots, decided on every request from the inventory (nothing is pre-generated).
+
+Every boot protocol asks here: the iPXE script over HTTP, and pxelinux or GRUB files over
+TFTP. An unknown machine is recorded as discovered and told to wait; a selector may give it a
+profile on the spot; a ready host gets the installer with a fresh one-time token on its answer-file
+URL; an installed host boots its disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from answerfiles.render import render_template
+from hypervisor import release
+from hypervisor.release import ArtefactKind, Manifest, ReleaseError
+from pxe.bootplan import BootAction, BootPlan
+from pxe.config import Settings
+from pxe.db.models import Host, HostMac
+from pxe.lifecycle import INSTALLER_STATES, LOCAL_BOOT_STATES, State
+from pxe.store.errors import ConflictError, InvalidInputError
+from pxe.store.events import record_event
+from pxe.store.hosts import add_host, find_host, normalise_uuid, set_state
+from pxe.store.macs import normalise_mac
+from pxe.store.profiles import EffectiveProfile, resolve_profile
+from pxe.store.selectors import match_profile
+from pxe.store.tokens import issue_install_token
+
+log = logging.getLogger(__name__)
+
+# Firmware placeholders many boards ship instead of a real identity; never match hosts on them.
+_JUNK_UUIDS = frozenset(
+    {"00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"}
+)
+_JUNK_SERIAL = re.compile(
+    r"^(|0+|1234567890|0123456789|default string|to be filled by o\.e\.m\.|not specified|"
+    r"system serial number|none|n/a)$",
+    re.IGNORECASE,
+)
+_DEFAULT_DISK = "sda"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a booting machine told us about itself, cleaned of firmware junk."""
+
+    mac: str
+    uuid: str | None = None
+    serial: str | None = None
+    arch: str | None = None
+
+
+def clean_identity(
+    mac: str, uuid: str | None = None, serial: str | None = None, arch: str | None = None
+) -> Identity:
+    """Raises InvalidInputError for a malformed MAC; drops a malformed or placeholder UUID and
+    serial (iPXE sends what the firmware has, which is often nothing useful)."""
+    clean_uuid = None
+    if uuid:
+        try:
+            clean_uuid = normalise_uuid(uuid)
+        except InvalidInputError:
+            clean_uuid = None
+        if clean_uuid in _JUNK_UUIDS:
+            clean_uuid = None
+    clean_serial = serial.strip()[:128] if serial else None
+    if clean_serial is not None and _JUNK_SERIAL.match(clean_serial):
+        clean_serial = None
+    clean_arch = re.sub(r"[^A-Za-z0-9_-]", "", arch)[:32] if arch else None
+    return Identity(normalise_mac(mac), clean_uuid, clean_serial, clean_arch or None)
+
+
+def _locate_host(session: Session, ident: Identity, remote_addr: str | None) -> Host:
+    host = find_host(session, mac=ident.mac, uuid=ident.uuid, serial=ident.serial)
+    if host is None:
+        host = add_host(
+            session,
+            macs=[ident.mac],
+            uuid=ident.uuid,
+            serial=ident.serial,
+            facts={"first_seen_from": remote_addr} if remote_addr else {},
+        )
+        host.arch = ident.arch
+        record_event(session, host, "discovered", f"first PXE request from {ident.mac}")
+        log.info("discovered host %d (%s) from %s", host.id, ident.mac, remote_addr)
+        return host
+    if ident.mac not in host.mac_list:
+        # Found by UUID or serial: this is another NIC of a known machine.
+        host.macs.append(HostMac(mac=ident.mac))
+        record_event(session, host, "identity", f"new MAC {ident.mac} seen")
+    if ident.uuid and not host.smbios_uuid:
+        host.smbios_uuid = ident.uuid
+    if ident.serial and not host.serial:
+        host.serial = ident.serial
+    if ident.arch and host.arch != ident.arch:
+        host.arch = ident.arch
+    return host
+
+
+@dataclass(frozen=True)
+class _CachedManifest:
+    mtime_ns: int
+    manifest: Manifest
+
+
+_manifests: dict[Path, _CachedManifest] = {}
+_manifests_lock = threading.Lock()
+
+
+def load_release(settings: Settings, name: str) -> Manifest:
+    """The release's manifest, re-read only when the file changed (boot storms ask a lot)."""
+    path = settings.releases_dir / name / release.MANIFEST
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except FileNotFoundError as exc:
+        raise ReleaseError(f"release {name!r} is not in {settings.releases_dir}") from exc
+    with _manifests_lock:
+        cached = _manifests.get(path)
+        if cached is not None and cached.mtime_ns == mtime:
+            return cached.manifest
+    manifest = release.load(path.parent)
+    with _manifests_lock:
+        _manifests[path] = _CachedManifest(mtime, manifest)
+    return manifest
+
+
+def release_url(base_url: str, name: str, rel_path: str = "") -> str:
+    return f"{base_url}/releases/{name}/{rel_path}"
+
+
+def answerfile_url(base_url: str, host: Host, token: str) -> str:
+    return f"{base_url}/answerfile/{host.id}?token={token}"
+
+
+def _wait(settings: Settings, reason: str) -> BootPlan:
+    return BootPlan(BootAction.WAIT, retry_seconds=settings.retry_seconds, reason=reason)
+
+
+def _install_plan(
+    session: Session, settings: Settings, host: Host, base_url: str, who: str
+) -> BootPlan:
+    assert host.profile is not None
+    try:
+        profile = resolve_profile(host.profile)
+    except ConflictError as exc:
+        return _wait(settings, f"{who}: {exc}")
+    if not profile.release:
+        return _wait(settings, f"{who}: profile {profile.name} names no release")
+    try:
+        manifest = load_release(settings, profile.release)
+        kernel = manifest.artefact(ArtefactKind.INSTALLER_KERNEL)
+        initrd = manifest.artefact(ArtefactKind.INSTALLER_INITRD)
+    except ReleaseError as exc:
+        log.warning("cannot install %s: %s", who, exc)
+        return _wait(settings, f"{who}: {exc}")
+    token = issue_install_token(host)
+    args = [
+        "install",
+        f"answerfile={answerfile_url(base_url, host, token)}",
+        settings.kernel_args,
+        profile.kernel_args,
+        "atexit=reboot",
+    ]
+    return BootPlan(
+        BootAction.INSTALL,
+        kernel_url=release_url(base_url, profile.release, kernel.path),
+        initrd_urls=(release_url(base_url, profile.release, initrd.path),),
+        cmdline=" ".join(a for a in args if a),
+        retry_seconds=settings.retry_seconds,
+        reason=f"{who} is {host.state}: installing {profile.release} (profile {profile.name})",
+    )
+
+
+def decide(
+    session: Session,
+    settings: Settings,
+    *,
+    mac: str,
+    uuid: str | None = None,
+    serial: str | None = None,
+    arch: str | None = None,
+    remote_addr: str | None = None,
+    base_url: str | None = None,
+) -> BootPlan:
+    """The BootPlan for the machine asking now. Writes to ``session`` (discovery, token); the
+    caller commits. Raises InvalidInputError for a malformed MAC."""
+    ident = clean_identity(mac, uuid, serial, arch)
+    host = _locate_host(session, ident, remote_addr)
+    who = f"host {host.hostname or host.id} ({ident.mac})"
+    if host.state == State.DISCOVERED and host.profile is None:
+        profile = match_profile(session, host.mac_list, host.smbios_uuid, host.serial)
+        if profile is not None:
+            host.profile = profile
+            set_state(session, host, State.READY, f"selector matched profile {profile.name}")
+    state = State(host.state)
+    base = settings.base_url(base_url)
+    if state in INSTALLER_STATES and host.profile is not None:
+        return _install_plan(session, settings, host, base, who)
+    if state in LOCAL_BOOT_STATES:
+        return BootPlan(
+            BootAction.LOCAL,
+            retry_seconds=settings.retry_seconds,
+            reason=f"{who} is {state.value}: boot the local disk",
+        )
+    if state == State.FAILED:
+        return _wait(settings, f"{who} failed to install ({host.state_reason}); reinstall it")
+    return _wait(settings, f"{who} is {state.value}: assign it a profile to install it")
+
+
+def answerfile_variables(
+    settings: Settings, host: Host, profile: EffectiveProfile, token: str, base_url: str
+) -> dict[str, Any]:
+    """Template variables: defaults, then the profile's variables, then the host's identity and
+    our extension (server URL, token, pool), which a profile cannot override."""
+    variables: dict[str, Any] = {
+        "primary_disk": profile.disk_rule.get("disk", _DEFAULT_DISK),
+        "hostname": f"host-{host.id}",
+    }
+    variables.update(profile.variables)
+    if host.hostname:
+        variables["hostname"] = host.hostname
+    if host.mac_list:
+        variables.setdefault("mac", host.mac_list[0])
+    variables.update(
+        server_url=settings.base_url(base_url),
+        token=token,
+        pool=effective_pool_name(host) or "",
+        source_url=release_url(settings.base_url(base_url), profile.release or ""),
+    )
+    return variables
+
+
+def effective_pool_name(host: Host) -> str | None:
+    """The host's own pool, else the nearest one along its profile's ancestry."""
+    if host.pool is not None:
+        return host.pool.name
+    node = host.profile
+    while node is not None:
+        if node.pool is not None:
+            return node.pool.name
+        node = node.parent
+    return None
+
+
+def template_reference(settings: Settings, template: str) -> str:
+    """A bundled name or path as is; template text is kept in ``<data>/templates`` under its
+    digest so the renderer can load (and cache) it like any template file."""
+    if "<" not in template and "\n" not in template:
+        return template
+    digest = hashlib.sha256(template.encode()).hexdigest()[:24]
+    path = settings.data_dir / "templates" / f"inline-{digest}.xml.j2"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(template)
+        os.replace(tmp, path)
+    return str(path.resolve())
+
+
+class AnswerFileUnavailableError(ConflictError):
+    """The host cannot be given an answer file now (no profile, no template, no release)."""
+
+
+def host_answerfile(settings: Settings, host: Host, token: str, base_url: str | None = None) -> str:
+    """The host's rendered, validated answer file. RenderError (from answerfiles) when the
+    profile's template does not give a valid one."""
+    who = f"host {host.hostname or host.id}"
+    if host.profile is None:
+        raise AnswerFileUnavailableError(f"{who} has no profile, so no answer file")
+    profile = resolve_profile(host.profile)
+    if not profile.template:
+        raise AnswerFileUnavailableError(f"{who}: profile {profile.name} names no template")
+    if not profile.release:
+        raise AnswerFileUnavailableError(f"{who}: profile {profile.name} names no release")
+    variables = answerfile_variables(settings, host, profile, token, base_url or "")
+    template = template_reference(settings, profile.template)
+    return render_template(template, variables, host=host.hostname or str(host.id))

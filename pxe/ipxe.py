@@ -1,0 +1,61 @@
+"""A BootPlan as an iPXE script.
+
+The script is short and self-healing: a failed download or an unknown host sleeps and chains
+back to the server, so a rack that powers on before its profile exists picks it up later
+without anyone touching it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pxe.bootplan import BootAction, BootPlan
+
+# iPXE expands ${...} and chains on && and ||; keep our text literal.
+_UNSAFE = re.compile(r"[^\x20-\x7e]|[$&|]")
+# When the caller does not know its own URL, ${filename} is the boot URL DHCP handed iPXE.
+_AGAIN = "${filename}"
+
+
+def _text(value: str) -> str:
+    return _UNSAFE.sub("", value)
+
+
+def _retry(plan: BootPlan, again_url: str, why: str) -> list[str]:
+    return [
+        f"echo xcp-provision: {why}; asking again in {plan.retry_seconds} s",
+        f"sleep {plan.retry_seconds}",
+        f"chain --replace --autofree {again_url}",
+    ]
+
+
+def render_ipxe(plan: BootPlan, *, again_url: str | None = None) -> str:
+    """The iPXE script for ``plan``; ``again_url`` is where to ask again after a wait."""
+    again = again_url or _AGAIN
+    lines = ["#!ipxe", f"# xcp-provision: {plan.action.value}: {_text(plan.reason)}"]
+    if plan.action == BootAction.INSTALL:
+        if not plan.kernel_url:
+            raise ValueError("an INSTALL plan needs a kernel URL")
+        lines += ["imgfree", f"kernel {plan.kernel_url} {plan.cmdline} || goto failed".rstrip()]
+        lines += [f"initrd {url} || goto failed" for url in plan.initrd_urls]
+        lines += ["boot || goto failed", ":failed"]
+        lines += _retry(plan, again, "installer download or boot failed")
+    elif plan.action == BootAction.LOCAL:
+        lines += [
+            f"echo xcp-provision: {_text(plan.reason)}",
+            # UEFI: hand back to the firmware's next boot entry; BIOS: boot the first disk.
+            "iseq ${platform} efi && exit ||",
+            "sanboot --no-describe --drive 0x80 || exit",
+        ]
+    else:
+        lines += _retry(plan, again, _text(plan.reason))
+    return "\n".join(lines) + "\n"
+
+
+def chain_script(base_url: str) -> str:
+    """What a bare ``/boot/ipxe`` returns: ask again, this time saying who we are."""
+    return (
+        "#!ipxe\n"
+        f"chain {base_url}/boot/ipxe?mac=${{net0/mac}}&uuid=${{uuid}}"
+        "&serial=${serial:uristring}&arch=${buildarch}\n"
+    )

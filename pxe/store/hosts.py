@@ -1,0 +1,232 @@
+"""Hosts: adding, finding by any identity, editing, state moves, reinstall and removal."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pxe.db.models import Host, HostMac, utcnow
+from pxe.lifecycle import State, check_transition
+from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
+from pxe.store.events import record_event
+from pxe.store.macs import is_mac, normalise_mac
+from pxe.store.pools import get_pool
+from pxe.store.profiles import get_profile
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+EDITABLE = ("hostname", "macs", "uuid", "serial", "profile", "pool", "facts")
+
+
+def check_hostname(name: Any) -> str:
+    if not isinstance(name, str) or not _HOSTNAME.match(name):
+        raise InvalidInputError(
+            f"{name!r} is not a valid host name (RFC 1123 labels joined by dots)"
+        )
+    return name.lower()
+
+
+def normalise_uuid(text: Any) -> str:
+    value = str(text).strip().lower()
+    if not _UUID.match(value):
+        raise InvalidInputError(f"{text!r} is not an SMBIOS UUID (8-4-4-4-12 hex digits)")
+    return value
+
+
+def _normalise_macs(macs: Iterable[str] | str) -> list[str]:
+    if isinstance(macs, str):
+        macs = [macs]
+    out: list[str] = []
+    for mac in macs:
+        norm = normalise_mac(mac)
+        if norm not in out:
+            out.append(norm)
+    return out
+
+
+def _claim_macs(session: Session, host: Host, macs: list[str]) -> None:
+    taken = session.scalars(select(HostMac).where(HostMac.mac.in_(macs))).all()
+    for row in taken:
+        if row.host_id != host.id:
+            raise ConflictError(f"MAC {row.mac} already belongs to host {row.host_id}")
+    keep = {m.mac: m for m in host.macs}
+    host.macs = [keep.get(mac) or HostMac(mac=mac) for mac in macs]
+
+
+def add_host(
+    session: Session,
+    *,
+    macs: Iterable[str] | str = (),
+    hostname: str | None = None,
+    uuid: str | None = None,
+    serial: str | None = None,
+    profile: str | int | None = None,
+    pool: str | int | None = None,
+    facts: Mapping[str, Any] | None = None,
+    state: State | None = None,
+) -> Host:
+    """A new host; ready when it has a profile, discovered otherwise (unless ``state`` says)."""
+    mac_list = _normalise_macs(macs)
+    if not (mac_list or uuid or serial):
+        raise InvalidInputError("a host needs at least one MAC, SMBIOS UUID or serial number")
+    host = Host(
+        hostname=check_hostname(hostname) if hostname else None,
+        smbios_uuid=normalise_uuid(uuid) if uuid else None,
+        serial=str(serial).strip() if serial else None,
+        facts=dict(facts or {}),
+        refusal_reasons=[],
+        state_reason="",
+        failure_log="",
+        token_spent=False,
+    )
+    if profile is not None and profile != "":
+        host.profile = get_profile(session, profile)
+    if pool is not None and pool != "":
+        host.pool = get_pool(session, pool)
+    host.state = (state or (State.READY if host.profile else State.DISCOVERED)).value
+    session.add(host)
+    session.flush()
+    _claim_macs(session, host, mac_list)
+    session.flush()
+    record_event(session, host, "state", f"added as {host.state}")
+    return host
+
+
+def get_host(session: Session, ref: str | int) -> Host:
+    """By id, MAC or host name, whichever ``ref`` looks like."""
+    host: Host | None
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        host = session.get(Host, int(ref))
+    elif is_mac(ref):
+        host = host_by_mac(session, ref)
+    else:
+        host = session.scalar(select(Host).where(Host.hostname == str(ref).lower()))
+    if host is None:
+        raise NotFoundError("host", ref)
+    return host
+
+
+def host_by_mac(session: Session, mac: str) -> Host | None:
+    return session.scalar(
+        select(Host).join(HostMac).where(HostMac.mac == normalise_mac(mac)).limit(1)
+    )
+
+
+def find_host(
+    session: Session, *, mac: str | None = None, uuid: str | None = None, serial: str | None = None
+) -> Host | None:
+    """The host with this MAC, else this SMBIOS UUID, else this serial number."""
+    if mac:
+        host = host_by_mac(session, mac)
+        if host is not None:
+            return host
+    if uuid:
+        host = session.scalar(select(Host).where(Host.smbios_uuid == uuid.lower()).limit(1))
+        if host is not None:
+            return host
+    if serial:
+        return session.scalar(select(Host).where(Host.serial == serial).limit(1))
+    return None
+
+
+def list_hosts(
+    session: Session,
+    *,
+    state: str | None = None,
+    pool: str | None = None,
+    profile: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Host]:
+    query = select(Host).order_by(Host.id)
+    if state:
+        query = query.where(Host.state == state)
+    if pool:
+        query = query.where(Host.pool_id == get_pool(session, pool).id)
+    if profile:
+        query = query.where(Host.profile_id == get_profile(session, profile).id)
+    if offset:
+        query = query.offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def count_hosts_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Host.state, func.count()).group_by(Host.state)).all()
+    return {str(state): int(count) for state, count in rows}
+
+
+def set_state(
+    session: Session, host: Host, target: State, reason: str = "", *, kind: str = "state"
+) -> None:
+    """Move ``host`` to ``target`` if the lifecycle allows it, and record why."""
+    who = f"host {host.hostname or host.id}"
+    check_transition(host.state, target, who)
+    previous = host.state
+    host.state = target.value
+    host.state_reason = reason
+    host.updated_at = utcnow()
+    if previous != target.value:
+        record_event(session, host, kind, reason or f"{previous} -> {target.value}")
+
+
+def update_host(session: Session, host: Host, **changes: Any) -> Host:
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown host field(s) {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE)}"
+        )
+    if "hostname" in changes:
+        host.hostname = check_hostname(changes["hostname"]) if changes["hostname"] else None
+    if "uuid" in changes:
+        host.smbios_uuid = normalise_uuid(changes["uuid"]) if changes["uuid"] else None
+    if "serial" in changes:
+        host.serial = str(changes["serial"]).strip() if changes["serial"] else None
+    if "facts" in changes:
+        if not isinstance(changes["facts"], Mapping):
+            raise InvalidInputError("host facts must be an object")
+        host.facts = dict(changes["facts"])
+    if "pool" in changes:
+        host.pool = get_pool(session, changes["pool"]) if changes["pool"] else None
+    if "macs" in changes:
+        macs = _normalise_macs(changes["macs"] or [])
+        if not (macs or host.smbios_uuid or host.serial):
+            raise InvalidInputError("a host needs at least one MAC, SMBIOS UUID or serial number")
+        _claim_macs(session, host, macs)
+    if "profile" in changes:
+        ref = changes["profile"]
+        host.profile = get_profile(session, ref) if ref else None
+        if host.profile is not None and host.state == State.DISCOVERED:
+            set_state(session, host, State.READY, f"profile {host.profile.name} assigned")
+        elif host.profile is None and host.state == State.READY:
+            set_state(session, host, State.DISCOVERED, "profile removed")
+    host.updated_at = utcnow()
+    session.flush()
+    return host
+
+
+def reinstall_host(session: Session, host: Host, reason: str = "reinstall requested") -> Host:
+    """Back to ready: its next PXE boot runs the installer with a new token."""
+    if host.profile_id is None:
+        raise ConflictError(
+            f"host {host.hostname or host.id} has no profile; assign one to install it"
+        )
+    set_state(session, host, State.READY, reason)
+    host.install_token_hash = None
+    host.token_spent = False
+    host.failure_log = ""
+    host.refusal_reasons = []
+    session.flush()
+    return host
+
+
+def remove_host(session: Session, host: Host) -> None:
+    session.delete(host)
+    session.flush()

@@ -1,0 +1,159 @@
+"""Profiles: what a host installs (release, answer-file template and variables, kernel
+arguments, disk rule, pool), with inheritance from a parent profile."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pxe.db.models import Host, Pool, Profile, utcnow
+from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
+from pxe.store.names import check_name
+from pxe.store.pools import get_pool
+
+FIELDS = ("parent", "release", "template", "variables", "kernel_args", "disk_rule", "pool")
+
+
+@dataclass(frozen=True)
+class EffectiveProfile:
+    """A profile with its ancestors folded in: the nearest defined value wins, variables and disk
+    rules merge key by key (child over parent), kernel arguments concatenate parent first."""
+
+    name: str
+    chain: tuple[str, ...]
+    release: str | None = None
+    template: str | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    kernel_args: str = ""
+    disk_rule: dict[str, Any] = field(default_factory=dict)
+    pool_id: int | None = None
+
+
+def get_profile(session: Session, ref: str | int) -> Profile:
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        profile = session.get(Profile, int(ref))
+    else:
+        profile = session.scalar(select(Profile).where(Profile.name == ref))
+    if profile is None:
+        raise NotFoundError("profile", ref)
+    return profile
+
+
+def list_profiles(session: Session) -> list[Profile]:
+    return list(session.scalars(select(Profile).order_by(Profile.name)))
+
+
+def _ancestry(profile: Profile) -> list[Profile]:
+    chain, seen = [], set()
+    node: Profile | None = profile
+    while node is not None:
+        if node.id in seen:
+            raise ConflictError(f"profile {profile.name!r} inherits from itself")
+        seen.add(node.id)
+        chain.append(node)
+        node = node.parent
+    return chain
+
+
+def resolve_profile(profile: Profile) -> EffectiveProfile:
+    chain = _ancestry(profile)
+    release = template = None
+    pool_id = None
+    variables: dict[str, Any] = {}
+    disk_rule: dict[str, Any] = {}
+    args: list[str] = []
+    for node in reversed(chain):  # root first, so children override
+        release = node.release or release
+        template = node.template or template
+        pool_id = node.pool_id or pool_id
+        variables.update(node.variables or {})
+        disk_rule.update(node.disk_rule or {})
+        if node.kernel_args:
+            args.append(node.kernel_args.strip())
+    return EffectiveProfile(
+        name=profile.name,
+        chain=tuple(p.name for p in chain),
+        release=release,
+        template=template,
+        variables=variables,
+        kernel_args=" ".join(a for a in args if a),
+        disk_rule=disk_rule,
+        pool_id=pool_id,
+    )
+
+
+def _dict_field(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"profile {name} must be an object of names to values")
+    return dict(value)
+
+
+def _text_field(name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(f"profile {name} must be a string")
+    return value
+
+
+def _apply(session: Session, profile: Profile, changes: Mapping[str, Any]) -> None:
+    unknown = set(changes) - set(FIELDS)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown profile field(s) {', '.join(sorted(unknown))}; known: {', '.join(FIELDS)}"
+        )
+    if "parent" in changes:
+        parent_ref = changes["parent"]
+        profile.parent = get_profile(session, parent_ref) if parent_ref else None
+        if profile.parent is not None:
+            _ancestry(profile)
+    if "release" in changes:
+        release = _text_field("release", changes["release"])
+        profile.release = check_name("release", release) if release else None
+    if "template" in changes:
+        profile.template = _text_field("template", changes["template"])
+    if "variables" in changes:
+        profile.variables = _dict_field("variables", changes["variables"])
+    if "disk_rule" in changes:
+        profile.disk_rule = _dict_field("disk_rule", changes["disk_rule"])
+    if "kernel_args" in changes:
+        profile.kernel_args = _text_field("kernel_args", changes["kernel_args"]) or ""
+    if "pool" in changes:
+        pool_ref = changes["pool"]
+        pool: Pool | None = get_pool(session, pool_ref) if pool_ref else None
+        profile.pool = pool
+        profile.pool_id = pool.id if pool else None
+
+
+def create_profile(session: Session, name: str, **fields: Any) -> Profile:
+    check_name("profile", name)
+    if session.scalar(select(Profile).where(Profile.name == name)) is not None:
+        raise ConflictError(f"a profile named {name!r} exists")
+    profile = Profile(name=name, variables={}, disk_rule={}, kernel_args="")
+    session.add(profile)
+    _apply(session, profile, fields)
+    session.flush()
+    return profile
+
+
+def update_profile(session: Session, profile: Profile, **fields: Any) -> Profile:
+    _apply(session, profile, fields)
+    profile.updated_at = utcnow()
+    session.flush()
+    return profile
+
+
+def delete_profile(session: Session, profile: Profile) -> None:
+    children = session.scalars(select(Profile.name).where(Profile.parent_id == profile.id)).all()
+    if children:
+        raise ConflictError(f"profile {profile.name!r} is the parent of {', '.join(children)}")
+    users = session.scalar(select(Host.id).where(Host.profile_id == profile.id).limit(1))
+    if users is not None:
+        raise ConflictError(f"profile {profile.name!r} is assigned to hosts; reassign them first")
+    session.delete(profile)

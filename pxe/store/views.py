@@ -1,0 +1,87 @@
+"""Inventory rows as plain JSON-ready dicts, shared by the REST API and the CLI's --json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pxe.db.models import ApiToken, Event, Host, Pool, Profile, Selector
+
+
+def _time(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def host_view(host: Host) -> dict[str, Any]:
+    return {
+        "id": host.id,
+        "hostname": host.hostname,
+        "macs": host.mac_list,
+        "uuid": host.smbios_uuid,
+        "serial": host.serial,
+        "arch": host.arch,
+        "state": host.state,
+        "state_reason": host.state_reason,
+        "profile": host.profile.name if host.profile else None,
+        "pool": host.pool.name if host.pool else None,
+        "facts": host.facts or {},
+        "refusal_reasons": host.refusal_reasons or [],
+        "token_spent": host.token_spent,
+        "created_at": _time(host.created_at),
+        "updated_at": _time(host.updated_at),
+    }
+
+
+def event_view(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "host_id": event.host_id,
+        "time": _time(event.time),
+        "kind": event.kind,
+        "step": event.step,
+        "percent": event.percent,
+        "message": event.message,
+    }
+
+
+def selector_view(selector: Selector) -> dict[str, Any]:
+    return {
+        "id": selector.id,
+        "profile": selector.profile.name,
+        "field": selector.field,
+        "pattern": selector.pattern,
+    }
+
+
+def profile_view(profile: Profile) -> dict[str, Any]:
+    return {
+        "id": profile.id,
+        "name": profile.name,
+        "parent": profile.parent.name if profile.parent else None,
+        "release": profile.release,
+        "template": profile.template,
+        "variables": profile.variables or {},
+        "kernel_args": profile.kernel_args,
+        "disk_rule": profile.disk_rule or {},
+        "pool": profile.pool.name if profile.pool else None,
+        "selectors": [selector_view(s) for s in profile.selectors],
+        "created_at": _time(profile.created_at),
+        "updated_at": _time(profile.updated_at),
+    }
+
+
+def pool_view(pool: Pool) -> dict[str, Any]:
+    return {
+        "id": pool.id,
+        "name": pool.name,
+        "master": pool.master.hostname or pool.master.id if pool.master else None,
+        "force": pool.force,
+        "created_at": _time(pool.created_at),
+    }
+
+
+def token_view(token: ApiToken) -> dict[str, Any]:
+    return {
+        "name": token.name,
+        "created_at": _time(token.created_at),
+        "last_used_at": _time(token.last_used_at),
+    }

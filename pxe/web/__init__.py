@@ -1,0 +1,1 @@
+"""The HTTP side of the server: a Flask app factory and one blueprint per concern."""

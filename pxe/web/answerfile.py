@@ -1,0 +1,45 @@
+"""``/answerfile/<host id or MAC>?token=...``: the host's answer file, rendered and validated.
+
+The token in the URL is the host's current install token: the URL is on the installer's kernel
+command line, which is the only thing the installer has before it has an answer file.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, Response, request
+from werkzeug.exceptions import Forbidden, Unauthorized
+
+from answerfiles.render import RenderError
+from pxe.boot import AnswerFileUnavailableError, host_answerfile
+from pxe.store.events import record_event
+from pxe.store.hosts import get_host
+from pxe.store.tokens import hash_token
+from pxe.web.context import base_url, db, settings
+from pxe.web.errors import error_response
+
+bp = Blueprint("answerfile", __name__)
+
+
+@bp.get("/answerfile/<ref>")
+def answerfile(ref: str) -> Response | tuple[Response, int]:
+    token = request.args.get("token", "")
+    if not token:
+        raise Unauthorized("the answer file needs the host's install token as ?token=")
+    session = db()
+    host = get_host(session, ref)
+    if not host.install_token_hash or not hmac.compare_digest(
+        host.install_token_hash, hash_token(token)
+    ):
+        raise Forbidden(f"this token is not host {ref}'s current install token")
+    try:
+        text = host_answerfile(settings(), host, token, base_url())
+    except (RenderError, AnswerFileUnavailableError) as exc:
+        writer = db(write=True)
+        record_event(writer, get_host(writer, host.id), "answerfile", f"no answer file: {exc}")
+        writer.commit()
+        return error_response(500 if isinstance(exc, RenderError) else 409, str(exc))
+    response = Response(text, mimetype="application/xml")
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,101 @@
+"""/api/v1/hosts: list, add, show, edit, remove, reinstall, events."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify, request
+
+from pxe.lifecycle import parse_state
+from pxe.store import hosts as store
+from pxe.store.errors import InvalidInputError
+from pxe.store.events import list_events
+from pxe.store.views import event_view, host_view
+from pxe.web.api import admin_blueprint
+from pxe.web.api.params import int_arg, time_arg
+from pxe.web.context import db, json_body
+
+bp = admin_blueprint("hosts")
+
+_CREATE_FIELDS = {"macs", "mac", "hostname", "uuid", "serial", "profile", "pool", "facts"}
+
+
+@bp.get("/hosts")
+def list_hosts() -> Response:
+    state = request.args.get("state") or None
+    if state:
+        parse_state(state)
+    hosts = store.list_hosts(
+        db(),
+        state=state,
+        pool=request.args.get("pool") or None,
+        profile=request.args.get("profile") or None,
+        limit=int_arg("limit", 1000, low=1),
+        offset=int_arg("offset", 0) or 0,
+    )
+    return jsonify(hosts=[host_view(h) for h in hosts])
+
+
+@bp.post("/hosts")
+def add_host() -> tuple[Response, int]:
+    body = json_body()
+    unknown = set(body) - _CREATE_FIELDS
+    if unknown:
+        raise InvalidInputError(f"unknown host field(s): {', '.join(sorted(unknown))}")
+    macs = body.get("macs", [])
+    if "mac" in body:
+        macs = [body["mac"], *macs]
+    if not isinstance(macs, list) or not all(isinstance(m, str) for m in macs):
+        raise InvalidInputError("'macs' must be a list of MAC address strings")
+    session = db(write=True)
+    host = store.add_host(
+        session,
+        macs=macs,
+        hostname=body.get("hostname"),
+        uuid=body.get("uuid"),
+        serial=body.get("serial"),
+        profile=body.get("profile"),
+        pool=body.get("pool"),
+        facts=body.get("facts"),
+    )
+    session.commit()
+    return jsonify(host_view(host)), 201
+
+
+@bp.get("/hosts/<ref>")
+def show_host(ref: str) -> Response:
+    host = store.get_host(db(), ref)
+    return jsonify({**host_view(host), "failure_log": host.failure_log})
+
+
+@bp.patch("/hosts/<ref>")
+def edit_host(ref: str) -> Response:
+    body = json_body()
+    session = db(write=True)
+    host = store.update_host(session, store.get_host(session, ref), **body)
+    session.commit()
+    return jsonify(host_view(host))
+
+
+@bp.delete("/hosts/<ref>")
+def remove_host(ref: str) -> tuple[str, int]:
+    session = db(write=True)
+    store.remove_host(session, store.get_host(session, ref))
+    session.commit()
+    return "", 204
+
+
+@bp.post("/hosts/<ref>/reinstall")
+def reinstall_host(ref: str) -> Response:
+    session = db(write=True)
+    host = store.reinstall_host(session, store.get_host(session, ref))
+    session.commit()
+    return jsonify(host_view(host))
+
+
+@bp.get("/hosts/<ref>/events")
+def host_events(ref: str) -> Response:
+    session = db()
+    host = store.get_host(session, ref)
+    events = list_events(
+        session, host=host, since=time_arg("since"), limit=int_arg("limit", 200, low=1) or 200
+    )
+    return jsonify(events=[event_view(e) for e in events])

@@ -1,0 +1,64 @@
+"""/api/v1/pools: list, create, show (master, members, refused hosts), delete."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+
+from pxe.lifecycle import State
+from pxe.store import pools as store
+from pxe.store.errors import InvalidInputError
+from pxe.store.views import pool_view
+from pxe.web.api import admin_blueprint
+from pxe.web.context import db, json_body
+
+bp = admin_blueprint("pools")
+
+
+@bp.get("/pools")
+def list_pools() -> Response:
+    return jsonify(pools=[pool_view(p) for p in store.list_pools(db())])
+
+
+@bp.post("/pools")
+def create_pool() -> tuple[Response, int]:
+    body = json_body()
+    if not body.get("name"):
+        raise InvalidInputError("a pool needs a 'name'")
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise InvalidInputError("'force' must be true or false")
+    session = db(write=True)
+    pool = store.create_pool(session, body["name"], force=force)
+    session.commit()
+    return jsonify(pool_view(pool)), 201
+
+
+@bp.get("/pools/<name>")
+def show_pool(name: str) -> Response:
+    session = db()
+    pool = store.get_pool(session, name)
+    members = store.pool_members(session, pool)
+    return jsonify(
+        {
+            **pool_view(pool),
+            "members": [
+                {"id": h.id, "hostname": h.hostname, "state": h.state}
+                for h in members
+                if h.state == State.IN_POOL
+            ],
+            "refused": [
+                {"id": h.id, "hostname": h.hostname, "reasons": h.refusal_reasons}
+                for h in members
+                if h.refusal_reasons
+            ],
+            "hosts": [{"id": h.id, "hostname": h.hostname, "state": h.state} for h in members],
+        }
+    )
+
+
+@bp.delete("/pools/<name>")
+def delete_pool(name: str) -> tuple[str, int]:
+    session = db(write=True)
+    store.delete_pool(session, store.get_pool(session, name))
+    session.commit()
+    return "", 204

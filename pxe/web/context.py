@@ -1,0 +1,70 @@
+"""Per-app state and per-request database sessions, for every blueprint (ours and others').
+
+``db()`` gives the request's session, opened on first use and closed (rolled back if not
+committed) when the request ends; ``db(write=True)`` gives one that holds SQLite's write lock
+from its first statement. Blueprints never open engines themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app, g, request
+from sqlalchemy.orm import Session
+
+from pxe.config import Settings
+from pxe.db.session import Database
+from pxe.store.errors import InvalidInputError
+
+EXTENSION = "xcp_provision"
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    database: Database
+
+
+def state() -> AppState:
+    return current_app.extensions[EXTENSION]
+
+
+def settings() -> Settings:
+    return state().settings
+
+
+def db(*, write: bool = False) -> Session:
+    key = "_xcp_db_write" if write else "_xcp_db_read"
+    session = g.get(key)
+    if session is None:
+        session = state().database.session(write=write)
+        setattr(g, key, session)
+    return session
+
+
+def base_url() -> str:
+    """How hosts reach us: the configured public URL, else the URL this request came in on."""
+    return settings().base_url(request.host_url)
+
+
+def _close_sessions(_exc: BaseException | None) -> None:
+    for key in ("_xcp_db_write", "_xcp_db_read"):
+        session = g.pop(key, None)
+        if session is not None:
+            session.close()
+
+
+def install(app: Flask, app_state: AppState) -> None:
+    app.extensions[EXTENSION] = app_state
+    app.teardown_appcontext(_close_sessions)
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object; an empty body is an empty object."""
+    if not request.get_data(cache=True):
+        return {}
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise InvalidInputError("the request body must be a JSON object")
+    return data

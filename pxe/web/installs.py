@@ -1,0 +1,85 @@
+"""Calls an installing host makes with its install token: progress, failure, build-done."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from pxe.lifecycle import State
+from pxe.store.errors import ConflictError, InvalidInputError
+from pxe.store.events import record_event
+from pxe.store.hosts import set_state
+from pxe.web.auth import install_host
+from pxe.web.context import db, json_body, settings
+
+bp = Blueprint("installs", __name__, url_prefix="/api/v1/installs")
+
+_DONE_STATES = {State.INSTALLED, State.REGISTERED, State.IN_POOL}
+
+
+def _text(body: dict, key: str, limit: int, *, required: bool = False) -> str:
+    value = body.get(key, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{key!r} must be a string")
+    if required and not value.strip():
+        raise InvalidInputError(f"{key!r} is required")
+    return value[:limit]
+
+
+def _percent(body: dict) -> int | None:
+    value = body.get("percent")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+        raise InvalidInputError("'percent' must be a number from 0 to 100")
+    return int(value)
+
+
+@bp.post("/events")
+def progress() -> tuple[Response, int]:
+    body = json_body()
+    step = _text(body, "step", 128, required=True)
+    message = _text(body, "message", 4096)
+    percent = _percent(body)
+    host = install_host()
+    if host.state == State.READY:
+        set_state(db(write=True), host, State.INSTALLING, f"installer started: {step}")
+    elif host.state != State.INSTALLING:
+        raise ConflictError(f"host {host.hostname or host.id} is {host.state}, not installing")
+    record_event(db(write=True), host, "progress", message, step=step, percent=percent)
+    db(write=True).commit()
+    return jsonify(state=host.state), 202
+
+
+@bp.post("/failed")
+def failed() -> tuple[Response, int]:
+    body = json_body()
+    reason = _text(body, "reason", 1024, required=True)
+    log_text = body.get("log", "")
+    if not isinstance(log_text, str):
+        raise InvalidInputError("'log' must be a string")
+    cap = settings().max_log_bytes
+    raw = log_text.encode("utf-8", "replace")
+    truncated = len(raw) > cap
+    if truncated:  # keep the end: that is where an install log says what went wrong
+        log_text = raw[-cap:].decode("utf-8", "ignore")
+    host = install_host()
+    session = db(write=True)
+    set_state(session, host, State.FAILED, reason, kind="failed")
+    host.failure_log = log_text
+    session.commit()
+    return jsonify(state=host.state, log_bytes=len(log_text.encode()), truncated=truncated), 202
+
+
+@bp.post("/done")
+def done() -> tuple[Response, int]:
+    host = install_host(allow_spent=True)
+    if host.state in _DONE_STATES:
+        raise ConflictError(
+            f"host {host.hostname or host.id} already reported build-done (it is {host.state})"
+        )
+    session = db(write=True)
+    set_state(session, host, State.INSTALLED, "build done", kind="done")
+    session.commit()
+    return jsonify(state=host.state), 200

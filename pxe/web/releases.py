@@ -1,0 +1,43 @@
+"""``/releases/<name>/<path>``: release files with Range, ETag and conditional GET.
+
+Werkzeug's ``send_file(conditional=True)`` answers Range and If-None-Match/If-Modified-Since and
+hands the open file to the WSGI server's file wrapper, so a 300 MiB dom0 image is streamed, not
+read into memory. Paths are resolved and must stay inside the release directory (no symlink
+or ``..`` escapes).
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Response, send_file
+from werkzeug.exceptions import NotFound
+
+from pxe.store.names import check_name
+from pxe.web.context import settings
+
+bp = Blueprint("releases", __name__)
+
+
+def _resolve(name: str, path: str) -> str:
+    root = os.path.realpath(settings().releases_dir / name)
+    target = os.path.realpath(os.path.join(root, path))
+    if os.path.commonpath([root, target]) != root or not os.path.isfile(target):
+        raise NotFound(f"release {name} has no file {path!r}")
+    return target
+
+
+@bp.get("/releases/<name>/<path:path>")
+def release_file(name: str, path: str) -> Response:
+    check_name("release", name)
+    target = _resolve(name, path)
+    response = send_file(target, conditional=True, etag=True, max_age=0)
+    response.headers["Accept-Ranges"] = "bytes"
+    return response
+
+
+@bp.get("/releases/<name>/")
+def release_manifest(name: str) -> Response:
+    """The release directory itself answers with its manifest, which lists every file."""
+    check_name("release", name)
+    return send_file(_resolve(name, "manifest.json"), conditional=True, etag=True, max_age=0)
