@@ -1,0 +1,183 @@
+"""Applying a plan: the one step that destroys data, done exactly and only to planned disks.
+
+Order matters. Every disk of the plan is described again and checked against the plan's
+identity snapshot and every guard rail first, so a refusal still means nothing was written.
+Then, disk by disk: stale signatures go (inside the old partitions, then on the disk), the GPT is
+written by pyparted with the plan's exact geometry, the kernel is told about the partitions and
+we wait for their nodes, signatures inside the new partitions go too (an old LVM label or md
+superblock at the same offset would come back to life at first boot), then filesystems are made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import _ped
+import parted
+
+from installer import guards
+from installer.block import nodes, sfdisk, wipe
+from installer.discovery import Disk, describe_disk
+from installer.errors import FailedError
+from installer.filesystems import make_filesystem
+from installer.plan import DiskPlan, PartitionSpec, Plan
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Where each planned partition ended up: role -> device node, for image laydown."""
+
+    disk: str
+    devices: Mapping[str, str] = field(default_factory=dict)
+    guest_disks: tuple[str, ...] = ()
+    label_suffix: str = ""
+
+    def device(self, role: str) -> str:
+        try:
+            return self.devices[role]
+        except KeyError:
+            raise KeyError(f"no {role!r} partition was made on {self.disk}") from None
+
+
+def apply_plan(plan: Plan, *, progress: Progress | None = None) -> Applied:
+    """Write ``plan`` to its disks; raise a ``RefusedError`` before any write if it is unsafe."""
+    say = progress or (lambda _message: None)
+    say("checking the disks again")
+    for disk_plan, role in _with_roles(plan):
+        _recheck(disk_plan, role, plan.installer_disk)
+    devices: dict[str, str] = {}
+    for disk_plan, role in _with_roles(plan):
+        path = disk_plan.disk.path
+        say(f"wiping old signatures on {path}")
+        _clear(disk_plan)
+        say(f"writing the GPT of {path}")
+        _write_table(disk_plan)
+        numbers = [p.number for p in disk_plan.partitions]
+        made = nodes.add_partitions(path, numbers)
+        for spec in sorted(disk_plan.partitions, key=lambda p: p.start):
+            if spec.preserve:
+                devices[spec.role] = made[spec.number]
+                continue
+            wipe.wipe(made[spec.number])
+            if spec.filesystem is not None:
+                say(f"making {spec.filesystem} {spec.label} on {made[spec.number]}")
+            make_filesystem(spec, made[spec.number])
+            if role == "primary":
+                devices[spec.role] = made[spec.number]
+    say("partitioning done")
+    return Applied(plan.primary.disk.path, devices,
+                   tuple(g.disk.path for g in plan.guest_disks), plan.label_suffix)
+
+
+def _with_roles(plan: Plan) -> list[tuple[DiskPlan, str]]:
+    return [(plan.primary, "primary"), *((g, "guest") for g in plan.guest_disks)]
+
+
+def _recheck(disk_plan: DiskPlan, role: str, installer_disk: str | None) -> Disk:
+    current = describe_disk(disk_plan.disk.path)
+    guards.check_unchanged(disk_plan.identity, current.identity)
+    guards.check_target(current, role=role, named_by_stable_id=disk_plan.named_by_stable_id,
+                        installer_disk=installer_disk)
+    for spec in disk_plan.partitions:
+        if spec.preserve:
+            found = current.partition(spec.number)
+            if found is None or found.start != spec.start or (
+                    found.size_bytes != spec.size_bytes):
+                raise guards.GuardError(
+                    current.path, "identity-changed",
+                    f"{current.path} changed since the plan was made: the preserved partition "
+                    f"{spec.number} is gone or moved; plan again",
+                )
+    return current
+
+
+def _preserved(disk_plan: DiskPlan) -> PartitionSpec | None:
+    return next((p for p in disk_plan.partitions if p.preserve), None)
+
+
+def _clear(disk_plan: DiskPlan) -> None:
+    """Wipe old partitions' signatures, make the kernel forget them, then wipe the disk."""
+    path = disk_plan.disk.path
+    keep = _preserved(disk_plan)
+    table = sfdisk.read(path)
+    old = [e.number for e in table.entries] if table else []
+    found = nodes.add_partitions(path, old)
+    for number, node in found.items():
+        if keep is None or number != keep.number:
+            wipe.wipe(node)
+    nodes.forget_partitions(path)
+    wipe.wipe(path, keep_tables=keep is not None and table is not None and table.label == "gpt")
+
+
+def _write_table(disk_plan: DiskPlan) -> None:
+    path = disk_plan.disk.path
+    keep = _preserved(disk_plan)
+    try:
+        device = parted.getDevice(path)
+        table = sfdisk.read(path) if keep is not None else None
+        if keep is not None and table is not None and table.label == "gpt":
+            disk = parted.newDisk(device)
+            for part in list(disk.partitions):
+                if part.number != keep.number:
+                    disk.deletePartition(part)
+        else:
+            disk = parted.freshDisk(device, "gpt")
+            if keep is not None:
+                _add(disk, device, PartitionSpec(keep.number, keep.role, keep.start, keep.end,
+                                                 keep.sector_size, keep.gpt_type, "msftdata",
+                                                 keep.name or "utility"))
+        _add_in_number_order(disk, device, [p for p in disk_plan.partitions if not p.preserve])
+        disk.commit()
+    except (parted.PartedException, _ped.PartedException, _ped.IOException,
+            _ped.DiskException, _ped.PartitionException) as exc:
+        raise FailedError(f"writing the partition table of {path} failed: {exc}") from exc
+
+
+def _add_in_number_order(disk: parted.Disk, device: parted.Device,
+                         specs: list[PartitionSpec]) -> None:
+    """libparted numbers a GPT partition with the lowest free number and offers no setter, so
+    we add in number order, holding a gap (no SR: 1, 2, 3, 5, 6) with a placeholder removed
+    before the commit."""
+    if not specs:
+        return
+    wanted = {s.number: s for s in specs}
+    placeholders = []
+    mib = (1 << 20) // device.sectorSize
+    spare = max(s.end for s in specs) + 1
+    for number in range(1, max(wanted) + 1):
+        if _has(disk, number):
+            continue
+        if number in wanted:
+            _add(disk, device, wanted[number])
+        else:
+            start = -(-spare // mib) * mib
+            placeholders.append(_add(disk, device, PartitionSpec(
+                number, "placeholder", start, start + mib - 1, device.sectorSize, "", None, "")))
+            spare = start + mib
+    for part in placeholders:
+        disk.deletePartition(part)
+
+
+def _has(disk: parted.Disk, number: int) -> bool:
+    return any(p.number == number for p in disk.partitions)
+
+
+def _add(disk: parted.Disk, device: parted.Device, spec: PartitionSpec) -> parted.Partition:
+    geometry = parted.Geometry(device=device, start=spec.start, end=spec.end)
+    part = parted.Partition(disk=disk, type=parted.PARTITION_NORMAL, geometry=geometry)
+    disk.addPartition(part, parted.Constraint(exactGeom=geometry))
+    if part.number != spec.number or part.geometry.start != spec.start or (
+            part.geometry.end != spec.end):
+        raise FailedError(
+            f"libparted placed partition {spec.role} as number {part.number} at sectors "
+            f"{part.geometry.start}-{part.geometry.end}, not {spec.number} at "
+            f"{spec.start}-{spec.end}"
+        )
+    if spec.name:
+        part.set_name(spec.name)
+    if spec.flag:
+        part.setFlag(_ped.partition_flag_get_by_name(spec.flag))
+    return part
