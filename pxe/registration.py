@@ -1,0 +1,340 @@
+"""A freshly installed host calls home: record it, place it in its pool, put it in DNS.
+
+Tokens: the host authenticates with the one-time install token it was given at PXE time. The
+token is *spent* when the host is admitted to its pool (in-pool): from then on it opens nothing
+new. One exception keeps the first-boot agent safe from a lost response: for
+:data:`REPLAY_WINDOW` after the join, a re-registration whose facts are identical to the
+admitted ones gets the same answer again, changing nothing. A host refused by its pool keeps its
+token unspent, so it can register again once the admin has fixed the cause (set ``force`` on the
+pool, reinstalled it with the right release).
+
+Concurrency: the first admitted host becomes master by a conditional
+``UPDATE pools SET master_host_id = :me WHERE master_host_id IS NULL``, which exactly one
+transaction can win on SQLite (writers serialised) and on PostgreSQL (row lock, re-checked
+predicate); every other host then reads the winner and is checked against its facts.
+
+DNS runs after the database commit, so a slow or absent DNS server never holds the inventory's
+write lock; its outcome is recorded as events, and never fails a registration.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from pxe.config import Settings
+from pxe.db.models import Event, Host, Pool, utcnow
+from pxe.db.session import Database
+from pxe.dns.errors import DnsError
+from pxe.dns.settings import DnsSettings
+from pxe.dns.update import DnsUpdater, RecordStatus
+from pxe.host_report import HostReport, parse_report
+from pxe.lifecycle import State
+from pxe.pools import JoinFacts, check_join
+from pxe.store.errors import StoreError
+from pxe.store.events import record_event
+from pxe.store.hosts import host_by_mac, set_state
+from pxe.store.pools import create_pool
+from pxe.store.profiles import resolve_profile
+from pxe.store.tokens import host_for_install_token, spend_install_token
+
+log = logging.getLogger(__name__)
+
+REPLAY_WINDOW = timedelta(minutes=10)
+JOINED = "pool-joined"
+REFUSED = "pool-refused"
+_ATTEMPTS = 6
+T = TypeVar("T")
+
+
+class TokenError(StoreError):
+    """No install token, or one no host holds (401)."""
+
+    status = 401
+
+
+class ForbiddenError(StoreError):
+    """A token of another host, or one spent by an earlier join (403)."""
+
+    status = 403
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the first-boot agent is told; the wire format of ``POST /api/v1/register``."""
+
+    state: str
+    pool: str | None = None
+    role: str | None = None
+    master_address: str | None = None
+    pool_secret: str | None = None
+    reasons: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "pool": self.pool,
+            "role": self.role,
+            "master_address": self.master_address,
+            "pool_secret": self.pool_secret,
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
+class _Placed:
+    answer: Answer
+    host_id: int
+    # (hostname, address) of the DNS records to ensure, and those the host had before.
+    dns_now: tuple[str, str] | None = None
+    dns_before: tuple[str, str] | None = None
+    changed: bool = field(default=True)
+
+
+def dns_settings(settings: Settings) -> DnsSettings | None:
+    """The server's ``[dns]`` settings as the updater needs them; None when DNS is off."""
+    return DnsSettings.from_mapping(
+        {
+            "server": settings.dns_server,
+            "port": settings.dns_port,
+            "forward_zone": settings.dns_forward_zone,
+            "reverse_zone": settings.dns_reverse_zone,
+            "key_name": settings.dns_key_name,
+            "algorithm": settings.dns_key_algorithm,
+            "secret_file": settings.dns_key_file,
+        }
+    )
+
+
+def register(
+    database: Database, token: str | None, body: Any, *, dns: DnsSettings | None = None
+) -> Answer:
+    """Handle one registration; raises a :class:`StoreError` whose ``status`` is the HTTP code."""
+    if not token:
+        raise TokenError("registration needs 'Authorization: Bearer <install token>'")
+    report = parse_report(body)
+    placed = _retrying(database, lambda session: _place(session, token, report))
+    if dns is not None and placed.changed:
+        _update_dns(database, dns, placed)
+    return placed.answer
+
+
+def on_host_removed(settings: Settings, host: Host) -> list[str]:
+    """Delete the host's DNS records before it leaves the inventory; returns what went wrong.
+
+    Called by the inventory's remove path. A DNS failure must not keep a host in the
+    inventory, so problems are returned (and logged) rather than raised.
+    """
+    dns = dns_settings(settings)
+    address = (host.facts or {}).get("management_ip")
+    if dns is None or not host.hostname or not address:
+        return []
+    try:
+        DnsUpdater(dns).remove_host(host.hostname, address)
+    except DnsError as exc:
+        log.warning("host %s removed, but its DNS records were not: %s", host.hostname, exc)
+        return [str(exc)]
+    return []
+
+
+def _retrying(database: Database, work: Callable[[Session], T]) -> T:
+    """Run ``work`` in a write transaction, again when the database says "try again".
+
+    SQLite's busy timeout covers almost every wait; this catches the rest (and PostgreSQL's
+    deadlock or serialisation aborts), which a thousand hosts booting at once do provoke.
+    """
+    for attempt in range(_ATTEMPTS):
+        try:
+            with database.scope(write=True) as session:
+                return work(session)
+        except OperationalError as exc:
+            if attempt == _ATTEMPTS - 1 or not _transient(exc):
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * 2**attempt)  # noqa: S311 (jitter)
+    raise AssertionError("unreachable")
+
+
+def _transient(exc: OperationalError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    text = str(exc.orig).lower()
+    return sqlstate in ("40001", "40P01") or "locked" in text or "busy" in text
+
+
+def _place(session: Session, token: str, report: HostReport) -> _Placed:
+    host = host_for_install_token(session, token)
+    if host is None:
+        raise TokenError("this install token is not valid (it may have been replaced)")
+    _check_identity(session, host, report.mac)
+    if host.token_spent:
+        return _replay(session, host, report)
+    before = _dns_target(host)
+    host.facts = {**(host.facts or {}), **report.facts}
+    if report.hostname and not host.hostname:
+        host.hostname = report.hostname
+    pool = _pool_for(session, host, report)
+    if pool is None:
+        set_state(session, host, State.REGISTERED, "registered; no pool assigned")
+        host.refusal_reasons = []
+        answer = Answer(
+            state=State.REGISTERED.value,
+            reasons=(
+                "No pool is assigned to this host (inventory, profile or answer file); it stays "
+                "a standalone host.",
+            ),
+        )
+        return _Placed(answer, host.id, _dns_target(host), before)
+    host.pool = pool
+    session.flush()
+    role, reasons = _admit(session, host, pool, report.join)
+    if reasons:
+        set_state(session, host, State.REGISTERED, f"refused by pool {pool.name}")
+        host.refusal_reasons = list(reasons)
+        record_event(session, host, REFUSED, f"pool {pool.name}: " + " ".join(reasons))
+        answer = Answer(state=State.REGISTERED.value, pool=pool.name, reasons=tuple(reasons))
+    else:
+        set_state(session, host, State.IN_POOL, f"joined pool {pool.name} as {role}")
+        host.refusal_reasons = []
+        spend_install_token(host)
+        record_event(session, host, JOINED, f"pool {pool.name} as {role}")
+        answer = _admitted(session, host, pool, role)
+    return _Placed(answer, host.id, _dns_target(host), before)
+
+
+def _check_identity(session: Session, host: Host, mac: str) -> None:
+    """403 unless the reported MAC is this host's (or unknown, for a host listed without one)."""
+    if mac in host.mac_list:
+        return
+    owner = host_by_mac(session, mac)
+    if host.mac_list or owner is not None:
+        raise ForbiddenError(
+            f"this install token belongs to another host than the one with MAC {mac}"
+        )
+
+
+def _replay(session: Session, host: Host, report: HostReport) -> _Placed:
+    """A spent token: accept only the agent repeating its successful registration."""
+    facts = host.facts or {}
+    same = all(facts.get(key) == value for key, value in report.facts.items())
+    joined_at = session.scalar(
+        select(Event.time)
+        .where(Event.host_id == host.id, Event.kind == JOINED)
+        .order_by(Event.id.desc())
+        .limit(1)
+    )
+    recent = joined_at is not None and utcnow() - joined_at <= REPLAY_WINDOW
+    if not (same and recent and host.state == State.IN_POOL and host.pool is not None):
+        raise ForbiddenError(
+            "this install token was spent when the host joined its pool; reinstall the host "
+            "to register it again"
+        )
+    role = "master" if host.pool.master_host_id == host.id else "member"
+    return _Placed(_admitted(session, host, host.pool, role), host.id, changed=False)
+
+
+def _pool_for(session: Session, host: Host, report: HostReport) -> Pool | None:
+    """The inventory entry's pool, else its profile's (inherited), else the answer file's."""
+    if host.pool is not None:
+        return host.pool
+    if host.profile is not None:
+        pool_id = resolve_profile(host.profile).pool_id
+        if pool_id is not None:
+            return session.get(Pool, pool_id)
+    if report.pool is None:
+        return None
+    pool = session.scalar(select(Pool).where(Pool.name == report.pool))
+    if pool is not None:
+        return pool
+    try:
+        with session.begin_nested():
+            pool = create_pool(session, report.pool)
+    except IntegrityError:  # another host of the same answer file created it first
+        return session.scalars(select(Pool).where(Pool.name == report.pool)).one()
+    record_event(session, host, "pool", f"pool {report.pool} created from the answer file")
+    return pool
+
+
+def _admit(
+    session: Session, host: Host, pool: Pool, joiner: JoinFacts
+) -> tuple[str | None, list[str]]:
+    """``(role, [])`` when admitted, ``(None, reasons)`` when refused."""
+    master_id = session.scalar(select(Pool.master_host_id).where(Pool.id == pool.id))
+    if master_id is None:
+        claim = session.execute(
+            update(Pool)
+            .where(Pool.id == pool.id, Pool.master_host_id.is_(None))
+            .values(master_host_id=host.id)
+            .execution_options(synchronize_session=False)
+        )
+        if claim.rowcount == 1:
+            session.refresh(pool)
+            return "master", []
+        master_id = session.scalar(select(Pool.master_host_id).where(Pool.id == pool.id))
+    if master_id == host.id:
+        return "master", []
+    master = session.get(Host, master_id)
+    if master is None or master.state != State.IN_POOL:
+        name = master.hostname or master.id if master is not None else master_id
+        return None, [
+            f"The pool's master {name} has not registered yet; register again once it has."
+        ]
+    reasons = check_join(JoinFacts.from_mapping(master.facts), joiner, force=pool.force)
+    return (None, reasons) if reasons else ("member", [])
+
+
+def _admitted(session: Session, host: Host, pool: Pool, role: str) -> Answer:
+    if role == "master":
+        address = host.facts["management_ip"]
+    else:
+        master = session.get(Host, pool.master_host_id)
+        address = master.facts["management_ip"] if master is not None else None
+    return Answer(
+        state=State.IN_POOL.value,
+        pool=pool.name,
+        role=role,
+        master_address=address,
+        pool_secret=pool.secret,
+    )
+
+
+def _dns_target(host: Host) -> tuple[str, str] | None:
+    address = (host.facts or {}).get("management_ip")
+    return (host.hostname, address) if host.hostname and address else None
+
+
+def _update_dns(database: Database, dns: DnsSettings, placed: _Placed) -> None:
+    """Ensure the host's records; every outcome worth knowing becomes an event."""
+    messages: list[str] = []
+    updater = DnsUpdater(dns)
+    try:
+        if placed.dns_before is not None and placed.dns_before != placed.dns_now:
+            updater.remove_host(*placed.dns_before)
+            messages.append(f"removed the records of {' at '.join(placed.dns_before)}")
+        if placed.dns_now is None:
+            messages.append("no host name reported: DNS records not added")
+        else:
+            result = updater.add_host(*placed.dns_now)
+            messages += [
+                f"added {record}" for record, status in result.done if status is RecordStatus.ADDED
+            ]
+            messages += [f"not added: {problem}" for problem in result.problems]
+    except DnsError as exc:
+        messages.append(f"not updated: {exc}")
+    if not messages:
+        return
+
+    def record(session: Session) -> None:
+        host = session.get(Host, placed.host_id)
+        if host is not None:
+            for message in messages:
+                record_event(session, host, "dns", message)
+
+    _retrying(database, record)
