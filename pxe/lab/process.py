@@ -1,0 +1,83 @@
+"""Background processes the lab owns: started with their output in a file, always stopped by pid.
+
+Each one runs in its own session so a stop reaches its children too (``ip netns exec`` execs the
+command itself, so the pid is the program's own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from installer.runner import start
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Background:
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] = field(repr=False)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        """SIGTERM its session, SIGKILL after ``grace`` seconds; returns the exit code."""
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                log.warning("%s (pid %d) ignored SIGTERM; killing it", self.name, self.pid)
+                _signal_group(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=grace)
+        return self.proc.returncode
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def launch(
+    name: str,
+    argv: Sequence[str | os.PathLike[str]],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+) -> Background:
+    """Start ``argv`` with stdout and stderr appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        proc = start(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **env} if env else None,
+        )
+    argv_text = [os.fspath(a) for a in argv]
+    log.info("started %s (pid %d): %s", name, proc.pid, " ".join(argv_text))
+    return Background(name, argv_text, log_path, proc)

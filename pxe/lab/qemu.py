@@ -1,0 +1,146 @@
+"""One lab VM: QEMU playing a bare-metal host that network-boots first, then boots its disk.
+
+TCG with ``-cpu qemu64`` because that is what runs Xen and a PV dom0 on the test machine (KVM
+guests triple-fault there, ``-cpu max`` crashes dom0). ``-boot order=c,once=n`` without
+``-no-reboot``: the first boot asks the network, the installer's reboot then finds the disk, as a
+real host with "network once" would. BIOS machines get Debian's iPXE option ROM; UEFI machines get
+OVMF and an empty ``romfile=`` so the firmware's own PXE client asks for an x86-64 UEFI loader.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from installer.errors import CommandError
+from installer.runner import run
+from pxe.lab.errors import LabError
+from pxe.lab.netns import LabNetwork
+from pxe.lab.process import Background, launch
+
+OVMF_CANDIDATES = (
+    Path("/usr/share/ovmf/OVMF.fd"),
+    Path("/usr/share/OVMF/OVMF.fd"),
+    Path("/usr/share/qemu/OVMF.fd"),
+)
+DISK_GIB = 60
+MEMORY_MIB = 2048
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    name: str
+    mac: str
+    tap: str
+    workdir: Path
+    uefi: bool = False
+    memory_mib: int = MEMORY_MIB
+    cpus: int = 1
+    disk_gib: int = DISK_GIB
+    # virtio-blk shows up as /dev/vda in the guest; "sata" gives /dev/sda behind AHCI.
+    disk_bus: str = "virtio"
+
+    @property
+    def firmware(self) -> str:
+        return "uefi" if self.uefi else "bios"
+
+    @property
+    def disk(self) -> Path:
+        return self.workdir / f"{self.name}.qcow2"
+
+    @property
+    def serial_log(self) -> Path:
+        return self.workdir / f"{self.name}.serial.log"
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.workdir / f"{self.name}.qemu.log"
+
+
+def ovmf_firmware() -> Path:
+    for path in OVMF_CANDIDATES:
+        if path.is_file():
+            return path
+    raise LabError("firmware", "no OVMF.fd found; install the Debian package ovmf")
+
+
+def mac_for(index: int, seed: int | None = None) -> str:
+    """A locally administered MAC per VM, distinct between concurrent labs (pid as seed)."""
+    seed = os.getpid() if seed is None else seed
+    return f"52:54:00:{(seed >> 8) & 0xFF:02x}:{seed & 0xFF:02x}:{index & 0xFF:02x}"
+
+
+def create_disk(spec: VmSpec) -> Path:
+    """A blank sparse qcow2 disk: 60 GiB seen by the guest, a few hundred KiB on the host."""
+    spec.workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        run(["qemu-img", "create", "-q", "-f", "qcow2", spec.disk, f"{spec.disk_gib}G"])
+    except CommandError as exc:
+        raise LabError("disk", f"cannot create {spec.disk}: {exc}") from exc
+    return spec.disk
+
+
+def _disk_args(spec: VmSpec) -> list[str]:
+    drive = f"file={spec.disk},format=qcow2,if=none,id=disk0,cache=unsafe,discard=unmap"
+    if spec.disk_bus == "virtio":
+        return ["-drive", drive, "-device", "virtio-blk-pci,drive=disk0"]
+    if spec.disk_bus == "sata":
+        return [
+            "-drive",
+            drive,
+            "-device",
+            "ahci,id=ahci0",
+            "-device",
+            "ide-hd,drive=disk0,bus=ahci0.0",
+        ]
+    raise LabError("disk", f"unknown disk bus {spec.disk_bus!r}; use virtio or sata")
+
+
+def command(spec: VmSpec, net: LabNetwork, max_seconds: float) -> list[str]:
+    """The full command line, bounded by ``timeout`` so a VM never outlives a crashed harness."""
+    nic = f"virtio-net-pci,netdev=net0,mac={spec.mac}"
+    firmware: list[str] = []
+    if spec.uefi:
+        nic += ",romfile="
+        firmware = ["-bios", str(ovmf_firmware())]
+    return [
+        *net.exec_prefix(),
+        "timeout",
+        "--signal=KILL",
+        f"{int(max_seconds)}",
+        "qemu-system-x86_64",
+        "-name",
+        spec.name,
+        "-accel",
+        "tcg",
+        "-cpu",
+        "qemu64",
+        "-smp",
+        str(spec.cpus),
+        "-m",
+        str(spec.memory_mib),
+        "-nographic",
+        "-serial",
+        f"file:{spec.serial_log}",
+        "-monitor",
+        "none",
+        *firmware,
+        *_disk_args(spec),
+        "-netdev",
+        f"tap,id=net0,ifname={spec.tap},script=no,downscript=no",
+        "-device",
+        nic,
+        "-boot",
+        "order=c,once=n",
+    ]
+
+
+def power_on(spec: VmSpec, net: LabNetwork, max_seconds: float) -> Background:
+    """Create the VM's tap and disk if needed and start it."""
+    if not spec.disk.exists():
+        create_disk(spec)
+    spec.serial_log.unlink(missing_ok=True)
+    spec.serial_log.touch()
+    net.add_tap(spec.tap)
+    return launch(spec.name, command(spec, net, max_seconds), spec.qemu_log)

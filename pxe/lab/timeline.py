@@ -1,0 +1,222 @@
+"""When each VM passed each step of the boot chain, from its serial console and the server's events.
+
+QEMU's serial log carries no timestamps, so a :class:`SerialWatcher` tails it while the VM runs
+and stamps the first line that proves each step. Steps the server sees (install done, registered,
+in pool) come from its events, stamped by the server. A timeline therefore also says which step
+never happened: the first missing one is where the chain broke.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+
+class Stage(StrEnum):
+    DHCP = "dhcp"  # the firmware got an address (from the site's DHCP) and a boot offer
+    LOADER = "loader"  # a network loader or script arrived (TFTP loader, or iPXE's script)
+    BOOT_SCRIPT = "boot-script"  # iPXE fetched /boot/ipxe over HTTP from our server
+    INSTALLER = "installer"  # the installer's kernel started (its banner on the serial console)
+    INSTALL_DONE = "install-done"  # the installer reported success to the server
+    XEN = "xen"  # Xen's banner after the reboot from disk
+    DOM0_LOGIN = "dom0-login"  # dom0 printed a login prompt
+    REGISTERED = "registered"  # the first-boot agent registered the host
+    IN_POOL = "in-pool"  # the server placed the host in its pool
+
+
+CHAIN: tuple[Stage, ...] = tuple(Stage)
+
+_ANSI = re.compile(r"\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
+
+
+@dataclass(frozen=True)
+class SerialMarker:
+    stage: Stage
+    pattern: re.Pattern[str]
+    # The marker counts only once this stage was seen: both the installer and dom0 print
+    # "Linux version", only the one after Xen's banner is dom0's.
+    after: Stage | None = None
+    before: Stage | None = None
+
+
+SERIAL_MARKERS: tuple[SerialMarker, ...] = (
+    SerialMarker(Stage.DHCP, re.compile(r"Configuring \(net\d [0-9a-f:]+\)[ .]*ok")),
+    SerialMarker(Stage.DHCP, re.compile(r"Station IP address is \d+\.\d+\.\d+\.\d+")),
+    SerialMarker(Stage.LOADER, re.compile(r"NBP file downloaded successfully")),
+    SerialMarker(Stage.LOADER, re.compile(r"tftp://\S+\.\.\. ok")),
+    SerialMarker(Stage.LOADER, re.compile(r"https?://\S+/boot/ipxe\S*\.\.\. ok")),
+    SerialMarker(Stage.BOOT_SCRIPT, re.compile(r"https?://\S+/boot/ipxe\S*\.\.\. ok")),
+    SerialMarker(Stage.INSTALLER, re.compile(r"Linux version \d"), before=Stage.XEN),
+    SerialMarker(Stage.XEN, re.compile(r"Xen version \d+\.\d+")),
+    SerialMarker(Stage.DOM0_LOGIN, re.compile(r"\blogin: ?$"), after=Stage.XEN),
+)
+
+
+def clean(text: str) -> str:
+    """Serial output without terminal escapes or carriage returns (OVMF paints a screen)."""
+    return _ANSI.sub("", text)
+
+
+@dataclass
+class Timeline:
+    """Seconds since power-on at which one VM reached each stage (absent: not reached)."""
+
+    vm: str
+    firmware: str
+    seen: dict[Stage, float] = field(default_factory=dict)
+    evidence: dict[Stage, str] = field(default_factory=dict)
+
+    def mark(self, stage: Stage, seconds: float, evidence: str = "") -> None:
+        if stage not in self.seen:
+            self.seen[stage] = round(seconds, 1)
+            self.evidence[stage] = evidence.strip()[:160]
+
+    def reached(self, stage: Stage) -> bool:
+        return stage in self.seen
+
+    def first_missing(self) -> Stage | None:
+        """The first stage of the chain this VM never reached: where it broke."""
+        for stage in CHAIN:
+            if stage not in self.seen:
+                return stage
+        return None
+
+    def last_reached(self) -> Stage | None:
+        reached = [stage for stage in CHAIN if stage in self.seen]
+        return reached[-1] if reached else None
+
+
+def scan_line(timeline: Timeline, line: str, seconds: float) -> None:
+    """Stamp every stage ``line`` proves, respecting each marker's order constraints."""
+    for marker in SERIAL_MARKERS:
+        if timeline.reached(marker.stage):
+            continue
+        if marker.after and not timeline.reached(marker.after):
+            continue
+        if marker.before and timeline.reached(marker.before):
+            continue
+        if marker.pattern.search(line):
+            timeline.mark(marker.stage, seconds, line)
+
+
+def scan_text(timeline: Timeline, text: str, seconds: float) -> None:
+    for line in clean(text).split("\n"):
+        scan_line(timeline, line, seconds)
+
+
+class SerialWatcher:
+    """Tails one serial log in a thread and stamps stages as their lines appear.
+
+    A partial last line (a prompt such as ``login:`` has no newline) is scanned as it stands and
+    again once complete, so prompts count without waiting for a newline that never comes.
+    """
+
+    def __init__(self, path: Path, timeline: Timeline, started: float, poll: float = 0.25):
+        self.path = path
+        self.timeline = timeline
+        self.started = started
+        self.poll = poll
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"serial-{timeline.vm}", daemon=True)
+        self._lock = threading.Lock()
+        self._offset = 0
+        self._pending = ""
+
+    def start(self) -> SerialWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.read_once(final=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll):
+            self.read_once()
+
+    def read_once(self, final: bool = False) -> None:
+        with self._lock:
+            try:
+                with open(self.path, "rb") as fh:
+                    fh.seek(self._offset)
+                    chunk = fh.read()
+            except FileNotFoundError:
+                return
+            if not chunk and not final:
+                return
+            self._offset += len(chunk)
+            now = time.monotonic() - self.started
+            text = clean(self._pending + chunk.decode("utf-8", "replace"))
+            lines = text.split("\n")
+            self._pending = lines.pop()
+            for line in lines:
+                scan_line(self.timeline, line, now)
+            if self._pending:
+                scan_line(self.timeline, self._pending, now)
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One entry of a host's history as the REST API reports it."""
+
+    time: datetime
+    kind: str
+    step: str = ""
+    message: str = ""
+
+
+_STATE_STAGES = {
+    "installed": Stage.INSTALL_DONE,
+    "registered": Stage.REGISTERED,
+    "in-pool": Stage.IN_POOL,
+}
+_KIND_STAGES = {"done": Stage.INSTALL_DONE, "registered": Stage.REGISTERED}
+
+
+def stage_of_event(event: ServerEvent) -> Stage | None:
+    """Which chain stage a server event proves, if any.
+
+    A state event's message ends with the state the host moved to ("installing -> installed").
+    """
+    kind = event.kind.lower()
+    if kind == "state":
+        words = event.message.replace("->", " ").lower().split()
+        return _STATE_STAGES.get(words[-1]) if words else None
+    return _KIND_STAGES.get(kind)
+
+
+def apply_events(timeline: Timeline, events: Iterable[ServerEvent], powered_on: datetime) -> None:
+    """Stamp the stages the server's events prove, in seconds since the VM's power-on."""
+    for event in sorted(events, key=lambda e: e.time):
+        stage = stage_of_event(event)
+        if stage is not None:
+            seconds = (event.time - powered_on).total_seconds()
+            timeline.mark(stage, seconds, f"server event {event.kind}: {event.message}")
+
+
+def table_rows(timelines: Iterable[Timeline]) -> list[list[str]]:
+    """Header plus one row per VM; a dash where a stage was not reached."""
+    rows = [["vm", "firmware", *[stage.value for stage in CHAIN]]]
+    for tl in timelines:
+        cells = [f"{tl.seen[s]:.1f}" if s in tl.seen else "-" for s in CHAIN]
+        rows.append([tl.vm, tl.firmware, *cells])
+    return rows
+
+
+def render_table(timelines: Iterable[Timeline]) -> str:
+    rows = table_rows(timelines)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            cell.rjust(width) if i > 1 else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    )

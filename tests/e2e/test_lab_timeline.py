@@ -1,0 +1,102 @@
+"""The timeline reads real serial consoles (captured from this lab's own VMs) and server events."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pxe.lab.timeline import (
+    CHAIN,
+    SerialWatcher,
+    ServerEvent,
+    Stage,
+    Timeline,
+    apply_events,
+    clean,
+    render_table,
+    scan_text,
+)
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_bios_ipxe_rom_reaches_dhcp_and_loader() -> None:
+    tl = Timeline("vm1", "bios")
+    scan_text(tl, (DATA / "bios-pxe.serial.log").read_text(errors="replace"), 3.0)
+    assert tl.seen == {Stage.DHCP: 3.0, Stage.LOADER: 3.0}
+    assert "10.99.0" not in tl.evidence[Stage.DHCP]
+    assert tl.evidence[Stage.LOADER].startswith("tftp://10.99.0.1/boot.ipxe")
+    assert tl.first_missing() == Stage.BOOT_SCRIPT
+
+
+def test_uefi_firmware_pxe_client_through_ovmf_screen_paint() -> None:
+    text = (DATA / "uefi-pxe.serial.log").read_text(errors="replace")
+    assert "\x1b[" in text
+    tl = Timeline("vm2", "uefi")
+    scan_text(tl, text, 7.5)
+    assert tl.evidence[Stage.DHCP] == "Station IP address is 10.99.0.101"
+    assert tl.evidence[Stage.LOADER] == "NBP file downloaded successfully."
+    assert "\x1b" not in clean(text)
+
+
+def test_linux_banner_before_xen_is_the_installer_after_it_is_dom0() -> None:
+    tl = Timeline("vm", "bios")
+    scan_text(tl, "Linux version 6.1.0-28-amd64 (debian-kernel@lists.debian.org)\n", 40)
+    scan_text(tl, "(XEN) Xen version 4.17.5-pre (Debian 4.17.5+23-ga4e5191dc0-1)\n", 90)
+    scan_text(tl, "[    0.000000] Linux version 6.1.0-28-amd64\n", 95)
+    scan_text(tl, "login: root\n", 100)
+    scan_text(tl, "\nDebian GNU/Linux 12 xcp1 hvc0\n\nxcp1 login: ", 120)
+    assert tl.seen[Stage.INSTALLER] == 40
+    assert tl.seen[Stage.XEN] == 90
+    assert tl.seen[Stage.DOM0_LOGIN] == 120
+
+
+def test_login_prompt_before_xen_does_not_count() -> None:
+    tl = Timeline("vm", "bios")
+    scan_text(tl, "installer login: \n", 10)
+    assert not tl.reached(Stage.DOM0_LOGIN)
+
+
+def test_watcher_stamps_a_prompt_without_newline(tmp_path: Path) -> None:
+    log = tmp_path / "serial.log"
+    log.write_bytes(b"")
+    tl = Timeline("vm", "bios")
+    watcher = SerialWatcher(log, tl, time.monotonic(), poll=0.05).start()
+    try:
+        with open(log, "ab") as fh:
+            fh.write(b"\x1b[0m(XEN) Xen version 4.17.5 (Debian)\r\n")
+            fh.flush()
+            fh.write(b"xcp1 log")
+            fh.flush()
+            time.sleep(0.3)
+            fh.write(b"in: ")
+            fh.flush()
+        deadline = time.monotonic() + 5
+        while not tl.reached(Stage.DOM0_LOGIN) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        watcher.stop()
+    assert tl.reached(Stage.XEN)
+    assert tl.evidence[Stage.DOM0_LOGIN] == "xcp1 login:"
+
+
+def test_server_events_are_seconds_since_power_on() -> None:
+    on = datetime(2026, 11, 25, 17, 0, 0, tzinfo=UTC)
+    events = [
+        ServerEvent(on + timedelta(seconds=200), "registered", message="first boot"),
+        ServerEvent(on + timedelta(seconds=80), "done", message="install complete"),
+        ServerEvent(on + timedelta(seconds=30), "progress", step="partition", message="50%"),
+        ServerEvent(on + timedelta(seconds=201), "state", message="registered -> in-pool"),
+    ]
+    tl = Timeline("vm", "bios")
+    apply_events(tl, events, on)
+    assert tl.seen == {Stage.INSTALL_DONE: 80, Stage.REGISTERED: 200, Stage.IN_POOL: 201}
+
+
+def test_table_has_a_column_per_stage_and_dashes_for_missing() -> None:
+    tl = Timeline("lab-vm1", "uefi")
+    tl.mark(Stage.DHCP, 12.34)
+    lines = render_table([tl]).splitlines()
+    assert lines[0].split() == ["vm", "firmware", *[s.value for s in CHAIN]]
+    assert lines[1].split()[:4] == ["lab-vm1", "uefi", "12.3", "-"]
