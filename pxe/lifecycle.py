@@ -23,7 +23,9 @@ class State(StrEnum):
 
 ALLOWED: dict[State, frozenset[State]] = {
     State.DISCOVERED: frozenset({State.READY}),
-    State.READY: frozenset({State.INSTALLING, State.INSTALLED, State.FAILED, State.DISCOVERED}),
+    State.READY: frozenset(
+        {State.READY, State.INSTALLING, State.INSTALLED, State.FAILED, State.DISCOVERED}
+    ),
     State.INSTALLING: frozenset({State.INSTALLING, State.INSTALLED, State.FAILED, State.READY}),
     State.INSTALLED: frozenset({State.REGISTERED, State.IN_POOL, State.READY}),
     State.REGISTERED: frozenset({State.REGISTERED, State.IN_POOL, State.READY}),

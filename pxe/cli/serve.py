@@ -1,0 +1,150 @@
+"""``xcp-provision serve``: HTTP (waitress), TFTP and ProxyDHCP in one process.
+
+One process keeps the boot path simple: TFTP's per-host files and the HTTP iPXE scripts ask the
+same inventory through the same :func:`pxe.boot.decide`. SIGTERM and SIGINT stop every service
+and close the database before exiting.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import click
+import waitress
+
+from hypervisor.demo import build_demo_release
+from pxe.boot import decide
+from pxe.bootplan import BootPlan
+from pxe.config import ConfigError, Settings, load_settings
+from pxe.db.session import Database, close_databases, open_database
+from pxe.store.errors import NotFoundError
+from pxe.store.profiles import create_profile, get_profile
+from pxe.tftp.files import GeneratedFiles
+from pxe.tftp.loaders import prepare_tftp_root
+from pxe.tftp.server import TftpService
+from pxe.web.app import create_app
+
+log = logging.getLogger("pxe.serve")
+
+DEMO = "demo"
+
+
+def seed_demo(settings: Settings, database: Database) -> None:
+    """The demo release and a profile ``demo`` using it, each only when absent."""
+    release_dir = settings.releases_dir / DEMO
+    if not (release_dir / "manifest.json").is_file():
+        release_dir.mkdir(parents=True, exist_ok=True)
+        build_demo_release(release_dir)
+        log.info("demo release written to %s", release_dir)
+    with database.scope() as session:
+        try:
+            get_profile(session, DEMO)
+        except NotFoundError:
+            create_profile(session, DEMO, release=DEMO, template="fresh-dhcp")
+            log.info("profile %r created", DEMO)
+
+
+def plan_for_mac(settings: Settings, database: Database) -> Callable[[str], BootPlan]:
+    def plan(mac: str) -> BootPlan:
+        with database.scope(write=True) as session:
+            return decide(session, settings, mac=mac)
+
+    return plan
+
+
+class Services:
+    """The UDP services started next to HTTP, stopped in reverse order."""
+
+    def __init__(self) -> None:
+        self.running: list[object] = []
+
+    def start_tftp(self, settings: Settings, database: Database) -> None:
+        root = prepare_tftp_root(settings.data_dir)
+        generated = GeneratedFiles(plan_for_mac(settings, database), settings.base_url())
+        service = TftpService(root, generated, settings.bind, settings.tftp_port)
+        service.start()
+        self.running.append(service)
+
+    def stop(self) -> None:
+        while self.running:
+            service = self.running.pop()
+            try:
+                service.stop()  # type: ignore[attr-defined]
+            except Exception:
+                log.exception("stopping %s failed", type(service).__name__)
+
+
+class _StopSignalError(BaseException):
+    """Raised in the main thread by SIGTERM/SIGINT to leave waitress's loop."""
+
+
+def _raise_stop(signum: int, _frame: FrameType | None) -> None:
+    raise _StopSignalError(signal.Signals(signum).name)
+
+
+@click.command()
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path)
+)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--bind", default=None, help="Address to listen on (default 0.0.0.0).")
+@click.option("--http-port", type=click.IntRange(0, 65535), default=None, help="Default 8080.")
+@click.option(
+    "--tftp-port", type=click.IntRange(0, 65535), default=None, help="Default 69; 0 turns TFTP off."
+)
+@click.option("--no-dhcp", is_flag=True, help="Do not answer PXE DHCP requests.")
+@click.option("--demo", is_flag=True, help="Seed the demo release and a 'demo' profile if absent.")
+def serve(
+    *,
+    config_file: Path | None,
+    data_dir: Path | None,
+    bind: str | None,
+    http_port: int | None,
+    tftp_port: int | None,
+    no_dhcp: bool,
+    demo: bool,
+) -> None:
+    """Serve network boot, answer files, releases and the API."""
+    try:
+        settings = load_settings(
+            config_file,
+            data_dir=data_dir,
+            bind=bind,
+            http_port=http_port,
+            tftp_port=tftp_port,
+            dhcp_enabled=False if no_dhcp else None,
+        )
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = open_database(settings)
+    if demo:
+        seed_demo(settings, database)
+    app = create_app(settings, database=database)
+    services = Services()
+    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if settings.tftp_port:
+            services.start_tftp(settings, database)
+        if settings.dhcp_enabled and importlib.util.find_spec("pxe.dhcp") is None:
+            log.warning("ProxyDHCP is not available in this build; serving HTTP and TFTP only")
+        server = waitress.create_server(
+            app, host=settings.bind, port=settings.http_port, threads=settings.http_threads
+        )
+        log.info("HTTP on %s (hosts use %s)", settings.http_port, settings.base_url())
+        server.run()
+    except _StopSignalError as stop:
+        log.info("%s received, stopping", stop)
+    finally:
+        services.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        close_databases()
