@@ -23,6 +23,7 @@ that cannot be wrapped from outside:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -63,6 +64,7 @@ class TftpRefusedError(TftpException):
         self.code = code
         self.client = client
         self.filename = filename
+        self.why = why
         super().__init__(f"refused {filename!r} to {client}: {why}")
 
 
@@ -280,12 +282,13 @@ class TftpService:
             transfer.state = transfer.state.handle(pkt, client[0], client[1])
         except TftpRefusedError as exc:
             self.counters.refused += 1
-            log.info("tftp refused %s:%d %s: %s", *client, pkt.filename, exc)
+            log.info("tftp refused %s to %s:%d: %s", pkt.filename, *client, exc.why)
             transfer.end()
             return
         except Exception:
             self.counters.crashed += 1
             log.exception("tftp request %r from %s:%d crashed", pkt.filename, *client)
+            self._send_server_error(transfer)
             transfer.end()
             return
         self._transfers[transfer.sock.fileno()] = transfer
@@ -329,10 +332,17 @@ class TftpService:
         except Exception:
             self.counters.crashed += 1
             log.exception("tftp transfer %s crashed", transfer.file_to_transfer)
+            self._send_server_error(transfer)
             self._finish(transfer, "crashed", selector)
             return
         if transfer.state is None:
             self._finish(transfer, None, selector)
+
+    @staticmethod
+    def _send_server_error(transfer: _Transfer) -> None:
+        """Tell the client at once, so it does not retransmit into the same bug five times."""
+        with contextlib.suppress(OSError):
+            transfer.sock.send(b"\x00\x05\x00\x00internal server error\x00")
 
     def _check_timeouts(self, selector: selectors.BaseSelector) -> None:
         now = time.time()

@@ -1,0 +1,338 @@
+"""The wrapped tftpy service against real TFTP clients: curl and tftp-hpa, on loopback."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pxe.bootplan import BootAction, BootPlan
+from pxe.tftp.files import GeneratedFiles, render_grub, render_ipxe_script, render_pxelinux
+from pxe.tftp.loaders import IPXE_DIR, prepare_tftp_root
+from pxe.tftp.server import TftpService
+
+MAC = "52:54:00:12:34:56"
+INSTALL = BootPlan(
+    BootAction.INSTALL,
+    kernel_url="http://10.0.0.1:8080/releases/8.3/vmlinuz",
+    initrd_urls=("http://10.0.0.1:8080/releases/8.3/install.img",),
+    cmdline="console=ttyS0 answerfile=http://10.0.0.1:8080/answers/52-54-00-12-34-56.xml",
+    reason="assigned to profile lab",
+)
+BASE_URL = "http://10.0.0.1:8080"
+
+
+def plans(mac: str) -> BootPlan:
+    """Stands in for the inventory's decision: one known host, everyone else waits."""
+    if mac == MAC:
+        return INSTALL
+    return BootPlan(BootAction.WAIT, retry_seconds=20, reason=f"unknown host {mac}")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("data")
+    root = prepare_tftp_root(data)
+    (root / "big.bin").write_bytes(random.Random(7).randbytes(3 * 1024 * 1024 + 17))
+    secret = data / "secret.txt"
+    secret.write_text("outside the root\n")
+    (root / "escape").symlink_to(secret)
+    (root / "inside").symlink_to(root / "undionly.kpxe")
+    return root
+
+
+@pytest.fixture(scope="module")
+def service(root: Path) -> Iterator[TftpService]:
+    service = TftpService(root, GeneratedFiles(plans, BASE_URL), host="127.0.0.1", port=0)
+    service.start()
+    yield service
+    service.stop()
+
+
+def curl(service: TftpService, path: str, out: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--path-as-is",
+            "--max-time",
+            "30",
+            *args,
+            "-o",
+            str(out),
+            f"tftp://127.0.0.1:{service.port}/{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def tftp_hpa(service: TftpService, command: str, cwd: Path) -> str:
+    proc = subprocess.run(
+        ["tftp", "-m", "binary", "127.0.0.1", str(service.port), "-c", *command.split()],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+        timeout=60,
+    )
+    return proc.stdout + proc.stderr
+
+
+def wait_for(predicate, seconds: float = 10) -> bool:
+    """The server counts a transfer when the client's last ACK arrives, just after curl exits."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("name", ["undionly.kpxe", "ipxe.efi", "snponly.efi"])
+@pytest.mark.parametrize("blksize", [None, "8", "1468", "8192", "65464"])
+def test_curl_fetches_loaders_byte_exact(service, tmp_path, name, blksize):
+    args = ["--tftp-blksize", blksize] if blksize else []
+    proc = curl(service, name, tmp_path / name, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / name).read_bytes() == (IPXE_DIR / name).read_bytes()
+
+
+def test_loaders_in_root_are_debian_copies(root):
+    for name in ("undionly.kpxe", "ipxe.efi", "snponly.efi"):
+        assert (root / name).read_bytes() == (IPXE_DIR / name).read_bytes()
+        assert not (root / name).is_symlink()
+    assert (root / "grub" / "x86_64-efi" / "core.efi").stat().st_size > 100_000
+    assert (root / "lpxelinux.0").is_file()
+
+
+def test_tftp_hpa_fetches_loader_and_big_file(service, root, tmp_path):
+    tftp_hpa(service, "get undionly.kpxe got.kpxe", tmp_path)
+    assert (tmp_path / "got.kpxe").read_bytes() == (IPXE_DIR / "undionly.kpxe").read_bytes()
+    tftp_hpa(service, "get big.bin big.bin", tmp_path)  # > 65535 blocks of 512: rollover
+    assert (tmp_path / "big.bin").read_bytes() == (root / "big.bin").read_bytes()
+
+
+def test_per_host_files_rendered_from_the_plan(service, tmp_path):
+    dashed = MAC.replace(":", "-")
+    expected = {
+        f"pxelinux.cfg/01-{dashed}": render_pxelinux(INSTALL),
+        f"grub/grub.cfg-{dashed}": render_grub(INSTALL, f"grub/grub.cfg-{dashed}"),
+        f"grub/grub.cfg-01-{dashed}": render_grub(INSTALL, f"grub/grub.cfg-01-{dashed}"),
+        "boot.ipxe": render_ipxe_script(BASE_URL),
+    }
+    for i, (path, text) in enumerate(expected.items()):
+        proc = curl(service, path, tmp_path / f"curl{i}")
+        assert proc.returncode == 0, proc.stderr
+        assert (tmp_path / f"curl{i}").read_text() == text
+        tftp_hpa(service, f"get {path} hpa{i}", tmp_path)
+        assert (tmp_path / f"hpa{i}").read_text() == text
+    assert "vmlinuz" in expected[f"pxelinux.cfg/01-{dashed}"]
+
+
+def test_unknown_host_gets_a_wait_config(service, tmp_path):
+    assert curl(service, "pxelinux.cfg/01-aa-bb-cc-dd-ee-ff", tmp_path / "w").returncode == 0
+    text = (tmp_path / "w").read_text()
+    assert "unknown host aa:bb:cc:dd:ee:ff" in text
+    assert "reboot.c32" in text
+
+
+def rrq(port: int, filename: str, options: dict[str, str]) -> tuple[bytes, socket.socket]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(5)
+    packet = b"\x00\x01" + filename.encode() + b"\x00octet\x00"
+    for key, value in options.items():
+        packet += key.encode() + b"\x00" + value.encode() + b"\x00"
+    sock.sendto(packet, ("127.0.0.1", port))
+    reply, peer = sock.recvfrom(70000)
+    sock.connect(peer)
+    return reply, sock
+
+
+def test_tsize_and_blksize_negotiated(service, root):
+    reply, sock = rrq(service.port, "ipxe.efi", {"tsize": "0", "blksize": "1428"})
+    with sock:
+        assert reply[:2] == b"\x00\x06"  # OACK
+        fields = reply[2:].split(b"\x00")[:-1]
+        options = dict(zip(fields[::2], fields[1::2], strict=True))
+        assert options == {
+            b"tsize": str((root / "ipxe.efi").stat().st_size).encode(),
+            b"blksize": b"1428",
+        }
+        sock.send(b"\x00\x04\x00\x00")  # ACK 0 starts the data
+        data = sock.recv(70000)
+        assert data[:4] == b"\x00\x03\x00\x01"
+        assert len(data) == 4 + 1428
+        sock.send(b"\x00\x05\x00\x00stop\x00")  # ERR: the client gives up
+
+
+def test_blksize_clamped_to_rfc_maximum(service):
+    reply, sock = rrq(service.port, "ipxe.efi", {"blksize": "65536"})
+    with sock:
+        assert reply == b"\x00\x06blksize\x0065464\x00"
+        sock.send(b"\x00\x05\x00\x00stop\x00")
+
+
+def test_traversal_refused(service, root, tmp_path):
+    before = service.counters.refused
+    proc = curl(service, "../../../../etc/passwd", tmp_path / "p")
+    assert proc.returncode != 0
+    out = tftp_hpa(service, "get ../../../../etc/passwd p2", tmp_path)
+    assert "Error code" in out
+    assert (tmp_path / "p2").read_bytes() == b""
+    assert service.counters.refused == before + 2
+
+
+def test_symlink_escape_refused_but_inside_link_served(service, tmp_path):
+    proc = curl(service, "escape", tmp_path / "e")
+    assert proc.returncode != 0
+    assert "Error code 2" in tftp_hpa(service, "get escape e2", tmp_path)
+    assert (tmp_path / "e2").read_bytes() == b""
+    assert curl(service, "inside", tmp_path / "i").returncode == 0
+    assert (tmp_path / "i").read_bytes() == (IPXE_DIR / "undionly.kpxe").read_bytes()
+
+
+def test_uploads_refused_and_nothing_lands(service, root, tmp_path):
+    before = tree(root)
+    payload = tmp_path / "upload.bin"
+    payload.write_bytes(b"x" * 5000)
+    proc = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "20",
+            "-T",
+            str(payload),
+            f"tftp://127.0.0.1:{service.port}/uploaded.bin",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "Error code 2" in tftp_hpa(service, f"put {payload} uploaded2.bin", tmp_path)
+    assert "Error code 2" in tftp_hpa(service, f"put {payload} undionly.kpxe", tmp_path)
+    assert tree(root) == before
+    assert (root / "undionly.kpxe").read_bytes() == (IPXE_DIR / "undionly.kpxe").read_bytes()
+
+
+def garbage(rng: random.Random, i: int) -> bytes:
+    """Random bytes, and mangled versions of every packet type, on the request port."""
+    kinds = [
+        lambda: rng.randbytes(rng.randint(0, 600)),
+        lambda: bytes([0, rng.randint(0, 9)]) + rng.randbytes(rng.randint(0, 40)),
+        lambda: b"\x00\x01" + rng.randbytes(20),  # RRQ without terminators
+        lambda: b"\x00\x01undionly.kpxe\x00octet\x00blksize\x00abc\x00",
+        lambda: b"\x00\x01undionly.kpxe\x00octet\x00blksize\x00",  # odd option count
+        lambda: b"\x00\x01\xff\xfe\x00octet\x00",  # not ASCII
+        lambda: b"\x00\x01nope-%d\x00octet\x00" % i,
+        lambda: b"\x00\x04\x00\x01",  # ACK on the request port
+        lambda: b"\x00\x05\x00\x01oops\x00",
+        lambda: b"\x00\x06tsize\x000\x00",
+        lambda: b"\x00\x03\x00\x01data",
+        lambda: b"\x00",
+        lambda: b"",
+    ]
+    return rng.choice(kinds)()
+
+
+def test_barrage_of_malformed_datagrams_leaves_server_serving(service, tmp_path):
+    rng = random.Random(1234)
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
+    try:
+        for i in range(12_000):
+            senders[i % len(senders)].sendto(garbage(rng, i), ("127.0.0.1", service.port))
+    finally:
+        for sock in senders:
+            sock.close()
+    proc = curl(service, "undionly.kpxe", tmp_path / "after")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "after").read_bytes() == (IPXE_DIR / "undionly.kpxe").read_bytes()
+    assert service.counters.malformed > 1000
+    assert service.counters.crashed == 0
+
+
+def test_failing_generator_fails_one_transfer_only(tmp_path):
+    (tmp_path / "ok.txt").write_text("still here\n")
+
+    def generated(path: str, _client: str) -> bytes | None:
+        if path == "boom":
+            raise RuntimeError("inventory exploded")
+        return None
+
+    service = TftpService(tmp_path, generated, host="127.0.0.1", port=0)
+    service.start()
+    try:
+        assert curl(service, "boom", tmp_path / "b").returncode != 0
+        assert curl(service, "ok.txt", tmp_path / "ok").returncode == 0
+        assert (tmp_path / "ok").read_text() == "still here\n"
+        assert service.counters.crashed == 1
+        assert wait_for(lambda: service.counters.transfers == 1)
+    finally:
+        service.stop()
+
+
+class _LoopFaultOnce(TftpService):
+    """Injects one failure into the event loop itself, as a bug there would."""
+
+    faults = 1
+
+    def _check_timeouts(self, selector):
+        if self.faults:
+            self.faults -= 1
+            raise RuntimeError("injected loop fault")
+        super()._check_timeouts(selector)
+
+
+def test_supervisor_restarts_a_dead_loop(tmp_path):
+    (tmp_path / "ok.txt").write_text("served after restart\n")
+    service = _LoopFaultOnce(tmp_path, lambda _p, _c: None, host="127.0.0.1", port=0, timeout=0.4)
+    service.start()
+    try:
+        assert wait_for(lambda: service.counters.crashed == 1)
+        assert curl(service, "ok.txt", tmp_path / "ok").returncode == 0
+        assert (tmp_path / "ok").read_text() == "served after restart\n"
+        assert service.faults == 0
+    finally:
+        service.stop()
+    assert not service._thread.is_alive()
+
+
+def test_stop_releases_the_port(tmp_path):
+    service = TftpService(tmp_path, lambda _p, _c: None, host="127.0.0.1", port=0)
+    service.start()
+    port = service.port
+    service.stop()
+    assert not service._thread.is_alive()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+def test_transfer_counters_and_log_line(tmp_path, caplog):
+    (tmp_path / "f.bin").write_bytes(os.urandom(1000))
+    service = TftpService(tmp_path, lambda _p, _c: None, host="127.0.0.1", port=0)
+    service.start()
+    try:
+        with caplog.at_level("INFO", logger="pxe.tftp.server"):
+            assert curl(service, "f.bin", tmp_path / "out").returncode == 0
+            assert curl(service, "f.bin", tmp_path / "out").returncode == 0
+            assert wait_for(lambda: service.counters.transfers == 2)
+    finally:
+        service.stop()
+    assert (service.counters.transfers, service.counters.bytes) == (2, 2000)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tftp sent")]
+    assert len(lines) == 2
+    assert "f.bin to 127.0.0.1:" in lines[0]
+    assert "1000 bytes in" in lines[0]
