@@ -3,12 +3,15 @@ VENV := .venv
 DATA ?= ./data
 ARGS ?=
 
-.PHONY: setup run test lint e2e bench clean
+.PHONY: setup setup-runtime run test lint e2e bench clean
 
 setup:
-	./scripts/setup.sh
+	./scripts/setup.sh test
 
-run: setup
+setup-runtime:
+	./scripts/setup.sh runtime
+
+run: setup-runtime
 	$(VENV)/bin/xcp-provision serve --demo --data-dir $(DATA) $(ARGS)
 
 lint: setup
