@@ -179,6 +179,8 @@ SCHEMAS: dict[str, Any] = {
             "force": {"type": "boolean"},
             "members": {"type": "array", "items": _OBJ},
             "refused": {"type": "array", "items": _OBJ},
+            "pending": {"type": "array", "items": _OBJ},
+            "master_address": _STRN,
         },
     },
     "PoolInput": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
-from pxe.lifecycle import State
+from pxe.pools_view import pool_detail
 from pxe.store import pools as store
 from pxe.store.errors import InvalidInputError
 from pxe.store.views import pool_view
@@ -36,24 +36,7 @@ def create_pool() -> tuple[Response, int]:
 @bp.get("/pools/<name>")
 def show_pool(name: str) -> Response:
     session = db()
-    pool = store.get_pool(session, name)
-    members = store.pool_members(session, pool)
-    return jsonify(
-        {
-            **pool_view(pool),
-            "members": [
-                {"id": h.id, "hostname": h.hostname, "state": h.state}
-                for h in members
-                if h.state == State.IN_POOL
-            ],
-            "refused": [
-                {"id": h.id, "hostname": h.hostname, "reasons": h.refusal_reasons}
-                for h in members
-                if h.refusal_reasons
-            ],
-            "hosts": [{"id": h.id, "hostname": h.hostname, "state": h.state} for h in members],
-        }
-    )
+    return jsonify(pool_detail(session, store.get_pool(session, name)))
 
 
 @bp.delete("/pools/<name>")

@@ -1,0 +1,43 @@
+"""``POST /api/v1/register``: the first boot of an installed host calls home here.
+
+The wire protocol the first-boot agent (dom0/firstboot/agent.py) is written against; the rules
+(tokens, pools, DNS) live in :mod:`pxe.registration`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify, request
+
+from pxe.dns.errors import DnsSettingsError
+from pxe.dns.settings import DnsSettings
+from pxe.host_report import ReportError
+from pxe.registration import dns_settings, register
+from pxe.web.auth import bearer_token
+from pxe.web.context import settings, state
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("register", __name__, url_prefix="/api/v1")
+
+
+def _dns() -> DnsSettings | None:
+    """DNS settings, or None; a misconfiguration is logged, it does not refuse hosts."""
+    try:
+        return dns_settings(settings())
+    except DnsSettingsError as exc:
+        log.error("DNS records not updated: %s", exc)
+        return None
+
+
+@bp.errorhandler(ReportError)
+def _bad_field(exc: ReportError) -> tuple[Response, int]:
+    return jsonify(error=str(exc), field=exc.field), 400
+
+
+@bp.post("/register")
+def register_host() -> tuple[Response, int]:
+    body = request.get_json(silent=True) if request.get_data(cache=True) else None
+    answer = register(state().database, bearer_token(), body, dns=_dns())
+    return jsonify(answer.to_json()), 200
