@@ -1,0 +1,321 @@
+"""Host configuration written into the installed dom0 root, before its first boot.
+
+Everything here is a file under the target root, so every function takes the root path and
+writes plain text: no chroot, no service manager, nothing that needs the target to run. dom0 is
+Debian with ifupdown, so the management interface goes to ``/etc/network/interfaces.d``; XAPI
+facts go to ``/etc/xensource-inventory`` in XCP-ng's ``KEY='value'`` format, so tools written for
+XCP-ng find what they expect.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from answerfiles.model import (
+    AdminInterface,
+    AnswerFile,
+    NtpSource,
+    Proto,
+    ProtoV6,
+    ServiceState,
+)
+from installer.errors import FailedError
+
+FIRSTBOOT_CONFIG = "etc/xcp-provision/firstboot.json"
+INVENTORY = "etc/xensource-inventory"
+MGMT_IFACE_FILE = "etc/network/interfaces.d/management"
+DEFAULT_NTP = tuple(f"{i}.debian.pool.ntp.org" for i in range(4))
+# XCP-ng names services as on CentOS; dom0 is Debian.
+SERVICE_UNITS = {"sshd": "ssh"}
+PRODUCT_BRAND = "XCP-provision"
+
+
+class HostConfigError(FailedError):
+    """A configuration file in the target root could not be written."""
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Filesystem labels on the primary disk; fstab and the kernel find everything by these."""
+
+    root: str
+    logs: str | None = None
+    swap: str | None = None
+    esp: str | None = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    installation_uuid: str
+    control_domain_uuid: str
+    machine_id: str
+
+    @classmethod
+    def new(cls) -> Identity:
+        return cls(str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4().hex)
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the inventory records beyond the answer file."""
+
+    primary_disk: str
+    backup_partition: str | None
+    partition_layout: tuple[str, ...]
+    dom0_mem_mib: int
+    dom0_vcpus: int
+    xen_version: str
+    kernel_version: str
+    product_version: str
+    management_interface: str
+    management_mac: str | None
+    uefi: bool
+    management_address_type: str = "IPv4"
+
+
+def configure(
+    root: Path, answers: AnswerFile, labels: Labels, facts: HostFacts, identity: Identity
+) -> None:
+    """Write every host configuration file the answer file asks for."""
+    try:
+        write_hostname(root, answers.hostname)
+        write_network(
+            root, answers.admin_interface, facts.management_interface, facts.management_mac
+        )
+        write_resolv_conf(root, answers.name_servers, answers.hostname)
+        write_ntp(root, answers.ntp.source, answers.ntp.servers)
+        write_timezone(root, answers.timezone)
+        write_keymap(root, answers.keymap)
+        write_root_password(root, answers.root_password_hash)
+        write_machine_id(root, identity.machine_id)
+        write_services(root, answers)
+        write_fstab(root, labels)
+        write_inventory(root, facts, identity, labels)
+        write_firstboot(root, answers, facts.management_mac)
+    except OSError as exc:
+        raise HostConfigError(
+            f"cannot write the host configuration into {root}: {exc.filename}: {exc.strerror}"
+        ) from exc
+
+
+def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+    return path
+
+
+def write_hostname(root: Path, hostname: str) -> None:
+    short = hostname.split(".", 1)[0]
+    _write(root, "etc/hostname", f"{hostname}\n")
+    names = f"{hostname} {short}" if short != hostname else hostname
+    _write(
+        root,
+        "etc/hosts",
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{names}\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\n"
+        "ff02::2\tip6-allrouters\n",
+    )
+
+
+def interfaces_stanza(admin: AdminInterface, device: str) -> str:
+    """ifupdown stanzas for the management interface, on its VLAN when one is set."""
+    iface = f"{device}.{admin.vlan}" if admin.vlan else device
+    raw = [f"\tvlan-raw-device {device}"] if admin.vlan else []
+    lines = ["# Management interface, written by xcp-provision", f"auto {iface}"]
+    if admin.proto == Proto.STATIC:
+        network = ipaddress.ip_network(f"{admin.ipaddr}/{admin.subnet}", strict=False)
+        lines += [f"iface {iface} inet static", f"\taddress {admin.ipaddr}/{network.prefixlen}"]
+        lines += [f"\tgateway {admin.gateway}"] if admin.gateway else []
+        lines += raw
+    elif admin.proto == Proto.DHCP:
+        lines += [f"iface {iface} inet dhcp", *raw]
+    if admin.protov6 == ProtoV6.STATIC:
+        lines += [f"iface {iface} inet6 static", f"\taddress {admin.ipv6}"]
+        lines += [f"\tgateway {admin.gatewayv6}"] if admin.gatewayv6 else []
+        lines += raw
+    elif admin.protov6 in (ProtoV6.DHCP, ProtoV6.AUTOCONF):
+        method = "dhcp" if admin.protov6 == ProtoV6.DHCP else "auto"
+        lines += [f"iface {iface} inet6 {method}", *raw]
+    return "\n".join(lines) + "\n"
+
+
+def write_network(
+    root: Path, admin: AdminInterface | None, device: str, mac: str | None
+) -> None:
+    if admin is None:
+        return
+    _write(root, MGMT_IFACE_FILE, interfaces_stanza(admin, device))
+    if mac:
+        # Pin the name: dom0's kernel may enumerate NICs differently from the installer's.
+        _write(
+            root,
+            "etc/systemd/network/10-xcp-management.link",
+            f"[Match]\nMACAddress={mac}\n\n[Link]\nName={device}\n",
+        )
+
+
+def write_resolv_conf(root: Path, name_servers: tuple[str, ...], hostname: str) -> None:
+    if not name_servers:
+        return
+    domain = hostname.split(".", 1)[1] if "." in hostname else ""
+    lines = [f"search {domain}"] if domain else []
+    lines += [f"nameserver {ns}" for ns in name_servers]
+    resolv = root / "etc/resolv.conf"
+    if resolv.is_symlink():
+        resolv.unlink()
+    _write(root, "etc/resolv.conf", "\n".join(lines) + "\n")
+
+
+def write_ntp(root: Path, source: NtpSource, servers: tuple[str, ...]) -> None:
+    """systemd-timesyncd: explicit servers, Debian's pool, DHCP's servers, or off."""
+    unit = root / "etc/systemd/system/systemd-timesyncd.service"
+    if source == NtpSource.NONE:
+        unit.parent.mkdir(parents=True, exist_ok=True)
+        if unit.is_symlink() or unit.exists():
+            unit.unlink()
+        unit.symlink_to("/dev/null")
+        return
+    chosen = servers if source == NtpSource.MANUAL else DEFAULT_NTP
+    text = "# Written by xcp-provision\n[Time]\n"
+    if source == NtpSource.DHCP:
+        text += f"FallbackNTP={' '.join(DEFAULT_NTP)}\n"
+    else:
+        text += f"NTP={' '.join(chosen)}\n"
+    _write(root, "etc/systemd/timesyncd.conf.d/xcp-provision.conf", text)
+
+
+def write_timezone(root: Path, timezone: str) -> None:
+    _write(root, "etc/timezone", f"{timezone}\n")
+    localtime = root / "etc/localtime"
+    if localtime.is_symlink() or localtime.exists():
+        localtime.unlink()
+    localtime.symlink_to(f"/usr/share/zoneinfo/{timezone}")
+
+
+def write_keymap(root: Path, keymap: str) -> None:
+    layout, _, variant = keymap.partition("-")
+    _write(
+        root,
+        "etc/default/keyboard",
+        f'XKBMODEL="pc105"\nXKBLAYOUT="{layout}"\nXKBVARIANT="{variant}"\nXKBOPTIONS=""\n'
+        'BACKSPACE="guess"\n',
+    )
+    _write(root, "etc/vconsole.conf", f"KEYMAP={keymap}\n")
+
+
+def write_root_password(root: Path, password_hash: str | None) -> None:
+    """Put the hash in root's shadow entry; without one, root stays locked as XCP-ng leaves it."""
+    shadow = root / "etc/shadow"
+    lines = shadow.read_text().splitlines() if shadow.exists() else []
+    new_hash = password_hash or "!"
+    days = int(datetime.now(UTC).timestamp() // 86400)
+    out, found = [], False
+    for line in lines:
+        fields = line.split(":")
+        if fields[0] == "root" and len(fields) >= 3:
+            fields[1], fields[2] = new_hash, str(days)
+            found = True
+        out.append(":".join(fields))
+    if not found:
+        out.insert(0, f"root:{new_hash}:{days}:0:99999:7:::")
+    _write(root, "etc/shadow", "\n".join(out) + "\n", mode=0o640)
+
+
+def write_machine_id(root: Path, machine_id: str) -> None:
+    _write(root, "etc/machine-id", f"{machine_id}\n", mode=0o444)
+
+
+def write_services(root: Path, answers: AnswerFile) -> None:
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    for service in answers.services:
+        unit = f"{SERVICE_UNITS.get(service.name, service.name)}.service"
+        link = wants / unit
+        if service.state == ServiceState.ENABLED:
+            wants.mkdir(parents=True, exist_ok=True)
+            if not link.is_symlink():
+                link.symlink_to(f"/lib/systemd/system/{unit}")
+        elif link.is_symlink():
+            link.unlink()
+
+
+def fstab_text(labels: Labels) -> str:
+    rows = [("# <file system>", "<mount point>", "<type>", "<options>", "<dump>", "<pass>")]
+    rows.append((f"LABEL={labels.root}", "/", "ext3", "defaults,errors=remount-ro", "1", "1"))
+    if labels.logs:
+        rows.append((f"LABEL={labels.logs}", "/var/log", "ext3", "defaults", "0", "2"))
+    if labels.swap:
+        rows.append((f"LABEL={labels.swap}", "none", "swap", "sw", "0", "0"))
+    if labels.esp:
+        rows.append((f"LABEL={labels.esp}", "/boot/efi", "vfat", "umask=0077", "0", "2"))
+    return "".join("\t".join(row) + "\n" for row in rows)
+
+
+def write_fstab(root: Path, labels: Labels) -> None:
+    _write(root, "etc/fstab", fstab_text(labels))
+    for mountpoint in ("var/log", "boot/efi" if labels.esp else ""):
+        if mountpoint:
+            (root / mountpoint).mkdir(parents=True, exist_ok=True)
+
+
+def inventory_text(facts: HostFacts, identity: Identity, labels: Labels) -> str:
+    values = {
+        "PRODUCT_BRAND": PRODUCT_BRAND,
+        "PRODUCT_NAME": "xcp-provision",
+        "PRODUCT_VERSION": facts.product_version,
+        "PLATFORM_NAME": "XCP",
+        "XEN_VERSION": facts.xen_version,
+        "LINUX_KABI_VERSION": facts.kernel_version,
+        "INSTALLATION_DATE": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        "INSTALLATION_UUID": identity.installation_uuid,
+        "CONTROL_DOMAIN_UUID": identity.control_domain_uuid,
+        "PRIMARY_DISK": facts.primary_disk,
+        "BACKUP_PARTITION": facts.backup_partition or "",
+        "MANAGEMENT_INTERFACE": facts.management_interface,
+        "MANAGEMENT_ADDRESS_TYPE": facts.management_address_type,
+        "PARTITION_LAYOUT": ",".join(facts.partition_layout),
+        "DOM0_MEM": str(facts.dom0_mem_mib),
+        "DOM0_VCPUS": str(facts.dom0_vcpus),
+        "ROOT_LABEL": labels.root,
+        "FIRMWARE": "uefi" if facts.uefi else "bios",
+    }
+    return "".join(f"{key}='{value}'\n" for key, value in values.items())
+
+
+def write_inventory(root: Path, facts: HostFacts, identity: Identity, labels: Labels) -> None:
+    _write(root, INVENTORY, inventory_text(facts, identity, labels))
+
+
+def read_inventory(root: Path) -> dict[str, str]:
+    """The inventory as a dict; empty when the root has none (not an installation)."""
+    path = root / INVENTORY
+    if not path.exists():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip().strip("'")
+    return values
+
+
+def write_firstboot(root: Path, answers: AnswerFile, mac: str | None) -> None:
+    """The first-boot agent's brief; readable by root only, since it carries the token."""
+    prov = answers.provisioning
+    config = {
+        "server_url": prov.server_url,
+        "token": prov.token,
+        "pool": prov.pool,
+        "hostname": answers.hostname,
+        "mac": mac,
+    }
+    _write(root, FIRSTBOOT_CONFIG, json.dumps(config, indent=2) + "\n", mode=0o600)

@@ -1,0 +1,389 @@
+"""The install backend: one sequence that both front-ends (unattended and TUI) run.
+
+Order is the safety contract. Everything that can refuse runs first and writes nothing: the plan
+(with every guard rail), the release manifest, the management NIC. Then the disk is partitioned,
+the product laid down and configured, and only when every artefact has matched its checksum is
+the bootloader written, so a corrupt image leaves a disk that does not boot a half root. The
+install log lands on the logs partition (``/var/log/installer/``) whatever happens after mount,
+and is uploaded to the provisioning server when the install fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from answerfiles.model import AnswerFile, Mode, PrimaryDisk, Proto, ScriptStage, SourceType
+from hypervisor import grub
+from hypervisor.release import Artefact, ArtefactKind, Manifest
+from installer import bootloader, fetch, hostconfig, laydown, partition, scripts
+from installer.block import loop
+from installer.discovery import Hardware, Nic, describe_disk, discover
+from installer.errors import InstallerError, RefusedError
+from installer.mounts import mounted_tree
+from installer.plan import BootMode, Plan, make_plan
+from installer.progress import Progress, Reporter, Step
+
+log = logging.getLogger(__name__)
+
+LOG_DIR = "var/log/installer"
+PRODUCT_VERSION = "0.1.0"
+REQUIRED = (ArtefactKind.HYPERVISOR, ArtefactKind.DOM0_ROOTFS)
+STEPS = (
+    Step("prepare", 1),
+    Step("partition", 3),
+    Step("mount", 1),
+    Step("laydown", 100),
+    Step("configure", 1),
+    Step("bootloader", 2),
+    Step("scripts", 1),
+    Step("finish", 1),
+)
+
+
+class SourceRefusedError(RefusedError):
+    """The answer file's product source cannot be used."""
+
+
+@dataclass(frozen=True)
+class HostSize:
+    memory_kib: int
+    cpus: int
+
+    @classmethod
+    def of_this_host(cls) -> HostSize:
+        memory = 0
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    memory = int(line.split()[1])
+        return cls(memory, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything decided before the first write."""
+
+    answers: AnswerFile
+    plan: Plan
+    source: str
+    manifest: Manifest
+    host: HostSize
+    nic_name: str
+    nic_mac: str | None
+
+
+@dataclass(frozen=True)
+class Installed:
+    plan: Plan
+    identity: hostconfig.Identity
+    labels: hostconfig.Labels
+    devices: dict[str, str]
+    scripts: tuple[scripts.ScriptRun, ...]
+
+
+def current_boot_mode() -> BootMode:
+    return BootMode.UEFI if Path("/sys/firmware/efi").is_dir() else BootMode.BIOS
+
+
+@contextlib.contextmanager
+def target_device(target: str | None) -> Iterator[str | None]:
+    """``--target-disk``: an image file is attached to a loop device for the whole run."""
+    if target is None or not Path(target).is_file():
+        yield target
+        return
+    with loop.attached(target) as device:
+        yield device
+
+
+def with_target_disk(answers: AnswerFile, device: str | None) -> AnswerFile:
+    """The answer file with its primary disk replaced by ``--target-disk``."""
+    if device is None:
+        return answers
+    if answers.mode in (Mode.FRESH, Mode.REINSTALL):
+        primary = answers.primary_disk
+        new = (
+            dataclasses.replace(primary, disk=device)
+            if primary is not None
+            else PrimaryDisk(disk=device)
+        )
+        return dataclasses.replace(answers, primary_disk=new)
+    if answers.mode == Mode.UPGRADE:
+        return dataclasses.replace(answers, existing_installation=device)
+    return dataclasses.replace(answers, backup_disk=device)
+
+
+def release_base(answers: AnswerFile) -> str:
+    for source in answers.sources:
+        if source.type == SourceType.URL and source.location:
+            return source.location
+    kinds = ", ".join(s.type.value for s in answers.sources) or "none"
+    raise SourceRefusedError(
+        f"the answer file names no URL source (found: {kinds}); point <source type=\"url\"> "
+        "at a release directory holding manifest.json"
+    )
+
+
+def load_release(answers: AnswerFile) -> tuple[str, Manifest]:
+    base = release_base(answers)
+    manifest = fetch.fetch_manifest(base)
+    missing = [k.value for k in REQUIRED if not manifest.has(k)]
+    if missing:
+        raise SourceRefusedError(
+            f"release {manifest.name!r} at {base} lacks {', '.join(missing)}, "
+            "so it cannot be installed"
+        )
+    return base, manifest
+
+
+def management_nic(answers: AnswerFile, nics: tuple[Nic, ...]) -> tuple[str, str | None]:
+    """The management NIC's name and MAC; a MAC the host does not have is a refusal."""
+    admin = answers.admin_interface
+    if admin is None:
+        return "eth0", None
+    if admin.hwaddr:
+        wanted = admin.hwaddr.lower()
+        for nic in nics:
+            if (nic.mac or "").lower() == wanted:
+                return nic.name, nic.mac
+        raise RefusedError(
+            f"no network interface has MAC {admin.hwaddr} (admin-interface hwaddr); "
+            f"this host has: {', '.join(f'{n.name} {n.mac}' for n in nics) or 'none'}"
+        )
+    name = admin.name or "eth0"
+    mac = next((n.mac for n in nics if n.name == name), None)
+    return name, mac
+
+
+def prepare(
+    answers: AnswerFile,
+    device: str | None,
+    boot_mode: BootMode,
+    *,
+    installer_disk: str | None = None,
+) -> Prepared:
+    """Plan and check everything; raises a ``RefusedError`` having written nothing."""
+    answers = with_target_disk(answers, device)
+    hardware = discover()
+    if device is not None and all(d.path != device for d in hardware.disks):
+        hardware = Hardware((*hardware.disks, describe_disk(device)), hardware.nics)
+    plan = make_plan(answers, hardware, boot_mode, installer_disk=installer_disk)
+    base, manifest = load_release(answers)
+    nic_name, nic_mac = management_nic(answers, hardware.nics)
+    return Prepared(answers, plan, base, manifest, HostSize.of_this_host(), nic_name, nic_mac)
+
+
+def labels_of(plan: Plan) -> hostconfig.Labels:
+    def label(role: str) -> str | None:
+        spec = plan.primary.by_role(role)
+        return spec.label if spec else None
+
+    return hostconfig.Labels(
+        root=plan.label("root"),
+        logs=label("logs"),
+        swap=label("swap"),
+        esp=label("boot") if plan.boot_mode is BootMode.UEFI else None,
+    )
+
+
+_LAYOUT_NAMES = {"logs": "LOG"}
+
+
+def partition_layout(plan: Plan) -> tuple[str, ...]:
+    return tuple(
+        _LAYOUT_NAMES.get(p.role, p.role.upper())
+        for p in sorted(plan.primary.partitions, key=lambda p: p.number)
+    )
+
+
+def _stable_disk_name(plan: Plan) -> str:
+    disk = plan.primary.disk
+    return disk.by_id[0] if disk.by_id else disk.path
+
+
+class _LogCapture:
+    """Every installer log record of this run, kept to be written to the logs partition."""
+
+    def __init__(self) -> None:
+        self.buffer = io.StringIO()
+        self.handler = logging.StreamHandler(self.buffer)
+        self.handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        self.handler.setLevel(logging.DEBUG)
+
+    def __enter__(self) -> _LogCapture:
+        root = logging.getLogger()
+        self._level = root.level
+        root.addHandler(self.handler)
+        root.setLevel(min(root.level or logging.DEBUG, logging.DEBUG))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        root = logging.getLogger()
+        root.removeHandler(self.handler)
+        root.setLevel(self._level)
+
+    def text(self) -> str:
+        return self.buffer.getvalue()
+
+
+def install(
+    answers: AnswerFile,
+    *,
+    target: str | None = None,
+    boot_mode: BootMode | None = None,
+    reporters: tuple[Reporter, ...] = (),
+    installer_disk: str | None = None,
+) -> Installed:
+    """A fresh install or reinstall from ``answers``; raises ``InstallerError`` on failure."""
+    progress = Progress(STEPS, reporters)
+    mode = boot_mode or current_boot_mode()
+    with _LogCapture() as capture, target_device(target) as device:
+        progress.start("prepare", "checking the answer file, the disk and the release")
+        try:
+            prepared = prepare(answers, device, mode, installer_disk=installer_disk)
+        except InstallerError as exc:
+            progress.failed(str(exc), capture.text())
+            raise
+        log.info("plan: %s", _describe_plan(prepared.plan))
+        done = False
+        ran: list[scripts.ScriptRun] = []
+        try:
+            ran += scripts.run_stage(answers.scripts, ScriptStage.INSTALLATION_START)
+            result = _write_target(prepared, progress, capture, ran)
+            done = True
+        except InstallerError as exc:
+            log.error("installation failed: %s", exc)
+            progress.failed(str(exc), capture.text())
+            raise
+        finally:
+            progress.start("finish", "running installation-complete scripts")
+            ran += scripts.run_stage(
+                answers.scripts, ScriptStage.INSTALLATION_COMPLETE, "0" if done else "1"
+            )
+        progress.done()
+        return dataclasses.replace(result, scripts=tuple(ran))
+
+
+def _describe_plan(plan: Plan) -> str:
+    parts = ", ".join(
+        f"{p.number}:{p.role}@{p.start}+{p.sectors}" for p in plan.primary.on_disk_order
+    )
+    return f"{plan.primary.disk.path} ({plan.boot_mode.value}) {parts}"
+
+
+def _write_target(
+    prepared: Prepared,
+    progress: Progress,
+    capture: _LogCapture,
+    ran: list[scripts.ScriptRun],
+) -> Installed:
+    plan = prepared.plan
+    progress.start("partition", f"partitioning {plan.primary.disk.path}")
+    applied = partition.apply_plan(
+        plan, progress=lambda msg: progress.update("partition", 0.5, msg)
+    )
+    devices = dict(applied.devices)
+    labels = labels_of(plan)
+    identity = hostconfig.Identity.new()
+    with mounted_tree() as mounts:
+        progress.start("mount", "mounting the new filesystems")
+        root = mounts.mount(devices["root"])
+        if "logs" in devices:
+            mounts.mount(devices["logs"], "var/log")
+        try:
+            _populate(
+                prepared, progress, root=root, devices=devices, labels=labels,
+                identity=identity, ran=ran,
+            )
+        finally:
+            _save_log(root, capture.text())
+    return Installed(plan, identity, labels, devices, ())
+
+
+def _populate(
+    prepared: Prepared,
+    progress: Progress,
+    *,
+    root: Path,
+    devices: dict[str, str],
+    labels: hostconfig.Labels,
+    identity: hostconfig.Identity,
+    ran: list[scripts.ScriptRun],
+) -> None:
+    plan, answers = prepared.plan, prepared.answers
+    total = sum(a.size for a in prepared.manifest.artefacts) or 1
+    received_by_path: dict[str, int] = {}
+
+    def on_bytes(art: Artefact, received: int) -> None:
+        received_by_path[art.path] = received
+        progress.update(
+            "laydown", sum(received_by_path.values()) / total, f"writing {art.path}"
+        )
+
+    progress.start("laydown", "downloading and writing dom0 and Xen")
+    laid = laydown.lay_down(prepared.source, prepared.manifest, root, on_bytes)
+
+    progress.start("configure", "writing the host configuration")
+    boot = grub.XenBoot.for_host(
+        prepared.host.memory_kib,
+        prepared.host.cpus,
+        labels.root,
+        laid.default,
+        laid.fallback,
+        version=f"Xen {laid.xen_version}" if laid.xen_version else "",
+    )
+    admin = answers.admin_interface
+    facts = hostconfig.HostFacts(
+        primary_disk=_stable_disk_name(plan),
+        backup_partition=devices.get("backup"),
+        partition_layout=partition_layout(plan),
+        dom0_mem_mib=boot.dom0_mem_mib,
+        dom0_vcpus=boot.dom0_max_vcpus,
+        xen_version=laid.xen_version,
+        kernel_version=laid.kernel_version,
+        product_version=PRODUCT_VERSION,
+        management_interface=prepared.nic_name,
+        management_mac=prepared.nic_mac,
+        uefi=plan.boot_mode is BootMode.UEFI,
+        management_address_type=(
+            "IPv6" if admin is not None and admin.proto == Proto.NONE else "IPv4"
+        ),
+    )
+    hostconfig.configure(root, answers, labels, facts, identity)
+
+    progress.start("bootloader", "writing GRUB")
+    boot_spec = plan.partition("boot")
+    bootloader.install(
+        bootloader.Firmware(
+            disk=plan.primary.disk.path,
+            boot_partition=devices["boot"],
+            boot_partition_number=boot_spec.number,
+            uefi=plan.boot_mode is BootMode.UEFI,
+        ),
+        root,
+        boot,
+        write_boot_entry=answers.bootloader.write_boot_entry,
+    )
+    progress.start("scripts", "running filesystem-populated scripts")
+    ran += scripts.run_stage(answers.scripts, ScriptStage.FILESYSTEM_POPULATED, str(root))
+
+
+def _save_log(root: Path, text: str) -> None:
+    """The installer log on the logs partition; a failure to save it must not hide the cause."""
+    try:
+        directory = root / LOG_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"install-{uuid.uuid4().hex[:8]}.log").write_text(text)
+        (directory / "install.log").write_text(text)
+    except OSError as exc:
+        log.warning("could not save the install log under %s: %s", root / LOG_DIR, exc)
+
