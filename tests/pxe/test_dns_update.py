@@ -8,14 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support.bind import (
-    STATIC_ADDRESS,
-    STATIC_NAME,
-    STATIC_PTR_ADDRESS,
-    STATIC_PTR_TARGET,
-    BindServer,
-    running_bind,
-)
 
 from pxe.dns.errors import (
     DnsAuthError,
@@ -26,6 +18,14 @@ from pxe.dns.errors import (
 )
 from pxe.dns.settings import DnsSettings
 from pxe.dns.update import DnsUpdater, Record, RecordStatus
+from tests.support.bind import (
+    STATIC_ADDRESS,
+    STATIC_NAME,
+    STATIC_PTR_ADDRESS,
+    STATIC_PTR_TARGET,
+    BindServer,
+    running_bind,
+)
 
 
 @pytest.fixture(scope="module")

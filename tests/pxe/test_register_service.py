@@ -7,7 +7,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from register_support import events_of, facts, host_row, installed_host, mac_of
 from sqlalchemy import update
 
 from pxe.db.models import Event, Host, Pool, utcnow
@@ -20,6 +19,7 @@ from pxe.store.hosts import add_host
 from pxe.store.pools import create_pool, get_pool
 from pxe.store.profiles import create_profile
 from pxe.store.tokens import issue_install_token
+from tests.support.registering import events_of, facts, host_row, installed_host, mac_of
 
 
 @pytest.fixture

@@ -1,0 +1,130 @@
+"""POST /api/v1/register over real HTTP (waitress on loopback), as the first-boot agent calls it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pxe.config import Settings
+from pxe.db.session import Database
+from pxe.store.pools import create_pool
+from pxe.web.app import create_app
+from tests.support.bind import BindServer, running_bind
+from tests.support.registering import (
+    events_of,
+    facts,
+    installed_host,
+    ip_of,
+    post_register,
+    serving,
+)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    db = Database(f"sqlite:///{tmp_path / 'inventory.sqlite3'}")
+    db.migrate()
+    with db.scope() as session:
+        create_pool(session, "rack1")
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def server(tmp_path: Path, database: Database) -> Iterator[str]:
+    with serving(create_app(Settings(data_dir=tmp_path), database=database)) as url:
+        yield url
+
+
+def test_the_agents_exchange(server: str, database: Database) -> None:
+    master_token = installed_host(database, 1, pool="rack1")
+    member_token = installed_host(database, 2, pool="rack1")
+    status, master = post_register(server, master_token, facts(1))
+    assert status == 200
+    assert set(master) == {"state", "pool", "role", "master_address", "pool_secret", "reasons"}
+    assert (master["state"], master["role"], master["master_address"]) == (
+        "in-pool",
+        "master",
+        ip_of(1),
+    )
+    status, member = post_register(server, member_token, facts(2))
+    assert status == 200
+    assert member["role"] == "member"
+    assert member["master_address"] == ip_of(1)
+    assert member["pool_secret"] == master["pool_secret"]
+    # The agent retrying after a lost response gets the same answer.
+    assert post_register(server, member_token, facts(2)) == (200, member)
+
+
+def test_refused_host_gets_reasons_with_200(server: str, database: Database) -> None:
+    post_register(server, installed_host(database, 1, pool="rack1"), facts(1))
+    status, answer = post_register(
+        server, installed_host(database, 2, pool="rack1"), facts(2, management_vlan=10)
+    )
+    assert status == 200
+    assert answer["state"] == "registered"
+    assert answer["reasons"] == ["Management interface is VLAN 10, the master's is untagged."]
+    assert answer["pool_secret"] is None
+
+
+def test_error_statuses(server: str, database: Database) -> None:
+    first = installed_host(database, 1, pool="rack1")
+    token = installed_host(database, 2, pool="rack1")
+    status, body = post_register(server, None, facts(2))
+    assert status == 401
+    assert "Bearer" in body["error"]
+    assert post_register(server, "xpi_unknown", facts(2))[0] == 401
+    status, body = post_register(server, token, facts(2, management_ip="not-an-ip"))
+    assert (status, body["field"]) == (400, "management_ip")
+    assert "management_ip" in body["error"]
+    status, body = post_register(server, token, ["not", "an", "object"])
+    assert status == 400
+    status, body = post_register(server, token, facts(1))
+    assert status == 403
+    assert "another host" in body["error"]
+    assert post_register(server, first, facts(1))[0] == 200
+    status, body = post_register(server, first, facts(1, hostname="renamed"))
+    assert status == 403
+    assert "spent" in body["error"]
+
+
+@pytest.fixture
+def bind(tmp_path: Path) -> Iterator[BindServer]:
+    with running_bind(tmp_path / "bind") as server:
+        yield server
+
+
+def test_registration_puts_the_host_in_dns_and_reports_conflicts(
+    tmp_path: Path, database: Database, bind: BindServer
+) -> None:
+    dns = bind.settings_mapping()
+    settings = Settings(
+        data_dir=tmp_path,
+        dns_server=bind.host,
+        dns_port=bind.port,
+        dns_forward_zone=bind.forward_zone,
+        dns_reverse_zone=bind.reverse_zone,
+        dns_key_name=bind.key_name,
+        dns_key_algorithm=bind.algorithm,
+        dns_key_file=str(dns["secret_file"]),
+    )
+    with serving(create_app(settings, database=database)) as url:
+        status, answer = post_register(url, installed_host(database, 1, pool="rack1"), facts(1))
+        assert (status, answer["role"]) == (200, "master")
+        assert bind.query("node0001.xcp.test.", "A") == [ip_of(1)]
+        assert bind.query("1.2.0.192.in-addr.arpa.", "PTR") == ["node0001.xcp.test."]
+        assert events_of(database, 1, "dns") == [
+            f"added node0001.xcp.test. A {ip_of(1)}",
+            "added 1.2.0.192.in-addr.arpa. PTR node0001.xcp.test.",
+        ]
+        # A host whose name is taken in DNS still joins; the conflict is an event.
+        status, answer = post_register(
+            url, installed_host(database, 2, pool="rack1"), facts(2, hostname="taken")
+        )
+        assert (status, answer["state"], answer["role"]) == (200, "in-pool", "member")
+        (conflict,) = events_of(database, 2, "dns")
+        assert conflict.startswith("not added: DNS server")
+        assert "taken.xcp.test. already has A 192.0.2.200" in conflict
+        assert bind.query("taken.xcp.test.", "A") == ["192.0.2.200"]

@@ -1,0 +1,143 @@
+"""Hosts ready to register, and the facts their first-boot agent would report."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import waitress
+from flask import Flask
+from sqlalchemy import select
+from waitress import wasyncore
+
+from pxe.db.models import Event, Host
+from pxe.db.session import Database
+from pxe.lifecycle import State
+from pxe.store.hosts import add_host
+from pxe.store.tokens import issue_install_token
+
+
+def mac_of(number: int) -> str:
+    return "52:54:00:{:02x}:{:02x}:{:02x}".format(*number.to_bytes(3, "big"))
+
+
+def ip_of(number: int) -> str:
+    return (
+        f"192.0.2.{number}"
+        if number < 250
+        else f"10.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}"
+    )
+
+
+def facts(number: int, **changes: Any) -> dict[str, Any]:
+    """A report shaped like dom0/firstboot/agent.py's ``collect_facts``."""
+    return {
+        "hostname": f"node{number:04d}",
+        "mac": mac_of(number),
+        "cpu_vendor": "GenuineIntel",
+        "cpu_model": "Intel(R) Xeon(R) Silver 4314",
+        "cpu_flags": ["fpu", "vme", "sse2"],
+        "cores": 32,
+        "memory": 262144,
+        "xen_version": "4.17.5",
+        "dom0_release": "8.3.0",
+        "network_backend": "openvswitch",
+        "management_ip": ip_of(number),
+        "management_interface": "eth0",
+        "management_vlan": None,
+        "nics": [{"name": "eth0", "mac": mac_of(number), "driver": "ixgbe"}],
+        "disks": [{"name": "sda", "size_bytes": 480103981056}],
+        **changes,
+    }
+
+
+def installed_host(
+    database: Database,
+    number: int,
+    *,
+    pool: str | None = None,
+    profile: str | None = None,
+    hostname: str | None = None,
+) -> str:
+    """Add an installed host (as after build-done) and return its install token."""
+    with database.scope() as session:
+        host = add_host(
+            session,
+            macs=[mac_of(number)],
+            hostname=hostname,
+            pool=pool,
+            profile=profile,
+            state=State.INSTALLED,
+        )
+        return issue_install_token(host)
+
+
+def host_row(database: Database, number: int) -> Host:
+    with database.scope(write=False) as session:
+        host = session.scalars(select(Host).where(Host.macs.any(mac=mac_of(number)))).one()
+        session.expunge(host)
+        return host
+
+
+def events_of(database: Database, number: int, kind: str) -> list[str]:
+    host = host_row(database, number)
+    with database.scope(write=False) as session:
+        return list(
+            session.scalars(
+                select(Event.message)
+                .where(Event.host_id == host.id, Event.kind == kind)
+                .order_by(Event.id)
+            )
+        )
+
+
+@contextlib.contextmanager
+def serving(app: Flask, threads: int = 16) -> Iterator[str]:
+    """Serve ``app`` with waitress on a free loopback port; yield its base URL.
+
+    The loop runs in short slices so it can stop between them: closing the sockets under a
+    running ``server.run()`` makes its ``select`` fail in the server thread.
+    """
+    server = waitress.create_server(
+        app, host="127.0.0.1", port=0, threads=threads, connection_limit=1000, backlog=2048
+    )
+    stopping = threading.Event()
+
+    def loop() -> None:
+        while not stopping.is_set():
+            server.asyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        stopping.set()
+        thread.join(timeout=10)
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(server._map)
+
+
+def post_register(
+    base_url: str, token: str | None, body: Any, timeout: float = 120
+) -> tuple[int, dict[str, Any]]:
+    """One registration as the first-boot agent sends it: status and JSON answer."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(
+        f"{base_url}/api/v1/register",
+        data=json.dumps(body).encode(),
+        headers=headers,
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
