@@ -12,14 +12,11 @@ import shutil
 from pathlib import Path
 
 from dom0 import layout
+from dom0.rootfs import inside
 
 FIRSTBOOT_DIR = Path(__file__).parent / "firstboot"
 AGENT_SOURCE = FIRSTBOOT_DIR / "agent.py"
 UNIT_SOURCE = FIRSTBOOT_DIR / layout.UNIT_NAME
-
-
-def inside(root: Path, absolute: str) -> Path:
-    return Path(root) / absolute.lstrip("/")
 
 
 def _symlink(root: Path, link: str, target: str) -> None:

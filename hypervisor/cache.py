@@ -9,6 +9,7 @@ edit to the agent changes the key and the next build runs for real.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -108,19 +109,30 @@ class BuildCache:
             final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CacheError(f"cannot create cache directory {final.parent}: {exc}") from exc
+        # One builder per key: a second process (CI, the lab, a developer) waits, then reuses.
+        with open(final.parent / f"{final.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            found = self.lookup(kind, inputs)
+            if found:
+                return found, False
+            self._build(final, inputs, build)
+        self._prune(kind, keep=final)
+        return final, True
+
+    @staticmethod
+    def _build(final: Path, inputs: dict[str, object], build: Callable[[Path], None]) -> None:
         work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
             build(work)
             (work / _INPUTS).write_text(json.dumps(inputs, indent=2, sort_keys=True) + "\n")
             (work / _DONE).write_text("")
+            work.chmod(0o755)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(work, final)
         finally:
             if work.exists():
                 shutil.rmtree(work, ignore_errors=True)
-        self._prune(kind, keep=final)
-        return final, True
 
     def _prune(self, kind: str, keep: Path) -> None:
         entries = sorted(

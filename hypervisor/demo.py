@@ -70,6 +70,11 @@ def _demo_root(root: Path, release_name: str) -> None:
     (root / "initrd.img").symlink_to(f"boot/{_INITRD_NAME}")
     (root / "etc" / "os-release").write_text(_OS_RELEASE)
     (root / "etc" / "hostname").write_text("localhost\n")
+    (root / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc" / "shadow").write_text("root:*:20000:0:99999:7:::\n")
+    (root / "etc" / "shadow").chmod(0o640)
+    (root / "etc" / "group").write_text("root:x:0:\n")
     (root / "etc" / "fstab").write_text("# written by the installer\n")
     (root / "etc" / "xcp-provision" / "DEMO").write_text(
         placeholder("dom0 root filesystem").decode()

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import click
 
+from dom0 import build as dom0_build
 from hypervisor import fetch, release
 from hypervisor.cache import BuildCache, default_cache_dir
 from hypervisor.demo import build_demo_release
 from hypervisor.errors import ImageError
+from installer.bootimage import build as bootimage
 from installer.errors import InstallerError
 
 _releases_option = click.option(
@@ -167,3 +169,37 @@ def demo(out_dir: Path | None, cache_dir: Path | None) -> None:
         manifest = build_demo_release(out_dir, BuildCache(cache_dir or default_cache_dir()))
     _report(manifest, out_dir, started)
     click.echo(f"placeholders: {manifest.notes.get('placeholders') or 'none'}")
+
+
+@images.command()
+@_out_option("debian12")
+@_cache_option
+def dom0(out_dir: Path | None, cache_dir: Path | None) -> None:
+    """Add the dom0 image (Debian 12 by debootstrap: Linux, Xen tools, SSH, our agent)."""
+    out_dir = out_dir or release.default_releases_dir() / "debian12"
+    started = time.monotonic()
+    with _clear_errors():
+        image, built = dom0_build.build_dom0(BuildCache(cache_dir or default_cache_dir()))
+        click.echo(
+            f"{'built' if built else 'cached'}: dom0 {image.version} "
+            f"(built in {image.build_seconds:.0f} s, rootfs {_human(image.rootfs.stat().st_size)})"
+        )
+        manifest = dom0_build.add_to_release(out_dir, image)
+    _report(manifest, out_dir, started)
+
+
+@images.command()
+@_out_option("debian12")
+@_cache_option
+def installer(out_dir: Path | None, cache_dir: Path | None) -> None:
+    """Add the installer boot image (Debian kernel + initramfs running xcp-install)."""
+    out_dir = out_dir or release.default_releases_dir() / "debian12"
+    started = time.monotonic()
+    with _clear_errors():
+        image, built = bootimage.build_installer(BuildCache(cache_dir or default_cache_dir()))
+        click.echo(
+            f"{'built' if built else 'cached'}: installer image, kernel {image.kernel_version} "
+            f"(built in {image.build_seconds:.0f} s, initrd {_human(image.initrd.stat().st_size)})"
+        )
+        manifest = bootimage.add_to_release(out_dir, image)
+    _report(manifest, out_dir, started)

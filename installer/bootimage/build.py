@@ -1,0 +1,312 @@
+"""Build the installer boot image: Debian's kernel and an initramfs that runs xcp-install.
+
+The initramfs is a trimmed Debian 12 root (debootstrap + apt from this machine's mirror) with
+the disk and network tools the installer calls, python3, our packages and their Python
+dependencies copied from the environment running the build (so the image runs the versions the
+test suite ran), only the kernel modules an installer needs, and our ``/init``. It is packed as
+a zstd-compressed newc cpio, which Debian's kernel unpacks itself, and fetched by iPXE over HTTP.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dom0 import rootfs
+from dom0.rootfs import inside
+from hypervisor import release
+from hypervisor.aptsources import host_sources
+from hypervisor.cache import BuildCache, package_versions, source_digest
+from hypervisor.errors import ImageError
+from installer.runner import run
+
+SUITE = "bookworm"
+CACHE_KIND = "installer"
+KERNEL = "installer-vmlinuz"
+INITRD = "installer-initrd.img"
+HERE = Path(__file__).parent
+REPO = HERE.parents[1]
+PACKAGES = (
+    "python3",
+    "tzdata",
+    "libparted2",
+    "e2fsprogs",
+    "gdisk",
+    "fdisk",
+    "parted",
+    "dosfstools",
+    "mtools",
+    "grub-pc-bin",
+    "grub-efi-amd64-bin",
+    "grub2-common",
+    "efibootmgr",
+    "util-linux",
+    "iproute2",
+    "busybox",
+    "curl",
+    "ca-certificates",
+    "kmod",
+    "udev",
+    "zstd",
+)
+# Python distributions the installer imports, copied from the building environment.
+DISTRIBUTIONS = (
+    "pyparted",
+    "pyudev",
+    "urwid",
+    "wcwidth",
+    "typing_extensions",
+    "click",
+    "jinja2",
+    "markupsafe",
+    "defusedxml",
+    "zstandard",
+    "libpass",
+)
+# Our code in the image: whole packages, plus the one pxe module the installer CLI uses.
+OUR_PACKAGES = ("answerfiles", "installer", "hypervisor", "dom0")
+OUR_FILES = ("pxe/__init__.py", "pxe/cli/__init__.py", "pxe/cli/lazy.py")
+SITE = "/usr/local/lib/python3.11/dist-packages"
+# Kernel module trees an installer needs: disks, NICs, USB keyboards and sticks, ext4, VLANs.
+MODULE_TREES = (
+    "drivers/ata", "drivers/block", "drivers/nvme", "drivers/scsi", "drivers/md",
+    "drivers/virtio", "drivers/net/ethernet", "drivers/net/virtio_net.ko",
+    "drivers/net/vmxnet3", "drivers/net/net_failover.ko", "drivers/net/mii.ko",
+    "drivers/net/mdio.ko", "drivers/net/phy", "drivers/net/mdio", "drivers/net/pcs",
+    "drivers/usb/host", "drivers/usb/storage", "drivers/usb/common", "drivers/usb/core",
+    "drivers/hid", "drivers/input", "drivers/message", "drivers/dca", "drivers/ptp",
+    "drivers/pps", "drivers/firmware", "drivers/char/hw_random", "drivers/cdrom",
+    "drivers/scsi/virtio_scsi.ko", "fs/ext4", "fs/jbd2", "fs/mbcache.ko", "fs/fat", "fs/isofs",
+    "lib", "crypto", "arch", "net/8021q", "net/802", "net/llc", "net/core", "net/ipv6",
+    "net/packet", "net/core/failover.ko",
+)  # fmt: skip
+# Never needed at install time; together they are most of a Debian root.
+STRIP = (
+    "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
+    "usr/share/bash-completion", "usr/share/common-licenses", "var/cache/apt", "var/cache/debconf",
+    "var/lib/apt/lists", "var/log", "boot", "usr/lib/python3.11/test",
+    "usr/lib/python3.11/idlelib", "usr/lib/python3.11/tkinter", "usr/lib/python3.11/ensurepip",
+    "usr/lib/python3.11/lib2to3", "usr/lib/python3.11/pydoc_data", "usr/lib/python3.11/turtledemo",
+    "usr/lib/python3.11/config-3.11-x86_64-linux-gnu", "usr/share/grub/themes",
+)  # fmt: skip
+_RD_ZSTD = "CONFIG_RD_ZSTD=y"
+_ENTRY_POINT = """\
+#!/usr/bin/python3
+import sys
+
+from installer.cli.main import main
+
+sys.exit(main())
+"""
+
+
+class BootImageError(ImageError):
+    """The installer boot image could not be built; the message names the step."""
+
+
+@dataclass(frozen=True)
+class InstallerImage:
+    kernel: Path
+    initrd: Path
+    kernel_version: str
+    build_seconds: float
+
+
+def kernel_package() -> tuple[str, str]:
+    """The versioned kernel package linux-image-amd64 points at today, with its version."""
+    show = run(["apt-cache", "show", "--no-all-versions", "linux-image-amd64"]).stdout
+    for line in show.splitlines():
+        if line.startswith("Depends:"):
+            name = line.split(":", 1)[1].split(",")[0].split("(")[0].strip()
+            return name, package_versions([name])[name]
+    raise BootImageError("apt-cache show linux-image-amd64 names no kernel package")
+
+
+def distribution_versions() -> dict[str, str]:
+    try:
+        return {name: importlib.metadata.version(name) for name in DISTRIBUTIONS}
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise BootImageError(
+            f"Python distribution {exc} is not installed where the build runs; run scripts/setup.sh"
+        ) from exc
+
+
+def _our_sources() -> list[Path]:
+    return [
+        *(REPO / name for name in OUR_PACKAGES),
+        *(REPO / name for name in OUR_FILES),
+    ]
+
+
+def build_inputs() -> dict[str, object]:
+    kernel, kernel_version = kernel_package()
+    return {
+        "suite": SUITE,
+        "packages": package_versions(PACKAGES),
+        "kernel": {kernel: kernel_version},
+        "python": distribution_versions(),
+        "sources": source_digest(_our_sources()),
+    }
+
+
+def build_installer(cache: BuildCache) -> tuple[InstallerImage, bool]:
+    inputs = build_inputs()
+    entry, built = cache.ensure(CACHE_KIND, inputs, _build_into)
+    info = json.loads((entry / "installer.json").read_text())
+    image = InstallerImage(
+        entry / KERNEL, entry / INITRD, info["kernel_version"], float(info["build_seconds"])
+    )
+    return image, built
+
+
+def add_to_release(release_dir: Path, image: InstallerImage) -> release.Manifest:
+    release_dir = Path(release_dir)
+    release_dir.mkdir(parents=True, exist_ok=True)
+    artefacts = []
+    for kind, src, name in (
+        (release.ArtefactKind.INSTALLER_KERNEL, image.kernel, KERNEL),
+        (release.ArtefactKind.INSTALLER_INITRD, image.initrd, INITRD),
+    ):
+        shutil.copyfile(src, release_dir / name)
+        artefacts.append(release.describe(release_dir, kind, name, image.kernel_version))
+    notes = {"installer": f"Debian 12 kernel {image.kernel_version}, initramfs running xcp-install"}
+    return release.add_artefacts(release_dir, artefacts, version=image.kernel_version, notes=notes)
+
+
+def _unpack_kernel(work: Path) -> tuple[Path, str]:
+    name, _ = kernel_package()
+    run(["apt-get", "download", name], cwd=work, timeout=900)
+    debs = sorted(work.glob(f"{name}_*.deb"))
+    if not debs:
+        raise BootImageError(f"apt-get download {name} left no .deb in {work}")
+    tree = work / "kernel"
+    run(["dpkg-deb", "-x", debs[0], tree])
+    kernels = sorted((tree / "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise BootImageError(f"{debs[0].name} holds no /boot/vmlinuz-*")
+    version = kernels[0].name.removeprefix("vmlinuz-")
+    config = (tree / "boot" / f"config-{version}").read_text()
+    if _RD_ZSTD not in config.splitlines():
+        raise BootImageError(f"kernel {version} cannot unpack a zstd initramfs ({_RD_ZSTD} unset)")
+    return tree, version
+
+
+def _copy_modules(kernel_tree: Path, root: Path, version: str) -> None:
+    source = kernel_tree / "lib" / "modules" / version
+    target = inside(root, f"/lib/modules/{version}")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
+    for tree in MODULE_TREES:
+        src = source / "kernel" / tree
+        dst = target / "kernel" / tree
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        elif src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+    run(["depmod", "-b", root, version])
+
+
+def _copy_python(root: Path) -> None:
+    site = inside(root, SITE)
+    site.mkdir(parents=True, exist_ok=True)
+    for name in DISTRIBUTIONS:
+        dist = importlib.metadata.distribution(name)
+        for file in dist.files or ():
+            if "__pycache__" in file.parts or file.parts[0] == "..":
+                continue
+            dst = site / file
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(dist.locate_file(file)), dst)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in OUR_PACKAGES:
+        shutil.copytree(REPO / package, site / package, ignore=ignore, dirs_exist_ok=True)
+    for file in OUR_FILES:
+        (site / file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / file, site / file)
+    entry = inside(root, "/usr/local/bin/xcp-install")
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(_ENTRY_POINT)
+    entry.chmod(0o755)
+
+
+def _install_boot_files(root: Path) -> None:
+    init = inside(root, "/init")
+    shutil.copyfile(HERE / "init", init)
+    init.chmod(0o755)
+    script = inside(root, "/usr/share/udhcpc/xcp-provision.script")
+    script.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(HERE / "udhcpc.script", script)
+    script.chmod(0o755)
+    # Kernel names (eth0...) as in dom0, whose image masks the same policy: the installer
+    # writes dom0's network config with the names it sees here.
+    mask = inside(root, "/etc/systemd/network/99-default.link")
+    mask.parent.mkdir(parents=True, exist_ok=True)
+    mask.unlink(missing_ok=True)
+    mask.symlink_to("/dev/null")
+    inside(root, "/etc/hostname").write_text("xcp-installer\n")
+    inside(root, "/etc/resolv.conf").unlink(missing_ok=True)
+    inside(root, "/etc/resolv.conf").write_text("")
+
+
+def _strip(root: Path) -> None:
+    for rel in STRIP:
+        path = root / rel
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+            path.mkdir()
+    for pattern in ("usr/lib/grub/*/*.module", "usr/lib/grub/*/*.image", "**/__pycache__"):
+        for path in root.glob(pattern):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def pack_cpio_zst(root: Path, out: Path) -> None:
+    """newc cpio (what the kernel unpacks), zstd-compressed, names relative to the root."""
+    names = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in (*dirnames, *sorted(filenames)):
+            names.append(os.path.relpath(os.path.join(dirpath, name), root))
+    raw = out.with_suffix(".cpio")
+    run(
+        ["cpio", "--create", "--format=newc", "--quiet", "--directory", root, "--file", raw],
+        input="\n".join(names) + "\n",
+        timeout=900,
+    )
+    run(["zstd", "-q", "-T0", "-19", "--rm", "-f", raw, "-o", out], timeout=1800)
+
+
+def _build_into(out: Path) -> None:
+    started = time.monotonic()
+    sources = host_sources(SUITE)
+    with tempfile.TemporaryDirectory(prefix="installer-root-", dir=out.parent) as tmp:
+        work = Path(tmp)
+        root = work / "root"
+        rootfs.debootstrap(root, SUITE, sources)
+        with rootfs.chroot_mounts(root):
+            rootfs.apt_install(root, SUITE, sources, PACKAGES)
+        kernel_tree, version = _unpack_kernel(work)
+        shutil.copyfile(kernel_tree / "boot" / f"vmlinuz-{version}", out / KERNEL)
+        _copy_modules(kernel_tree, root, version)
+        _copy_python(root)
+        _install_boot_files(root)
+        _strip(root)
+        rootfs.chroot(root, "/usr/bin/python3", "-c", "import installer.cli.main, parted, urwid")
+        pack_cpio_zst(root, out / INITRD)
+    (out / "installer.json").write_text(
+        json.dumps(
+            {"kernel_version": version, "build_seconds": round(time.monotonic() - started, 1)}
+        )
+        + "\n"
+    )
