@@ -110,9 +110,10 @@ def _apply(session: Session, profile: Profile, changes: Mapping[str, Any]) -> No
         )
     if "parent" in changes:
         parent_ref = changes["parent"]
-        profile.parent = get_profile(session, parent_ref) if parent_ref else None
-        if profile.parent is not None:
-            _ancestry(profile)
+        parent = get_profile(session, parent_ref) if parent_ref else None
+        if parent is not None and profile in _ancestry(parent):
+            raise ConflictError(f"profile {profile.name!r} cannot inherit from itself")
+        profile.parent = parent
     if "release" in changes:
         release = _text_field("release", changes["release"])
         profile.release = check_name("release", release) if release else None
