@@ -84,12 +84,19 @@ def early_config(root_label: str) -> str:
 
 
 def install(firmware: Firmware, root: Path, boot: XenBoot, *, write_boot_entry: bool) -> None:
-    """grub.cfg into the root, modules beside it, then the boot code for the firmware."""
+    """grub.cfg into the root, then GRUB's modules and boot code for the firmware."""
     write_grub_cfg(root, boot)
+    install_boot_code(firmware, root, boot.root_label, write_boot_entry=write_boot_entry)
+
+
+def install_boot_code(
+    firmware: Firmware, root: Path, root_label: str, *, write_boot_entry: bool
+) -> None:
+    """GRUB for the root labelled ``root_label``, leaving its grub.cfg as it is (restore)."""
     platform = "x86_64-efi" if firmware.uefi else "i386-pc"
     _copy_modules(platform, root / "boot/grub" / platform)
     with tempfile.TemporaryDirectory(prefix="xcp-grub-") as tmp:
-        core = _mkimage(platform, boot.root_label, Path(tmp))
+        core = _mkimage(platform, root_label, Path(tmp))
         if firmware.uefi:
             _install_efi(core, firmware, write_boot_entry=write_boot_entry)
         else:

@@ -33,7 +33,7 @@ ROOT_FILES = {
 ROOT_DIRS = ("boot", "var/log", "root", "tmp", "etc/network/interfaces.d", "etc/default")
 
 
-def dom0_tar_zst(extra_bytes: int = 0) -> bytes:
+def dom0_tar_zst(extra_bytes: int = 0, version: str = "0.1") -> bytes:
     """The packed root; ``extra_bytes`` of incompressible data make it as big as a bench needs."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -41,7 +41,8 @@ def dom0_tar_zst(extra_bytes: int = 0) -> bytes:
             info = tarfile.TarInfo(name)
             info.type, info.mode = tarfile.DIRTYPE, 0o1777 if name == "tmp" else 0o755
             tar.addfile(info)
-        for name, text in ROOT_FILES.items():
+        files = {**ROOT_FILES, "etc/xcp-provision-release": f"{version}\n"}
+        for name, text in files.items():
             data = text.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -67,9 +68,9 @@ class _Random(io.RawIOBase):
         return os.urandom(n)
 
 
-def build(out: Path, extra_bytes: int = 0) -> release.Manifest:
+def build(out: Path, extra_bytes: int = 0, version: str = "0.1") -> release.Manifest:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "dom0-rootfs.tar.zst").write_bytes(dom0_tar_zst(extra_bytes))
+    (out / "dom0-rootfs.tar.zst").write_bytes(dom0_tar_zst(extra_bytes, version))
     (out / f"xen-{XEN_VERSION}.gz").write_bytes(
         gzip.compress(b"placeholder hypervisor for tests, not bootable\n" * 64)
     )
@@ -85,6 +86,6 @@ def build(out: Path, extra_bytes: int = 0) -> release.Manifest:
             out, ArtefactKind.DOM0_INITRD, f"initrd.img-{KERNEL_VERSION}", KERNEL_VERSION
         ),
     )
-    manifest = release.Manifest("test", "0.1", release.now(), artefacts, notes={"demo": "true"})
+    manifest = release.Manifest("test", version, release.now(), artefacts, notes={"demo": "true"})
     release.save(out, manifest)
     return manifest
