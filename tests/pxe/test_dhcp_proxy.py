@@ -1,0 +1,265 @@
+"""ProxyDHCP over a real link: two network namespaces joined by a veth pair.
+
+The service runs in this process but inside the server namespace (its sockets are created by a
+thread that entered it), the client is a UDP socket on port 68 inside the client namespace that
+broadcasts crafted DISCOVERs and unicasts REQUESTs to port 4011, as PXE firmware does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import TypeVar
+
+import pytest
+
+from installer.runner import run
+from pxe.dhcp import options as opt
+from pxe.dhcp.packet import BOOTREQUEST, FLAG_BROADCAST, DhcpPacket
+from pxe.dhcp.pool import DhcpRange
+from pxe.dhcp.proxy import ProxyDhcpService
+
+SERVER_IP = "10.99.0.1"
+CLIENT_IP = "10.99.0.2"
+BASE_URL = f"http://{SERVER_IP}:8080"
+CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
+
+pytestmark = pytest.mark.root
+
+
+@dataclass(frozen=True)
+class Link:
+    server_ns: str
+    client_ns: str
+    server_if: str
+    client_if: str
+
+
+@pytest.fixture(scope="module")
+def link() -> Iterator[Link]:
+    tag = f"ed{os.getpid() % 100000}"
+    link = Link(f"{tag}-srv", f"{tag}-cli", f"{tag}s", f"{tag}c")
+    try:
+        run(["ip", "netns", "add", link.server_ns])
+        run(["ip", "netns", "add", link.client_ns])
+        run(["ip", "link", "add", link.server_if, "netns", link.server_ns, "type", "veth",
+             "peer", "name", link.client_if, "netns", link.client_ns])
+        for ns, ifname, address in ((link.server_ns, link.server_if, SERVER_IP),
+                                    (link.client_ns, link.client_if, CLIENT_IP)):
+            run(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", ifname])
+            run(["ip", "-n", ns, "link", "set", ifname, "up"])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        yield link
+    finally:
+        for ns in (link.server_ns, link.client_ns):
+            run(["ip", "netns", "del", ns], check=False)
+
+
+def in_netns(ns: str, action: Callable[[], T]) -> T:
+    """Run ``action`` in a thread that entered ``ns``; threads it starts stay there too."""
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def enter_and_run() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into {ns} failed")
+            result.append(action())
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=enter_and_run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+@pytest.fixture
+def proxy(link: Link, request: pytest.FixtureRequest) -> Iterator[ProxyDhcpService]:
+    kwargs = getattr(request, "param", {})
+    service = ProxyDhcpService(SERVER_IP, BASE_URL, interface=link.server_if,
+                               loaders={0: "undionly.kpxe", 7: "snponly.efi", 9: "snponly.efi",
+                                        11: "grub/arm64-efi/core.efi"}, **kwargs)
+    in_netns(link.server_ns, service.start)
+    yield service
+    service.stop()
+
+
+class Client:
+    """A PXE client's socket on port 68 in the client namespace."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+
+    def exchange(self, packet: DhcpPacket, to: tuple[str, int],
+                 timeout: float = 0.8) -> list[DhcpPacket]:
+        """Send one datagram; return every reply for its xid until ``timeout`` passes quietly."""
+
+        def go() -> list[DhcpPacket]:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE,
+                                self.link.client_if.encode())
+                sock.bind(("0.0.0.0", 68))
+                sock.settimeout(timeout)
+                sock.sendto(packet.encode(), to)
+                replies = []
+                while True:
+                    try:
+                        data, _ = sock.recvfrom(4096)
+                    except TimeoutError:
+                        return replies
+                    reply = DhcpPacket.decode(data)
+                    if reply.xid == packet.xid:
+                        replies.append(reply)
+
+        return in_netns(self.link.client_ns, go)
+
+
+@pytest.fixture
+def client(link: Link) -> Client:
+    return Client(link)
+
+
+def pxe_packet(kind: int, arch: int | None, *, xid: int, ipxe: bool = False,
+               vendor: bytes | None = None, mac: bytes = b"\x52\x54\x00\x12\x34\x56",
+               ciaddr: str = "0.0.0.0") -> DhcpPacket:
+    options = {opt.MESSAGE_TYPE: bytes([kind]),
+               opt.PARAMETER_LIST: bytes([1, 3, 6, 43, 60, 66, 67])}
+    if vendor is None and arch is not None:
+        vendor = b"PXEClient:Arch:%05d:UNDI:003016" % arch
+    if vendor is not None:
+        options[opt.VENDOR_CLASS] = vendor
+    if arch is not None:
+        options[opt.CLIENT_ARCH] = arch.to_bytes(2, "big")
+        options[opt.CLIENT_NDI] = b"\x01\x03\x10"
+        options[opt.CLIENT_UUID] = b"\x00" + bytes(range(16))
+    if ipxe:
+        options[opt.USER_CLASS] = b"iPXE"
+    return DhcpPacket(op=BOOTREQUEST, xid=xid, chaddr=mac, flags=FLAG_BROADCAST,
+                      ciaddr=IPv4Address(ciaddr), options=options)
+
+
+BROADCAST = ("255.255.255.255", 67)
+
+
+@pytest.mark.parametrize(("arch", "ipxe", "expected"), [
+    (0, False, "undionly.kpxe"),
+    (7, False, "snponly.efi"),
+    (9, False, "snponly.efi"),
+    (11, False, "grub/arm64-efi/core.efi"),
+    (0, True, f"{BASE_URL}/boot/ipxe"),
+    (7, True, f"{BASE_URL}/boot/ipxe"),
+])
+def test_discover_gets_a_proxy_offer_per_architecture(proxy, client, arch, ipxe, expected):
+    discover = pxe_packet(opt.DISCOVER, arch, xid=0x1000 + arch, ipxe=ipxe)
+    replies = client.exchange(discover, BROADCAST)
+    assert len(replies) == 1
+    offer = replies[0]
+    assert offer.message_type == opt.OFFER
+    assert offer.yiaddr == IPv4Address(0)  # ProxyDHCP never offers an address
+    assert offer.siaddr == IPv4Address(SERVER_IP)
+    assert offer.chaddr == discover.chaddr
+    assert offer.file.decode() == expected
+    assert offer.options[opt.BOOTFILE].decode() == expected
+    assert offer.options[opt.VENDOR_CLASS] == b"PXEClient"
+    assert offer.options[opt.SERVER_ID] == IPv4Address(SERVER_IP).packed
+    assert offer.options[opt.CLIENT_UUID] == discover.options[opt.CLIENT_UUID]
+    assert offer.options[opt.VENDOR_SPECIFIC] == b"\x06\x01\x08\xff"
+
+
+@pytest.mark.parametrize(("arch", "expected"), [(0, "undionly.kpxe"), (7, "snponly.efi"),
+                                                (11, "grub/arm64-efi/core.efi")])
+def test_request_on_port_4011_gets_an_ack(proxy, client, arch, expected):
+    request = pxe_packet(opt.REQUEST, arch, xid=0x2000 + arch, ciaddr=CLIENT_IP)
+    replies = client.exchange(request, (SERVER_IP, proxy.ports[1]))
+    assert [r.message_type for r in replies] == [opt.ACK]
+    assert replies[0].file.decode() == expected
+    assert replies[0].yiaddr == IPv4Address(0)
+    assert replies[0].ciaddr == IPv4Address(CLIENT_IP)
+
+
+def test_option_60_alone_gives_the_architecture(proxy, client):
+    discover = pxe_packet(opt.DISCOVER, None, xid=0x3001,
+                          vendor=b"PXEClient:Arch:00007:UNDI:003016")
+    assert [r.file for r in client.exchange(discover, BROADCAST)] == [b"snponly.efi"]
+
+
+@pytest.mark.parametrize("packet", [
+    pxe_packet(opt.DISCOVER, None, xid=0x4001),  # no vendor class at all: an ordinary client
+    pxe_packet(opt.DISCOVER, 0, xid=0x4002, vendor=b"MSFT 5.0"),
+    pxe_packet(opt.DISCOVER, 0, xid=0x4003, vendor=b"udhcp 1.36.1"),
+    pxe_packet(opt.REQUEST, 0, xid=0x4004),  # a PXE REQUEST on 67 is for the real DHCP server
+    pxe_packet(opt.DISCOVER, 6, xid=0x4005),  # IA32 UEFI: no loader for it
+], ids=["plain", "windows", "udhcpc", "request-on-67", "unknown-arch"])
+def test_silent_for_everything_else(proxy, client, packet):
+    assert client.exchange(packet, BROADCAST, timeout=0.5) == []
+    assert proxy.counters.answered == 0
+    assert proxy.counters.ignored == 1
+
+
+def test_non_pxe_request_on_4011_is_ignored(proxy, client):
+    request = pxe_packet(opt.REQUEST, None, xid=0x5001, ciaddr=CLIENT_IP)
+    assert client.exchange(request, (SERVER_IP, proxy.ports[1]), timeout=0.5) == []
+
+
+def test_malformed_datagrams_are_dropped_and_service_keeps_answering(proxy, client, link):
+    def barrage() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            valid = pxe_packet(opt.DISCOVER, 0, xid=1).encode()
+            for i in range(2000):
+                junk = os.urandom(i % 400) if i % 2 else valid[: 240 + i % 60] + b"\x35"
+                sock.sendto(junk, (SERVER_IP, 67))
+
+    in_netns(link.client_ns, barrage)
+    replies = client.exchange(pxe_packet(opt.DISCOVER, 0, xid=0x6001), BROADCAST)
+    assert [r.file for r in replies] == [b"undionly.kpxe"]
+    assert proxy.counters.malformed >= 100  # the rest overflowed the socket buffer
+
+
+LAB = DhcpRange(IPv4Address("10.99.0.100"), IPv4Address("10.99.0.101"),
+                IPv4Address("255.255.255.0"), router=IPv4Address("10.99.0.1"),
+                dns=(IPv4Address("10.99.0.1"),))
+
+
+@pytest.mark.parametrize("proxy", [{"full_dhcp": LAB}], indirect=True)
+def test_full_dhcp_mode_leases_from_the_range(proxy, client):
+    discover = pxe_packet(opt.DISCOVER, 7, xid=0x7001)
+    [offer] = client.exchange(discover, BROADCAST)
+    assert offer.message_type == opt.OFFER
+    assert offer.yiaddr == IPv4Address("10.99.0.100")
+    assert offer.file == b"snponly.efi"
+    assert offer.options[opt.SUBNET_MASK] == IPv4Address("255.255.255.0").packed
+    assert offer.options[opt.ROUTER] == IPv4Address("10.99.0.1").packed
+    request = pxe_packet(opt.REQUEST, 7, xid=0x7002)
+    request.options[opt.REQUESTED_IP] = offer.yiaddr.packed
+    request.options[opt.SERVER_ID] = IPv4Address(SERVER_IP).packed
+    [ack] = client.exchange(request, BROADCAST)
+    assert (ack.message_type, ack.yiaddr) == (opt.ACK, IPv4Address("10.99.0.100"))
+    # A plain client gets an address too, without boot information; the third finds none.
+    plain = pxe_packet(opt.DISCOVER, None, xid=0x7003, mac=b"\x02\x00\x00\x00\x00\x01")
+    [offer2] = client.exchange(plain, BROADCAST)
+    assert offer2.yiaddr == IPv4Address("10.99.0.101")
+    assert opt.BOOTFILE not in offer2.options
+    assert opt.VENDOR_CLASS not in offer2.options
+    full = pxe_packet(opt.DISCOVER, None, xid=0x7004, mac=b"\x02\x00\x00\x00\x00\x02")
+    assert client.exchange(full, BROADCAST, timeout=0.5) == []
+    # Asking for an address leased to someone else is refused.
+    steal = pxe_packet(opt.REQUEST, None, xid=0x7005, mac=b"\x02\x00\x00\x00\x00\x02")
+    steal.options[opt.REQUESTED_IP] = IPv4Address("10.99.0.100").packed
+    [nak] = client.exchange(steal, BROADCAST)
+    assert nak.message_type == opt.NAK
