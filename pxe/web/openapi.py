@@ -215,6 +215,27 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"reason": _STR, "log": {"type": "string", "description": "size-capped"}},
     },
     "State": {"type": "object", "properties": {"state": _STR}},
+    "Registration": {
+        "type": "object",
+        "description": "What the first-boot agent reports; more facts are kept as they come.",
+        "required": [
+            "mac",
+            "cpu_vendor",
+            "xen_version",
+            "dom0_release",
+            "network_backend",
+            "management_ip",
+        ],
+        "properties": {
+            "mac": _STR,
+            "cpu_vendor": _STR,
+            "xen_version": _STR,
+            "dom0_release": _STR,
+            "network_backend": _STR,
+            "management_ip": _STR,
+        },
+        "additionalProperties": True,
+    },
 }
 
 _HOST_FILTERS = [
@@ -338,6 +359,15 @@ PATHS: dict[str, Any] = {
             _ref("State"),
             status=202,
             body="Failure",
+            errors=(400, 401, 403, 409),
+            security="installToken",
+        ),
+    },
+    "/api/v1/register": {
+        "post": _op(
+            "A first-booted host registers; the answer says which pool it joins and how",
+            _OBJ,
+            body="Registration",
             errors=(400, 401, 403, 409),
             security="installToken",
         ),

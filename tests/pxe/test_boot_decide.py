@@ -1,0 +1,182 @@
+"""Boot decisions from the inventory, and their iPXE rendering."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pxe.boot import decide
+from pxe.bootplan import BootAction, BootPlan
+from pxe.config import Settings
+from pxe.db.session import Database
+from pxe.ipxe import chain_script, render_ipxe
+from pxe.lifecycle import State
+from pxe.store import hosts, profiles, selectors
+from pxe.store.errors import InvalidInputError
+from pxe.store.events import list_events
+from pxe.store.tokens import host_for_install_token
+
+MAC = "52:54:00:12:34:56"
+
+
+def _decide(database: Database, settings: Settings, **kwargs) -> BootPlan:
+    with database.scope() as session:
+        return decide(session, settings, **{"mac": MAC, **kwargs})
+
+
+def test_unknown_mac_is_discovered_and_waits(database: Database, settings: Settings) -> None:
+    plan = _decide(
+        database,
+        settings,
+        mac="52-54-00-12-34-56",
+        uuid="4C4C4544-0042-3510-8052-B4C04F564433",
+        serial="SN1",
+        arch="x86_64",
+        remote_addr="192.0.2.7",
+    )
+    assert plan.action == BootAction.WAIT
+    assert plan.retry_seconds == settings.retry_seconds
+    assert "assign it a profile" in plan.reason
+    with database.scope() as s:
+        host = hosts.get_host(s, MAC)
+        assert host.state == State.DISCOVERED
+        assert host.smbios_uuid == "4c4c4544-0042-3510-8052-b4c04f564433"
+        assert (host.serial, host.arch) == ("SN1", "x86_64")
+        assert host.facts["first_seen_from"] == "192.0.2.7"
+        assert [e.kind for e in list_events(s, host=host)] == ["state", "discovered"]
+    _decide(database, settings)  # a second request records no second host or discovery
+    with database.scope() as s:
+        assert len(hosts.list_hosts(s)) == 1
+        assert [e.kind for e in list_events(s)] == ["state", "discovered"]
+
+
+def test_firmware_placeholder_identities_are_ignored(
+    database: Database, settings: Settings
+) -> None:
+    _decide(
+        database, settings, uuid="00000000-0000-0000-0000-000000000000", serial="Default string"
+    )
+    _decide(
+        database,
+        settings,
+        mac="52:54:00:00:00:02",
+        uuid="00000000-0000-0000-0000-000000000000",
+        serial="To Be Filled By O.E.M.",
+    )
+    with database.scope() as s:
+        assert len(hosts.list_hosts(s)) == 2  # not merged into one host by the junk identity
+        assert all(h.smbios_uuid is None and h.serial is None for h in hosts.list_hosts(s))
+
+
+def test_malformed_mac_is_refused(database: Database, settings: Settings) -> None:
+    with pytest.raises(InvalidInputError):
+        _decide(database, settings, mac="not-a-mac")
+
+
+def test_host_known_by_serial_gains_the_booting_mac(database: Database, settings: Settings) -> None:
+    with database.scope() as s:
+        hosts.add_host(s, serial="RACK7-U12")
+    _decide(database, settings, serial="RACK7-U12")
+    with database.scope() as s:
+        (host,) = hosts.list_hosts(s)
+        assert host.mac_list == [MAC]
+
+
+def test_ready_host_gets_the_installer(
+    database: Database, settings: Settings, demo_release: Path
+) -> None:
+    with database.scope() as s:
+        profiles.create_profile(
+            s, "demo", release="demo", template="fresh-dhcp", kernel_args="nomodeset"
+        )
+        hosts.add_host(s, macs=[MAC], hostname="node1", profile="demo")
+    plan = _decide(database, settings)
+    assert plan.action == BootAction.INSTALL
+    assert plan.kernel_url == "http://pxe.test:8080/releases/demo/installer-vmlinuz"
+    assert plan.initrd_urls == ("http://pxe.test:8080/releases/demo/installer-initrd.img",)
+    words = plan.cmdline.split()
+    assert "console=ttyS0,115200" in words and "console=tty0" in words
+    assert "nomodeset" in words and "atexit=reboot" in words
+    (answer,) = [w for w in words if w.startswith("answerfile=")]
+    token = re.fullmatch(r"answerfile=http://pxe\.test:8080/answerfile/1\?token=(\S+)", answer)[1]
+    second = _decide(database, settings)
+    with database.scope() as s:
+        assert host_for_install_token(s, token) is None  # each installer boot gets a new token
+        new_token = second.cmdline.split("token=")[1].split()[0]
+        assert host_for_install_token(s, new_token).hostname == "node1"
+
+
+def test_selector_gives_a_discovered_host_its_profile(
+    database: Database, settings: Settings, demo_release: Path
+) -> None:
+    with database.scope() as s:
+        profile = profiles.create_profile(s, "rack", release="demo", template="fresh-dhcp")
+        selectors.add_selector(s, profile, "mac", "52:54:00:12:*")
+    plan = _decide(database, settings)
+    assert plan.action == BootAction.INSTALL
+    with database.scope() as s:
+        host = hosts.get_host(s, MAC)
+        assert (host.state, host.profile.name) == (State.READY, "rack")
+        assert "selector matched profile rack" in host.state_reason
+
+
+@pytest.mark.parametrize("state", [State.INSTALLED, State.REGISTERED, State.IN_POOL])
+def test_installed_hosts_boot_their_disk(
+    database: Database, settings: Settings, state: State
+) -> None:
+    with database.scope() as s:
+        profiles.create_profile(s, "p", release="demo")
+        hosts.add_host(s, macs=[MAC], profile="p", state=state)
+    assert _decide(database, settings).action == BootAction.LOCAL
+
+
+def test_failed_host_waits_for_an_operator(database: Database, settings: Settings) -> None:
+    with database.scope() as s:
+        profiles.create_profile(s, "p", release="demo")
+        host = hosts.add_host(s, macs=[MAC], profile="p", state=State.FAILED)
+        host.state_reason = "disk sda not found"
+    plan = _decide(database, settings)
+    assert plan.action == BootAction.WAIT
+    assert "disk sda not found" in plan.reason and "reinstall" in plan.reason
+
+
+def test_missing_release_waits_and_says_so(database: Database, settings: Settings) -> None:
+    with database.scope() as s:
+        profiles.create_profile(s, "p", release="nowhere", template="fresh-dhcp")
+        hosts.add_host(s, macs=[MAC], profile="p")
+    plan = _decide(database, settings)
+    assert plan.action == BootAction.WAIT
+    assert "release 'nowhere' is not in" in plan.reason
+
+
+def test_ipxe_install_script() -> None:
+    plan = BootPlan(
+        BootAction.INSTALL,
+        kernel_url="http://s/k",
+        initrd_urls=("http://s/i",),
+        cmdline="answerfile=http://s/a?token=t console=tty0",
+        reason="ready",
+    )
+    script = render_ipxe(plan, again_url="http://s/boot/ipxe?mac=aa")
+    lines = script.splitlines()
+    assert lines[0] == "#!ipxe"
+    assert "kernel http://s/k answerfile=http://s/a?token=t console=tty0 || goto failed" in lines
+    assert "initrd http://s/i || goto failed" in lines
+    assert lines[-1] == "chain --replace --autofree http://s/boot/ipxe?mac=aa"
+
+
+def test_ipxe_wait_and_local_scripts_keep_reasons_literal() -> None:
+    wait = render_ipxe(BootPlan(BootAction.WAIT, retry_seconds=9, reason="x ${evil} && y\nz"))
+    assert "${evil}" not in wait and "&&" not in wait.split("\n", 2)[1]
+    assert "sleep 9" in wait and wait.rstrip().endswith("chain --replace --autofree ${filename}")
+    local = render_ipxe(BootPlan(BootAction.LOCAL, reason="installed"))
+    assert "sanboot --no-describe --drive 0x80 || exit" in local
+
+
+def test_chain_script_asks_again_with_identity() -> None:
+    assert chain_script("http://10.0.0.1:8080") == (
+        "#!ipxe\nchain http://10.0.0.1:8080/boot/ipxe?mac=${net0/mac}&uuid=${uuid}"
+        "&serial=${serial:uristring}&arch=${buildarch}\n"
+    )
