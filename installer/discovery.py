@@ -246,6 +246,8 @@ def _partitions(disk: str, table: sfdisk.Table | None) -> list[DiskPartition]:
         content: dict[str, str] = {}
         if entry.number in known and os.path.exists(node):
             content = blkid.probe(node)
+            if "AMBIVALENT" in content:
+                content = {"TYPE": "+".join(sorted({s.type for s in wipe.signatures(node)}))}
         found.append(
             DiskPartition(
                 number=entry.number,

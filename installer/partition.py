@@ -116,7 +116,10 @@ def _write_table(disk_plan: DiskPlan) -> None:
     path = disk_plan.disk.path
     keep = _preserved(disk_plan)
     try:
-        device = parted.getDevice(path)
+        device = _fresh_device(path)
+    except (_ped.IOException, _ped.DeviceException) as exc:
+        raise FailedError(f"libparted cannot open {path}: {exc}") from exc
+    try:
         table = sfdisk.read(path) if keep is not None else None
         if keep is not None and table is not None and table.label == "gpt":
             disk = parted.newDisk(device)
@@ -134,6 +137,15 @@ def _write_table(disk_plan: DiskPlan) -> None:
     except (parted.PartedException, _ped.PartedException, _ped.IOException,
             _ped.DiskException, _ped.PartitionException) as exc:
         raise FailedError(f"writing the partition table of {path} failed: {exc}") from exc
+    finally:
+        device.removeFromCache()
+
+
+def _fresh_device(path: str) -> parted.Device:
+    """libparted caches devices by path, with their size: a loop device re-bound to another
+    image would keep the old one's geometry, so drop any cached entry first."""
+    parted.getDevice(path).removeFromCache()
+    return parted.getDevice(path)
 
 
 def _add_in_number_order(disk: parted.Disk, device: parted.Device,

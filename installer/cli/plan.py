@@ -65,12 +65,23 @@ def target_device(target: str | None) -> Iterator[str | None]:
 def plan_for(answers: AnswerFile, target: str | None, boot_mode: BootMode) -> Plan:
     hardware = discovery.discover()
     if target is not None:
-        disk = discovery.describe_disk(target)
-        if hardware.disk(disk.path) is None:
-            hardware = replace(hardware, disks=(*hardware.disks, disk))
-        primary = answers.primary_disk or PrimaryDisk(disk.path)
-        answers = replace(answers, primary_disk=replace(primary, disk=disk.path))
+        primary = answers.primary_disk or PrimaryDisk(target)
+        answers = replace(answers, primary_disk=replace(primary, disk=target))
+    named = [answers.primary_disk.disk] if answers.primary_disk else []
+    for name in [*named, *answers.guest_disks]:
+        hardware = _with_named_device(hardware, name)
     return make_plan(answers, hardware, boot_mode, installer_disk=discovery.installer_disk())
+
+
+def _with_named_device(hardware: discovery.Hardware, name: str) -> discovery.Hardware:
+    """Discovery skips loop devices and arrays; one named outright by path is described."""
+    path = name if name.startswith("/") else f"/dev/{name}"
+    if "/dev/disk/" in path or not os.path.exists(path):
+        return hardware
+    disk = discovery.describe_disk(path)
+    if hardware.disk(disk.path) is not None:
+        return hardware
+    return replace(hardware, disks=(*hardware.disks, disk))
 
 
 def run_guarded(console: Console, work: Any) -> int:
