@@ -155,3 +155,11 @@ def test_invalid_output_is_an_answerfile_error_naming_template_and_host() -> Non
 def test_unknown_template_lists_the_bundled_ones() -> None:
     with pytest.raises(RenderError, match="allowed fresh-dhcp, fresh-static, restore, upgrade"):
         render_template("fresh", BASE)
+
+
+def test_fresh_static_without_nameservers_or_vlan() -> None:
+    variables = {k: v for k, v in STATIC.items() if k not in ("nameservers", "vlan")}
+    af = rendered("fresh-static", {**variables, "ntp_servers": None}).answers
+    assert af.name_servers == ()
+    assert af.admin_interface.vlan is None
+    assert af.ntp.source is NtpSource.DEFAULT
