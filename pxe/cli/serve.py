@@ -15,7 +15,6 @@ from pathlib import Path
 from types import FrameType
 
 import click
-import waitress
 
 from hypervisor.demo import build_demo_release
 from pxe.boot import decide
@@ -28,6 +27,7 @@ from pxe.tftp.files import GeneratedFiles
 from pxe.tftp.loaders import prepare_tftp_root
 from pxe.tftp.server import TftpService
 from pxe.web.app import create_app
+from pxe.web.server import make_server
 
 log = logging.getLogger("pxe.serve")
 
@@ -136,9 +136,7 @@ def serve(
             services.start_tftp(settings, database)
         if settings.dhcp_enabled and importlib.util.find_spec("pxe.dhcp") is None:
             log.warning("ProxyDHCP is not available in this build; serving HTTP and TFTP only")
-        server = waitress.create_server(
-            app, host=settings.bind, port=settings.http_port, threads=settings.http_threads
-        )
+        server = make_server(app, settings.bind, settings.http_port, settings.http_threads)
         log.info("HTTP on %s (hosts use %s)", settings.http_port, settings.base_url())
         server.run()
     except _StopSignalError as stop:
