@@ -247,6 +247,8 @@ class _Reader:
                 if node.tag not in applies and not node.tag.startswith("{"):
                     self.warn(node, f"<{_name(node)}> does nothing in mode {self.mode} and is "
                                     "ignored")
+                elif node.tag in _NESTED and _NESTED[node.tag] not in node.path.split("/")[:-1]:
+                    self.warn(node, f"<{_name(node)}> outside <{_NESTED[node.tag]}> is ignored")
                 continue
             if not any(d.tag in _KNOWN for d in node.iter()):
                 self.warn(node, f"unknown element <{_name(node)}> is ignored")

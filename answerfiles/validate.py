@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import zoneinfo
+from collections.abc import Callable
 from functools import cache
 from urllib.parse import urlsplit
 
@@ -36,6 +37,9 @@ _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]*")
 _MD = re.compile(r"md[0-9]{1,3}")
 _URL_SCHEMES = ("http", "https", "ftp", "file", "nfs")
 _INSTALL_MODES = (Mode.FRESH, Mode.REINSTALL, Mode.UPGRADE)
+
+# Makes a problem about the admin interface: (message, key of the element it concerns).
+Reporter = Callable[..., Problem]
 
 
 def validate_answers(answers: AnswerFile, where: Locations | None = None) -> list[Problem]:
@@ -142,14 +146,14 @@ def _fresh(answers: AnswerFile, where: Locations) -> list[Problem]:
 
 
 def _disks(answers: AnswerFile, where: Locations) -> list[Problem]:
-    rule = answers.provisioning.disk_rule
-    if answers.primary_disk is None:
-        if rule is not None:
-            return []
-        return [where.missing(f"no <primary-disk> found: mode {answers.mode} needs one (or our "
-                              "<xp:disk-rule>), e.g. <primary-disk>sda</primary-disk>")]
-    primary = answers.primary_disk.disk
-    problems = _disk(primary, "primary-disk", where)
+    problems = []
+    primary = answers.primary_disk.disk if answers.primary_disk else None
+    if primary is not None:
+        problems += _disk(primary, "primary-disk", where)
+    elif answers.provisioning.disk_rule is None:
+        problems.append(where.missing(
+            f"no <primary-disk> found: mode {answers.mode} needs one (or our <xp:disk-rule>), "
+            "e.g. <primary-disk>sda</primary-disk>"))
     seen = {primary}
     for i, disk in enumerate(answers.guest_disks):
         key = f"guest-disk#{i}"
@@ -166,6 +170,7 @@ def _disks(answers: AnswerFile, where: Locations) -> list[Problem]:
 
 def _raid(answers: AnswerFile, where: Locations) -> list[Problem]:
     raid = answers.raid
+    primary_disk = answers.primary_disk.disk if answers.primary_disk else None
     problems = []
     if not _MD.fullmatch(raid.device):
         problems.append(where.problem("raid", f'device="{raid.device}" is not allowed: allowed '
@@ -176,7 +181,7 @@ def _raid(answers: AnswerFile, where: Locations) -> list[Problem]:
                                               "at least two different disks"))
     for i, disk in enumerate(raid.disks):
         problems += _disk(disk, f"disk#{i}", where)
-        if disk == answers.primary_disk.disk or disk in answers.guest_disks:
+        if disk in (primary_disk, *answers.guest_disks):
             problems.append(where.problem(f"disk#{i}", f"RAID member {disk!r} is also used as a "
                                                        "primary or guest disk"))
     return problems
@@ -220,7 +225,7 @@ def _interface(iface: AdminInterface, where: Locations) -> list[Problem]:
     return problems
 
 
-def _static_v4(iface: AdminInterface, problem) -> list[Problem]:
+def _static_v4(iface: AdminInterface, problem: Reporter) -> list[Problem]:
     problems = []
     for tag, value in (("ipaddr", iface.ipaddr), ("subnet", iface.subnet),
                        ("gateway", iface.gateway)):
@@ -253,7 +258,7 @@ def _as_warning(problem: Problem) -> Problem:
     return Problem(problem.source, problem.line, problem.path, problem.message, "warning")
 
 
-def _static_v6(iface: AdminInterface, problem) -> list[Problem]:
+def _static_v6(iface: AdminInterface, problem: Reporter) -> list[Problem]:
     problems = []
     if not iface.ipv6:
         problems.append(problem('protov6="static" needs <ipv6> (address/prefix)'))

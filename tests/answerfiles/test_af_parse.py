@@ -252,3 +252,31 @@ def test_problem_renders_as_one_line() -> None:
         'af.xml:7: installation/admin-interface: proto="static" needs <gateway>')
     assert str(Problem("answers", 0, "installation", "x", "warning")) == (
         "answers: installation: warning: x")
+
+
+def test_nested_elements_outside_their_parent_are_warned_about() -> None:
+    parsed = parse(fresh("<primary-disk>sda</primary-disk>", SRC, IFACE,
+                         "<gateway>192.0.2.1</gateway>"))
+    assert [str(w) for w in parsed.warnings] == [
+        "af.xml:5: installation/gateway: warning: <gateway> outside <admin-interface> is ignored"]
+
+
+def test_gateway_outside_the_subnet_is_a_warning() -> None:
+    parsed = parse(fresh("<primary-disk>sda</primary-disk>", SRC,
+                         '<admin-interface name="eth0" proto="static">',
+                         "<ipaddr>192.0.2.5</ipaddr><subnet>255.255.255.0</subnet>",
+                         "<gateway>198.51.100.1</gateway>", "</admin-interface>"))
+    assert [str(w) for w in parsed.warnings] == [
+        "af.xml:6: installation/admin-interface/gateway: warning: <gateway> 198.51.100.1 is "
+        "outside 192.0.2.0/24"]
+
+
+def test_disk_rule_replaces_primary_disk_and_guest_disks_are_still_checked() -> None:
+    root = '<installation xmlns:xp="urn:xcp-provision:answerfile:1">'
+    af = parse(fresh(SRC, IFACE, '<xp:disk-rule min-size-gib="100" smallest="yes"/>',
+                     root=root)).answers
+    assert af.primary_disk is None
+    assert af.provisioning.disk_rule == DiskRule(min_size_gib=100, smallest=True)
+    with pytest.raises(AnswerFileError, match="guest disk 'sdb' is listed twice"):
+        parse(fresh(SRC, IFACE, '<xp:disk-rule serial="X"/>', "<guest-disk>sdb</guest-disk>",
+                    "<guest-disk>sdb</guest-disk>", root=root))
