@@ -21,5 +21,9 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(ARGS)
 
+# The real boot (issue 11): a QEMU VM PXE-boots from `serve`, installs, boots Xen, joins a pool.
+e2e: setup
+	$(VENV)/bin/xcp-provision lab run --vms 1 $(ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -13,15 +13,16 @@ from pathlib import Path
 
 from pxe.lab.errors import LabError
 from pxe.lab.netns import SITE_IFACE, LabNetwork
-from pxe.lab.process import Background, launch
+from pxe.lab.process import Background, bounded, launch
 
 LEASE_TIME = "1h"
 
 
-def command(net: LabNetwork, lease_file: Path) -> list[str]:
+def command(net: LabNetwork, lease_file: Path, max_seconds: float) -> list[str]:
     first, last = net.dhcp_range()
     return [
         *net.site_exec_prefix(),
+        *bounded(max_seconds),
         "dnsmasq",
         "--no-daemon",
         "--conf-file=/dev/null",
@@ -35,10 +36,13 @@ def command(net: LabNetwork, lease_file: Path) -> list[str]:
     ]
 
 
-def start_site_dhcp(net: LabNetwork, workdir: Path, timeout: float = 30.0) -> Background:
-    """Start dnsmasq on the bridge and wait until it says it is serving."""
+def start_site_dhcp(
+    net: LabNetwork, workdir: Path, max_seconds: float = 7200, timeout: float = 30.0
+) -> Background:
+    """Start dnsmasq on the site's link and wait until it says it is serving."""
     log_path = workdir / "dnsmasq.log"
-    server = launch("dnsmasq", command(net, workdir / "dnsmasq.leases"), log_path)
+    argv = command(net, workdir / "dnsmasq.leases", max_seconds)
+    server = launch("dnsmasq", argv, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not server.running():

@@ -1,7 +1,9 @@
 """Background processes the lab owns: started with their output in a file, always stopped by pid.
 
-Each one runs in its own session so a stop reaches its children too (``ip netns exec`` execs the
-command itself, so the pid is the program's own).
+Each one runs in its own session. A stop sends SIGTERM to the top process only (``ip netns exec``
+execs the command, and ``timeout --foreground`` relays the signal once to its child: a second
+SIGTERM would hit a server in the middle of its clean shutdown), then SIGKILL to the whole
+session if that was not enough.
 """
 
 from __future__ import annotations
@@ -44,15 +46,17 @@ class Background:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, grace: float = 5.0) -> int | None:
-        """SIGTERM its session, SIGKILL after ``grace`` seconds; returns the exit code."""
+        """SIGTERM, SIGKILL to its session after ``grace`` seconds; returns the exit code."""
         if self.proc.poll() is None:
-            _signal_group(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 log.warning("%s (pid %d) ignored SIGTERM; killing it", self.name, self.pid)
                 _signal_group(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=grace)
+        _signal_group(self.proc.pid, signal.SIGKILL)
         return self.proc.returncode
 
 
@@ -81,3 +85,8 @@ def launch(
     argv_text = [os.fspath(a) for a in argv]
     log.info("started %s (pid %d): %s", name, proc.pid, " ".join(argv_text))
     return Background(name, argv_text, log_path, proc)
+
+
+def bounded(max_seconds: float) -> list[str]:
+    """Prefix that kills a command after ``max_seconds`` even if the harness itself died."""
+    return ["timeout", "--foreground", "--signal=KILL", f"{int(max_seconds)}"]

@@ -17,7 +17,7 @@ from installer.errors import CommandError
 from installer.runner import run
 from pxe.lab.errors import LabError
 from pxe.lab.netns import LabNetwork
-from pxe.lab.process import Background, launch
+from pxe.lab.process import Background, bounded, launch
 
 OVMF_CANDIDATES = (
     Path("/usr/share/ovmf/OVMF.fd"),
@@ -106,9 +106,7 @@ def command(spec: VmSpec, net: LabNetwork, max_seconds: float) -> list[str]:
         firmware = ["-bios", str(ovmf_firmware())]
     return [
         *net.exec_prefix(),
-        "timeout",
-        "--signal=KILL",
-        f"{int(max_seconds)}",
+        *bounded(max_seconds),
         "qemu-system-x86_64",
         "-name",
         spec.name,

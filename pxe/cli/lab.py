@@ -1,0 +1,79 @@
+"""``xcp-provision lab``: boot real VMs from this server and check the whole chain (issue 11)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from pxe.lab.harness import LabOptions, default_results, run_lab
+
+
+@click.group()
+def lab() -> None:
+    """The real-boot lab: QEMU VMs PXE-boot, install, boot Xen and join a pool."""
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@lab.command("run")
+@click.option("--vms", type=click.IntRange(1, 16), default=1, show_default=True)
+@click.option("--uefi", is_flag=True, help="UEFI firmware (OVMF, its own PXE client) for all VMs.")
+@click.option(
+    "--results",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for serial logs, server log and report (default ./results/lab-<timestamp>).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(30),
+    default=1800,
+    show_default=True,
+    help="Seconds from power-on until every check must hold.",
+)
+@click.option(
+    "--release",
+    "release_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Release directory (default: $XCP_PROVISION_CACHE/lab/releases/lab).",
+)
+@click.option("--no-build", is_flag=True, help="Use --release as it is; run no image builder.")
+@click.option(
+    "--disk-bus", type=click.Choice(["virtio", "sata"]), default="virtio", show_default=True
+)
+def run(
+    *,
+    vms: int,
+    uefi: bool,
+    results: Path | None,
+    timeout: float,
+    release_dir: Path | None,
+    no_build: bool,
+    disk_bus: str,
+) -> None:
+    """Run the lab; exit 0 only when every VM is in the pool with Xen and dom0 up."""
+    options = LabOptions(
+        results=results or default_results(),
+        firmwares=("uefi" if uefi else "bios",) * vms,
+        timeout=timeout,
+        release_dir=release_dir,
+        build=not no_build,
+        disk_bus=disk_bus,
+    )
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        report = run_lab(options, progress=lambda line: click.echo(f"lab: {line}", err=True))
+    except KeyboardInterrupt:
+        click.echo("lab: interrupted; everything was torn down", err=True)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(report.summary())
+    sys.exit(0 if report.ok else 1)

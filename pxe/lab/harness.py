@@ -1,0 +1,394 @@
+"""The lab run: build or reuse the release, boot VMs from our server, check the whole chain.
+
+Every run ends the same way whatever happened: VMs, the server, the site DHCP and both
+namespaces are gone, and the results folder holds the serial logs, the server's log and a
+report saying which step of the chain each VM reached and where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pxe.lab import dnsmasq, netns, qemu
+from pxe.lab.api import LabApi
+from pxe.lab.errors import LabError
+from pxe.lab.process import Background
+from pxe.lab.release import default_lab_home, prepare_release
+from pxe.lab.server import ServerSpec, create_token, start_server
+from pxe.lab.timeline import (
+    CHAIN,
+    SerialWatcher,
+    ServerEvent,
+    Stage,
+    Timeline,
+    apply_events,
+    clean,
+    render_table,
+)
+
+log = logging.getLogger(__name__)
+
+POOL = "lab"
+PROFILE = "lab"
+RELEASE = "lab"
+POLL_SECONDS = 5.0
+# Spare time the processes in the namespace get beyond the run's own deadline before their
+# `timeout` wrapper kills them even if the harness itself died.
+PROCESS_MARGIN = 600
+
+
+@dataclass(frozen=True)
+class LabOptions:
+    results: Path
+    firmwares: tuple[str, ...] = ("bios",)  # one entry per VM: "bios" or "uefi"
+    timeout: float = 1800.0  # seconds from the first power-on until every check must hold
+    release_dir: Path | None = None
+    cache_dir: Path | None = None
+    build: bool = True  # run the image builders (cached); False: use release_dir as it is
+    disk_bus: str = "virtio"
+    memory_mib: int = qemu.MEMORY_MIB
+
+    @property
+    def release_path(self) -> Path:
+        return self.release_dir or default_lab_home() / "releases" / RELEASE
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class VmRun:
+    spec: qemu.VmSpec
+    timeline: Timeline
+    host_id: int | None = None
+    powered_on: datetime | None = None
+    process: Background | None = None
+    watcher: SerialWatcher | None = None
+    state: str = ""
+    failure_log: str = ""
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class LabReport:
+    results: Path
+    ok: bool = False
+    failed_step: str = ""
+    error: str = ""
+    checks: list[Check] = field(default_factory=list)
+    timelines: list[Timeline] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lines = ["timeline (seconds from power-on):", render_table(self.timelines), ""]
+        lines += [f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}" for c in self.checks]
+        for name, value in self.figures.items():
+            lines.append(f"{name}: {value}")
+        if self.error:
+            lines.append(f"error: {self.error}")
+        verdict = "PASS" if self.ok else f"FAIL at {self.failed_step or 'unknown step'}"
+        lines.append(f"lab: {verdict} (results in {self.results})")
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        data = {
+            "ok": self.ok,
+            "failed_step": self.failed_step,
+            "error": self.error,
+            "checks": [asdict(c) for c in self.checks],
+            "timelines": [
+                {
+                    "vm": t.vm,
+                    "firmware": t.firmware,
+                    "seen": {s.value: t.seen[s] for s in CHAIN if s in t.seen},
+                    "evidence": {s.value: t.evidence[s] for s in CHAIN if s in t.evidence},
+                    "stopped_before": t.first_missing().value if t.first_missing() else None,
+                }
+                for t in self.timelines
+            ],
+            "figures": self.figures,
+        }
+        return json.dumps(data, indent=2) + "\n"
+
+
+def default_results() -> Path:
+    return Path("results") / f"lab-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+
+
+@contextlib.contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous = root.level
+    root.setLevel(min(previous, logging.INFO) if previous else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        handler.close()
+
+
+def run_lab(options: LabOptions, progress: Callable[[str], None] = print) -> LabReport:
+    """Run the lab once; never raises for a failure of the chain, only reports it.
+
+    KeyboardInterrupt still propagates (after teardown) so Ctrl-C ends the program.
+    """
+    results = options.results.resolve()
+    results.mkdir(parents=True, exist_ok=True)
+    report = LabReport(results)
+    with _log_to(results / "lab.log"), contextlib.ExitStack() as teardown:
+        try:
+            _run(options, results, report, teardown, progress)
+        except LabError as exc:
+            report.failed_step = report.failed_step or exc.step
+            report.error = str(exc)
+            log.error("lab failed: %s", exc)
+        except KeyboardInterrupt:
+            report.failed_step = report.failed_step or "interrupted"
+            report.error = "interrupted (Ctrl-C or SIGTERM); tore everything down"
+            progress("interrupted: tearing down")
+            _write_report(report, results)
+            raise
+        finally:
+            progress("tearing down VMs, server, site DHCP and namespaces")
+    _write_report(report, results)
+    return report
+
+
+def _write_report(report: LabReport, results: Path) -> None:
+    (results / "report.json").write_text(report.to_json())
+    (results / "summary.txt").write_text(report.summary() + "\n")
+
+
+def _run(
+    options: LabOptions,
+    results: Path,
+    report: LabReport,
+    teardown: contextlib.ExitStack,
+    progress: Callable[[str], None],
+) -> None:
+    release_dir = options.release_path
+    if options.build:
+        progress(f"release: building or reusing the cached images into {release_dir}")
+        started = time.monotonic()
+        _manifest, seconds = prepare_release(release_dir, results / "images.log", options.cache_dir)
+        report.figures["release seconds"] = round(time.monotonic() - started, 1)
+        for builder, value in seconds.items():
+            report.figures[f"release {builder} seconds"] = value
+    elif not (release_dir / "manifest.json").is_file():
+        raise LabError("release", f"{release_dir} has no manifest.json; build it (drop --no-build)")
+
+    max_seconds = options.timeout + PROCESS_MARGIN
+    net = netns.create()
+    teardown.callback(netns.destroy, net)
+    progress(f"network: namespace {net.namespace}, bridge {net.bridge}, server {net.server_ip}")
+    site = dnsmasq.start_site_dhcp(net, results, max_seconds)
+    teardown.callback(site.stop)
+
+    data_dir = results / "server-data"
+    (data_dir / "releases").mkdir(parents=True, exist_ok=True)
+    link = data_dir / "releases" / RELEASE
+    if not link.exists():
+        link.symlink_to(release_dir.resolve(), target_is_directory=True)
+    token = create_token(data_dir)
+    spec = ServerSpec(data_dir, results / "server.log")
+    server = start_server(spec, net, max_seconds)
+    teardown.callback(server.stop)
+    api = LabApi.with_token(net, spec.base_url(net), token, results)
+    progress(f"server: {spec.base_url(net)} (log {spec.log_path})")
+
+    vms = [
+        VmRun(
+            qemu.VmSpec(
+                name=f"lab-vm{i}",
+                mac=qemu.mac_for(i),
+                tap=f"tap{i}",
+                workdir=results,
+                uefi=firmware == "uefi",
+                disk_bus=options.disk_bus,
+                memory_mib=options.memory_mib,
+            ),
+            Timeline(f"lab-vm{i}", firmware),
+        )
+        for i, firmware in enumerate(options.firmwares, start=1)
+    ]
+    report.timelines = [vm.timeline for vm in vms]
+    _seed_inventory(api, vms, options.disk_bus)
+    teardown.callback(_discard_disks, vms)
+    for vm in vms:
+        vm.process = qemu.power_on(vm.spec, net, max_seconds)
+        vm.powered_on = datetime.now(UTC)
+        teardown.callback(vm.process.stop)
+        vm.watcher = SerialWatcher(vm.spec.serial_log, vm.timeline, vm.process.started).start()
+        teardown.callback(vm.watcher.stop)
+        progress(f"{vm.spec.name}: powered on ({vm.timeline.firmware}, MAC {vm.spec.mac})")
+    _wait(api, vms, options.timeout, progress)
+    for vm in vms:
+        assert vm.watcher is not None
+        vm.watcher.read_once(final=True)
+    report.checks = _checks(api, vms)
+    report.ok = all(check.ok for check in report.checks)
+    if not report.ok:
+        report.failed_step = _failed_step(vms, report.checks)
+
+
+def _seed_inventory(api: LabApi, vms: list[VmRun], disk_bus: str) -> None:
+    """A pool, a profile installing the lab release into it, and one host per VM."""
+    disk = "vda" if disk_bus == "virtio" else "sda"
+    api.post("/api/v1/pools", {"name": POOL})
+    api.post(
+        "/api/v1/profiles",
+        {
+            "name": PROFILE,
+            "release": RELEASE,
+            "template": "fresh-dhcp",
+            "pool": POOL,
+            "disk_rule": {"disk": disk},
+            # Last console= wins /dev/console: the installer's output lands on the serial log.
+            "kernel_args": "console=ttyS0,115200",
+        },
+    )
+    for vm in vms:
+        host = api.post(
+            "/api/v1/hosts", {"mac": vm.spec.mac, "hostname": vm.spec.name, "profile": PROFILE}
+        )
+        vm.host_id = int(host["id"])
+        vm.state = str(host.get("state", ""))
+
+
+def _discard_disks(vms: list[VmRun]) -> None:
+    """Virtual disks are tens of GB of possibility and a few GB of fact: never keep them."""
+    for vm in vms:
+        vm.spec.disk.unlink(missing_ok=True)
+
+
+def _refresh(api: LabApi, vm: VmRun) -> None:
+    host = api.get(f"/api/v1/hosts/{vm.host_id}")
+    vm.state = str(host.get("state", ""))
+    vm.failure_log = str(host.get("failure_log") or "")
+    vm.events = api.get(f"/api/v1/hosts/{vm.host_id}/events?limit=1000").get("events", [])
+    assert vm.powered_on is not None
+    apply_events(vm.timeline, [_event(e) for e in vm.events], vm.powered_on)
+
+
+def _event(raw: dict[str, Any]) -> ServerEvent:
+    when = datetime.fromisoformat(str(raw["time"]).replace("Z", "+00:00"))
+    return ServerEvent(
+        when, str(raw.get("kind", "")), str(raw.get("step") or ""), str(raw.get("message") or "")
+    )
+
+
+def _wait(api: LabApi, vms: list[VmRun], timeout: float, progress: Callable[[str], None]) -> None:
+    """Until every VM reached every stage, one failed, all VMs died, or the deadline passed."""
+    deadline = time.monotonic() + timeout
+    reported: dict[str, Stage | None] = {}
+    while time.monotonic() < deadline:
+        for vm in vms:
+            _refresh(api, vm)
+            last = vm.timeline.last_reached()
+            if reported.get(vm.spec.name) != last and last is not None:
+                reported[vm.spec.name] = last
+                progress(f"{vm.spec.name}: {last.value} at {vm.timeline.seen[last]:.0f} s")
+        if all(vm.timeline.first_missing() is None for vm in vms):
+            return
+        failed = [vm.spec.name for vm in vms if vm.state == "failed"]
+        if failed:
+            progress(f"install failed on {', '.join(failed)}; stopping early")
+            return
+        if all(vm.process is not None and not vm.process.running() for vm in vms):
+            progress("every VM stopped; stopping early")
+            return
+        time.sleep(POLL_SECONDS)
+    progress(f"deadline of {timeout:.0f} s passed")
+
+
+def _checks(api: LabApi, vms: list[VmRun]) -> list[Check]:
+    checks: list[Check] = []
+    for vm in vms:
+        _refresh(api, vm)
+        name = vm.spec.name
+        tl = vm.timeline
+        missing = tl.first_missing()
+        checks.append(
+            Check(
+                f"{name} chain",
+                missing is None,
+                "every stage reached"
+                if missing is None
+                else f"stopped before {missing.value}; last reached "
+                f"{tl.last_reached().value if tl.last_reached() else 'nothing'}" + _tail_hint(vm),
+            )
+        )
+        checks.append(Check(f"{name} in pool", vm.state == "in-pool", f"server state {vm.state}"))
+        kinds = [e.get("kind") for e in vm.events]
+        install_ok = "done" in kinds and "progress" in kinds and "failed" not in kinds
+        detail = f"events: {', '.join(dict.fromkeys(str(k) for k in kinds)) or 'none'}"
+        if vm.failure_log:
+            detail += f"; failure log ends: {vm.failure_log.strip().splitlines()[-1][:200]}"
+        checks.append(Check(f"{name} install events", install_ok, detail))
+        checks.append(
+            Check(f"{name} Xen banner", tl.reached(Stage.XEN), tl.evidence.get(Stage.XEN, "absent"))
+        )
+        checks.append(
+            Check(
+                f"{name} dom0 login prompt",
+                tl.reached(Stage.DOM0_LOGIN),
+                tl.evidence.get(Stage.DOM0_LOGIN, "absent"),
+            )
+        )
+    checks.append(_one_master(api, vms))
+    return checks
+
+
+def _one_master(api: LabApi, vms: list[VmRun]) -> Check:
+    masters = [
+        vm.spec.name
+        for vm in vms
+        if any(
+            e.get("kind") == "pool-joined" and str(e.get("message", "")).endswith("as master")
+            for e in vm.events
+        )
+    ]
+    try:
+        pool = api.get(f"/api/v1/pools/{POOL}")
+    except LabError as exc:
+        return Check("exactly one master", False, str(exc))
+    master = pool.get("master")
+    return Check(
+        "exactly one master",
+        len(masters) == 1 and master == masters[0],
+        f"pool {POOL} master {master!r}; joined as master: {', '.join(masters) or 'none'}",
+    )
+
+
+def _tail_hint(vm: VmRun) -> str:
+    try:
+        text = vm.spec.serial_log.read_text(errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in clean(text).split("\n") if line.strip()]
+    return f"; serial ends: {lines[-1][:160]!r}" if lines else "; serial log empty"
+
+
+def _failed_step(vms: list[VmRun], checks: list[Check]) -> str:
+    for vm in vms:
+        missing = vm.timeline.first_missing()
+        if missing is not None:
+            return f"{missing.value} ({vm.spec.name})"
+    failed = [c.name for c in checks if not c.ok]
+    return failed[0] if failed else ""

@@ -1,0 +1,93 @@
+"""``xcp-provision serve`` as the lab runs it: inside the namespace, on the bridge's address.
+
+HTTP listens on the server address; TFTP on port 69 because PXE firmware knows no other port;
+ProxyDHCP on the bridge beside the site's DHCP. The public URL is pinned to the bridge address so
+every URL handed to a VM (iPXE script, answer file, release files) points where it can reach.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from installer.errors import CommandError
+from installer.runner import run
+from pxe.lab.errors import LabError
+from pxe.lab.netns import LabNetwork
+from pxe.lab.process import Background, bounded, launch
+
+HTTP_PORT = 8080
+TFTP_PORT = 69
+
+
+def cli_path() -> str:
+    """The ``xcp-provision`` next to the running interpreter (the venv's), else on PATH."""
+    beside = Path(sys.executable).parent / "xcp-provision"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("xcp-provision")
+    if found is None:
+        raise LabError("server", "xcp-provision is not installed (run make setup)")
+    return found
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    data_dir: Path
+    log_path: Path
+    http_port: int = HTTP_PORT
+    tftp_port: int = TFTP_PORT
+
+    def base_url(self, net: LabNetwork) -> str:
+        return f"http://{net.server_ip}:{self.http_port}"
+
+
+def create_token(data_dir: Path, name: str = "lab") -> str:
+    """A fresh admin API token (the command prints it as its last line)."""
+    try:
+        out = run([cli_path(), "tokens", "create", name, "--data-dir", data_dir], timeout=120)
+    except CommandError as exc:
+        raise LabError("server", f"cannot create an API token: {exc}") from exc
+    lines = out.stdout.strip().splitlines()
+    if not lines:
+        raise LabError("server", "xcp-provision tokens create printed no token")
+    return lines[-1].strip()
+
+
+def start_server(
+    spec: ServerSpec, net: LabNetwork, max_seconds: float, ready_timeout: float = 120
+) -> Background:
+    """Start serve in the namespace and wait until its health check answers."""
+    argv = [
+        *net.exec_prefix(),
+        *bounded(max_seconds),
+        cli_path(),
+        "serve",
+        "--data-dir",
+        str(spec.data_dir),
+        "--bind",
+        net.server_ip,
+        "--http-port",
+        str(spec.http_port),
+        "--tftp-port",
+        str(spec.tftp_port),
+    ]
+    env = {"XCP_PROVISION_PUBLIC_URL": spec.base_url(net), "PYTHONUNBUFFERED": "1"}
+    server = launch("serve", argv, spec.log_path, env=env)
+    deadline = time.monotonic() + ready_timeout
+    url = f"{spec.base_url(net)}/healthz"
+    while time.monotonic() < deadline:
+        if not server.running():
+            raise LabError(
+                "server",
+                f"xcp-provision serve exited with {server.proc.returncode}: {server.log_tail(8)}",
+            )
+        probe = run([*net.exec_prefix(), "curl", "-sf", "--max-time", "5", url], check=False)
+        if probe.returncode == 0:
+            return server
+        time.sleep(1)
+    server.stop()
+    raise LabError("server", f"{url} did not answer within {ready_timeout:.0f} s")
