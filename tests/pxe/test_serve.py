@@ -1,0 +1,62 @@
+"""``xcp-provision serve`` as operators run it: a real process, real ports, SIGTERM to stop."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from installer import runner
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(url: str, proc: subprocess.Popen, seconds: float = 60) -> bytes:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.read()
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_serve_demo_http_and_tftp_then_sigterm(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    http_port = _free_port(socket.SOCK_STREAM)
+    tftp_port = _free_port(socket.SOCK_DGRAM)
+    exe = Path(sys.executable).parent / "xcp-provision"
+    proc = runner.start(
+        [exe, "serve", "--demo", "--data-dir", data, "--bind", "127.0.0.1",
+         "--http-port", str(http_port), "--tftp-port", str(tftp_port), "--no-dhcp"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{http_port}"
+        assert _wait_for(f"{base}/healthz", proc) == b'{"status":"ok"}\n'
+        assert (data / "releases" / "demo" / "manifest.json").is_file()
+        chain = urllib.request.urlopen(f"{base}/boot/ipxe", timeout=10).read().decode()
+        assert chain.startswith(f"#!ipxe\nchain {base}/boot/ipxe?mac=")
+        fetched = runner.run(
+            ["curl", "-sS", "--max-time", "10", f"tftp://127.0.0.1:{tftp_port}/boot.ipxe"]
+        )
+        assert fetched.stdout.startswith("#!ipxe") and f"{base}/boot/ipxe" in fetched.stdout
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, output.decode()
+        assert b"SIGTERM received, stopping" in output
+        assert b"profile 'demo' created" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
