@@ -9,6 +9,7 @@ never handed an answer file that would fail halfway through an install.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
@@ -47,10 +48,8 @@ def render_template(template: str, variables: Mapping[str, object], *, host: str
     def fail(message: str, line: int = 0, path: str = "template") -> RenderError:
         return RenderError(template, host, [Problem(template, line, path, message)])
 
-    env = SandboxedEnvironment(loader=FileSystemLoader(directory), undefined=StrictUndefined,
-                               autoescape=True, keep_trailing_newline=True)
     try:
-        text = env.get_template(name).render(dict(variables))
+        text = _environment(directory).get_template(name).render(dict(variables))
     except TemplateNotFound as exc:
         raise fail(f"template {exc.name!r} not found") from None
     except TemplateSyntaxError as exc:
@@ -66,6 +65,14 @@ def render_template(template: str, variables: Mapping[str, object], *, host: str
     except AnswerFileError as exc:
         raise RenderError(template, host, list(exc.problems)) from None
     return text
+
+
+@lru_cache(maxsize=64)
+def _environment(directory: Path) -> SandboxedEnvironment:
+    """One environment per template folder: Jinja caches compiled templates in it and reloads a
+    file when it changes, so a server rendering for every host compiles each template once."""
+    return SandboxedEnvironment(loader=FileSystemLoader(directory), undefined=StrictUndefined,
+                                autoescape=True, keep_trailing_newline=True)
 
 
 def _locate(template: str) -> tuple[Path, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,14 @@ def test_fresh_static_without_nameservers_or_vlan() -> None:
     assert af.name_servers == ()
     assert af.admin_interface.vlan is None
     assert af.ntp.source is NtpSource.DEFAULT
+
+
+def test_edited_template_file_is_rendered_afresh(tmp_path: Path) -> None:
+    template = tmp_path / "mine.xml.j2"
+    body = ('<installation mode="upgrade"><existing-installation>{}</existing-installation>'
+            '<source type="local"/></installation>')
+    template.write_text(body.format("sda"))
+    assert "sda" in render_template(str(template), {})
+    template.write_text(body.format("sdb"))
+    os.utime(template, ns=(1, template.stat().st_mtime_ns + 10**9))
+    assert "sdb" in render_template(str(template), {})
