@@ -1,0 +1,40 @@
+"""The whole chain, for real: one BIOS VM PXE-boots from ``serve``, installs, boots Xen, joins.
+
+Builds (or reuses from the cache) the real release, so the first run on a machine takes as long
+as the image builds; a cached run takes minutes under TCG.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from installer.runner import run
+from pxe.lab.harness import LabOptions, run_lab
+from pxe.lab.timeline import CHAIN, Stage
+
+pytestmark = [pytest.mark.slow, pytest.mark.root]
+
+
+@pytest.mark.timeout(7200)
+def test_one_bios_vm_installs_boots_xen_and_joins_the_pool(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (namespaces, tap devices)")
+    results = tmp_path / "results"
+    lines: list[str] = []
+    report = run_lab(LabOptions(results=results, timeout=2400), progress=lines.append)
+    print(report.summary())
+    assert report.ok, report.summary()
+    [timeline] = report.timelines
+    assert timeline.first_missing() is None
+    times = [timeline.seen[stage] for stage in CHAIN]
+    assert times == sorted(times), f"stages out of order: {timeline.seen}"
+    assert timeline.evidence[Stage.XEN].startswith("(XEN)")
+    for check in report.checks:
+        assert check.ok, check
+    for name in ("lab-vm1.serial.log", "server.log", "dnsmasq.log", "report.json"):
+        assert (results / name).stat().st_size > 0, name
+    assert not list(results.glob("*.qcow2")), "virtual disks must not be kept"
+    assert f"xcplab-{os.getpid()}-" not in run(["ip", "netns", "list"]).stdout
