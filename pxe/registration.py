@@ -266,6 +266,8 @@ def _admit(
     session: Session, host: Host, pool: Pool, joiner: JoinFacts
 ) -> tuple[str | None, list[str]]:
     """``(role, [])`` when admitted, ``(None, reasons)`` when refused."""
+    # The pool row loaded with the host may predate another host's claim: never trust it here.
+    session.expire(pool, ["master_host_id"])
     master_id = session.scalar(select(Pool.master_host_id).where(Pool.id == pool.id))
     if master_id is None:
         claim = session.execute(
@@ -275,7 +277,6 @@ def _admit(
             .execution_options(synchronize_session=False)
         )
         if claim.rowcount == 1:
-            session.refresh(pool)
             return "master", []
         master_id = session.scalar(select(Pool.master_host_id).where(Pool.id == pool.id))
     if master_id == host.id:
