@@ -366,31 +366,35 @@ def _nic(device: pyudev.Device) -> tuple[Nic, list[str]]:
     ), gaps
 
 
-def installer_disk(anchor: str | None = None) -> str | None:
-    """The whole disk this installer runs from (it must never be the target), if any.
+def installer_disks(anchor: str | None = None) -> tuple[str, ...]:
+    """Every whole disk this installer runs from, innermost first; none may be a target.
 
     ``anchor`` defaults to this package's own file: its filesystem is the installer's medium
-    (or the dev machine's root disk). A squashfs on a loop device is followed to the disk that
-    holds the image file. None when the installer runs from RAM (tmpfs, an initramfs).
+    (or the dev machine's root disk). A filesystem on a loop device is followed to the disk
+    holding the image file: both the loop device and that disk are the installer's.
+    Empty when the installer runs from RAM (tmpfs, an initramfs).
     """
-    seen = 0
+    chain: list[str] = []
     path = anchor or __file__
-    while seen < 8:
-        seen += 1
+    while len(chain) < 8:
         source = _mount_source(path)
         if source is None:
-            return None
+            break
         name = Path(os.path.realpath(source)).name
-        if name.startswith("loop"):
-            backing = loop.backing_file(source)
-            if backing is None:
-                return None
-            path = backing
-            continue
         if (SYS_CLASS_BLOCK / name / "partition").exists():
             name = Path(os.path.realpath(SYS_CLASS_BLOCK / name)).parent.name
-        return f"/dev/{name}"
-    return None
+        chain.append(f"/dev/{name}")
+        backing = loop.backing_file(f"/dev/{name}") if name.startswith("loop") else None
+        if backing is None:
+            break
+        path = backing
+    return tuple(chain)
+
+
+def installer_disk(anchor: str | None = None) -> str | None:
+    """The physical disk the installer runs from (the last of :func:`installer_disks`)."""
+    chain = installer_disks(anchor)
+    return chain[-1] if chain else None
 
 
 def _mount_source(path: str) -> str | None:

@@ -33,12 +33,12 @@ def check_target(
     *,
     role: str,
     named_by_stable_id: bool,
-    installer_disk: str | None,
+    installer_disks: tuple[str, ...],
     minimum_bytes: int | None = None,
 ) -> None:
     """Refuse ``disk`` as the ``role`` disk ("primary", "guest") for the first rule it breaks."""
     where = f"{disk.path} ({role} disk)"
-    if installer_disk is not None and disk.path == installer_disk:
+    if disk.path in installer_disks:
         raise GuardError(disk.path, "installer-disk",
                          f"{where} is the disk this installer is running from; choose another")
     if (disk.removable or disk.is_usb) and not named_by_stable_id:

@@ -47,7 +47,7 @@ def apply_plan(plan: Plan, *, progress: Progress | None = None) -> Applied:
     say = progress or (lambda _message: None)
     say("checking the disks again")
     for disk_plan, role in _with_roles(plan):
-        _recheck(disk_plan, role, plan.installer_disk)
+        _recheck(disk_plan, role, plan.installer_disks)
     devices: dict[str, str] = {}
     for disk_plan, role in _with_roles(plan):
         path = disk_plan.disk.path
@@ -76,11 +76,11 @@ def _with_roles(plan: Plan) -> list[tuple[DiskPlan, str]]:
     return [(plan.primary, "primary"), *((g, "guest") for g in plan.guest_disks)]
 
 
-def _recheck(disk_plan: DiskPlan, role: str, installer_disk: str | None) -> Disk:
+def _recheck(disk_plan: DiskPlan, role: str, installer_disks: tuple[str, ...]) -> Disk:
     current = describe_disk(disk_plan.disk.path)
     guards.check_unchanged(disk_plan.identity, current.identity)
     guards.check_target(current, role=role, named_by_stable_id=disk_plan.named_by_stable_id,
-                        installer_disk=installer_disk)
+                        installer_disks=installer_disks)
     for spec in disk_plan.partitions:
         if spec.preserve:
             found = current.partition(spec.number)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -105,7 +106,7 @@ class Plan:
     guest_disks: tuple[DiskPlan, ...]
     boot_mode: BootMode
     label_suffix: str
-    installer_disk: str | None = None
+    installer_disks: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
     @property
@@ -136,9 +137,14 @@ def make_plan(
     boot_mode: BootMode,
     *,
     suffix: str | None = None,
-    installer_disk: str | None = None,
+    installer_disk: str | Sequence[str] | None = None,
 ) -> Plan:
-    """The whole plan, or a :class:`~installer.errors.RefusedError` saying why not."""
+    """The whole plan, or a :class:`~installer.errors.RefusedError` saying why not.
+
+    ``installer_disk``: the disk(s) the installer runs from (``discovery.installer_disks()``);
+    they are never a target.
+    """
+    own = (installer_disk,) if isinstance(installer_disk, str) else tuple(installer_disk or ())
     if answers.mode not in (Mode.FRESH, Mode.REINSTALL):
         raise PlanError(
             f"a disk plan is made for fresh installs and reinstalls, not {answers.mode}"
@@ -153,9 +159,9 @@ def make_plan(
     elif len(suffix) != 6 or not all(c in string.ascii_lowercase for c in suffix):
         raise PlanError(f"label suffix {suffix!r} must be 6 lowercase letters")
 
-    disk, stable = _primary(answers, hardware, installer_disk)
+    disk, stable = _primary(answers, hardware, own)
     guards.check_target(disk, role="primary", named_by_stable_id=stable,
-                        installer_disk=installer_disk,
+                        installer_disks=own,
                         minimum_bytes=guards.MINIMUM_PRIMARY_BYTES)
     primary_disk = answers.primary_disk
     guest_storage = primary_disk.guest_storage if primary_disk else True
@@ -177,20 +183,20 @@ def make_plan(
             raise PlanError(f"guest disk {name} ({guest.path}) is already used by this plan")
         taken.add(guest.path)
         guards.check_target(guest, role="guest", named_by_stable_id=guest_stable,
-                            installer_disk=installer_disk)
+                            installer_disks=own)
         guests.append(DiskPlan(guest, (), named_by_stable_id=guest_stable))
-    return Plan(primary, tuple(guests), boot_mode, suffix, installer_disk, tuple(notes))
+    return Plan(primary, tuple(guests), boot_mode, suffix, own, tuple(notes))
 
 
 def _primary(answers: AnswerFile, hardware: Hardware,
-             installer_disk: str | None) -> tuple[Disk, bool]:
+             own: tuple[str, ...]) -> tuple[Disk, bool]:
     if answers.primary_disk is not None and answers.primary_disk.disk:
         return _resolve(answers.primary_disk.disk, hardware)
     rule = answers.provisioning.disk_rule
     if rule is None:
         raise PlanError("the answer file names no primary disk (<primary-disk> or "
                         "<xp:disk-rule>)")
-    return _by_rule(rule, hardware, installer_disk), False
+    return _by_rule(rule, hardware, own), False
 
 
 def _resolve(name: str, hardware: Hardware) -> tuple[Disk, bool]:
@@ -206,12 +212,12 @@ def _resolve(name: str, hardware: Hardware) -> tuple[Disk, bool]:
     raise PlanError(f"disk {name!r} was not found on this host (disks: {known})")
 
 
-def _by_rule(rule: DiskRule, hardware: Hardware, installer_disk: str | None) -> Disk:
+def _by_rule(rule: DiskRule, hardware: Hardware, own: tuple[str, ...]) -> Disk:
     def matches(disk: Disk) -> bool:
         return (
             not disk.removable
             and not disk.is_usb
-            and disk.path != installer_disk
+            and disk.path not in own
             and (rule.by_id is None or any(
                 link == rule.by_id or link.rsplit("/", 1)[-1] == rule.by_id
                 for link in disk.by_id))

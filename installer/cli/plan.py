@@ -70,7 +70,7 @@ def plan_for(answers: AnswerFile, target: str | None, boot_mode: BootMode) -> Pl
     named = [answers.primary_disk.disk] if answers.primary_disk else []
     for name in [*named, *answers.guest_disks]:
         hardware = _with_named_device(hardware, name)
-    return make_plan(answers, hardware, boot_mode, installer_disk=discovery.installer_disk())
+    return make_plan(answers, hardware, boot_mode, installer_disk=discovery.installer_disks())
 
 
 def _with_named_device(hardware: discovery.Hardware, name: str) -> discovery.Hardware:

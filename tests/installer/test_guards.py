@@ -118,7 +118,7 @@ def test_installer_disk_is_refused_at_plan_and_again_at_apply(tmp_path: Path):
         assert err.value.rule == "installer-disk"
         plan = make_plan(answers, hardware, BootMode.BIOS)
         with pytest.raises(GuardError) as err:
-            apply_plan(dataclasses.replace(plan, installer_disk=device))
+            apply_plan(dataclasses.replace(plan, installer_disks=(device,)))
         assert err.value.rule == "installer-disk"
         sync(device)
         assert content_hash(image) == before
