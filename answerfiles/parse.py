@@ -80,7 +80,8 @@ def parse_answerfile(data: str | bytes, source: str = "answerfile.xml") -> Parse
     root = parse_xml(data, source)
     reader = _Reader(root, source)
     answers = reader.read()
-    failed_paths = {p.path for p in reader.problems if p.is_error}
+    # A value that failed to read was replaced by its default: checks built on it would mislead.
+    failed_paths = {p.path for p in reader.problems if p.is_error} - {root.path}
     semantic = [p for p in validate_answers(answers, reader.where) if p.path not in failed_paths]
     problems = sorted([*reader.problems, *semantic], key=lambda p: p.line)
     errors = [p for p in problems if p.is_error]
@@ -124,6 +125,10 @@ class _Reader:
                              f"{found[0].line} applies")
         self.where.note(key or tags[0], found[0].line, found[0].path)
         return found[0]
+
+    def kept(self, key: str, items: list[object], node: Node) -> None:
+        """Where the model's next ``items`` entry came from (some elements are skipped)."""
+        self.where.note(f"{key}#{len(items)}", node.line, node.path)
 
     def repeated(self, *tags: str, key: str = "") -> list[Node]:
         found = self.nodes(*tags)
@@ -203,8 +208,10 @@ class _Reader:
                                 "if you meant an upgrade")
             return Mode.FRESH
         if mode.lower() not in ("fresh", "reinstall", "upgrade"):
-            self.error(root, f'mode="{mode}" is not allowed: allowed fresh|reinstall|upgrade')
-            return Mode.FRESH
+            # Nothing else can be judged without knowing the mode.
+            raise AnswerFileError([Problem(
+                self.source, root.line, root.path,
+                f'mode="{mode}" is not allowed: allowed fresh|reinstall|upgrade')])
         return Mode(mode.lower())
 
     def applies(self) -> set[str]:
@@ -276,20 +283,21 @@ class _Reader:
     # -- elements --------------------------------------------------------------------------
 
     def _sources(self, tag: str) -> tuple[Source, ...]:
-        sources = []
-        for node in self.repeated(tag):
+        sources: list[Source] = []
+        for node in self.nodes(tag):
             if self.attr(node, "type") is None:
                 self.error(node, f'<{tag}> needs type="local|url|nfs"')
                 continue
             kind = self.choice(node, ("type",), SourceType, SourceType.URL)
+            self.kept(tag, sources, node)
             sources.append(Source(kind, node.text))
         return tuple(sources)
 
     def _scripts(self) -> tuple[Script, ...]:
         old = {"post-install-script": ScriptStage.FILESYSTEM_POPULATED,
                "install-failed-script": ScriptStage.INSTALLATION_COMPLETE}
-        scripts = []
-        for node in self.repeated("script", *old, key="script"):
+        scripts: list[Script] = []
+        for node in self.nodes("script", *old):
             if node.tag == "script":
                 if self.attr(node, "stage") is None:
                     self.error(node, '<script> needs stage="installation-start|'
@@ -301,6 +309,7 @@ class _Reader:
             kind = self.choice(node, ("type",), SourceType, SourceType.URL)
             if kind is SourceType.LOCAL:
                 self.error(node, 'type="local" is not allowed for a script: allowed url|nfs')
+            self.kept("script", scripts, node)
             scripts.append(Script(stage, kind, node.text))
         return tuple(scripts)
 
@@ -426,12 +435,13 @@ class _Reader:
         return NtpSource.DEFAULT
 
     def _services(self) -> tuple[Service, ...]:
-        services = []
-        for node in self.repeated("service"):
+        services: list[Service] = []
+        for node in self.nodes("service"):
             state = self.attr(node, "state")
             if state is None:
                 self.error(node, '<service> needs state="enabled|disabled"')
                 continue
+            self.kept("service", services, node)
             services.append(Service(self.attr(node, "name") or "",
                                     self.choice(node, ("state",), ServiceState,
                                                 ServiceState.ENABLED)))

@@ -280,3 +280,21 @@ def test_disk_rule_replaces_primary_disk_and_guest_disks_are_still_checked() -> 
     with pytest.raises(AnswerFileError, match="guest disk 'sdb' is listed twice"):
         parse(fresh(SRC, IFACE, '<xp:disk-rule serial="X"/>', "<guest-disk>sdb</guest-disk>",
                     "<guest-disk>sdb</guest-disk>", root=root))
+
+
+def test_problems_point_at_the_right_element_when_one_is_skipped() -> None:
+    with pytest.raises(AnswerFileError) as caught:
+        parse(fresh("<primary-disk>sda</primary-disk>", IFACE,
+                    "<source>http://a.example.com/</source>",
+                    '<source type="url">gopher://b.example.com/</source>'))
+    assert [(p.line, p.message.split(":")[0]) for p in caught.value.problems] == [
+        (4, '<source> needs type="local|url|nfs"'),
+        (5, "URL 'gopher"),
+    ]
+
+
+def test_an_unknown_mode_stops_at_once() -> None:
+    with pytest.raises(AnswerFileError) as caught:
+        parse(fresh(root='<installation mode="upgrde">'))
+    assert [str(p) for p in caught.value.problems] == [
+        'af.xml:1: installation: mode="upgrde" is not allowed: allowed fresh|reinstall|upgrade']
