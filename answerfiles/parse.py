@@ -81,8 +81,9 @@ def parse_answerfile(data: str | bytes, source: str = "answerfile.xml") -> Parse
     reader = _Reader(root, source)
     answers = reader.read()
     # A value that failed to read was replaced by its default: checks built on it would mislead.
-    failed_paths = {p.path for p in reader.problems if p.is_error} - {root.path}
-    semantic = [p for p in validate_answers(answers, reader.where) if p.path not in failed_paths]
+    failed = {(p.line, p.path) for p in reader.problems if p.is_error} - {(root.line, root.path)}
+    semantic = [p for p in validate_answers(answers, reader.where)
+                if (p.line, p.path) not in failed]
     problems = sorted([*reader.problems, *semantic], key=lambda p: p.line)
     errors = [p for p in problems if p.is_error]
     if errors:
