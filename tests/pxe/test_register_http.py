@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,12 +10,14 @@ import pytest
 
 from pxe.config import Settings
 from pxe.db.session import Database
+from pxe.registration import on_host_removed
 from pxe.store.pools import create_pool
 from pxe.web.app import create_app
 from tests.support.bind import BindServer, running_bind
 from tests.support.registering import (
     events_of,
     facts,
+    host_row,
     installed_host,
     ip_of,
     post_register,
@@ -96,11 +99,8 @@ def bind(tmp_path: Path) -> Iterator[BindServer]:
         yield server
 
 
-def test_registration_puts_the_host_in_dns_and_reports_conflicts(
-    tmp_path: Path, database: Database, bind: BindServer
-) -> None:
-    dns = bind.settings_mapping()
-    settings = Settings(
+def _dns_settings(tmp_path: Path, bind: BindServer) -> Settings:
+    return Settings(
         data_dir=tmp_path,
         dns_server=bind.host,
         dns_port=bind.port,
@@ -108,8 +108,14 @@ def test_registration_puts_the_host_in_dns_and_reports_conflicts(
         dns_reverse_zone=bind.reverse_zone,
         dns_key_name=bind.key_name,
         dns_key_algorithm=bind.algorithm,
-        dns_key_file=str(dns["secret_file"]),
+        dns_key_file=str(bind.key_file),
     )
+
+
+def test_registration_puts_the_host_in_dns_and_reports_conflicts(
+    tmp_path: Path, database: Database, bind: BindServer
+) -> None:
+    settings = _dns_settings(tmp_path, bind)
     with serving(create_app(settings, database=database)) as url:
         status, answer = post_register(url, installed_host(database, 1, pool="rack1"), facts(1))
         assert (status, answer["role"]) == (200, "master")
@@ -128,3 +134,52 @@ def test_registration_puts_the_host_in_dns_and_reports_conflicts(
         assert conflict.startswith("not added: DNS server")
         assert "taken.xcp.test. already has A 192.0.2.200" in conflict
         assert bind.query("taken.xcp.test.", "A") == ["192.0.2.200"]
+
+    # Removing the host from the inventory takes its records out of DNS.
+    assert on_host_removed(settings, host_row(database, 1)) == []
+    assert bind.query("node0001.xcp.test.", "A") == []
+    assert bind.query("1.2.0.192.in-addr.arpa.", "PTR") == []
+    # The conflicting host never owned taken.xcp.test.: its removal leaves the record alone.
+    on_host_removed(settings, host_row(database, 2))
+    assert bind.query("taken.xcp.test.", "A") == ["192.0.2.200"]
+
+
+def test_a_refused_host_registering_from_a_new_address_moves_its_records(
+    tmp_path: Path, database: Database, bind: BindServer
+) -> None:
+    with serving(create_app(_dns_settings(tmp_path, bind), database=database)) as url:
+        post_register(url, installed_host(database, 1, pool="rack1"), facts(1))
+        token = installed_host(database, 2, pool="rack1")
+        refused = facts(2, network_backend="bridge")
+        assert post_register(url, token, refused)[1]["state"] == "registered"
+        moved = {**refused, "management_ip": "192.0.2.102"}
+        assert post_register(url, token, moved)[1]["state"] == "registered"
+    assert bind.query("node0002.xcp.test.", "A") == ["192.0.2.102"]
+    assert bind.query("2.2.0.192.in-addr.arpa.", "PTR") == []
+    assert bind.query("102.2.0.192.in-addr.arpa.", "PTR") == ["node0002.xcp.test."]
+    assert "removed the records of node0002 at 192.0.2.2" in events_of(database, 2, "dns")
+
+
+def test_dns_down_does_not_fail_registration(tmp_path: Path, database: Database) -> None:
+    key = tmp_path / "key"
+    key.write_text("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I=\n")
+    settings = Settings(
+        data_dir=tmp_path,
+        dns_server="127.0.0.1",
+        dns_port=_closed_port(),
+        dns_forward_zone="xcp.test.",
+        dns_reverse_zone="2.0.192.in-addr.arpa.",
+        dns_key_name="k",
+        dns_key_file=str(key),
+    )
+    with serving(create_app(settings, database=database)) as url:
+        status, answer = post_register(url, installed_host(database, 1, pool="rack1"), facts(1))
+    assert (status, answer["role"]) == (200, "master")
+    (event,) = events_of(database, 1, "dns")
+    assert event.startswith("not updated: DNS server 127.0.0.1:")
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
