@@ -1,0 +1,231 @@
+"""HTTP: answer files for 100 concurrent clients, and iPXE boot lookups with 10,000 hosts.
+
+The server runs as operators run it (``xcp-provision serve`` in its own process, waitress, SQLite
+in WAL mode); the load comes from ApacheBench (``ab``, C, one process) so the client does not
+steal the Python interpreter from the server. References measured in the same run:
+
+* answer files: nginx serving the same answer-file bytes as a static file (the floor any
+  dynamic server is compared to), and our own ``/healthz`` (the floor of the Python stack);
+* boot lookups: the same lookups against an inventory of 10 hosts, so the ratio shows what
+  10,000 hosts cost (nothing is generated per host on disk: every script is computed on request).
+
+    .venv/bin/python bench/http_bench.py [--requests 4000] [--concurrency 100] [--hosts 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import insert
+
+from hypervisor.demo import build_demo_release
+from installer.runner import run, start
+from pxe.config import Settings
+from pxe.db.models import Host, HostMac, utcnow
+from pxe.db.session import Database
+from pxe.lifecycle import State
+from pxe.store.profiles import create_profile
+
+GOAL_RATE = 2000.0
+GOAL_P99_MS = 50.0
+
+
+@dataclass(frozen=True)
+class Load:
+    rate: float  # requests per second
+    p50_ms: float
+    p99_ms: float
+    failed: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ab(url: str, requests: int, concurrency: int) -> Load:
+    result = run(["ab", "-q", "-n", str(requests), "-c", str(concurrency), "-s", "60", url],
+                 timeout=600)  # fmt: skip
+    out = result.stdout
+
+    def number(pattern: str) -> float:
+        match = re.search(pattern, out, re.MULTILINE)
+        if match is None:
+            raise RuntimeError(f"ab output lacks {pattern!r}:\n{out}")
+        return float(match[1])
+
+    failed = int(number(r"^Failed requests:\s+(\d+)")) + int(
+        number(r"^Non-2xx responses:\s+(\d+)") if "Non-2xx" in out else 0
+    )
+    return Load(
+        rate=number(r"^Requests per second:\s+([\d.]+)"),
+        p50_ms=number(r"^\s+50%\s+(\d+)"),
+        p99_ms=number(r"^\s+99%\s+(\d+)"),
+        failed=failed,
+    )
+
+
+def populate(data: Path, hosts: int) -> list[str]:
+    """A demo release, a profile, and ``hosts`` hosts (mostly installed, some ready, some new);
+    returns their MACs, host 1 being ready. Bulk inserts: this is setup, not what is measured."""
+    release_dir = data / "releases" / "demo"
+    release_dir.mkdir(parents=True)
+    build_demo_release(release_dir)
+    database = Database(Settings(data_dir=data).database)
+    database.migrate()
+    macs = [f"52:54:{i >> 24 & 255:02x}:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
+            for i in range(1, hosts + 1)]  # fmt: skip
+    with database.scope() as session:
+        profile = create_profile(session, "demo", release="demo", template="fresh-dhcp")
+        now = utcnow()
+        rows = []
+        for i in range(1, hosts + 1):
+            state = State.READY if i % 10 == 1 else State.INSTALLED
+            rows.append({"id": i, "hostname": f"node{i}", "profile_id": profile.id,
+                         "state": state.value, "state_reason": "", "failure_log": "", "facts": {},
+                         "refusal_reasons": [], "token_spent": False, "created_at": now,
+                         "updated_at": now})  # fmt: skip
+        session.execute(insert(Host), rows)
+        session.execute(insert(HostMac), [{"host_id": i + 1, "mac": m} for i, m in enumerate(macs)])
+    database.dispose()
+    return macs
+
+
+@contextmanager
+def server(data: Path) -> Iterator[str]:
+    port = free_port()
+    exe = Path(sys.executable).parent / "xcp-provision"
+    proc = start([exe, "serve", "--data-dir", data, "--bind", "127.0.0.1", "--http-port", str(port),
+                  "--tftp-port", "0", "--no-dhcp"],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=5).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@contextmanager
+def nginx(root: Path) -> Iterator[str]:
+    port = free_port()
+    conf = root.parent / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 2;
+pid {root.parent}/nginx.pid;
+error_log {root.parent}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {root.parent}/nginx-tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+""")
+    proc = start(["nginx", "-c", conf, "-g", "daemon off;"], stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/answer.xml", timeout=5).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def answer_url(base: str, mac: str) -> str:
+    script = urllib.request.urlopen(f"{base}/boot/ipxe?mac={mac}", timeout=10).read().decode()
+    return re.search(r"answerfile=(\S+)", script)[1]
+
+
+def line(name: str, load: Load, reference: Load | None = None) -> str:
+    ratio = f"  {reference.rate / load.rate:5.2f}x slower" if reference else ""
+    failed = f"  FAILED {load.failed}" if load.failed else ""
+    return (f"  {name:<44} {load.rate:8.0f} req/s  p50 {load.p50_ms:4.0f} ms"
+            f"  p99 {load.p99_ms:4.0f} ms{ratio}{failed}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--hosts", type=int, default=10_000)
+    args = parser.parse_args()
+    n, c = args.requests, args.concurrency
+
+    with tempfile.TemporaryDirectory(prefix="xcp-http-bench-") as tmp:
+        Path(tmp).chmod(0o755)  # nginx's workers read the static copy as an unprivileged user
+        big, small, static = Path(tmp, "big"), Path(tmp, "small"), Path(tmp, "static")
+        t0 = time.monotonic()
+        macs = populate(big, args.hosts)
+        populate(small, 10)
+        print(f"inventories: {args.hosts} and 10 hosts ({time.monotonic() - t0:.1f} s to set up)")
+
+        with server(big) as base:
+            url = answer_url(base, macs[0])
+            static.mkdir()
+            (static / "answer.xml").write_bytes(urllib.request.urlopen(url).read())
+            installed = macs[1]  # host 2: installed, boots its disk
+            ready = macs[10]  # host 11: ready, gets the installer and a new token each time
+            ab(url, min(n, 500), c)  # warm-up
+            answers = ab(url, n, c)
+            health = ab(f"{base}/healthz", n, c)
+            local_big = ab(f"{base}/boot/ipxe?mac={installed}", n, c)
+            install_big = ab(f"{base}/boot/ipxe?mac={ready}", n, c)
+        with nginx(static) as nbase:
+            ab(f"{nbase}/answer.xml", min(n, 500), c)
+            floor = ab(f"{nbase}/answer.xml", n, c)
+        with server(small) as base:
+            small_macs = [f"52:54:00:00:00:{i:02x}" for i in (2, 11)]
+            ab(f"{base}/boot/ipxe?mac={small_macs[0]}", min(n, 500), c)
+            local_small = ab(f"{base}/boot/ipxe?mac={small_macs[0]}", n, c)
+            install_small = ab(f"{base}/boot/ipxe?mac=52:54:00:00:00:01", n, c)
+
+    print(f"\nanswer files over HTTP, {n} requests, {c} concurrent clients (ab)")
+    print(line("xcp-provision: rendered + validated answer file", answers, floor))
+    print(line("xcp-provision: /healthz (Python stack floor)", health, floor))
+    print(line("nginx: the same bytes as a static file", floor))
+    print(f"  goal: {GOAL_RATE:.0f} req/s and p99 < {GOAL_P99_MS:.0f} ms -> "
+          f"{'met' if answers.rate >= GOAL_RATE and answers.p99_ms < GOAL_P99_MS else 'NOT met'}")
+    print(f"\niPXE boot lookups, {n} requests, {c} concurrent (10 hosts is the reference)")
+    print(line(f"installed host, {args.hosts} hosts", local_big, local_small))
+    print(line("installed host, 10 hosts", local_small))
+    print(line(f"ready host (new token: a write), {args.hosts} hosts", install_big, install_small))
+    print(line("ready host (new token: a write), 10 hosts", install_small))
+
+
+if __name__ == "__main__":
+    main()
