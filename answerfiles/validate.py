@@ -11,6 +11,7 @@ import ipaddress
 import re
 import zoneinfo
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 from urllib.parse import urlsplit
 
@@ -249,13 +250,9 @@ def _static_v4(iface: AdminInterface, problem: Reporter) -> list[Problem]:
         elif not problems and iface.ipaddr and iface.gateway:
             net = ipaddress.IPv4Interface(f"{iface.ipaddr}/{iface.subnet}").network
             if ipaddress.IPv4Address(iface.gateway) not in net:
-                problems.append(_as_warning(problem(
-                    f"<gateway> {iface.gateway} is outside {net}", "gateway")))
+                outside = problem(f"<gateway> {iface.gateway} is outside {net}", "gateway")
+                problems.append(replace(outside, severity="warning"))
     return problems
-
-
-def _as_warning(problem: Problem) -> Problem:
-    return Problem(problem.source, problem.line, problem.path, problem.message, "warning")
 
 
 def _static_v6(iface: AdminInterface, problem: Reporter) -> list[Problem]:
