@@ -10,8 +10,9 @@ superblock at the same offset would come back to life at first boot), then files
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 
 import _ped
 import parted
@@ -119,26 +120,52 @@ def _write_table(disk_plan: DiskPlan) -> None:
         device = _fresh_device(path)
     except (_ped.IOException, _ped.DeviceException) as exc:
         raise FailedError(f"libparted cannot open {path}: {exc}") from exc
+    said: list[str] = []
     try:
-        table = sfdisk.read(path) if keep is not None else None
-        if keep is not None and table is not None and table.label == "gpt":
-            disk = parted.newDisk(device)
-            for part in list(disk.partitions):
-                if part.number != keep.number:
-                    disk.deletePartition(part)
-        else:
-            disk = parted.freshDisk(device, "gpt")
-            if keep is not None:
-                _add(disk, device, PartitionSpec(keep.number, keep.role, keep.start, keep.end,
-                                                 keep.sector_size, keep.gpt_type, "msftdata",
-                                                 keep.name or "utility"))
-        _add_in_number_order(disk, device, [p for p in disk_plan.partitions if not p.preserve])
-        disk.commit()
+        with _fixing_what_libparted_asks(said):
+            _build_table(disk_plan, device, keep).commit()
     except (parted.PartedException, _ped.PartedException, _ped.IOException,
             _ped.DiskException, _ped.PartitionException) as exc:
-        raise FailedError(f"writing the partition table of {path} failed: {exc}") from exc
+        asked = f" (libparted said: {' / '.join(said)})" if said else ""
+        raise FailedError(f"writing the partition table of {path} failed: {exc}{asked}") from exc
     finally:
         device.removeFromCache()
+
+
+def _build_table(disk_plan: DiskPlan, device: parted.Device,
+                 keep: PartitionSpec | None) -> parted.Disk:
+    """A kept GPT keeps its utility entry untouched (type, GUID, name); otherwise a new GPT."""
+    table = sfdisk.read(device.path) if keep is not None else None
+    if keep is not None and table is not None and table.label == "gpt":
+        disk = parted.newDisk(device)
+        for part in list(disk.partitions):
+            if part.number != keep.number:
+                disk.deletePartition(part)
+    else:
+        disk = parted.freshDisk(device, "gpt")
+        if keep is not None:
+            _add(disk, device, replace(keep, flag="msftdata"))
+    _add_in_number_order(disk, device, [p for p in disk_plan.partitions if not p.preserve])
+    return disk
+
+
+@contextlib.contextmanager
+def _fixing_what_libparted_asks(said: list[str]) -> Iterator[None]:
+    """libparted asks questions through a callback; pyparted answers none by default. On a
+    disk that grew (a kept GPT whose backup is not at the end) the answer is Fix: move the
+    backup to the end and use the whole disk. Any other question cancels, and is reported."""
+
+    def answer(_kind: int, options: int, message: str) -> int:
+        said.append(" ".join(message.split()))
+        if options & _ped.EXCEPTION_RESOLVE_FIX:
+            return _ped.EXCEPTION_RESOLVE_FIX
+        return _ped.EXCEPTION_RESOLVE_CANCEL
+
+    _ped.register_exn_handler(answer)
+    try:
+        yield
+    finally:
+        _ped.clear_exn_handler()
 
 
 def _fresh_device(path: str) -> parted.Device:

@@ -286,8 +286,11 @@ def _layout(disk: Disk, boot_mode: BootMode, guest_storage: bool,
         base = 2
         utility_end = utility.start + utility.size_bytes // sector - 1
         cursor = max(mib, -(-(utility_end + 1) // mib) * mib)
-        specs.append(PartitionSpec(1, "utility", utility.start, utility_end, sector,
-                                   utility.type, None, utility.name, preserve=True))
+        # Kept as is in a GPT; carried over from an MBR table as a basic-data partition.
+        gpt_type = utility.type if disk.table == "gpt" else GPT_BASIC_DATA
+        specs.append(PartitionSpec(1, "utility", utility.start, utility_end, sector, gpt_type,
+                                   None, utility.name or utility.label or "utility",
+                                   preserve=True))
     uefi = boot_mode is BootMode.UEFI
     numbers = {
         "root": base, "backup": base + 1, "sr": base + 2,

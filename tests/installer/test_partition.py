@@ -231,3 +231,31 @@ def test_stale_md_zfs_and_lvm_signatures_are_gone(tmp_path: Path, image: Path):
         assert signature_types(f"{device}p2") == set()
         assert signature_types(f"{device}p5") == {"ext3"}
         assert blkid(f"{device}p5")["TYPE"] == "ext3"
+
+
+def test_utility_partition_kept_on_a_disk_that_grew(tmp_path: Path, image: Path):
+    """A GPT written for a smaller disk (backup header mid-disk): libparted is told to fix it."""
+    os.truncate(image, 50 * GIB)
+    subprocess.run(["sgdisk", "-n1:2048:+64M", "-t1:0700", "-c1:DELLUTILITY", str(image)],
+                   check=True, capture_output=True)
+    before = parts_by_number(image)[1]
+    os.truncate(image, 60 * GIB)
+    result = install("--answerfile", answerfile(tmp_path), "--target-disk", str(image),
+                     "--boot-mode", "bios")
+    assert result.exit_code == 0, result.output
+    parts = parts_by_number(image)
+    assert parts[1] == before and sorted(parts) == [1, 2, 3, 4, 5, 6, 7]
+    assert parts[4]["start"] + parts[4]["size"] > 50 * GIB // 512
+    assert table(image)["lastlba"] == 60 * GIB // 512 - 34
+
+
+def test_utility_partition_carried_over_from_an_mbr_table(tmp_path: Path, image: Path):
+    subprocess.run(["sfdisk", "--quiet", str(image)], input="label: dos\n2048,131072,de\n",
+                   text=True, check=True)
+    result = install("--answerfile", answerfile(tmp_path), "--target-disk", str(image),
+                     "--boot-mode", "uefi")
+    assert result.exit_code == 0, result.output
+    assert table(image)["label"] == "gpt"
+    parts = parts_by_number(image)
+    assert (parts[1]["start"], parts[1]["size"], parts[1]["name"]) == (2048, 131072, "utility")
+    assert sorted(parts) == [1, 2, 3, 4, 5, 6, 7]
