@@ -245,9 +245,7 @@ def _partitions(disk: str, table: sfdisk.Table | None) -> list[DiskPartition]:
         node = nodes.partition_path(disk, entry.number)
         content: dict[str, str] = {}
         if entry.number in known and os.path.exists(node):
-            content = blkid.probe(node)
-            if "AMBIVALENT" in content:
-                content = {"TYPE": "+".join(sorted({s.type for s in wipe.signatures(node)}))}
+            content = _content(node)
         found.append(
             DiskPartition(
                 number=entry.number,
@@ -262,6 +260,17 @@ def _partitions(disk: str, table: sfdisk.Table | None) -> list[DiskPartition]:
             )
         )
     return found
+
+
+def _content(node: str) -> dict[str, str]:
+    """What a partition holds; several stale signatures show as ``ext3+zfs_member``."""
+    try:
+        content = blkid.probe(node)
+        if "AMBIVALENT" in content:
+            content = {"TYPE": "+".join(sorted({s.type for s in wipe.signatures(node)}))}
+    except CommandError:
+        return {"TYPE": "unreadable"}
+    return content
 
 
 def _with_usage(part: DiskPartition, mounts: dict[int, list[str]]) -> DiskPartition:
