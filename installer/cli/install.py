@@ -45,12 +45,7 @@ def install(
         answers = _answers(answerfile)
         reporters = _reporters(answers, json_events=json_events)
         mode = BootMode(boot_mode) if boot_mode else None
-        if answers.mode == Mode.UPGRADE:
-            modes.upgrade(answers, target=target_disk, boot_mode=mode, reporters=reporters)
-        elif answers.mode == Mode.RESTORE:
-            modes.restore(answers, target=target_disk, boot_mode=mode, reporters=reporters)
-        else:
-            backend.install(answers, target=target_disk, boot_mode=mode, reporters=reporters)
+        run_answers(answers, target_disk=target_disk, boot_mode=mode, reporters=reporters)
     except AnswerFileError as exc:
         click.echo(f"the answer file cannot be used:\n{exc}", err=True)
         return 2
@@ -58,6 +53,22 @@ def install(
         click.echo(f"{'refused' if exc.exit_code == 2 else 'failed'}: {exc}", err=True)
         return exc.exit_code
     return 0
+
+
+def run_answers(
+    answers: AnswerFile,
+    *,
+    target_disk: str | None,
+    boot_mode: BootMode | None,
+    reporters: tuple[Reporter, ...],
+) -> None:
+    """The backend for the answer file's mode; shared by the unattended run and the TUI."""
+    if answers.mode == Mode.UPGRADE:
+        modes.upgrade(answers, target=target_disk, boot_mode=boot_mode, reporters=reporters)
+    elif answers.mode == Mode.RESTORE:
+        modes.restore(answers, target=target_disk, boot_mode=boot_mode, reporters=reporters)
+    else:
+        backend.install(answers, target=target_disk, boot_mode=boot_mode, reporters=reporters)
 
 
 def _answers(location: str | None) -> AnswerFile:

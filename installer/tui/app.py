@@ -7,8 +7,10 @@ loop only feeds it keys. The install runs in a worker thread and reaches the scr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -301,3 +303,64 @@ def new_context(hardware: Any, *, target_image: str | None = None,
         draft.primary_disk = hardware.disks[0].path
     return Context(draft, hardware, memory_bytes=memory_bytes, virtualisation=virtualisation,
                    target_image=target_image)
+
+
+class _ScreenReporter:
+    """Feeds the backend's progress events to the wizard (see ``installer.progress``)."""
+
+    def __init__(self, on_event: OnEvent) -> None:
+        self.on_event = on_event
+
+    def event(self, event: Any) -> None:
+        self.on_event(event.step, event.percent, event.message)
+
+    def failed(self, reason: str, log_text: str) -> None:
+        self.on_event("failed", 100, reason)
+
+    def done(self) -> None:
+        self.on_event("done", 100, "installation complete")
+
+
+def install_backend(answers: AnswerFile, ctx: Context, on_event: OnEvent) -> None:
+    """The unattended backend, unchanged: the TUI only adds a reporter for its own screen."""
+    from installer.cli.install import run_answers  # noqa: PLC0415 - pyparted loads here only
+    from installer.progress import HttpReporter  # noqa: PLC0415
+
+    reporters: list[Any] = [_ScreenReporter(on_event)]
+    if answers.provisioning.server_url:
+        reporters.append(HttpReporter(answers.provisioning.server_url, answers.provisioning.token))
+    run_answers(answers, target_disk=ctx.target_image, boot_mode=None, reporters=tuple(reporters))
+
+
+def _host_facts() -> tuple[int, bool]:
+    """Memory and hardware virtualisation, for the hardware warning screen."""
+    memory = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) * 1024
+    flags = ""
+    with contextlib.suppress(OSError):
+        flags = Path("/proc/cpuinfo").read_text()
+    return memory, (" vmx" in flags or " svm" in flags)
+
+
+def run(*, target_image: str | None = None, plain: bool = False) -> int:
+    """``xcp-install --tui``: discover, ask, install. ``target_image`` swaps the disks shown
+    for one disk image file, so the whole installer can be tried without a spare disk."""
+    from installer.discovery import Disk, Hardware, discover  # noqa: PLC0415
+
+    hardware = discover()
+    if target_image is not None:
+        image = Path(target_image).resolve()
+        if not image.is_file():
+            print(f"xcp-install: --target-image {target_image}: no such file", file=sys.stderr)
+            return 2
+        disk = Disk(image.name, str(image), image.stat().st_size, model="disk image file",
+                    backing_file=str(image))
+        hardware = Hardware((disk,), hardware.nics, hardware.missing_facts)
+    memory, virtualisation = _host_facts()
+    ctx = new_context(hardware, target_image=str(Path(target_image).resolve())
+                      if target_image else None,
+                      memory_bytes=memory, virtualisation=virtualisation)
+    return run_wizard(ctx, install_backend, plain=plain or None)
