@@ -259,3 +259,22 @@ def test_utility_partition_carried_over_from_an_mbr_table(tmp_path: Path, image:
     parts = parts_by_number(image)
     assert (parts[1]["start"], parts[1]["size"], parts[1]["name"]) == (2048, 131072, "utility")
     assert sorted(parts) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_4k_sector_disk(tmp_path: Path, image: Path):
+    """A 4Kn disk: the same layout in 4096-byte sectors (1 MiB = 256 sectors)."""
+    device = subprocess.run(["losetup", "--find", "--show", "--sector-size", "4096", str(image)],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        result = install("--answerfile", answerfile(tmp_path), "--target-disk", device,
+                         "--boot-mode", "uefi")
+        assert result.exit_code == 0, result.output
+        gpt = table(device)
+        assert gpt["sectorsize"] == 4096
+        parts = {int(p["node"].rsplit("p", 1)[1]): p for p in gpt["partitions"]}
+        assert parts[5]["start"] == 256
+        assert parts[1]["size"] * 4096 == 18 * GIB and parts[4]["size"] * 4096 == 512 * MIB
+        assert blkid(f"{device}p4")["LABEL"].startswith("BOOT-")
+    finally:
+        loop.detach(device)
+    assert_detached(image)
