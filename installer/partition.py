@@ -19,7 +19,7 @@ import parted
 
 from installer import guards
 from installer.block import nodes, sfdisk, wipe
-from installer.discovery import Disk, describe_disk
+from installer.discovery import describe_disk
 from installer.errors import FailedError
 from installer.filesystems import make_filesystem
 from installer.plan import DiskPlan, PartitionSpec, Plan
@@ -77,7 +77,7 @@ def _with_roles(plan: Plan) -> list[tuple[DiskPlan, str]]:
     return [(plan.primary, "primary"), *((g, "guest") for g in plan.guest_disks)]
 
 
-def _recheck(disk_plan: DiskPlan, role: str, installer_disks: tuple[str, ...]) -> Disk:
+def _recheck(disk_plan: DiskPlan, role: str, installer_disks: tuple[str, ...]) -> None:
     current = describe_disk(disk_plan.disk.path)
     guards.check_unchanged(disk_plan.identity, current.identity)
     guards.check_target(current, role=role, named_by_stable_id=disk_plan.named_by_stable_id,
@@ -92,7 +92,6 @@ def _recheck(disk_plan: DiskPlan, role: str, installer_disks: tuple[str, ...]) -
                     f"{current.path} changed since the plan was made: the preserved partition "
                     f"{spec.number} is gone or moved; plan again",
                 )
-    return current
 
 
 def _preserved(disk_plan: DiskPlan) -> PartitionSpec | None:

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from support.loopdisk import (
     GIB,
     MIB,
@@ -51,7 +51,7 @@ def answerfile(tmp_path: Path, disk: str = "sda", attrs: str = "",
     return str(path)
 
 
-def install(*args: str) -> subprocess.CompletedProcess[str] | object:
+def install(*args: str) -> Result:
     return CliRunner().invoke(main, ["partition", *args], catch_exceptions=False)
 
 
