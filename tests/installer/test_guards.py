@@ -151,3 +151,22 @@ def test_invalid_answer_file_and_partition_target_are_refused(tmp_path: Path,
         output = refused("partition", "--target-disk", f"{device}p1", answerfile=answers_path)
         assert "partition; name the whole disk" in output
         assert content_hash(tmp_path / "d.img") == before
+
+
+def test_preserved_partition_moved_between_plan_and_apply(tmp_path: Path):
+    image = tmp_path / "util.img"
+    with loop_image(image, 60 * GIB) as device:
+        subprocess.run(["sgdisk", "-n1:2048:+64M", "-c1:DELLUTILITY", device], check=True,
+                       capture_output=True)
+        answers = AnswerFile(primary_disk=PrimaryDisk(device))
+        plan = make_plan(answers, Hardware((describe_disk(device),)), BootMode.UEFI)
+        assert plan.partition("utility").preserve
+        subprocess.run(["sgdisk", "-d1", "-n1:4096:+64M", "-c1:DELLUTILITY", device],
+                       check=True, capture_output=True)
+        sync(device)
+        before = content_hash(image)
+        with pytest.raises(GuardError, match="preserved partition 1") as err:
+            apply_plan(plan)
+        assert err.value.rule == "identity-changed"
+        sync(device)
+        assert content_hash(image) == before
