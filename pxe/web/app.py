@@ -27,6 +27,7 @@ BLUEPRINTS = [
     "pxe.web.openapi",
     "pxe.web.register",
     "pxe.web.dashboard",
+    "pxe.web.metrics",
 ]
 # Modules written by other engineers that may not exist yet in a given checkout.
 OPTIONAL = {"pxe.web.register", "pxe.web.dashboard"}

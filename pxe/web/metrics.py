@@ -1,0 +1,196 @@
+"""``/metrics`` for Prometheus, and one access-log line per HTTP request.
+
+Counters that only this process sees (installs reported, request latency) live in a registry of
+the app, so several apps in one process (tests, benches) never mix their figures; gauges that the
+inventory already knows (hosts by state) and the TFTP service's own counters are read at scrape
+time, so they are never stale and cost nothing between scrapes.
+
+``/metrics`` needs no token, like every Prometheus exporter: it says how many hosts are in each
+state, never which ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from flask.blueprints import BlueprintSetupState
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+from pxe.lifecycle import State
+from pxe.store.hosts import count_hosts_by_state
+from pxe.store.tokens import host_for_install_token
+from pxe.tftp.server import TftpCounters
+from pxe.web.auth import bearer_token
+from pxe.web.context import db
+
+bp = Blueprint("metrics", __name__)
+
+EXTENSION = "xcp_provision_metrics"
+# ``serve`` puts the running TftpService's counters here (see :func:`attach_tftp`).
+TFTP_EXTENSION = "xcp_provision_tftp"
+PREFIX = "xcp_provision"
+
+access_log = logging.getLogger("pxe.web.access")
+
+# Seconds; an iPXE script or an answer file takes milliseconds, a release image many seconds.
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+_PROGRESS, _DONE, _FAILED = "installs.progress", "installs.done", "installs.failed"
+
+
+@dataclass(frozen=True)
+class AppMetrics:
+    registry: CollectorRegistry
+    installs_started: Counter
+    installs_finished: Counter
+    latency: Histogram
+    requests: Counter
+
+
+class _ScrapeTimeCollector:
+    """Hosts by state from the inventory, TFTP totals from the running service."""
+
+    def __init__(self, app: Flask) -> None:
+        self._app = app
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing to read at registration time: collect() needs a request
+
+    def collect(self) -> Iterator[Metric]:
+        hosts = GaugeMetricFamily(
+            f"{PREFIX}_hosts", "Hosts in the inventory by lifecycle state.", labels=["state"]
+        )
+        counts = count_hosts_by_state(db())
+        for state in State:
+            hosts.add_metric([state.value], counts.get(state.value, 0))
+        yield hosts
+        tftp: TftpCounters | None = self._app.extensions.get(TFTP_EXTENSION)
+        if tftp is None:
+            return
+        for name, value, text in (
+            ("tftp_transfers", tftp.transfers, "TFTP downloads completed."),
+            ("tftp_sent_bytes", tftp.bytes, "Payload bytes of completed TFTP downloads."),
+            ("tftp_failed_transfers", tftp.failed, "TFTP downloads started, not completed."),
+            ("tftp_refused_requests", tftp.refused, "TFTP requests refused (upload, escape, "
+             "missing file)."),
+        ):
+            yield CounterMetricFamily(f"{PREFIX}_{name}", text, value=value)
+
+
+def _setup(state: BlueprintSetupState) -> None:
+    registry = CollectorRegistry()
+    registry.register(_ScrapeTimeCollector(state.app))
+    finished = Counter(
+        f"{PREFIX}_installs_finished",
+        "Installs that reported build-done (succeeded) or a failure (failed).",
+        ["result"],
+        registry=registry,
+    )
+    for result in ("succeeded", "failed"):
+        finished.labels(result)
+    state.app.extensions[EXTENSION] = AppMetrics(
+        registry=registry,
+        installs_started=Counter(
+            f"{PREFIX}_installs_started",
+            "Installs started: a ready host's installer sent its first progress event.",
+            registry=registry,
+        ),
+        installs_finished=finished,
+        latency=Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route (the URL rule, not the URL).",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        requests=Counter(
+            f"{PREFIX}_http_requests",
+            "HTTP requests answered, by route and status.",
+            ["method", "route", "status"],
+            registry=registry,
+        ),
+    )
+
+
+bp.record_once(_setup)
+
+
+def attach_tftp(app: Flask, counters: TftpCounters) -> None:
+    """Publish a running TFTP service's counters on ``/metrics``."""
+    app.extensions[TFTP_EXTENSION] = counters
+
+
+def _metrics() -> AppMetrics:
+    return current_app.extensions[EXTENSION]
+
+
+@bp.before_app_request
+def _start_clock() -> None:
+    g.xcp_request_started = time.perf_counter()
+    if request.endpoint == _PROGRESS and request.method == "POST":
+        # Only the first progress event of a ready host starts an install; see who it is now,
+        # before the view moves it to installing.
+        host = host_for_install_token(db(), bearer_token() or "")
+        g.xcp_install_starting = host is not None and host.state == State.READY
+
+
+@bp.after_app_request
+def _observe(response: Response) -> Response:
+    started = g.pop("xcp_request_started", None)
+    if started is None:
+        return response
+    seconds = time.perf_counter() - started
+    metrics = _metrics()
+    route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+    metrics.latency.labels(request.method, route).observe(seconds)
+    metrics.requests.labels(request.method, route, str(response.status_code)).inc()
+    if response.status_code < 300:
+        _count_install(metrics, request.endpoint)
+    access_log.info(
+        "%s %s %d %.1f ms",
+        request.method,
+        _loggable_path(),
+        response.status_code,
+        seconds * 1000,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "route": route,
+            "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 3),
+            "remote_addr": request.remote_addr,
+        },
+    )
+    return response
+
+
+def _loggable_path() -> str:
+    """The path and query, with token values hidden (answer-file URLs carry install tokens)."""
+    if not request.args:
+        return request.path
+    query = "&".join(
+        f"{key}={'***' if 'token' in key.lower() else value}"
+        for key, value in request.args.items(multi=True)
+    )
+    return f"{request.path}?{query}"
+
+
+def _count_install(metrics: AppMetrics, endpoint: str | None) -> None:
+    """A 2xx from these endpoints is a state move (replays and wrong states are 409s)."""
+    if endpoint == _PROGRESS and g.pop("xcp_install_starting", False):
+        metrics.installs_started.inc()
+    elif endpoint == _DONE:
+        metrics.installs_finished.labels("succeeded").inc()
+    elif endpoint == _FAILED:
+        metrics.installs_finished.labels("failed").inc()
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return Response(encoder(_metrics().registry), content_type=content_type)
