@@ -81,10 +81,6 @@ class Disk:
         return DiskIdentity(self.path, self.serial, self.wwn, self.size_bytes, self.backing_file)
 
     @property
-    def size_gib(self) -> float:
-        return self.size_bytes / 2**30
-
-    @property
     def is_usb(self) -> bool:
         return self.bus == "usb"
 

@@ -37,6 +37,7 @@ GPT_ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 GPT_BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
 GPT_LINUX_SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
 
+# Partition roles, the names image laydown and the TUI look partitions up by.
 ROLES = ("root", "backup", "sr", "boot", "logs", "swap", "utility")
 _UTILITY_MBR_TYPES = {"de"}
 
@@ -119,6 +120,8 @@ class Plan:
         return tuple(d.identity for d in self.disks)
 
     def partition(self, role: str) -> PartitionSpec:
+        if role not in ROLES:
+            raise KeyError(f"unknown partition role {role!r}: one of {', '.join(ROLES)}")
         spec = self.primary.by_role(role)
         if spec is None:
             raise KeyError(f"this plan has no {role!r} partition")

@@ -78,6 +78,8 @@ def test_bios_boot_partition_has_no_filesystem():
         4, GPT_BIOS_BOOT, "bios_grub", None)
     with pytest.raises(KeyError):
         plan.label("boot")
+    with pytest.raises(KeyError, match="unknown partition role"):
+        plan.partition("esp")
 
 
 def test_random_suffix_is_six_lowercase_letters_shared_by_all_labels():
