@@ -45,9 +45,9 @@ from pxe.db.session import Database
 from pxe.lifecycle import State
 from pxe.store.pools import create_pool
 from pxe.store.tokens import hash_token, new_token
-from tests.support.bind import running_bind
+from tests.support.bind import BindServer, running_bind
 from tests.support.postgres import postgres_cluster
-from tests.support.registering import facts, mac_of
+from tests.support.registering import facts, ip_of, mac_of
 
 POOL = "bench"
 
@@ -186,7 +186,13 @@ def check(database: Database, answers: dict[int, dict], hosts: int, load: Load) 
     return failures
 
 
-def run_bench(args: argparse.Namespace, tmp: Path, database_url: str, env: dict[str, str]) -> int:
+def run_bench(
+    args: argparse.Namespace,
+    tmp: Path,
+    database_url: str,
+    env: dict[str, str],
+    bind: BindServer | None,
+) -> int:
     data = tmp / "data"
     url = database_url or Settings(data_dir=data).database
     database = Database(url)
@@ -208,6 +214,10 @@ def run_bench(args: argparse.Namespace, tmp: Path, database_url: str, env: dict[
         floor = at_once(health, lambda *_: None)
         load = at_once([registration(base, tokens[n], n) for n in numbers], keep)
     failures = check(database, answers, args.hosts, load)
+    if bind is not None:
+        missing = [n for n in numbers if bind.query(f"node{n:04d}.xcp.test.", "A") != [ip_of(n)]]
+        if missing:
+            failures.append(f"{len(missing)} hosts without their A record")
     database.dispose()
 
     dns = " with DNS updates (BIND)" if args.dns else ""
@@ -215,7 +225,8 @@ def run_bench(args: argparse.Namespace, tmp: Path, database_url: str, env: dict[
     print(line("POST /api/v1/register", load, floor))
     print(line("GET /healthz (reference)", floor))
     print(f"  wall time {load.seconds:.2f} s; throughput {load.rate:.0f} registrations/s")
-    print(f"  none lost, one master: {'yes' if not failures else 'NO: ' + '; '.join(failures)}")
+    promise = "none lost, one master" + (", every A record in DNS" if bind else "")
+    print(f"  {promise}: {'yes' if not failures else 'NO: ' + '; '.join(failures)}")
     return 1 if failures else 0
 
 
@@ -227,7 +238,7 @@ def main() -> int:
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="xcp-register-bench-")))
-        database_url, env = "", {}
+        database_url, env, bind = "", {}, None
         if args.postgres:
             database_url = stack.enter_context(postgres_cluster()).new_database()
         if args.dns:
@@ -236,7 +247,7 @@ def main() -> int:
                    for key, value in bind.settings_mapping().items()}  # fmt: skip
             env["XCP_PROVISION_DNS_KEY_FILE"] = env.pop("XCP_PROVISION_DNS_SECRET_FILE")
             env["XCP_PROVISION_DNS_KEY_ALGORITHM"] = env.pop("XCP_PROVISION_DNS_ALGORITHM")
-        return run_bench(args, tmp, database_url, env)
+        return run_bench(args, tmp, database_url, env, bind)
 
 
 if __name__ == "__main__":
