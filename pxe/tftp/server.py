@@ -12,13 +12,15 @@ that cannot be wrapped from outside:
 
 * the request start (:class:`_ReadOnlyStart`): write requests are refused, every path is
   resolved with ``realpath`` and refused outside the root, generated files come from the
-  ``generated`` callable through a real temporary file;
-* the event loop (:class:`TftpService`): one ``selectors`` registration per session, packets
-  from a foreign transfer id dropped (tftpy processes them), timeouts checked on a tick, a
-  wake-up pipe so ``stop()`` is immediate, every transfer's exception contained, and the loop
-  itself restarted by a supervisor if it ever dies. The steady-state ACK -> DATA step is done
-  inline (profiling showed tftpy's per-packet object churn and logging to be most of the CPU
-  time); everything else (OACK, duplicates, errors, resends) still goes through tftpy's states.
+  ``generated`` callable through a real temporary file, in a small worker pool so a slow
+  inventory lookup never stalls the transfers already running;
+* the event loop (:class:`TftpService`): one epoll registration per transfer, each transfer on
+  a connected socket (the kernel drops packets from a foreign transfer id, which tftpy would
+  process), timeouts checked on a tick, a wake-up pipe so ``stop()`` is immediate, every
+  transfer's exception contained, and the loop itself restarted by a supervisor if it ever
+  dies. The steady-state ACK -> DATA step is done inline (profiling showed tftpy's
+  per-packet objects, parsing and logging to be most of the Python time); everything else
+  (OACK, duplicates, errors, resends) still goes through tftpy's states.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ import contextlib
 import dataclasses
 import logging
 import os
-import selectors
+import queue
+import select
 import socket
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -136,6 +140,8 @@ class _Transfer(TftpContextServer):
 
     def __init__(self, client: tuple[str, int], timeout: float, retries: int, root: str,
                  opener: Callable[[str, str, str], BinaryIO]) -> None:
+        self._last_pkt: object = None
+        self._last_dat: bytes | None = None
         super().__init__(client[0], client[1], timeout, root, retries=retries, flock=False)
         self.sock.setblocking(False)
         # Connected: the kernel drops foreign TIDs and skips a route lookup per packet.
@@ -144,21 +150,45 @@ class _Transfer(TftpContextServer):
         self.opener = opener
         self.peer = client
         self.started = time.monotonic()
+        self.blksize: int | None = None  # known once options are negotiated
 
-    def send_next_block(self) -> None:
-        """The steady-state step of a download, without tftpy's per-packet objects and logs."""
-        blksize = int(self.options.get("blksize", 512))
+    @property
+    def last_pkt(self) -> object:
+        """tftpy resends ``last_pkt``; the fast path keeps only bytes and builds it on demand."""
+        if self._last_dat is not None:
+            dat = TftpPacketDAT()
+            dat.blocknumber = int.from_bytes(self._last_dat[2:4], "big")
+            dat.data = self._last_dat[4:]
+            dat.buffer = self._last_dat
+            self._last_pkt, self._last_dat = dat, None
+        return self._last_pkt
+
+    @last_pkt.setter
+    def last_pkt(self, packet: object) -> None:
+        self._last_pkt, self._last_dat = packet, None
+
+    def ack_and_send_next(self, buffer: bytes) -> bool:
+        """The steady-state step of a download (the expected ACK in, the next DATA out) without
+        tftpy's per-packet objects, parsing and logging; false leaves the packet to tftpy."""
+        if (len(buffer) != 4 or buffer[1] != _OP_ACK or buffer[0]
+                or type(self.state) is not TftpStateExpectACK
+                or (buffer[2] << 8 | buffer[3]) != self.next_block):
+            return False
+        self.retry_count = 0
+        if self.pending_complete:
+            self.state = None
+            return True
+        self.next_block += 1  # tftpy's setter wraps 65535 to 0
+        blksize = self.blksize
+        if blksize is None:
+            blksize = self.blksize = int(self.options.get("blksize", 512))
         data = self.fileobj.read(blksize)
-        block = self.next_block
-        buffer = b"\x00\x03" + block.to_bytes(2, "big") + data
-        self.sock.send(buffer)
-        dat = TftpPacketDAT()
-        dat.blocknumber = block
-        dat.data = data
-        dat.buffer = buffer
-        self.last_pkt = dat
+        dat = b"\x00\x03" + self.next_block.to_bytes(2, "big") + data
+        self.sock.send(dat)
+        self._last_dat = dat
         self.metrics.bytes += len(data)
         self.pending_complete = len(data) < blksize
+        return True
 
 
 class TftpService:
@@ -170,7 +200,8 @@ class TftpService:
     """
 
     def __init__(self, root: Path, generated: Generated, host: str = "0.0.0.0",  # noqa: S104
-                 port: int = 69, *, timeout: float = 5.0, retries: int = 5) -> None:
+                 port: int = 69, *, timeout: float = 5.0, retries: int = 5,
+                 openers: int = 8) -> None:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"TFTP root {self.root} is not a directory")
@@ -185,8 +216,12 @@ class TftpService:
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._poll: select.epoll | None = None
         self._transfers: dict[int, _Transfer] = {}
+        # Every transfer by client, including those a worker is still opening.
         self._by_client: dict[tuple[str, int], _Transfer] = {}
+        self._openers = ThreadPoolExecutor(max_workers=openers, thread_name_prefix="tftp-open")
+        self._started: queue.SimpleQueue[tuple[_Transfer, Exception | None]] = queue.SimpleQueue()
         logging.getLogger("tftpy").setLevel(logging.WARNING)  # per-packet chatter otherwise
 
     @property
@@ -208,7 +243,8 @@ class TftpService:
         os.write(self._wake_w, b"x")
         if self._thread is not None:
             self._thread.join(timeout=5)
-        for transfer in list(self._transfers.values()):
+        self._openers.shutdown(wait=False, cancel_futures=True)
+        for transfer in list(self._by_client.values()):
             self._finish(transfer, "stopped")
         if self._sock is not None:
             self._sock.close()
@@ -231,35 +267,43 @@ class TftpService:
             except Exception:
                 self.counters.crashed += 1
                 log.exception("TFTP loop died; restarting it")
-                for transfer in list(self._transfers.values()):
+                for transfer in list(self._by_client.values()):
                     self._finish(transfer, "aborted")
                 if self._sock is None or self._sock.fileno() < 0:
                     self._bind()
                 time.sleep(0.05)
 
     def _loop(self) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(self._sock, selectors.EVENT_READ, None)
-        selector.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
-        for transfer in self._transfers.values():
-            selector.register(transfer.sock, selectors.EVENT_READ, transfer)
+        # epoll directly: selectors' per-event key objects cost more than the ACK handling.
+        poll = select.epoll()
+        self._poll = poll
+        listen_fd, wake_fd = self._sock.fileno(), self._wake_r
+        poll.register(listen_fd, select.EPOLLIN)
+        poll.register(wake_fd, select.EPOLLIN)
+        transfers = self._transfers
+        for fd in transfers:
+            poll.register(fd, select.EPOLLIN)
         tick = min(1.0, self.timeout / 4)
         next_check = time.monotonic() + tick
         try:
             while not self._stopping.is_set():
-                for key, _ in selector.select(tick):
-                    if key.data is None:
-                        self._accept(selector)
-                    elif isinstance(key.data, _Transfer):
-                        self._advance(selector, key.data)
+                for fd, _ in poll.poll(tick):
+                    transfer = transfers.get(fd)
+                    if transfer is not None:
+                        self._advance(transfer)
+                    elif fd == listen_fd:
+                        self._accept()
+                    elif fd == wake_fd:
+                        os.read(wake_fd, 4096)
+                        self._register_started()
                 now = time.monotonic()
                 if now >= next_check:
-                    self._check_timeouts(selector)
+                    self._check_timeouts()
                     next_check = now + tick
         finally:
-            selector.close()
+            poll.close()
 
-    def _accept(self, selector: selectors.BaseSelector) -> None:
+    def _accept(self) -> None:
         try:
             buffer, client = self._sock.recvfrom(_RECV_SIZE)
         except BlockingIOError:
@@ -278,65 +322,81 @@ class TftpService:
         transfer.file_to_transfer = pkt.filename
         transfer.last_update = time.time()
         transfer.metrics.start_time = transfer.last_update
-        try:
-            transfer.state = transfer.state.handle(pkt, client[0], client[1])
-        except TftpRefusedError as exc:
-            self.counters.refused += 1
-            log.info("tftp refused %s to %s:%d: %s", pkt.filename, *client, exc.why)
-            transfer.end()
-            return
-        except Exception:
-            self.counters.crashed += 1
-            log.exception("tftp request %r from %s:%d crashed", pkt.filename, *client)
-            self._send_server_error(transfer)
-            transfer.end()
-            return
-        self._transfers[transfer.sock.fileno()] = transfer
         self._by_client[client] = transfer
-        selector.register(transfer.sock, selectors.EVENT_READ, transfer)
+        self._openers.submit(self._start_transfer, transfer, pkt)
 
-    def _advance(self, selector: selectors.BaseSelector, transfer: _Transfer) -> None:
+    def _start_transfer(self, transfer: _Transfer, pkt: TftpPacketRRQ) -> None:
+        """In a worker: resolve, generate and open the file, send the first packet.
+
+        ``generated`` may ask a database; doing it here keeps one slow answer from stalling
+        every running transfer (tftpy calls its dyn_file_func inside its only loop).
+        """
+        error: Exception | None = None
         try:
-            buffer, peer = transfer.sock.recvfrom(_RECV_SIZE)
+            transfer.state = transfer.state.handle(pkt, *transfer.peer)
+        except Exception as exc:
+            error = exc
+        self._started.put((transfer, error))
+        os.write(self._wake_w, b"s")
+
+    def _register_started(self) -> None:
+        """Back in the loop: watch the transfers the workers started, account for the rest."""
+        while True:
+            try:
+                transfer, error = self._started.get_nowait()
+            except queue.Empty:
+                return
+            if self._by_client.get(transfer.peer) is not transfer:
+                transfer.end()  # dropped meanwhile (stop, loop restart)
+                continue
+            if error is None:
+                fd = transfer.sock.fileno()
+                self._transfers[fd] = transfer
+                self._poll.register(fd, select.EPOLLIN)
+                continue
+            del self._by_client[transfer.peer]
+            name, (host, port) = transfer.file_to_transfer, transfer.peer
+            if isinstance(error, TftpRefusedError):
+                self.counters.refused += 1
+                log.info("tftp refused %s to %s:%d: %s", name, host, port, error.why)
+            else:
+                self.counters.crashed += 1
+                log.error("tftp request %r from %s:%d crashed", name, host, port,
+                          exc_info=error)
+                self._send_server_error(transfer)
+            transfer.end()
+
+    def _advance(self, transfer: _Transfer) -> None:
+        try:
+            buffer = transfer.sock.recv(_RECV_SIZE)  # connected: only the client's TID arrives
         except BlockingIOError:
             return
         except OSError as exc:  # ICMP port unreachable: the client went away
-            self._finish(transfer, f"client gone ({exc.strerror})", selector)
+            self._finish(transfer, f"client gone ({exc.strerror})")
             return
-        if peer != transfer.peer:
-            return  # RFC 1350: a packet from a foreign TID must not disturb the transfer
         transfer.last_update = time.time()
         transfer.timeout_expectACK = False
         try:
-            state = transfer.state
-            if (len(buffer) == 4 and buffer[1] == _OP_ACK and buffer[0] == 0
-                    and type(state) is TftpStateExpectACK
-                    and int.from_bytes(buffer[2:4], "big") == transfer.next_block):
-                transfer.retry_count = 0
-                if transfer.pending_complete:
-                    transfer.state = None
-                else:
-                    transfer.next_block += 1
-                    transfer.send_next_block()
-            else:
-                transfer.state = state.handle(self._factory.parse(buffer), *peer)
+            if not transfer.ack_and_send_next(buffer):
+                packet = self._factory.parse(buffer)
+                transfer.state = transfer.state.handle(packet, *transfer.peer)
                 transfer.retry_count = 0
         except TftpTimeoutExpectACK:
             transfer.timeout_expectACK = True
         except TftpException as exc:
-            self._finish(transfer, str(exc), selector)
+            self._finish(transfer, str(exc))
             return
         except OSError as exc:
-            self._finish(transfer, f"client gone ({exc.strerror})", selector)
+            self._finish(transfer, f"client gone ({exc.strerror})")
             return
         except Exception:
             self.counters.crashed += 1
             log.exception("tftp transfer %s crashed", transfer.file_to_transfer)
             self._send_server_error(transfer)
-            self._finish(transfer, "crashed", selector)
+            self._finish(transfer, "crashed")
             return
         if transfer.state is None:
-            self._finish(transfer, None, selector)
+            self._finish(transfer, None)
 
     @staticmethod
     def _send_server_error(transfer: _Transfer) -> None:
@@ -344,7 +404,7 @@ class TftpService:
         with contextlib.suppress(OSError):
             transfer.sock.send(b"\x00\x05\x00\x00internal server error\x00")
 
-    def _check_timeouts(self, selector: selectors.BaseSelector) -> None:
+    def _check_timeouts(self) -> None:
         now = time.time()
         for transfer in list(self._transfers.values()):
             try:
@@ -352,22 +412,18 @@ class TftpService:
             except TftpTimeout:
                 transfer.retry_count += 1
                 if transfer.retry_count >= transfer.retries:
-                    self._finish(transfer, "timed out", selector)
+                    self._finish(transfer, "timed out")
                     continue
                 transfer.timeout_expectACK = False
                 transfer.last_update = now
                 try:
                     transfer.state.resendLast()
                 except Exception as exc:
-                    self._finish(transfer, f"resend failed: {exc}", selector)
+                    self._finish(transfer, f"resend failed: {exc}")
 
-    def _finish(self, transfer: _Transfer, failure: str | None,
-                selector: selectors.BaseSelector | None = None) -> None:
-        """Close a transfer and write its one log line."""
-        fd = transfer.sock.fileno()
-        if selector is not None and fd >= 0:
-            selector.unregister(transfer.sock)
-        self._transfers.pop(fd, None)
+    def _finish(self, transfer: _Transfer, failure: str | None) -> None:
+        """Close a transfer (closing its socket also drops it from epoll); log its one line."""
+        self._transfers.pop(transfer.sock.fileno(), None)
         self._by_client.pop(transfer.peer, None)
         transfer.end()
         seconds = time.monotonic() - transfer.started

@@ -6,6 +6,7 @@ import os
 import random
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,6 +178,25 @@ def test_tsize_and_blksize_negotiated(service, root):
         sock.send(b"\x00\x05\x00\x00stop\x00")  # ERR: the client gives up
 
 
+def test_unacknowledged_block_is_resent(tmp_path):
+    (tmp_path / "f.bin").write_bytes(bytes(range(256)) * 8)
+    service = TftpService(tmp_path, lambda _p, _c: None, host="127.0.0.1", port=0, timeout=0.5)
+    service.start()
+    try:
+        first, sock = rrq(service.port, "f.bin", {})
+        with sock:
+            assert first[:4] == b"\x00\x03\x00\x01"
+            sock.send(b"\x00\x04\x00\x01")
+            second = sock.recv(600)
+            assert second[:4] == b"\x00\x03\x00\x02"
+            assert sock.recv(600) == second  # no ACK: the same block again after the timeout
+            sock.send(b"\x00\x04\x00\x02")
+            assert sock.recv(600)[:4] == b"\x00\x03\x00\x03"
+            sock.send(b"\x00\x05\x00\x00stop\x00")
+    finally:
+        service.stop()
+
+
 def test_blksize_clamped_to_rfc_maximum(service):
     reply, sock = rrq(service.port, "ipxe.efi", {"blksize": "65536"})
     with sock:
@@ -191,7 +211,7 @@ def test_traversal_refused(service, root, tmp_path):
     out = tftp_hpa(service, "get ../../../../etc/passwd p2", tmp_path)
     assert "Error code" in out
     assert (tmp_path / "p2").read_bytes() == b""
-    assert service.counters.refused == before + 2
+    assert wait_for(lambda: service.counters.refused == before + 2)
 
 
 def test_symlink_escape_refused_but_inside_link_served(service, tmp_path):
@@ -284,16 +304,44 @@ def test_failing_generator_fails_one_transfer_only(tmp_path):
         service.stop()
 
 
+def test_slow_generator_does_not_stall_other_transfers(tmp_path):
+    (tmp_path / "disk.bin").write_bytes(os.urandom(200_000))
+    release = threading.Event()
+
+    def generated(path: str, _client: str) -> bytes | None:
+        if path == "slow.cfg":
+            release.wait(30)  # an inventory lookup stuck behind a lock
+            return b"finally\n"
+        return None
+
+    service = TftpService(tmp_path, generated, host="127.0.0.1", port=0)
+    service.start()
+    try:
+        slow = subprocess.Popen(
+            ["curl", "-sS", "--max-time", "60", "-o", str(tmp_path / "slow.out"),
+             f"tftp://127.0.0.1:{service.port}/slow.cfg"])
+        assert wait_for(lambda: len(service._by_client) == 1)
+        assert curl(service, "disk.bin", tmp_path / "disk.out").returncode == 0
+        assert (tmp_path / "disk.out").read_bytes() == (tmp_path / "disk.bin").read_bytes()
+        assert slow.poll() is None  # still waiting for its generated file
+        release.set()
+        assert slow.wait(30) == 0
+        assert (tmp_path / "slow.out").read_bytes() == b"finally\n"
+    finally:
+        release.set()
+        service.stop()
+
+
 class _LoopFaultOnce(TftpService):
     """Injects one failure into the event loop itself, as a bug there would."""
 
     faults = 1
 
-    def _check_timeouts(self, selector):
+    def _check_timeouts(self):
         if self.faults:
             self.faults -= 1
             raise RuntimeError("injected loop fault")
-        super()._check_timeouts(selector)
+        super()._check_timeouts()
 
 
 def test_supervisor_restarts_a_dead_loop(tmp_path):
