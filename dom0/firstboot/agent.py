@@ -258,6 +258,8 @@ def collect_facts(root: Path, config: dict) -> dict:
     interface = interface_of(ip)
     return {
         "hostname": config.get("hostname") or socket.gethostname(),
+        # The pool the answer file asked for (our extension); the server may know better.
+        "pool": config.get("pool"),
         "mac": config.get("mac") or mac_of(interface),
         **cpu_facts(info),
         "memory": memory_mib(info),

@@ -143,6 +143,7 @@ def test_registers_writes_pool_conf_runs_hook_and_disables_itself(
     ):  # fmt: skip
         assert key in facts, key
     assert facts["hostname"] == "host7"
+    assert facts["pool"] == "rack1"
     assert facts["mac"] == "52:54:00:12:34:56"
     assert facts["dom0_release"] == "debian12-test"
     assert facts["network_backend"] == "bridge"
