@@ -226,3 +226,20 @@ def test_plan_is_pure_and_repeatable():
     hw = Hardware((disk(),))
     assert make_plan(answers(), hw, BootMode.UEFI, suffix="qwerty") == make_plan(
         answers(), hw, BootMode.UEFI, suffix="qwerty")
+
+
+def test_large_preserved_partition_can_make_the_disk_too_small():
+    util = DiskPartition(1, "/dev/sda1", 2048, 8 * GIB, "de", "", label="DELLUTILITY")
+    with pytest.raises(GuardError, match="after the preserved partition") as err:
+        make_plan(answers(), Hardware((disk(size_gib=47, partitions=(util,), table="dos"),)),
+                  BootMode.UEFI)
+    assert err.value.rule == "too-small"
+
+
+def test_utility_from_an_mbr_table_becomes_basic_data_named_by_its_label():
+    util = DiskPartition(1, "/dev/sda1", 63, 32 * MIB, "de", "", label="DELLUTILITY")
+    plan = make_plan(answers(), Hardware((disk(partitions=(util,), table="dos"),)),
+                     BootMode.BIOS)
+    kept = plan.partition("utility")
+    assert (kept.start, kept.gpt_type, kept.name) == (63, GPT_BASIC_DATA, "DELLUTILITY")
+    assert plan.partition("logs").start == 2048 * 33  # next MiB boundary after sector 63+32 MiB
