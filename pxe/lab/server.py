@@ -1,8 +1,10 @@
 """``xcp-provision serve`` as the lab runs it: inside the namespace, on the bridge's address.
 
-HTTP listens on the server address; TFTP on port 69 because PXE firmware knows no other port;
-ProxyDHCP on the bridge beside the site's DHCP. The public URL is pinned to the bridge address so
-every URL handed to a VM (iPXE script, answer file, release files) points where it can reach.
+Inside the namespace the only links are loopback and the bridge, so the server binds the wildcard
+address: a DHCP socket bound to a unicast address never sees the clients' broadcasts. ProxyDHCP
+is tied to the bridge (``dhcp_interface``), TFTP is on port 69 because PXE firmware knows no
+other port, and the public URL is pinned to the bridge address so every URL handed to a VM
+(iPXE script, answer file, release files) and the TFTP next-server point where it can reach.
 """
 
 from __future__ import annotations
@@ -69,13 +71,18 @@ def start_server(
         "--data-dir",
         str(spec.data_dir),
         "--bind",
-        net.server_ip,
+        "0.0.0.0",  # noqa: S104 - only the namespace's bridge and loopback exist
         "--http-port",
         str(spec.http_port),
         "--tftp-port",
         str(spec.tftp_port),
     ]
-    env = {"XCP_PROVISION_PUBLIC_URL": spec.base_url(net), "PYTHONUNBUFFERED": "1"}
+    env = {
+        "XCP_PROVISION_PUBLIC_URL": spec.base_url(net),
+        "XCP_PROVISION_SERVER_IP": net.server_ip,
+        "XCP_PROVISION_DHCP_INTERFACE": net.bridge,
+        "PYTHONUNBUFFERED": "1",
+    }
     server = launch("serve", argv, spec.log_path, env=env)
     deadline = time.monotonic() + ready_timeout
     url = f"{spec.base_url(net)}/healthz"
