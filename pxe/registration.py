@@ -52,6 +52,7 @@ from pxe.store.tokens import host_for_install_token, spend_install_token
 log = logging.getLogger(__name__)
 
 REPLAY_WINDOW = timedelta(minutes=10)
+MASTER_WAIT_SECONDS = 30
 JOINED = "pool-joined"
 REFUSED = "pool-refused"
 _ATTEMPTS = 6
@@ -80,6 +81,9 @@ class Answer:
     master_address: str | None = None
     pool_secret: str | None = None
     reasons: tuple[str, ...] = ()
+    # Seconds after which to ask again, when the refusal is only for now (the pool's named
+    # master has not registered yet): served as 503 + Retry-After, which the agent retries.
+    retry_after: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -224,7 +228,12 @@ def _place(session: Session, token: str, report: HostReport) -> _Placed:
         set_state(session, host, State.REGISTERED, f"refused by pool {pool.name}")
         host.refusal_reasons = list(reasons)
         record_event(session, host, REFUSED, f"pool {pool.name}: " + " ".join(reasons))
-        answer = Answer(state=State.REGISTERED.value, pool=pool.name, reasons=tuple(reasons))
+        answer = Answer(
+            state=State.REGISTERED.value,
+            pool=pool.name,
+            reasons=tuple(reasons),
+            retry_after=verdict.retry_after,
+        )
     else:
         set_state(session, host, State.IN_POOL, f"joined pool {pool.name} as {verdict.role}")
         host.refusal_reasons = []
@@ -298,6 +307,7 @@ class _Verdict:
     role: str | None  # master | member | None when refused
     reasons: list[str]
     master_address: str | None = None
+    retry_after: int | None = None
 
 
 def _master_id(session: Session, pool: Pool) -> int | None:
@@ -333,7 +343,9 @@ def _admit(session: Session, host: Host, pool: Pool, joiner: JoinFacts) -> _Verd
     if master is None or master.state != State.IN_POOL:
         name = (master.hostname or master.id) if master is not None else master_id
         return _Verdict(
-            None, [f"The pool's master {name} has not registered yet; register again once it has."]
+            None,
+            [f"The pool's master {name} has not registered yet; register again once it has."],
+            retry_after=MASTER_WAIT_SECONDS,
         )
     reasons = check_join(JoinFacts.from_mapping(master.facts), joiner, force=pool.force)
     if reasons:

@@ -11,6 +11,8 @@ from rich.console import Group
 from pxe.cli.admin import emit, inventory_options, make_table, session_for
 from pxe.pools_view import pool_detail
 from pxe.store import pools as store
+from pxe.store.errors import ConflictError
+from pxe.store.hosts import get_host
 from pxe.store.views import pool_view
 
 
@@ -54,13 +56,32 @@ def list_pools(config_file: Path | None, data_dir: Path | None, as_json: bool) -
     is_flag=True,
     help="Admit members whose CPU vendor differs from the master's (as xe pool-join force=true).",
 )
+@click.option(
+    "--master",
+    default=None,
+    help="Host (id, MAC or name) to be the master; members wait for it to register.",
+)
 @inventory_options
 def create(
-    name: str, force: bool, config_file: Path | None, data_dir: Path | None, as_json: bool
+    *,
+    name: str,
+    force: bool,
+    master: str | None,
+    config_file: Path | None,
+    data_dir: Path | None,
+    as_json: bool,
 ) -> None:
-    """Create pool NAME; its first admitted host becomes its master."""
+    """Create pool NAME; its master is --master, else the first host admitted."""
     with session_for(config_file, data_dir) as session:
-        row = pool_view(store.create_pool(session, name, force=force))
+        pool = store.create_pool(session, name, force=force)
+        if master is not None:
+            host = get_host(session, master)
+            if host.pool is not None:
+                raise ConflictError(f"host {master} is already in pool {host.pool.name}")
+            host.pool = pool
+            pool.master = host
+            session.flush()
+        row = pool_view(pool)
     emit(row, as_json, lambda: f"created pool {row['name']}")
 
 

@@ -1,7 +1,11 @@
 """``POST /api/v1/register``: the first boot of an installed host calls home here.
 
 The wire protocol the first-boot agent (dom0/firstboot/agent.py) is written against; the rules
-(tokens, pools, DNS) live in :mod:`pxe.registration`.
+(tokens, pools, DNS) live in :mod:`pxe.registration`. Statuses: 200 with the answer (in the pool,
+or registered with the reasons it was refused); 400 naming the bad field; 401 without a token or
+with one no host holds; 403 for another host's token or one spent by an earlier join; 409 for a
+host that never finished installing; 503 + Retry-After while the pool's named master has not
+registered (the agent retries 5xx, so it joins once the master is up).
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ def _bad_field(exc: ReportError) -> tuple[Response, int]:
 
 
 @bp.post("/register")
-def register_host() -> tuple[Response, int]:
+def register_host() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
     body = request.get_json(silent=True) if request.get_data(cache=True) else None
     answer = register(state().database, bearer_token(), body, dns=_dns())
+    if answer.retry_after is not None:
+        headers = {"Retry-After": str(answer.retry_after)}
+        return jsonify(error=" ".join(answer.reasons), **answer.to_json()), 503, headers
     return jsonify(answer.to_json()), 200

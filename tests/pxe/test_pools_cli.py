@@ -74,3 +74,21 @@ def test_errors_are_one_sentence(data_dir: Path) -> None:
     bad = CliRunner().invoke(main, ["pools", "create", "bad name", "--data-dir", str(data_dir)])
     assert bad.exit_code == 1
     assert "pool name 'bad name' is not valid" in bad.output
+
+
+def test_create_with_a_named_master(data_dir: Path) -> None:
+    database = open_database(Settings(data_dir=data_dir))
+    member = installed_host(database, 2)
+    master = installed_host(database, 1, hostname="boss")
+    created = json.loads(
+        _run("pools", "create", "rack2", "--master", "boss", "--data-dir", str(data_dir), "--json")
+    )
+    assert created["master"] == "boss"
+    assert register(database, member, facts(2, pool="rack2")).retry_after == 30
+    assert register(database, master, facts(1)).role == "master"
+    assert register(database, member, facts(2, pool="rack2")).role == "member"
+    taken = CliRunner().invoke(
+        main, ["pools", "create", "rack3", "--master", "boss", "--data-dir", str(data_dir)]
+    )
+    assert taken.exit_code == 1
+    assert "host boss is already in pool rack2" in taken.output

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +14,8 @@ import pytest
 from pxe.config import Settings
 from pxe.db.session import Database
 from pxe.registration import on_host_removed
-from pxe.store.pools import create_pool
+from pxe.store.hosts import host_by_mac
+from pxe.store.pools import create_pool, get_pool
 from pxe.web.app import create_app
 from tests.support.bind import BindServer, running_bind
 from tests.support.registering import (
@@ -20,6 +24,7 @@ from tests.support.registering import (
     host_row,
     installed_host,
     ip_of,
+    mac_of,
     post_register,
     serving,
 )
@@ -97,6 +102,30 @@ def test_error_statuses(server: str, database: Database) -> None:
 def bind(tmp_path: Path) -> Iterator[BindServer]:
     with running_bind(tmp_path / "bind") as server:
         yield server
+
+
+def test_waiting_for_the_named_master_is_a_503_the_agent_retries(
+    server: str, database: Database
+) -> None:
+    member_token = installed_host(database, 2, pool="rack1")
+    master_token = installed_host(database, 1, pool="rack1")
+    with database.scope() as session:
+        get_pool(session, "rack1").master_host_id = host_by_mac(session, mac_of(1)).id
+    request = urllib.request.Request(
+        f"{server}/api/v1/register",
+        data=json.dumps(facts(2)).encode(),
+        headers={"Authorization": f"Bearer {member_token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as waiting:
+        urllib.request.urlopen(request, timeout=30)
+    assert waiting.value.code == 503
+    assert waiting.value.headers["Retry-After"] == "30"
+    body = json.loads(waiting.value.read())
+    assert body["state"] == "registered"
+    assert "has not registered yet" in body["error"]
+    assert post_register(server, master_token, facts(1))[1]["role"] == "master"
+    assert post_register(server, member_token, facts(2))[1]["role"] == "member"
 
 
 def _dns_settings(tmp_path: Path, bind: BindServer) -> Settings:

@@ -214,6 +214,7 @@ def test_a_named_master_is_master_even_when_it_registers_last(database: Database
     waiting = register(database, member_token, facts(2))
     assert waiting.state == "registered"
     assert "has not registered yet" in waiting.reasons[0]
+    assert waiting.retry_after == 30
     assert register(database, master_token, facts(1)).role == "master"
     joined = register(database, member_token, facts(2))
     assert (joined.role, joined.master_address) == ("member", "192.0.2.1")
