@@ -128,19 +128,28 @@ def write_hostname(root: Path, hostname: str) -> None:
 
 
 def interfaces_stanza(admin: AdminInterface, device: str) -> str:
-    """ifupdown stanzas for the management interface, on its VLAN when one is set."""
+    """ifupdown stanzas for the management interface, on its VLAN when one is set.
+
+    Address and netmask are separate lines, the form every ifupdown (Debian's, busybox's) reads.
+    """
     iface = f"{device}.{admin.vlan}" if admin.vlan else device
     raw = [f"\tvlan-raw-device {device}"] if admin.vlan else []
     lines = ["# Management interface, written by xcp-provision", f"auto {iface}"]
     if admin.proto == Proto.STATIC:
         network = ipaddress.ip_network(f"{admin.ipaddr}/{admin.subnet}", strict=False)
-        lines += [f"iface {iface} inet static", f"\taddress {admin.ipaddr}/{network.prefixlen}"]
+        lines += [
+            f"iface {iface} inet static",
+            f"\taddress {admin.ipaddr}",
+            f"\tnetmask {network.netmask}",
+        ]
         lines += [f"\tgateway {admin.gateway}"] if admin.gateway else []
         lines += raw
     elif admin.proto == Proto.DHCP:
         lines += [f"iface {iface} inet dhcp", *raw]
     if admin.protov6 == ProtoV6.STATIC:
-        lines += [f"iface {iface} inet6 static", f"\taddress {admin.ipv6}"]
+        address, _, prefix = (admin.ipv6 or "").partition("/")
+        lines += [f"iface {iface} inet6 static", f"\taddress {address}"]
+        lines += [f"\tnetmask {prefix or 64}"]
         lines += [f"\tgateway {admin.gatewayv6}"] if admin.gatewayv6 else []
         lines += raw
     elif admin.protov6 in (ProtoV6.DHCP, ProtoV6.AUTOCONF):

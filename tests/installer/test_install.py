@@ -127,7 +127,7 @@ def _check_root(root: Path, result, mode: BootMode) -> None:
 
     assert (root / "etc/hostname").read_text() == "rack1-h07.lab.example\n"
     net = (root / "etc/network/interfaces.d/management").read_text()
-    assert "iface eth0.42 inet static" in net and "address 192.0.2.10/24" in net
+    assert "iface eth0.42 inet static" in net and "address 192.0.2.10\n\tnetmask 255.255.255.0" in net
     assert "vlan-raw-device eth0" in net and "gateway 192.0.2.1" in net
     resolv = (root / "etc/resolv.conf").read_text()
     assert "nameserver 192.0.2.53" in resolv and "search lab.example" in resolv
