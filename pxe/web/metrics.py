@@ -76,8 +76,11 @@ class _ScrapeTimeCollector:
             ("tftp_transfers", tftp.transfers, "TFTP downloads completed."),
             ("tftp_sent_bytes", tftp.bytes, "Payload bytes of completed TFTP downloads."),
             ("tftp_failed_transfers", tftp.failed, "TFTP downloads started, not completed."),
-            ("tftp_refused_requests", tftp.refused, "TFTP requests refused (upload, escape, "
-             "missing file)."),
+            (
+                "tftp_refused_requests",
+                tftp.refused,
+                "TFTP requests refused (upload, escape, missing file).",
+            ),
         ):
             yield CounterMetricFamily(f"{PREFIX}_{name}", text, value=value)
 
