@@ -1,0 +1,63 @@
+"""Progress: weighted percentages, JSON lines, HTTP posts with the token, harmless failures."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from support.release_server import ReleaseServer
+
+from installer.progress import Event, HttpReporter, JsonLinesReporter, Progress, Step
+
+
+class _Broken:
+    def event(self, event: Event) -> None:
+        raise OSError("pipe closed")
+
+    def failed(self, reason: str, log_text: str) -> None:
+        raise OSError("pipe closed")
+
+    def done(self) -> None:
+        raise OSError("pipe closed")
+
+
+def test_weighted_percentages_and_reporter_failures_are_harmless() -> None:
+    out = io.StringIO()
+    progress = Progress([Step("a", 1), Step("big", 8), Step("z", 1)],
+                        [_Broken(), JsonLinesReporter(out)])
+    progress.start("a")
+    progress.update("big", 0.5, "half")
+    progress.start("z")
+    progress.done()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line.get("percent") for line in lines[:-1]] == [0, 50, 90, 100]
+    assert lines[1] == {"step": "big", "percent": 50, "message": "half"}
+    assert lines[-1] == {"done": True}
+
+
+def test_http_reporter_posts_with_the_token(tmp_path: Path) -> None:
+    with ReleaseServer(tmp_path) as srv:
+        reporter = HttpReporter(srv.url + "/", "secret", min_interval=3600)
+        progress = Progress([Step("a", 1), Step("b", 1)], [reporter])
+        progress.start("a")
+        progress.update("a", 0.5)
+        progress.start("b")
+        progress.failed("disk on fire", "x" * 300_000)
+        posts = srv.posts
+    assert [p.path for p in posts] == [
+        "/api/v1/installs/events", "/api/v1/installs/events", "/api/v1/installs/failed"]
+    assert all(p.authorization == "Bearer secret" for p in posts)
+    assert posts[1].body == {"step": "b", "percent": 50, "message": "b"}
+    assert posts[2].body["reason"] == "disk on fire"
+    assert len(posts[2].body["log"]) == 256 * 1024
+
+
+def test_unreachable_server_does_not_stop_progress(tmp_path: Path) -> None:
+    with ReleaseServer(tmp_path) as srv:
+        dead = srv.url
+    out = io.StringIO()
+    progress = Progress([Step("a", 1)], [HttpReporter(dead, "t"), JsonLinesReporter(out)])
+    progress.start("a")
+    progress.done()
+    assert json.loads(out.getvalue().splitlines()[-1]) == {"done": True}
