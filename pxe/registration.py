@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -103,7 +103,7 @@ class _Placed:
     # (hostname, address) of the DNS records to ensure, and those the host had before.
     dns_now: tuple[str, str] | None = None
     dns_before: tuple[str, str] | None = None
-    changed: bool = field(default=True)
+    changed: bool = True
 
 
 def dns_settings(settings: Settings) -> DnsSettings | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 import dns.exception
@@ -66,7 +66,7 @@ class HostDnsResult:
     problems: tuple[DnsServerError, ...] = ()
     # Records not attempted because an earlier conflict made them wrong (a PTR to a name that
     # points elsewhere).
-    skipped: tuple[Record, ...] = field(default=())
+    skipped: tuple[Record, ...] = ()
 
 
 class DnsUpdater:

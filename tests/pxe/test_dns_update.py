@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import dns.query
+import dns.update
 import pytest
 
 from pxe.dns.errors import (
@@ -101,11 +103,10 @@ def test_ensure_raises_a_typed_conflict(settings: DnsSettings) -> None:
 def test_remove_host_deletes_only_its_records(bind: BindServer, settings: DnsSettings) -> None:
     updater = DnsUpdater(settings)
     updater.add_host("node06", "192.0.2.16")
-    neighbour = Record("xcp.test.", "node06.xcp.test.", "A", "192.0.2.116")
     # A second address at the same name, added by someone else (no prerequisites).
-    message = updater._message("xcp.test.")
-    message.add(neighbour.name, 300, "A", neighbour.value)
-    assert updater._send(message, neighbour, "adding") == 0
+    message = dns.update.UpdateMessage("xcp.test.", keyring=settings.tsig_key())
+    message.add("node06.xcp.test.", 300, "A", "192.0.2.116")
+    assert dns.query.tcp(message, bind.host, port=bind.port, timeout=5).rcode() == 0
     updater.remove_host("node06", "192.0.2.16")
     assert bind.query("node06.xcp.test.", "A") == ["192.0.2.116"]
     assert bind.query("16.2.0.192.in-addr.arpa.", "PTR") == []
