@@ -315,7 +315,7 @@ def backoff_delays(base: float, cap: float, rng: random.Random):
 
 def register_with_retries(
     config: dict,
-    facts: dict,
+    collect,
     *,
     max_attempts: int,
     base: float,
@@ -323,11 +323,20 @@ def register_with_retries(
     sleep=time.sleep,
     rng: random.Random | None = None,
 ) -> dict:
+    """Register, collecting the facts afresh each attempt.
+
+    Early in the first boot the management address may not exist yet (DHCP still running, DNS
+    not answering); that is an outage to wait out like a dead server, not a report to send: the
+    server would refuse it (4xx) and the host would never register.
+    """
     delays = backoff_delays(base, cap, rng or random.Random())  # noqa: S311 (jitter, not secrets)
     attempt = 0
     while True:
         attempt += 1
         try:
+            facts = collect()
+            if not facts.get("management_ip"):
+                raise UnavailableError(f"no route to {config['server_url']} yet (no local address)")
             return register(config["server_url"], config["token"], facts)
         except UnavailableError as exc:
             if max_attempts and attempt >= max_attempts:
@@ -425,12 +434,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("cannot register: %s", exc)
         return EXIT_CONFIG
-    facts = collect_facts(root, config)
-    log.info("registering %s (%s) with %s", facts["hostname"], facts["mac"], config["server_url"])
+    hostname = config.get("hostname") or socket.gethostname()
+    log.info("registering %s with %s", hostname, config["server_url"])
     try:
         answer = register_with_retries(
             config,
-            facts,
+            lambda: collect_facts(root, config),
             max_attempts=args.max_attempts,
             base=args.backoff_base,
             cap=args.backoff_cap,

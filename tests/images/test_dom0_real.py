@@ -19,6 +19,7 @@ from dom0 import build, layout
 from hypervisor import fetch
 from hypervisor.cache import BuildCache, default_cache_dir
 from installer.runner import run, start
+from tests.images.vm import stop_vm
 
 BOOT_TIMEOUT = 420
 ROOT_LABEL = "root-xcptst"
@@ -105,7 +106,6 @@ def test_dom0_boots_under_xen_to_a_login_prompt_on_hvc0(
                 break
             time.sleep(2)
     finally:
-        proc.kill()
-        proc.wait()
+        stop_vm(proc)
     assert "Xen version 4.17" in text, text[-3000:]
     assert "dom0-boot-test login:" in text, text[-3000:]

@@ -211,6 +211,15 @@ def test_unreachable_server_is_retried_then_given_up_when_bounded(tmp_path: Path
     assert not (root / layout.DONE_MARKER.lstrip("/")).exists()
 
 
+def test_no_local_address_yet_is_waited_out_not_reported(tmp_path: Path) -> None:
+    """Without a route (here: a name that never resolves) there is no management_ip to send."""
+    root = _root(tmp_path, "http://registrar.invalid:8080")
+    result = _run_agent(root, "--max-attempts", "2")
+    assert result.returncode == agent.EXIT_GAVE_UP
+    assert result.stderr.count("no route to http://registrar.invalid:8080 yet") == 2
+    assert _enabled(root)
+
+
 def test_4xx_stops_at_once_with_a_clear_line(tmp_path: Path, registrar: Registrar) -> None:
     root = _root(tmp_path, registrar.url)
     registrar.answers = [(403, {"error": "token already spent"})]

@@ -20,6 +20,7 @@ import pytest
 from hypervisor.cache import BuildCache, default_cache_dir
 from installer.bootimage import build
 from installer.runner import run, start
+from tests.images.vm import stop_vm
 
 BOOT_TIMEOUT = 600
 ANSWERFILE = b"""<?xml version="1.0"?>
@@ -147,9 +148,7 @@ def test_installer_boots_fetches_the_answer_file_and_powers_off(
     try:
         proc.wait(BOOT_TIMEOUT + 10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_vm(proc)
     log = serial.read_text(errors="replace")
     assert proc.returncode == 0, log[-3000:]
     assert expect in log, log[-3000:]

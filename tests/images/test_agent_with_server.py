@@ -1,0 +1,125 @@
+"""The real first-boot agent against the real registration server (waitress on loopback).
+
+This machine is not a Xen host, so a stand-in ``xl`` on the agent's PATH answers ``xl info`` as
+Xen 4.17 would; everything else (facts from /proc and /sys, HTTP, the server's checks, the pool
+answer, the hook, the self-disable) is the real thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dom0 import layout
+from dom0.overlay import AGENT_SOURCE, install_overlay
+from pxe.config import Settings
+from pxe.db.session import Database
+from pxe.store.pools import create_pool, get_pool, pool_members
+from pxe.web.app import create_app
+from tests.support.registering import installed_host, mac_of, serving
+
+XL_INFO = """\
+host                   : xenhost
+release                : 6.1.0-56-amd64
+nr_cpus                : 16
+total_memory           : 65442
+xen_major              : 4
+xen_minor              : 17
+xen_extra              : .7
+xen_version            : 4.17.7
+"""
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    db = Database(f"sqlite:///{tmp_path / 'inventory.sqlite3'}")
+    db.migrate()
+    with db.scope() as session:
+        create_pool(session, "rack1")
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def server(tmp_path: Path, database: Database) -> Iterator[str]:
+    with serving(create_app(Settings(data_dir=tmp_path), database=database)) as url:
+        yield url
+
+
+def _xen_path(tmp_path: Path) -> str:
+    bin_dir = tmp_path / "xen-bin"
+    bin_dir.mkdir(exist_ok=True)
+    xl = bin_dir / "xl"
+    xl.write_text(f"#!/bin/sh\n[ \"$1\" = info ] || exit 1\ncat <<'EOF'\n{XL_INFO}EOF\n")
+    xl.chmod(0o755)
+    return f"{bin_dir}:{os.environ['PATH']}"
+
+
+def _host_root(tmp_path: Path, name: str, server: str, token: str, number: int) -> Path:
+    root = tmp_path / name
+    install_overlay(root, "debian12-xcp.test")
+    (root / layout.FIRSTBOOT_CONFIG.lstrip("/")).write_text(
+        json.dumps(
+            {"server_url": server, "token": token, "pool": "rack1", "hostname": name,
+             "mac": mac_of(number)}
+        )
+    )  # fmt: skip
+    return root
+
+
+def _agent(root: Path, path: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["/usr/bin/python3", str(AGENT_SOURCE), "--root", str(root), "--max-attempts", "3",
+         "--backoff-base", "0.05"],
+        capture_output=True, text=True, timeout=120, env={"PATH": path}, check=False,
+    )  # fmt: skip
+
+
+def _pool_conf(root: Path) -> dict[str, str]:
+    out = subprocess.run(
+        ["sh", "-c", f'set -a; . "{root / layout.POOL_CONFIG.lstrip("/")}"; env'],
+        capture_output=True, text=True, check=True, env={},
+    ).stdout  # fmt: skip
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_two_hosts_register_master_then_member_who_runs_the_join_hook(
+    tmp_path: Path, server: str, database: Database
+) -> None:
+    path = _xen_path(tmp_path)
+    master = _host_root(tmp_path, "node1", server, installed_host(database, 1, pool="rack1"), 1)
+    member = _host_root(tmp_path, "node2", server, installed_host(database, 2, pool="rack1"), 2)
+    joined = tmp_path / "joined"
+    hook = member / layout.POOL_JOIN_HOOK.lstrip("/")
+    hook.write_text(f'#!/bin/sh\necho "$XCP_POOL_MASTER_ADDRESS $XCP_POOL_SECRET" > "{joined}"\n')
+    hook.chmod(0o755)
+
+    first = _agent(master, path)
+    assert first.returncode == 0, first.stderr
+    assert "registered: state in-pool, pool rack1, role master" in first.stderr
+    second = _agent(member, path)
+    assert second.returncode == 0, second.stderr
+    assert "role member" in second.stderr
+
+    master_conf, member_conf = _pool_conf(master), _pool_conf(member)
+    assert master_conf["ROLE"] == "master"
+    assert member_conf["ROLE"] == "member"
+    assert member_conf["MASTER_ADDRESS"] == "127.0.0.1"
+    assert member_conf["POOL_SECRET"] == master_conf["POOL_SECRET"] != ""
+    assert joined.read_text().split() == ["127.0.0.1", master_conf["POOL_SECRET"]]
+    for root in (master, member):
+        assert not (root / layout.UNIT_WANTS.lstrip("/")).exists()
+
+    with database.scope(write=False) as session:
+        pool = get_pool(session, "rack1")
+        members = {host.hostname: host for host in pool_members(session, pool)}
+        assert set(members) == {"node1", "node2"}
+        assert pool.master is not None
+        assert pool.master.hostname == "node1"
+        assert members["node2"].facts["xen_version"] == "4.17.7"
+        assert members["node2"].facts["memory"] == 65442
