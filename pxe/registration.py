@@ -42,7 +42,7 @@ from pxe.dns.update import DnsUpdater, RecordStatus
 from pxe.host_report import HostReport, parse_report
 from pxe.lifecycle import State
 from pxe.pools import JoinFacts, check_join
-from pxe.store.errors import StoreError
+from pxe.store.errors import ConflictError, StoreError
 from pxe.store.events import record_event
 from pxe.store.hosts import host_by_mac, set_state
 from pxe.store.pools import create_pool
@@ -296,7 +296,7 @@ def _pool_for(session: Session, host: Host, report: HostReport) -> Pool | None:
     try:
         with session.begin_nested():
             pool = create_pool(session, report.pool)
-    except IntegrityError:  # another host of the same answer file created it first
+    except (IntegrityError, ConflictError):  # another host of this answer file was first
         return session.scalars(select(Pool).where(Pool.name == report.pool)).one()
     record_event(session, host, "pool", f"pool {report.pool} created from the answer file")
     return pool

@@ -14,12 +14,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from pxe.config import Settings
-from pxe.db.models import Event, Host, HostMac
+from pxe.db.models import Event, Host, HostMac, Pool
 from pxe.db.session import Database
 from pxe.lifecycle import State
-from pxe.registration import JOINED, REFUSED
+from pxe.registration import JOINED, REFUSED, register
 from pxe.store.hosts import add_host
-from pxe.store.pools import create_pool, get_pool
+from pxe.store.pools import create_pool, get_pool, pool_members
 from pxe.store.tokens import issue_install_token
 from pxe.web.app import create_app
 from tests.support.registering import facts, ip_of, mac_of, post_register, serving
@@ -100,3 +100,34 @@ def test_a_thousand_hosts_at_once(any_database: Database, tmp_path: Path) -> Non
             select(func.count(func.distinct(Event.host_id))).where(Event.kind == REFUSED)
         )
         assert refused == HOSTS - expected_members
+
+
+def test_hosts_naming_a_new_pool_at_once_create_it_once(any_database: Database) -> None:
+    """The answer-file pool does not exist yet: fifty hosts create it together, one wins."""
+    database = any_database
+    count = 50
+    with database.scope() as session:
+        tokens = {
+            n: issue_install_token(add_host(session, macs=[mac_of(n)], state=State.INSTALLED))
+            for n in range(1, count + 1)
+        }
+    roles: Counter[str | None] = Counter()
+    start = threading.Barrier(count)
+    lock = threading.Lock()
+
+    def agent(number: int) -> None:
+        start.wait()
+        answer = register(database, tokens[number], facts(number, pool="rack-new"))
+        with lock:
+            roles[answer.role] += 1
+
+    threads = [threading.Thread(target=agent, args=(n,)) for n in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert roles == {"master": 1, "member": count - 1}
+    with database.scope(write=False) as session:
+        assert session.scalar(select(func.count()).select_from(Pool)) == 1
+        pool = get_pool(session, "rack-new")
+        assert len(pool_members(session, pool)) == count
