@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dom0.firstboot import agent
 from pxe.config import Settings
 from pxe.db.session import Database
 from pxe.registration import on_host_removed
@@ -212,3 +213,26 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_the_real_first_boot_agent_understands_every_answer(
+    server: str, database: Database
+) -> None:
+    """dom0/firstboot/agent.py's own client: 200 is an answer, 4xx final, 503 worth retrying."""
+    master_token = installed_host(database, 1, pool="rack1")
+    member_token = installed_host(database, 2, pool="rack1")
+    with database.scope() as session:
+        get_pool(session, "rack1").master_host_id = host_by_mac(session, mac_of(1)).id
+    with pytest.raises(agent.UnavailableError, match="503"):
+        agent.register(server, member_token, facts(2))
+    assert agent.register(server, master_token, facts(1))["role"] == "master"
+    answer = agent.register(server, member_token, facts(2))
+    assert (answer["state"], answer["role"], answer["master_address"]) == (
+        "in-pool",
+        "member",
+        ip_of(1),
+    )
+    with pytest.raises(agent.RefusedError, match="HTTP 403"):
+        agent.register(server, member_token, facts(2, cores=1))
+    with pytest.raises(agent.RefusedError, match="HTTP 401"):
+        agent.register(server, "xpi_nobody", facts(3))
