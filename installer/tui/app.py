@@ -329,7 +329,10 @@ def install_backend(answers: AnswerFile, ctx: Context, on_event: OnEvent) -> Non
     reporters: list[Any] = [_ScreenReporter(on_event)]
     if answers.provisioning.server_url:
         reporters.append(HttpReporter(answers.provisioning.server_url, answers.provisioning.token))
-    run_answers(answers, target_disk=ctx.target_image, boot_mode=None, reporters=tuple(reporters))
+    # The chosen disk is passed as the target too: a loop device (--target-image) is a block
+    # device that discovery leaves out of its list of candidate disks on purpose.
+    run_answers(answers, target_disk=ctx.draft.primary_disk, boot_mode=None,
+                reporters=tuple(reporters))
 
 
 def _host_facts() -> tuple[int, bool]:
@@ -346,21 +349,26 @@ def _host_facts() -> tuple[int, bool]:
 
 
 def run(*, target_image: str | None = None, plain: bool = False) -> int:
-    """``xcp-install --tui``: discover, ask, install. ``target_image`` swaps the disks shown
-    for one disk image file, so the whole installer can be tried without a spare disk."""
-    from installer.discovery import Disk, Hardware, discover  # noqa: PLC0415
+    """``xcp-install --tui``: discover, ask, install.
+
+    ``target_image`` swaps the disks shown for one disk image file, attached to a loop device for
+    the whole session: the screens, the guard rails and the backend then see a real block
+    device, exactly as they would see a disk.
+    """
+    from installer.block import loop  # noqa: PLC0415 - pyparted and pyudev load here only
+    from installer.discovery import Hardware, describe_disk, discover  # noqa: PLC0415
 
     hardware = discover()
-    if target_image is not None:
-        image = Path(target_image).resolve()
-        if not image.is_file():
-            print(f"xcp-install: --target-image {target_image}: no such file", file=sys.stderr)
-            return 2
-        disk = Disk(image.name, str(image), image.stat().st_size, model="disk image file",
-                    backing_file=str(image))
-        hardware = Hardware((disk,), hardware.nics, hardware.missing_facts)
     memory, virtualisation = _host_facts()
-    ctx = new_context(hardware, target_image=str(Path(target_image).resolve())
-                      if target_image else None,
-                      memory_bytes=memory, virtualisation=virtualisation)
-    return run_wizard(ctx, install_backend, plain=plain or None)
+    if target_image is None:
+        ctx = new_context(hardware, memory_bytes=memory, virtualisation=virtualisation)
+        return run_wizard(ctx, install_backend, plain=plain or None)
+    image = Path(target_image).resolve()
+    if not image.is_file():
+        print(f"xcp-install: --target-image {target_image}: no such file", file=sys.stderr)
+        return 2
+    with loop.attached(str(image)) as device:
+        hardware = Hardware((describe_disk(device),), hardware.nics, hardware.missing_facts)
+        ctx = new_context(hardware, target_image=str(image), memory_bytes=memory,
+                          virtualisation=virtualisation)
+        return run_wizard(ctx, install_backend, plain=plain or None)

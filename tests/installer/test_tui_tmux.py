@@ -1,0 +1,148 @@
+"""The TUI in a real 80x24 terminal (tmux), driven key by key to a finished install on a disk image.
+
+The release comes over real HTTP; afterwards the image is read back like the other install tests:
+partition table, root file system, and the answer file the confirmation screen saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import small_release
+from support.release_server import ReleaseServer
+
+from answerfiles.parse import parse_answerfile
+from installer.block import loop
+from installer.mounts import mounted
+
+pytestmark = pytest.mark.root
+GIB = 1 << 30
+XCP_INSTALL = Path(sys.executable).parent / "xcp-install"
+
+
+class Terminal:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def keys(self, *keys: str) -> None:
+        for key in keys:
+            subprocess.run(["tmux", "send-keys", "-t", self.name, key], check=True)
+            time.sleep(0.05)
+
+    def type(self, text: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], check=True,
+                              capture_output=True, text=True).stdout
+
+    def wait_for(self, *texts: str, timeout: float = 30) -> str:
+        """The screen once any of ``texts`` shows on it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            shown = self.screen()
+            if any(text in shown for text in texts):
+                return shown
+            time.sleep(0.2)
+        raise AssertionError(f"none of {texts} appeared; the screen shows:\n{self.screen()}")
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[tuple[Terminal, Path, Path]]:
+    assert shutil.which("tmux"), "tmux is not installed (make test installs it)"
+    image = tmp_path / "disk.img"
+    with open(image, "wb") as fh:
+        fh.truncate(60 * GIB)
+    status = tmp_path / "exit-status"
+    name = f"tui-test-{os.getpid()}"
+    command = (f"{XCP_INSTALL} --tui --target-image {image}; echo $? > {status}; sleep 600")
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24",
+                    "-e", "TERM=xterm", command], check=True)
+    try:
+        yield Terminal(name), image, status
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], check=False)
+
+
+def test_tui_installs_onto_a_disk_image_in_80x24(terminal, tmp_path: Path):
+    term, image, status = terminal
+    top = tmp_path / "served"
+    small_release.build(top / "release")
+    saved = tmp_path / "answers.xml"
+    with ReleaseServer(top) as srv:
+        term.wait_for("Select Keymap")
+        term.keys("F12")
+        term.wait_for("Welcome to xcp-provision")
+        term.keys("F12")
+        term.wait_for("I accept")
+        term.keys("Down", "Enter", "F12")
+        if "Hardware warning" in term.wait_for("Hardware warning", "What do you want to do?"):
+            term.keys("F12")
+        term.wait_for("What do you want to do?")
+        term.keys("F12")
+        shown = term.wait_for("Select the disk:")
+        assert "loop" in shown and "60 GiB" in shown
+        term.keys("F12")
+        term.wait_for("Local storage repository type")
+        term.keys("F12")
+        term.wait_for("Where is the release?")
+        term.keys("Down", "Down", "Down")
+        term.type(f"{srv.url}/release/")
+        term.keys("F12")
+        term.wait_for("Root password")
+        term.type("s3cret!")
+        term.keys("Down")
+        term.type("s3cret!")
+        term.keys("F12")
+        if "Select the management NIC" in term.wait_for("Select the management NIC",
+                                                        "Automatic (DHCP)"):
+            term.keys("F12")
+        term.wait_for("Automatic (DHCP)")
+        term.keys("F12")
+        term.wait_for("Host name")
+        term.keys("End", *["BSpace"] * 30)
+        term.type("tui-host.example.com")
+        term.keys("F12")
+        term.wait_for("Region:")
+        term.keys("F12")
+        term.wait_for("Time zone: city")
+        term.keys("F12")
+        term.wait_for("NTP:")
+        term.keys("F12")
+        confirm = term.wait_for("These disks will be ERASED:")
+        assert "/dev/loop" in confirm
+        term.type(str(saved))
+        term.keys("F12")
+        done = term.wait_for("Installation complete", "Installation failed", timeout=300)
+        assert "Installation complete" in done, done
+        assert str(saved) in done
+        term.keys("Enter")
+        deadline = time.monotonic() + 30
+        while not status.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status.read_text().strip() == "0"
+
+    answers = parse_answerfile(saved.read_text()).answers
+    assert answers.hostname == "tui-host.example.com"
+    assert answers.primary_disk.disk.startswith("/dev/loop")
+
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(image)], check=True,
+                                      capture_output=True, text=True).stdout)["partitiontable"]
+    assert table["label"] == "gpt"
+    assert len(table["partitions"]) == 6
+    with loop.attached(str(image)) as device:
+        labels = subprocess.run(["blkid", "-o", "value", "-s", "LABEL", f"{device}p1"],
+                                check=True, capture_output=True, text=True).stdout.strip()
+        assert labels.startswith("root-")
+        with mounted(f"{device}p1") as root:
+            assert (Path(root) / "etc/hostname").read_text() == "tui-host.example.com\n"
+            assert (Path(root) / "etc/shadow").read_text().startswith("root:$6$")
+            assert (Path(root) / "boot/grub/grub.cfg").is_file()
