@@ -17,6 +17,7 @@ from pxe.db.session import Database
 from pxe.registration import on_host_removed
 from pxe.store.hosts import host_by_mac
 from pxe.store.pools import create_pool, get_pool
+from pxe.store.tokens import create_api_token
 from pxe.web.app import create_app
 from tests.support.bind import BindServer, running_bind
 from tests.support.registering import (
@@ -236,3 +237,26 @@ def test_the_real_first_boot_agent_understands_every_answer(
         agent.register(server, member_token, facts(2, cores=1))
     with pytest.raises(agent.RefusedError, match="HTTP 401"):
         agent.register(server, "xpi_nobody", facts(3))
+
+
+def test_the_pools_api_shows_master_members_and_refused_hosts(
+    server: str, database: Database
+) -> None:
+    with database.scope() as session:
+        api_token = create_api_token(session, "admin")
+    post_register(server, installed_host(database, 1, pool="rack1"), facts(1))
+    post_register(server, installed_host(database, 2, pool="rack1"), facts(2))
+    post_register(server, installed_host(database, 3, pool="rack1"), facts(3, xen_version="4.19"))
+    request = urllib.request.Request(
+        f"{server}/api/v1/pools/rack1", headers={"Authorization": f"Bearer {api_token}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        pool = json.loads(response.read())
+    assert (pool["name"], pool["master"], pool["master_address"]) == ("rack1", "node0001", ip_of(1))
+    assert [(m["hostname"], m["state"], m["role"]) for m in pool["members"]] == [
+        ("node0001", "in-pool", "master"),
+        ("node0002", "in-pool", "member"),
+    ]
+    assert [(r["hostname"], r["reasons"]) for r in pool["refused"]] == [
+        ("node0003", ["Xen version 4.19 differs from the master's 4.17.5."])
+    ]
