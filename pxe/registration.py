@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from pxe.config import Settings
-from pxe.db.models import Event, Host, Pool, utcnow
+from pxe.db.models import Event, Host, HostMac, Pool, utcnow
 from pxe.db.session import Database
 from pxe.dns.errors import DnsError
 from pxe.dns.settings import DnsSettings
@@ -244,14 +244,18 @@ def _place(session: Session, token: str, report: HostReport) -> _Placed:
 
 
 def _check_identity(session: Session, host: Host, mac: str) -> None:
-    """403 unless the reported MAC is this host's (or unknown, for a host listed without one)."""
+    """403 unless the reported MAC is this host's.
+
+    A host listed by serial or UUID only has no MAC to compare: it takes the reported one,
+    unless another host owns it, so its next PXE boot finds it by MAC too.
+    """
     if mac in host.mac_list:
         return
-    owner = host_by_mac(session, mac)
-    if host.mac_list or owner is not None:
+    if host.mac_list or host_by_mac(session, mac) is not None:
         raise ForbiddenError(
             f"this install token belongs to another host than the one with MAC {mac}"
         )
+    host.macs.append(HostMac(mac=mac))
 
 
 def _replay(session: Session, host: Host, report: HostReport) -> _Placed:

@@ -158,6 +158,7 @@ def test_a_host_listed_without_a_mac_is_known_by_its_token(database: Database) -
         host = add_host(session, serial="SN-1", pool="rack1", state=State.INSTALLED)
         token = issue_install_token(host)
     assert register(database, token, facts(9)).role == "master"
+    assert host_row(database, 9).serial == "SN-1"
 
 
 @pytest.mark.parametrize(
