@@ -25,5 +25,9 @@ test: setup
 e2e: setup
 	$(VENV)/bin/xcp-provision lab run --vms 1 $(ARGS)
 
+# 1,000 concurrent registrations into one pool (ARGS="--postgres --dns" for the other setups).
+bench-register: setup
+	$(VENV)/bin/python bench/register_bench.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
