@@ -20,9 +20,10 @@ import urwid
 
 from answerfiles.model import AnswerFile
 from answerfiles.write import write_answerfile
+from installer.modes import find_installation
 from installer.tui.draft import Draft
 from installer.tui.form import Field, Note
-from installer.tui.screens import Context, Screen, question_screens
+from installer.tui.screens import Context, Screen, existing_installations, question_screens
 
 OnEvent = Callable[[str, int, str], None]
 Backend = Callable[[AnswerFile, Context, OnEvent], None]
@@ -294,15 +295,27 @@ def run_wizard(ctx: Context, backend: Backend, *, plain: bool | None = None) -> 
     return 2 if wizard.exit_code is None else wizard.exit_code
 
 
-def new_context(hardware: Any, *, target_image: str | None = None,
-                memory_bytes: int, virtualisation: bool) -> Context:
+def new_context(hardware: Any, *, target_image: str | None = None, memory_bytes: int,
+                virtualisation: bool, restorable: frozenset[str] = frozenset()) -> Context:
     draft = Draft()
     if len(hardware.nics) >= 1:
         draft.nic = hardware.nics[0].name
     if hardware.disks:
         draft.primary_disk = hardware.disks[0].path
     return Context(draft, hardware, memory_bytes=memory_bytes, virtualisation=virtualisation,
-                   target_image=target_image)
+                   target_image=target_image, restorable=restorable)
+
+
+def _restorable(hardware: Any) -> frozenset[str]:
+    """Disks with a backup to restore: read from the partitions without mounting them."""
+    from installer.modes import has_backup_marker  # noqa: PLC0415
+
+    found = set()
+    for disk in existing_installations(hardware):
+        backup = find_installation(disk).backup
+        if backup is not None and has_backup_marker(backup):
+            found.add(disk.path)
+    return frozenset(found)
 
 
 class _ScreenReporter:
@@ -361,7 +374,8 @@ def run(*, target_image: str | None = None, plain: bool = False) -> int:
     hardware = discover()
     memory, virtualisation = _host_facts()
     if target_image is None:
-        ctx = new_context(hardware, memory_bytes=memory, virtualisation=virtualisation)
+        ctx = new_context(hardware, memory_bytes=memory, virtualisation=virtualisation,
+                          restorable=_restorable(hardware))
         return run_wizard(ctx, install_backend, plain=plain or None)
     image = Path(target_image).resolve()
     if not image.is_file():
@@ -370,5 +384,5 @@ def run(*, target_image: str | None = None, plain: bool = False) -> int:
     with loop.attached(str(image)) as device:
         hardware = Hardware((describe_disk(device),), hardware.nics, hardware.missing_facts)
         ctx = new_context(hardware, target_image=str(image), memory_bytes=memory,
-                          virtualisation=virtualisation)
+                          virtualisation=virtualisation, restorable=_restorable(hardware))
         return run_wizard(ctx, install_backend, plain=plain or None)

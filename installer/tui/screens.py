@@ -15,6 +15,7 @@ from typing import Any
 
 from answerfiles.model import Mode, NtpSource, Proto, SourceType, SrType
 from installer.discovery import Disk, Hardware
+from installer.modes import ModeRefusedError, find_installation
 from installer.tui.draft import Draft
 from installer.tui.form import Checks, Choice, Entry, Field, Note
 
@@ -41,6 +42,8 @@ class Context:
     memory_bytes: int = MIN_MEMORY
     virtualisation: bool = True
     target_image: str | None = None
+    # Disks whose backup partition carries the backup marker (found before the first screen).
+    restorable: frozenset[str] = frozenset()
     saved_answerfile: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
 
@@ -97,11 +100,15 @@ def disk_detail(disk: Disk) -> str:
 
 
 def existing_installations(hardware: Hardware) -> list[Disk]:
-    """Disks holding an XCP-ng style installation: an ext3 root partition labelled root-*."""
-    return [
-        d for d in hardware.disks
-        if any((p.label or "").startswith("root-") for p in d.partitions)
-    ]
+    """Disks holding an installation the upgrade backend would accept (see ``installer.modes``)."""
+    found = []
+    for disk in hardware.disks:
+        try:
+            find_installation(disk)
+        except ModeRefusedError:
+            continue
+        found.append(disk)
+    return found
 
 
 class Keymap(Screen):
@@ -171,8 +178,9 @@ class Action(Screen):
     def fields(self, ctx: Context) -> Mapping[str, Field]:
         options = [(Mode.FRESH, "Install (erases the chosen disk)")]
         if existing_installations(ctx.hardware):
-            options += [(Mode.UPGRADE, "Upgrade the existing installation"),
-                        (Mode.RESTORE, "Restore from the backup of a previous upgrade")]
+            options.append((Mode.UPGRADE, "Upgrade the existing installation"))
+        if ctx.restorable:
+            options.append((Mode.RESTORE, "Restore from the backup of a previous upgrade"))
         return {"mode": Choice("What do you want to do?", options, ctx.draft.mode)}
 
     def submit(self, ctx: Context, values: Mapping[str, Any]) -> list[str]:
@@ -189,6 +197,8 @@ class PrimaryDiskScreen(Screen):
     def _disks(self, ctx: Context) -> list[Disk]:
         if ctx.draft.mode is Mode.FRESH:
             return list(ctx.hardware.disks)
+        if ctx.draft.mode is Mode.RESTORE:
+            return [d for d in ctx.hardware.disks if d.path in ctx.restorable]
         return existing_installations(ctx.hardware)
 
     def fields(self, ctx: Context) -> Mapping[str, Field]:

@@ -7,6 +7,7 @@ import urwid
 from answerfiles.model import Mode, NtpSource, Proto
 from answerfiles.parse import parse_answerfile
 from installer.discovery import Disk, DiskPartition, Hardware, Nic
+from installer.plan import GPT_BIOS_BOOT
 from installer.tui.app import Wizard, new_context
 
 SIZE = (80, 24)
@@ -14,8 +15,10 @@ GIB = 1 << 30
 
 
 def hardware(*, installed: bool = False) -> Hardware:
-    parts = (DiskPartition(1, "/dev/sda1", 2048, 18 * GIB, "0700", "", "ext3", "root-abcdef"),
-             ) if installed else ()
+    parts = (
+        DiskPartition(1, "/dev/sda1", 2048, 18 * GIB, "0700", "", "ext3", "root-abcdef"),
+        DiskPartition(4, "/dev/sda4", 4096, 512 << 20, GPT_BIOS_BOOT, "boot"),
+    ) if installed else ()
     disks = (
         Disk("sda", "/dev/sda", 100 * GIB, vendor="ATA", model="QEMU HARDDISK",
              serial="QM0001", bus="ata", partitions=parts),
@@ -111,6 +114,12 @@ def test_action_offers_only_install_without_an_existing_installation():
     w2 = wizard(hardware(installed=True))
     press(w2, "f12", "f12", "down", "enter", "f12")
     assert "Upgrade the existing installation" in w2.text()
+    assert "Restore" not in w2.text()  # no backup partition with the marker
+    w3 = wizard(hardware(installed=True))
+    w3.ctx.restorable = frozenset({"/dev/sda"})
+    press(w3, "f12", "f12", "down", "enter", "f12", "down", "down", "enter", "f12")
+    assert w3.ctx.draft.mode is Mode.RESTORE
+    assert "sda " in w3.text() and "sdb" not in w3.text()
 
 
 def test_primary_disk_lists_disks_marks_usb_and_f5_shows_details():
