@@ -1,0 +1,259 @@
+"""The dashboard in a real browser (Debian's headless Chromium driven by Selenium) against
+``xcp-provision serve`` run as operators run it: sign in with a token made by ``tokens create``,
+watch an install progress live while the test posts the installer's events through the real
+host API, see the pool page after real registrations, reinstall a host.
+
+The main page's screenshot is kept in ``results/dashboard/hosts.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from installer import runner
+from tests.support.registering import facts, mac_of
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+RESULTS = Path(__file__).resolve().parents[2] / "results" / "dashboard"
+EXE = Path(sys.executable).parent / "xcp-provision"
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+    reason="needs Debian's chromium and chromium-driver (scripts/test-packages.txt)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    data_dir: Path
+    api_token: str
+
+    def call(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {token or self.api_token}",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+                status = response.status
+        except urllib.error.HTTPError as error:
+            raw, status = error.read(), error.code
+        text = raw.decode()
+        return status, json.loads(text) if text.strip().startswith(("{", "[")) else text
+
+    def boot(self, mac: str) -> str:
+        """PXE-boot as the host would (iPXE asks /boot/ipxe); its install token."""
+        status, script = self.call("GET", f"/boot/ipxe?mac={mac}")
+        assert status == 200
+        match = re.search(r"token=(xpi_[A-Za-z0-9_-]+)", script)
+        assert match, script
+        return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("dashboard") / "data"
+    port = _free_port()
+    proc = runner.start(
+        [EXE, "serve", "--demo", "--data-dir", data, "--bind", "127.0.0.1",
+         "--http-port", str(port), "--tftp-port", "0", "--no-dhcp"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/healthz", timeout=5).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        made = runner.run([EXE, "tokens", "create", "browser", "--data-dir", data])
+        yield Server(url, data, made.stdout.strip().splitlines()[-1])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,900",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(driver: WebDriver, seconds: float = 20) -> WebDriverWait:
+    return WebDriverWait(driver, seconds, poll_frequency=0.2)
+
+
+def text_of(driver: WebDriver, css: str) -> str:
+    return driver.find_element(By.CSS_SELECTOR, css).text
+
+
+def test_operator_watches_an_install_then_reinstalls(server: Server, browser: WebDriver) -> None:
+    assert server.call("POST", "/api/v1/pools", {"name": "rack1"})[0] == 201
+    hosts = {}
+    for number in (1, 2):
+        status, host = server.call(
+            "POST",
+            "/api/v1/hosts",
+            {
+                "mac": mac_of(number),
+                "hostname": f"node{number:04d}",
+                "profile": "demo",
+                "pool": "rack1",
+            },
+        )
+        assert status == 201, host
+        hosts[number] = host["id"]
+
+    # Signed out, the dashboard sends the browser to the login form.
+    browser.get(f"{server.url}/ui/")
+    wait(browser).until(ec.url_contains("/ui/login"))
+    browser.find_element(By.ID, "token").send_keys("xpa_wrong")
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    assert "not valid" in text_of(browser, ".flash.error")
+    browser.find_element(By.ID, "token").send_keys(server.api_token)
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait(browser).until(ec.presence_of_element_located((By.ID, "host-rows")))
+    assert browser.current_url == f"{server.url}/ui/"
+    assert "node0001" in text_of(browser, f"#host-{hosts[1]}")
+
+    # The host boots and its installer reports, while the page stays open.
+    token = server.boot(mac_of(1))
+    browser.execute_script("window.notReloaded = true;")
+    row = f"#host-{hosts[1]}"
+    for step, percent in (("partitioning", 15), ("laying down dom0", 60)):
+        status, _ = server.call(
+            "POST", "/api/v1/installs/events", {"step": step, "percent": percent}, token=token
+        )
+        assert status == 202
+        wait(browser).until(
+            ec.text_to_be_present_in_element(
+                (By.CSS_SELECTOR, f"{row} .step"), f"{step} · {percent}%"
+            )
+        )
+        bar = browser.find_element(By.CSS_SELECTOR, f"{row} .progress")
+        assert bar.get_attribute("aria-valuenow") == str(percent)
+        assert text_of(browser, f"{row} .state") == "installing"
+    assert browser.execute_script("return window.notReloaded === true;")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(RESULTS / "hosts.png"))
+    print(f"dashboard screenshot: {RESULTS / 'hosts.png'}")
+
+    # The host page follows the same install live, then build-done and registration.
+    browser.get(f"{server.url}/ui/hosts/{hosts[1]}")
+    browser.execute_script("window.notReloaded = true;")
+    server.call(
+        "POST", "/api/v1/installs/events", {"step": "bootloader", "percent": 90}, token=token
+    )
+    wait(browser).until(
+        ec.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, "#host-live .timeline li:first-child"), "bootloader (90%)"
+        )
+    )
+    assert server.call("POST", "/api/v1/installs/done", token=token)[0] == 200
+    wait(browser).until(
+        ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#host-live .state"), "installed")
+    )
+    assert server.call("POST", "/api/v1/register", facts(1), token=token)[0] == 200
+    wait(browser).until(
+        ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#host-live .state"), "in-pool")
+    )
+    assert browser.execute_script("return window.notReloaded === true;")
+    assert "INSTALL-TOKEN-HIDDEN" in text_of(browser, "#answerfile")
+
+    # A second host installs with a tagged management interface: the pool refuses it.
+    second = server.boot(mac_of(2))
+    server.call("POST", "/api/v1/installs/events", {"step": "partitioning"}, token=second)
+    server.call("POST", "/api/v1/installs/done", token=second)
+    status, answer = server.call(
+        "POST", "/api/v1/register", facts(2, management_vlan=10), token=second
+    )
+    assert (status, answer["state"]) == (200, "registered")
+
+    browser.find_element(By.LINK_TEXT, "Pools").click()
+    pool = browser.find_element(By.ID, "pool-rack1")
+    assert "Master: node0001 192.0.2.1" in pool.text
+    assert "Members (1)" in pool.text
+    refused = pool.find_element(By.CSS_SELECTOR, ".refused-list").text
+    assert "node0002" in refused
+    assert "Management interface is VLAN 10, the master's is untagged." in refused
+
+    # Reinstall the refused host from its page (after the confirmation dialog).
+    pool.find_element(By.LINK_TEXT, "node0002").click()
+    wait(browser).until(ec.presence_of_element_located((By.ID, "reinstall"))).click()
+    wait(browser).until(ec.alert_is_present()).accept()
+    wait(browser).until(
+        ec.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, ".flash.ok"), "node0002 will reinstall at its next network boot."
+        )
+    )
+    assert text_of(browser, "#host-live .state") == "ready"
+    assert "reinstall requested from the dashboard by browser" in text_of(
+        browser, "#host-live .timeline li:first-child"
+    )
+    status, host = server.call("GET", f"/api/v1/hosts/{hosts[2]}")
+    assert host["state"] == "ready"
