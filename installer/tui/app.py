@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -348,6 +349,11 @@ def install_backend(answers: AnswerFile, ctx: Context, on_event: OnEvent) -> Non
                 reporters=tuple(reporters))
 
 
+def _leave(signum: int, _frame: object) -> None:
+    """A hung-up console or a kill unwinds like an exception, so the loop device is detached."""
+    raise SystemExit(128 + signum)
+
+
 def _host_facts() -> tuple[int, bool]:
     """Memory and hardware virtualisation, for the hardware warning screen."""
     memory = 0
@@ -371,6 +377,8 @@ def run(*, target_image: str | None = None, plain: bool = False) -> int:
     from installer.block import loop  # noqa: PLC0415 - pyparted and pyudev load here only
     from installer.discovery import Hardware, describe_disk, discover  # noqa: PLC0415
 
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, _leave)
     hardware = discover()
     memory, virtualisation = _host_facts()
     if target_image is None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,20 +30,25 @@ XCP_INSTALL = Path(sys.executable).parent / "xcp-install"
 
 
 class Terminal:
+    """One tmux server of its own (``-L``), so tests never share or race a server."""
+
     def __init__(self, name: str) -> None:
         self.name = name
 
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.name, *args], check=True,
+                              capture_output=True, text=True).stdout
+
     def keys(self, *keys: str) -> None:
         for key in keys:
-            subprocess.run(["tmux", "send-keys", "-t", self.name, key], check=True)
+            self.tmux("send-keys", "-t", self.name, key)
             time.sleep(0.05)
 
     def type(self, text: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
+        self.tmux("send-keys", "-t", self.name, "-l", text)
 
-    def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], check=True,
-                              capture_output=True, text=True).stdout
+    def screen(self, *, styled: bool = False) -> str:
+        return self.tmux("capture-pane", "-p", *(["-e"] if styled else []), "-t", self.name)
 
     def wait_for(self, *texts: str, timeout: float = 30) -> str:
         """The screen once any of ``texts`` shows on it."""
@@ -56,24 +62,47 @@ class Terminal:
 
 
 @pytest.fixture
-def terminal(tmp_path: Path) -> Iterator[tuple[Terminal, Path, Path]]:
+def terminal(tmp_path: Path) -> Iterator[Callable[[str], tuple[Terminal, Path, Path]]]:
+    """Starts ``xcp-install --tui --target-image`` on a fresh 60 GiB sparse image in tmux."""
     assert shutil.which("tmux"), "tmux is not installed (make test installs it)"
     image = tmp_path / "disk.img"
     with open(image, "wb") as fh:
         fh.truncate(60 * GIB)
     status = tmp_path / "exit-status"
-    name = f"tui-test-{os.getpid()}"
-    command = (f"{XCP_INSTALL} --tui --target-image {image}; echo $? > {status}; sleep 600")
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24",
-                    "-e", "TERM=xterm", command], check=True)
+    name = f"tui-test-{os.getpid()}-{tmp_path.name}"
+    term = Terminal(name)
+
+    def start(term_type: str) -> tuple[Terminal, Path, Path]:
+        # tmux sets TERM in its panes itself: the terminal type is chosen in the command.
+        command = (f"env TERM={term_type} {XCP_INSTALL} --tui --target-image {image}; "
+                   f"echo $? > {status}; sleep 600")
+        term.tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24", command)
+        return term, image, status
+
     try:
-        yield Terminal(name), image, status
+        yield start
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], check=False)
+        subprocess.run(["tmux", "-L", name, "kill-server"], check=False, capture_output=True)
+        for line in loop_lines(image):
+            loop.detach(line)
+
+
+def loop_lines(image: Path) -> list[str]:
+    """Loop devices still attached to ``image`` (a killed installer cannot detach its own)."""
+    out = subprocess.run(["losetup", "-j", str(image), "-O", "NAME", "-n"], check=False,
+                         capture_output=True, text=True).stdout
+    return out.split()
+
+
+def wait_exit(status: Path) -> str:
+    deadline = time.monotonic() + 30
+    while not status.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return status.read_text().strip()
 
 
 def test_tui_installs_onto_a_disk_image_in_80x24(terminal, tmp_path: Path):
-    term, image, status = terminal
+    term, image, status = terminal("xterm")
     top = tmp_path / "served"
     small_release.build(top / "release")
     saved = tmp_path / "answers.xml"
@@ -125,10 +154,8 @@ def test_tui_installs_onto_a_disk_image_in_80x24(terminal, tmp_path: Path):
         assert "Installation complete" in done, done
         assert str(saved) in done
         term.keys("Enter")
-        deadline = time.monotonic() + 30
-        while not status.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert status.read_text().strip() == "0"
+        assert wait_exit(status) == "0"
+        assert loop_lines(image) == []
 
     answers = parse_answerfile(saved.read_text()).answers
     assert answers.hostname == "tui-host.example.com"
@@ -146,3 +173,16 @@ def test_tui_installs_onto_a_disk_image_in_80x24(terminal, tmp_path: Path):
             assert (Path(root) / "etc/hostname").read_text() == "tui-host.example.com\n"
             assert (Path(root) / "etc/shadow").read_text().startswith("root:$6$")
             assert (Path(root) / "boot/grub/grub.cfg").is_file()
+
+
+def test_plain_mode_for_serial_consoles_has_no_colour_and_quitting_writes_nothing(terminal):
+    term, image, status = terminal("vt220")
+    term.wait_for("Select Keymap")
+    styled = term.screen(styled=True)
+    colours = {code for codes in re.findall(r"\x1b\[([0-9;]*)m", styled)
+               for code in codes.split(";") if code}
+    assert colours <= {"0", "7", "27"}, f"colour codes on a plain console: {colours}"
+    term.keys("F10")
+    assert wait_exit(status) == "2"
+    assert image.stat().st_blocks == 0  # still an untouched sparse file
+    assert loop_lines(image) == []
