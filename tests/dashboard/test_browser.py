@@ -3,7 +3,8 @@
 watch an install progress live while the test posts the installer's events through the real
 host API, see the pool page after real registrations, reinstall a host.
 
-The main page's screenshot is kept in ``results/dashboard/hosts.png``.
+Screenshots are kept in ``results/dashboard/``: hosts.png (the main page during an install),
+host.png and pools.png.
 """
 
 from __future__ import annotations
@@ -224,6 +225,7 @@ def test_operator_watches_an_install_then_reinstalls(server: Server, browser: We
     )
     assert browser.execute_script("return window.notReloaded === true;")
     assert "INSTALL-TOKEN-HIDDEN" in text_of(browser, "#answerfile")
+    browser.save_screenshot(str(RESULTS / "host.png"))
 
     # A second host installs with a tagged management interface: the pool refuses it.
     second = server.boot(mac_of(2))
@@ -241,6 +243,7 @@ def test_operator_watches_an_install_then_reinstalls(server: Server, browser: We
     refused = pool.find_element(By.CSS_SELECTOR, ".refused-list").text
     assert "node0002" in refused
     assert "Management interface is VLAN 10, the master's is untagged." in refused
+    browser.save_screenshot(str(RESULTS / "pools.png"))
 
     # Reinstall the refused host from its page (after the confirmation dialog).
     pool.find_element(By.LINK_TEXT, "node0002").click()

@@ -212,6 +212,14 @@ def hosts_live() -> str:
     return render_template("dashboard/_host_rows.html", **_host_page(_filters()))
 
 
+@bp.get("/ui/hosts/counts/live")
+def counts_live() -> str:
+    filters = {"pool": request.args.get("pool") or None}
+    return render_template(
+        "dashboard/_counts.html", counts=store.count_hosts_by_state(db()), filters=filters
+    )
+
+
 @bp.get("/ui/discovered")
 def discovered() -> str:
     session = db()
