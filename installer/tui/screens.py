@@ -269,20 +269,22 @@ class SrTypeScreen(Screen):
 class SourceScreen(Screen):
     key = "source"
     title = "Installation source"
-    help = "A release directory (holding manifest.json) on HTTP(S), FTP, NFS or a file: URL."
+    help = ("The URL of a release directory (holding manifest.json): http, https or file. "
+            "The installer fetches Xen and dom0 from there and checks every checksum.")
 
     def fields(self, ctx: Context) -> Mapping[str, Field]:
-        options = [(SourceType.URL, "A URL (HTTP, HTTPS, FTP, file)"),
-                   (SourceType.NFS, "NFS (server:/path)"),
-                   (SourceType.LOCAL, "Local media")]
         return {
-            "type": Choice("Where is the release?", options, ctx.draft.source_type),
+            "text": Note("Where is the release?"),
             "url": Entry("URL", ctx.draft.source_url),
         }
 
     def submit(self, ctx: Context, values: Mapping[str, Any]) -> list[str]:
-        ctx.draft.source_type = values["type"]
-        ctx.draft.source_url = values["url"].strip()
+        url = values["url"].strip()
+        scheme = url.partition(":")[0].lower()
+        if scheme not in ("http", "https", "file"):
+            return [f"{url!r} is not an http, https or file URL of a release directory"]
+        ctx.draft.source_type = SourceType.URL
+        ctx.draft.source_url = url
         return ctx.draft.problems("source")
 
 

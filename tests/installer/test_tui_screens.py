@@ -73,7 +73,6 @@ def to_password(w: Wizard) -> None:
     assert w.screen.key == "guest-disks"
     press(w, "f12", "f12")  # no guest disks; sr ext
     assert w.screen.key == "source"
-    press(w, "down", "down", "down")  # to the URL entry
     type_text(w, "http://10.0.0.1/releases/r1/")
     press(w, "f12")
     assert w.screen.key == "password"
@@ -144,6 +143,16 @@ def test_too_small_disk_is_refused_on_screen():
     press(w, "f12", "f12", "down", "enter", "f12", "f12", "f12")
     assert w.screen.key == "primary-disk"
     assert "needs at least 46 GiB" in w.text()
+
+
+def test_source_must_be_a_url_the_backend_can_fetch():
+    w = wizard()
+    press(w, "f12", "f12", "down", "enter", "f12", "f12", "f12", "f12", "f12")
+    assert w.screen.key == "source"
+    type_text(w, "nfs://server/releases/r1")
+    press(w, "f12")
+    assert w.screen.key == "source"
+    assert "is not an http, https or file URL" in w.text()
 
 
 def test_passwords_that_differ_or_are_short_are_refused():

@@ -123,7 +123,6 @@ def test_tui_installs_onto_a_disk_image_in_80x24(terminal, tmp_path: Path):
         term.wait_for("Local storage repository type")
         term.keys("F12")
         term.wait_for("Where is the release?")
-        term.keys("Down", "Down", "Down")
         term.type(f"{srv.url}/release/")
         term.keys("F12")
         term.wait_for("Root password")
