@@ -260,8 +260,8 @@ def install(
             ran += scripts.run_stage(answers.scripts, ScriptStage.INSTALLATION_START)
             result = _write_target(prepared, progress, capture, ran)
             done = True
-        except InstallerError as exc:
-            log.error("installation failed: %s", exc)
+        except Exception as exc:
+            log.exception("installation failed: %s", exc)
             progress.failed(str(exc), capture.text())
             raise
         finally:

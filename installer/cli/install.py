@@ -52,6 +52,10 @@ def install(
     except InstallerError as exc:
         click.echo(f"{'refused' if exc.exit_code == 2 else 'failed'}: {exc}", err=True)
         return exc.exit_code
+    except Exception as exc:
+        log.exception("unexpected error")
+        click.echo(f"failed: unexpected {type(exc).__name__}: {exc}", err=True)
+        return 1
     return 0
 
 
