@@ -12,6 +12,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from pxe.config import ConfigError
+
+FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
@@ -46,8 +49,8 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     """Send the root logger's lines to stderr as text (``"text"``) or JSON (``"json"``)."""
-    if log_format not in ("text", "json"):
-        raise ValueError(f"log format {log_format!r} is not text or json")
+    if log_format not in FORMATS:
+        raise ConfigError(f"log_format {log_format!r} is not one of: {', '.join(FORMATS)}")
     handler = logging.StreamHandler()
     formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     handler.setFormatter(formatter)
