@@ -261,7 +261,8 @@ def install(
             result = _write_target(prepared, progress, capture, ran)
             done = True
         except Exception as exc:
-            log.exception("installation failed: %s", exc)
+            log.error("installation failed: %s", exc)
+            log.debug("where it failed", exc_info=True)
             progress.failed(str(exc), capture.text())
             raise
         finally:

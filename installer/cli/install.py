@@ -40,7 +40,7 @@ def install(
     if tui:
         app = importlib.import_module("installer.tui.app")
         return app.run(target_image=target_image, plain=plain)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    _log_warnings_to_stderr()
     try:
         answers = _answers(answerfile)
         reporters = _reporters(answers, json_events=json_events)
@@ -73,6 +73,14 @@ def run_answers(
         modes.restore(answers, target=target_disk, boot_mode=boot_mode, reporters=reporters)
     else:
         backend.install(answers, target=target_disk, boot_mode=boot_mode, reporters=reporters)
+
+
+def _log_warnings_to_stderr() -> None:
+    """Warnings on the terminal; the backend keeps the full debug log for the logs partition."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 def _answers(location: str | None) -> AnswerFile:
