@@ -306,9 +306,12 @@ def _wait(api: LabApi, vms: list[VmRun], timeout: float, progress: Callable[[str
                 progress(f"{vm.spec.name}: {last.value} at {vm.timeline.seen[last]:.0f} s")
         if all(vm.timeline.first_missing() is None for vm in vms):
             return
-        failed = [vm.spec.name for vm in vms if vm.state == "failed"]
-        if failed:
-            progress(f"install failed on {', '.join(failed)}; stopping early")
+        broken = [vm for vm in vms if vm.state == "failed" or vm.timeline.fatal]
+        if broken:
+            for vm in broken:
+                why = vm.timeline.fatal or "the server says the install failed"
+                progress(f"{vm.spec.name}: broken: {why}")
+            progress("stopping early: a broken VM cannot finish by itself")
             return
         if all(vm.process is not None and not vm.process.running() for vm in vms):
             progress("every VM stopped; stopping early")
@@ -324,16 +327,7 @@ def _checks(api: LabApi, vms: list[VmRun]) -> list[Check]:
         name = vm.spec.name
         tl = vm.timeline
         missing = tl.first_missing()
-        checks.append(
-            Check(
-                f"{name} chain",
-                missing is None,
-                "every stage reached"
-                if missing is None
-                else f"stopped before {missing.value}; last reached "
-                f"{tl.last_reached().value if tl.last_reached() else 'nothing'}" + _tail_hint(vm),
-            )
-        )
+        checks.append(Check(f"{name} chain", missing is None, _chain_detail(vm)))
         checks.append(Check(f"{name} in pool", vm.state == "in-pool", f"server state {vm.state}"))
         kinds = [e.get("kind") for e in vm.events]
         install_ok = "done" in kinds and "progress" in kinds and "failed" not in kinds
@@ -374,6 +368,18 @@ def _one_master(api: LabApi, vms: list[VmRun]) -> Check:
         len(masters) == 1 and master == masters[0],
         f"pool {POOL} master {master!r}; joined as master: {', '.join(masters) or 'none'}",
     )
+
+
+def _chain_detail(vm: VmRun) -> str:
+    tl = vm.timeline
+    missing = tl.first_missing()
+    if missing is None:
+        return "every stage reached"
+    last = tl.last_reached()
+    detail = f"stopped before {missing.value}; last reached {last.value if last else 'nothing'}"
+    if tl.fatal:
+        detail += f"; fatal: {tl.fatal!r}"
+    return detail + _tail_hint(vm)
 
 
 def _tail_hint(vm: VmRun) -> str:

@@ -58,6 +58,15 @@ SERIAL_MARKERS: tuple[SerialMarker, ...] = (
 )
 
 
+# Lines after which the chain cannot go on by itself: the lab stops waiting for that VM.
+FATAL_MARKERS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"xcp-installer: the install failed"),
+    re.compile(r"Kernel panic - not syncing"),
+    re.compile(r"\(XEN\) Panic on CPU"),
+    re.compile(r"No bootable device"),
+)
+
+
 def clean(text: str) -> str:
     """Serial output without terminal escapes or carriage returns (OVMF paints a screen)."""
     return _ANSI.sub("", text)
@@ -71,6 +80,8 @@ class Timeline:
     firmware: str
     seen: dict[Stage, float] = field(default_factory=dict)
     evidence: dict[Stage, str] = field(default_factory=dict)
+    # The first serial line saying the chain broke for good, if any.
+    fatal: str = ""
 
     def mark(self, stage: Stage, seconds: float, evidence: str = "") -> None:
         if stage not in self.seen:
@@ -94,6 +105,8 @@ class Timeline:
 
 def scan_line(timeline: Timeline, line: str, seconds: float) -> None:
     """Stamp every stage ``line`` proves, respecting each marker's order constraints."""
+    if not timeline.fatal and any(p.search(line) for p in FATAL_MARKERS):
+        timeline.fatal = f"{line.strip()[:160]} (at {seconds:.0f} s)"
     for marker in SERIAL_MARKERS:
         if timeline.reached(marker.stage):
             continue

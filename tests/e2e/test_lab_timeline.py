@@ -100,3 +100,12 @@ def test_table_has_a_column_per_stage_and_dashes_for_missing() -> None:
     lines = render_table([tl]).splitlines()
     assert lines[0].split() == ["vm", "firmware", *[s.value for s in CHAIN]]
     assert lines[1].split()[:4] == ["lab-vm1", "uefi", "12.3", "-"]
+
+
+def test_a_failed_install_is_fatal_and_says_where() -> None:
+    tl = Timeline("vm", "bios")
+    scan_text(tl, "Linux version 6.1.0\nModuleNotFoundError: No module named 'rich'\n", 30)
+    assert not tl.fatal
+    scan_text(tl, "xcp-installer: the install failed: not rebooting into another install\n", 61)
+    assert tl.fatal.startswith("xcp-installer: the install failed")
+    assert tl.fatal.endswith("(at 61 s)")
