@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -55,16 +56,14 @@ PACKAGES = (
     "udev",
     "zstd",
 )
-# Python distributions the installer imports, copied from the building environment.
+# Python distributions the installer imports; their own dependencies are added from metadata.
 DISTRIBUTIONS = (
     "pyparted",
     "pyudev",
     "urwid",
-    "wcwidth",
-    "typing_extensions",
     "click",
+    "rich",
     "jinja2",
-    "markupsafe",
     "defusedxml",
     "zstandard",
     "libpass",
@@ -97,6 +96,15 @@ STRIP = (
     "usr/lib/x86_64-linux-gnu/gconv",
 )  # fmt: skip
 _RD_ZSTD = "CONFIG_RD_ZSTD=y"
+# Every module of the packages the installer runs must import inside the image, or the build
+# fails here rather than on a host in the middle of an install.
+IMPORT_CHECK = """\
+import importlib, pkgutil
+import answerfiles, installer
+for package in (answerfiles, installer):
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(module.name)
+"""
 _ENTRY_POINT = """\
 #!/usr/bin/python3
 import sys
@@ -130,12 +138,28 @@ def kernel_package() -> tuple[str, str]:
 
 
 def distribution_versions() -> dict[str, str]:
-    try:
-        return {name: importlib.metadata.version(name) for name in DISTRIBUTIONS}
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise BootImageError(
-            f"Python distribution {exc} is not installed where the build runs; run scripts/setup.sh"
-        ) from exc
+    """DISTRIBUTIONS and everything they require (extras and Windows-only needs left out)."""
+    versions: dict[str, str] = {}
+    todo = list(DISTRIBUTIONS)
+    while todo:
+        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        if name in versions:
+            continue
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError as exc:
+            raise BootImageError(
+                f"Python distribution {name} is not installed where the build runs; "
+                "run scripts/setup.sh"
+            ) from exc
+        versions[name] = dist.version
+        for requirement in dist.requires or ():
+            if "extra ==" in requirement or "win32" in requirement:
+                continue
+            match = re.match(r"[A-Za-z0-9._-]+", requirement)
+            if match:
+                todo.append(match.group(0))
+    return dict(sorted(versions.items()))
 
 
 def _our_sources() -> list[Path]:
@@ -219,7 +243,7 @@ def _copy_modules(kernel_tree: Path, root: Path, version: str) -> None:
 def _copy_python(root: Path) -> None:
     site = inside(root, SITE)
     site.mkdir(parents=True, exist_ok=True)
-    for name in DISTRIBUTIONS:
+    for name in distribution_versions():
         dist = importlib.metadata.distribution(name)
         for file in dist.files or ():
             if "__pycache__" in file.parts or file.parts[0] == "..":
@@ -308,7 +332,7 @@ def _build_into(out: Path) -> None:
         _copy_python(root)
         _install_boot_files(root)
         _strip(root)
-        rootfs.chroot(root, "/usr/bin/python3", "-c", "import installer.cli.main, parted, urwid")
+        rootfs.chroot(root, "/usr/bin/python3", "-c", IMPORT_CHECK)
         pack_cpio_zst(root, out / INITRD)
     (out / "installer.json").write_text(
         json.dumps(
