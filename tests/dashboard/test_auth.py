@@ -142,3 +142,23 @@ def test_the_signing_key_is_kept_in_the_data_dir(
     ).test_client()
     other.set_cookie("xcp_provision_session", cookie.value)
     assert other.get("/ui/").status_code == 302
+
+
+def test_pages_carry_a_strict_content_security_policy(signed_in: tuple[FlaskClient, str]) -> None:
+    client, _ = signed_in
+    for url in ("/ui/", "/ui/login", "/ui/hosts/live"):
+        headers = client.get(url).headers
+        assert "script-src" not in headers["Content-Security-Policy"]  # default-src 'self'
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert headers["Cache-Control"] == "no-store"
+    js = client.get("/ui/static/dashboard.js")
+    assert js.status_code == 200 and b"data-live" in js.data
+
+
+def test_the_cookie_is_secure_behind_https(
+    settings: Settings, database: Database, api_token: str
+) -> None:
+    app = create_app(settings.replace(public_url="https://pxe.example"), database=database)
+    client = app.test_client()
+    sign_in(client, api_token)
+    assert client.get_cookie("xcp_provision_session").secure

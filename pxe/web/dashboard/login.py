@@ -16,6 +16,7 @@ from pathlib import Path
 
 from flask import Flask, session
 
+from pxe.config import Settings
 from pxe.db.models import ApiToken
 from pxe.store.tokens import verify_api_token
 from pxe.web.context import db
@@ -50,12 +51,14 @@ def secret_key(data_dir: Path) -> bytes:
     return key
 
 
-def configure(app: Flask, data_dir: Path) -> None:
-    app.secret_key = secret_key(data_dir)
+def configure(app: Flask, settings: Settings) -> None:
+    app.secret_key = secret_key(settings.data_dir)
     app.config.update(
         SESSION_COOKIE_NAME="xcp_provision_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # Behind a TLS proxy (public_url https://...) the cookie never travels in clear.
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
     )
 
 

@@ -55,7 +55,7 @@ _PUBLIC = {"dashboard.login_form", "dashboard.login_post", "dashboard.static", "
 
 def _setup(state: BlueprintSetupState) -> None:
     app_state = state.app.extensions["xcp_provision"]
-    login.configure(state.app, app_state.settings.data_dir)
+    login.configure(state.app, app_state.settings)
     state.app.jinja_env.filters["ago"] = _ago
 
 
@@ -95,8 +95,19 @@ def _require_session() -> BaseResponse | None:
     return None
 
 
+# Our own script and styles only (the progress bars' widths are inline style attributes),
+# never inside another site's frame.
+_CSP = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+
+
 @bp.after_request
-def _no_store(response: Response) -> Response:
+def _page_headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = _CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
     if request.endpoint != "dashboard.static":
         response.headers["Cache-Control"] = "no-store"
     return response
