@@ -65,9 +65,12 @@ def lay_down(
 
 
 def _name(art: Artefact, prefix: str, suffix: str = "") -> str:
-    """The artefact's own file name when it already reads like one, else ``prefix-version``."""
+    """The artefact's own file name when it is already versioned, else ``prefix-version``.
+
+    Never the bare stable name (``xen.gz``): that one becomes a symlink to this file.
+    """
     name = PurePosixPath(art.path).name
-    if name.startswith(prefix) and name.endswith(suffix):
+    if name.startswith(f"{prefix}-") and name.endswith(suffix):
         return name
     return f"{prefix}-{art.version or 'release'}{suffix}"
 

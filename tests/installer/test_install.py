@@ -18,7 +18,7 @@ from support import small_release
 from support.release_server import ReleaseServer
 
 from answerfiles.parse import parse_answerfile
-from installer import fetch, install, runner
+from installer import fetch, install, laydown, runner
 from installer.block import loop
 from installer.mounts import mounted
 from installer.plan import BootMode
@@ -127,7 +127,8 @@ def _check_root(root: Path, result, mode: BootMode) -> None:
 
     assert (root / "etc/hostname").read_text() == "rack1-h07.lab.example\n"
     net = (root / "etc/network/interfaces.d/management").read_text()
-    assert "iface eth0.42 inet static" in net and "address 192.0.2.10\n\tnetmask 255.255.255.0" in net
+    assert "iface eth0.42 inet static" in net
+    assert "address 192.0.2.10\n\tnetmask 255.255.255.0" in net
     assert "vlan-raw-device eth0" in net and "gateway 192.0.2.1" in net
     resolv = (root / "etc/resolv.conf").read_text()
     assert "nameserver 192.0.2.53" in resolv and "search lab.example" in resolv
@@ -250,3 +251,24 @@ def test_corrupt_image_fails_before_the_bootloader(served, tmp_path: Path) -> No
     failed = [p for p in srv.posts if p.path == "/api/v1/installs/failed"]
     assert failed and "corrupt" in failed[-1].body["reason"]
     assert "plan:" in failed[-1].body["log"]
+
+
+def test_laydown_keeps_versioned_files_behind_stable_names(tmp_path: Path) -> None:
+    """A release naming its hypervisor plainly ``xen.gz`` still gets a versioned file."""
+    rel = tmp_path / "rel"
+    small_release.build(rel)
+    (rel / "xen-4.17.gz").rename(rel / "xen.gz")
+    (rel / "vmlinuz-6.1.0-test-amd64").rename(rel / "dom0-vmlinuz")
+    text = (rel / "manifest.json").read_text()
+    text = text.replace('"xen-4.17.gz"', '"xen.gz"').replace(
+        '"vmlinuz-6.1.0-test-amd64"', '"dom0-vmlinuz"')
+    (rel / "manifest.json").write_text(text)
+    root = tmp_path / "root"
+    root.mkdir()
+    laid = laydown.lay_down(str(rel), fetch.fetch_manifest(str(rel)), root)
+    boot = root / "boot"
+    assert (boot / "xen.gz").is_symlink() and (boot / "xen-4.17.gz").is_file()
+    assert (boot / "xen.gz").read_bytes() == (rel / "xen.gz").read_bytes()
+    assert (boot / "vmlinuz").resolve() == boot / "vmlinuz-6.1.0-test-amd64"
+    assert laid.fallback.xen == "/boot/xen-4.17.gz"
+    assert (root / "etc/shadow").stat().st_mode & 0o777 == 0o640
