@@ -200,10 +200,14 @@ def test_bios_install(served, tmp_path: Path) -> None:
     _check_events(srv, since)
 
 
-def test_uefi_install(served, tmp_path: Path) -> None:
-    srv, _top = served
+def test_uefi_install_survives_a_cut_download(served, tmp_path: Path) -> None:
+    srv, top = served
     since = len(srv.posts)
+    rootfs = next((top / "release").glob("dom0-rootfs*"))
+    srv.cut_once(f"/release/{rootfs.name}", rootfs.stat().st_size // 2)
     image, result = _install(served, tmp_path, BootMode.UEFI)
+    resumed = [g for g in srv.gets if g.path == f"/release/{rootfs.name}" and g.status == 206]
+    assert resumed and resumed[-1].range == f"bytes={rootfs.stat().st_size // 2}-"
     suffix = result.plan.label_suffix
     with loop.attached(image) as device:
         nodes = loop.refresh(device)
