@@ -208,7 +208,7 @@ def _stable_disk_name(plan: Plan) -> str:
     return disk.by_id[0] if disk.by_id else disk.path
 
 
-class _LogCapture:
+class LogCapture:
     """Every installer log record of this run, kept to be written to the logs partition."""
 
     def __init__(self) -> None:
@@ -219,7 +219,7 @@ class _LogCapture:
         )
         self.handler.setLevel(logging.DEBUG)
 
-    def __enter__(self) -> _LogCapture:
+    def __enter__(self) -> LogCapture:
         root = logging.getLogger()
         self._level = root.level
         root.addHandler(self.handler)
@@ -246,7 +246,7 @@ def install(
     """A fresh install or reinstall from ``answers``; raises ``InstallerError`` on failure."""
     progress = Progress(STEPS, reporters)
     mode = boot_mode or current_boot_mode()
-    with _LogCapture() as capture, target_device(target) as device:
+    with LogCapture() as capture, target_device(target) as device:
         progress.start("prepare", "checking the answer file, the disk and the release")
         try:
             prepared = prepare(answers, device, mode, installer_disk=installer_disk)
@@ -284,7 +284,7 @@ def _describe_plan(plan: Plan) -> str:
 def _write_target(
     prepared: Prepared,
     progress: Progress,
-    capture: _LogCapture,
+    capture: LogCapture,
     ran: list[scripts.ScriptRun],
 ) -> Installed:
     plan = prepared.plan
@@ -306,7 +306,7 @@ def _write_target(
                 identity=identity, ran=ran,
             )
         finally:
-            _save_log(root, capture.text())
+            save_log(root, capture.text())
     return Installed(plan, identity, labels, devices, ())
 
 
@@ -378,13 +378,12 @@ def _populate(
     ran += scripts.run_stage(answers.scripts, ScriptStage.FILESYSTEM_POPULATED, str(root))
 
 
-def _save_log(root: Path, text: str) -> None:
-    """The installer log on the logs partition; a failure to save it must not hide the cause."""
+def save_log(root: Path, text: str, kind: str = "install") -> None:
+    """The log on the logs partition; a failure to save it must not hide the cause."""
     try:
         directory = root / LOG_DIR
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / f"install-{uuid.uuid4().hex[:8]}.log").write_text(text)
-        (directory / "install.log").write_text(text)
+        (directory / f"{kind}-{uuid.uuid4().hex[:8]}.log").write_text(text)
+        (directory / f"{kind}.log").write_text(text)
     except OSError as exc:
-        log.warning("could not save the install log under %s: %s", root / LOG_DIR, exc)
-
+        log.warning("could not save the %s log under %s: %s", kind, root / LOG_DIR, exc)

@@ -23,7 +23,7 @@ from hypervisor.release import Manifest
 from installer import bootloader, hostconfig, install, laydown, runner
 from installer.block import mkfs
 from installer.discovery import Disk, DiskPartition, describe_disk, discover
-from installer.errors import InstallerError, RefusedError
+from installer.errors import RefusedError
 from installer.mounts import mounted_tree
 from installer.plan import GPT_BIOS_BOOT, GPT_ESP, BootMode
 from installer.progress import Progress, Reporter, Step
@@ -106,13 +106,17 @@ def _copy_tree(source: Path, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def _reporting(reporters: tuple[Reporter, ...]) -> Iterator[Progress]:
+def _reporting(
+    reporters: tuple[Reporter, ...],
+) -> Iterator[tuple[Progress, install.LogCapture]]:
     progress = Progress(STEPS, reporters)
-    try:
-        yield progress
-    except InstallerError as exc:
-        progress.failed(str(exc), "")
-        raise
+    with install.LogCapture() as capture:
+        try:
+            yield progress, capture
+        except Exception as exc:
+            log.error("%s", exc)
+            progress.failed(str(exc), capture.text())
+            raise
     progress.done()
 
 
@@ -129,12 +133,16 @@ def upgrade(
         name = device or answers.existing_installation
         if name is None:
             raise ModeRefusedError("upgrade needs <existing-installation> naming the disk")
-        with _reporting(reporters) as progress:
-            return _upgrade(progress, answers, _disk_path(name), wanted)
+        with _reporting(reporters) as (progress, capture):
+            return _upgrade(progress, capture, answers, _disk_path(name), wanted)
 
 
 def _upgrade(
-    progress: Progress, answers: AnswerFile, disk_path: str, wanted: BootMode
+    progress: Progress,
+    capture: install.LogCapture,
+    answers: AnswerFile,
+    disk_path: str,
+    wanted: BootMode,
 ) -> Installation:
     progress.start("prepare", f"looking for the installation on {disk_path}")
     found = find_installation(describe_disk(disk_path))
@@ -165,6 +173,7 @@ def _upgrade(
         progress.start("bootloader", "writing GRUB")
         bootloader.install(found.firmware(), root, boot,
                            write_boot_entry=answers.bootloader.write_boot_entry)
+        install.save_log(root, capture.text(), "upgrade")
     return found
 
 
@@ -218,12 +227,16 @@ def restore(
     with install.target_device(target) as device:
         name = device or answers.backup_disk
         disks = (describe_disk(_disk_path(name)),) if name else discover().disks
-        with _reporting(reporters) as progress:
-            return _restore(progress, answers, disks, wanted)
+        with _reporting(reporters) as (progress, capture):
+            return _restore(progress, capture, answers, disks, wanted)
 
 
 def _restore(
-    progress: Progress, answers: AnswerFile, disks: tuple[Disk, ...], wanted: BootMode
+    progress: Progress,
+    capture: install.LogCapture,
+    answers: AnswerFile,
+    disks: tuple[Disk, ...],
+    wanted: BootMode,
 ) -> Installation:
     progress.start("prepare", "looking for backups")
     backups = [(d, p) for d in disks for p in d.partitions if has_backup_marker(p)]
@@ -249,4 +262,7 @@ def _restore(
         progress.start("bootloader", "writing GRUB")
         bootloader.install_boot_code(found.firmware(), root, found.root.label or "",
                                      write_boot_entry=answers.bootloader.write_boot_entry)
+        if found.logs is not None:
+            mounts.mount(found.logs.path, "root/var/log")
+            install.save_log(root, capture.text(), "restore")
     return found

@@ -76,6 +76,7 @@ class Progress:
         self._each("event", event)
 
     def start(self, step: str, message: str = "") -> None:
+        log.info("step %s: %s", step, message or step)
         self.update(step, 0.0, message or step)
 
     def failed(self, reason: str, log_text: str) -> None:

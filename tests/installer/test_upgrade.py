@@ -102,6 +102,8 @@ def test_upgrade_then_restore_round_trip(server: ReleaseServer, installed: Path)
             assert (backup / "etc/old-only").is_file()
         with mounted(nodes[5]) as logs:
             assert (logs / "keep.log").read_text() == "old logs\n"
+            assert (logs / "installer/install.log").is_file()
+            assert "backup partition" in (logs / "installer/upgrade.log").read_text()
         assert _sha(nodes[3], 0, 4096) == sr_before
 
     modes.restore(_parse(RESTORE, server.url), target=image, boot_mode=BootMode.BIOS)
@@ -111,6 +113,8 @@ def test_upgrade_then_restore_round_trip(server: ReleaseServer, installed: Path)
             assert _release(root) == "1.0"
             assert (root / "etc/old-only").is_file()
             assert not (root / modes.BACKUP_MARKER).exists()
+        with mounted(nodes[5]) as logs:
+            assert (logs / "installer/restore.log").is_file()
         assert _sha(nodes[3], 0, 4096) == sr_before
 
 
