@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from pxe.cli.admin import emit, inventory_options, make_table, session_for
+from pxe.cli.admin import emit, inventory_options, make_table, session_for, settings_for
 from pxe.lifecycle import parse_state
+from pxe.registration import on_host_removed
 from pxe.store import hosts as store
 from pxe.store.errors import StoreError
 from pxe.store.events import list_events
@@ -142,5 +143,6 @@ def remove(ref: str, config_file: Path | None, data_dir: Path | None, as_json: b
     with session_for(config_file, data_dir) as session:
         host = store.get_host(session, ref)
         host_id = host.id
+        on_host_removed(settings_for(config_file, data_dir), host)  # DNS; problems are logged
         store.remove_host(session, host)
     emit({"removed": host_id}, as_json, lambda: f"removed host {host_id}")

@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from dom0.firstboot import agent
+from pxe.cli.main import main
 from pxe.config import Settings
-from pxe.db.session import Database
+from pxe.db.session import Database, close_databases
 from pxe.registration import on_host_removed
 from pxe.store.hosts import host_by_mac
 from pxe.store.pools import create_pool, get_pool
@@ -260,3 +262,40 @@ def test_the_pools_api_shows_master_members_and_refused_hosts(
     assert [(r["hostname"], r["reasons"]) for r in pool["refused"]] == [
         ("node0003", ["Xen version 4.19 differs from the master's 4.17.5."])
     ]
+
+
+def test_removing_a_host_by_api_or_cli_removes_its_dns_records(
+    tmp_path: Path, database: Database, bind: BindServer
+) -> None:
+    settings = _dns_settings(tmp_path, bind)
+    with database.scope() as session:
+        api_token = create_api_token(session, "admin")
+    with serving(create_app(settings, database=database)) as url:
+        post_register(url, installed_host(database, 1, pool="rack1"), facts(1))
+        post_register(url, installed_host(database, 2, pool="rack1"), facts(2))
+        assert bind.query("node0001.xcp.test.", "A") == [ip_of(1)]
+        request = urllib.request.Request(
+            f"{url}/api/v1/hosts/node0001",
+            headers={"Authorization": f"Bearer {api_token}"},
+            method="DELETE",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 204
+    assert bind.query("node0001.xcp.test.", "A") == []
+    assert bind.query("1.2.0.192.in-addr.arpa.", "PTR") == []
+
+    config = tmp_path / "server.toml"
+    config.write_text(
+        f'database_url = "{database.url}"\n'
+        "[dns]\n"
+        + "".join(
+            f'{key} = "{getattr(settings, "dns_" + key)}"\n'
+            for key in ("server", "forward_zone", "reverse_zone", "key_name", "key_file")
+        )
+        + f"port = {bind.port}\n"
+    )
+    removed = CliRunner().invoke(main, ["hosts", "remove", "node0002", "--config", str(config)])
+    close_databases()  # the CLI's engine on the same file
+    assert removed.exit_code == 0, removed.output
+    assert bind.query("node0002.xcp.test.", "A") == []
+    assert bind.query("2.2.0.192.in-addr.arpa.", "PTR") == []

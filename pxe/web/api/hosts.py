@@ -5,13 +5,14 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 
 from pxe.lifecycle import parse_state
+from pxe.registration import on_host_removed
 from pxe.store import hosts as store
 from pxe.store.errors import InvalidInputError
 from pxe.store.events import list_events
 from pxe.store.views import event_view, host_view
 from pxe.web.api import admin_blueprint
 from pxe.web.api.params import int_arg, time_arg
-from pxe.web.context import db, json_body
+from pxe.web.context import db, json_body, settings
 
 bp = admin_blueprint("hosts")
 
@@ -78,7 +79,9 @@ def edit_host(ref: str) -> Response:
 @bp.delete("/hosts/<ref>")
 def remove_host(ref: str) -> tuple[str, int]:
     session = db(write=True)
-    store.remove_host(session, store.get_host(session, ref))
+    host = store.get_host(session, ref)
+    on_host_removed(settings(), host)  # its DNS records; problems are logged, never fatal
+    store.remove_host(session, host)
     session.commit()
     return "", 204
 
