@@ -30,6 +30,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "Token not valid here",
         404: "Not found",
         409: "Conflicts with the current state",
+        503: "Not yet: ask again after Retry-After seconds",
     }
     return {str(c): _json(_ref("Error"), text[c]) for c in codes}
 
@@ -368,7 +369,7 @@ PATHS: dict[str, Any] = {
             "A first-booted host registers; the answer says which pool it joins and how",
             _OBJ,
             body="Registration",
-            errors=(400, 401, 403, 409),
+            errors=(400, 401, 403, 409, 503),
             security="installToken",
         ),
     },
