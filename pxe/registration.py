@@ -19,18 +19,13 @@ write lock; its outcome is recorded as events, and never fails a registration.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import random
-import threading
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pxe.config import Settings
@@ -48,6 +43,7 @@ from pxe.store.hosts import host_by_mac, set_state
 from pxe.store.pools import create_pool
 from pxe.store.profiles import resolve_profile
 from pxe.store.tokens import host_for_install_token, spend_install_token
+from pxe.write_retry import write_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +51,6 @@ REPLAY_WINDOW = timedelta(minutes=10)
 MASTER_WAIT_SECONDS = 30
 JOINED = "pool-joined"
 REFUSED = "pool-refused"
-_ATTEMPTS = 6
-T = TypeVar("T")
 
 
 class TokenError(StoreError):
@@ -128,7 +122,7 @@ def register(
     if not token:
         raise TokenError("registration needs 'Authorization: Bearer <install token>'")
     report = parse_report(body)
-    placed = _retrying(database, lambda session: _place(session, token, report))
+    placed = write_with_retries(database, lambda session: _place(session, token, report))
     if dns is not None and placed.changed:
         _update_dns(database, dns, placed)
     return placed.answer
@@ -150,51 +144,6 @@ def on_host_removed(settings: Settings, host: Host) -> list[str]:
         log.warning("host %s removed, but its DNS records were not: %s", host.hostname, exc)
         return [str(exc)]
     return []
-
-
-def _retrying(database: Database, work: Callable[[Session], T]) -> T:
-    """Run ``work`` in a write transaction, again when the database says "try again".
-
-    SQLite's busy timeout covers almost every wait; this catches the rest (and PostgreSQL's
-    deadlock or serialisation aborts), which a thousand hosts booting at once do provoke.
-    """
-    for attempt in range(_ATTEMPTS):
-        try:
-            with _writer_turn(database), database.scope(write=True) as session:
-                return work(session)
-        except OperationalError as exc:
-            if attempt == _ATTEMPTS - 1 or not _transient(exc):
-                raise
-            time.sleep(random.uniform(0.01, 0.05) * 2**attempt)  # noqa: S311 (jitter)
-    raise AssertionError("unreachable")
-
-
-_sqlite_writers: dict[str, threading.Lock] = {}
-_sqlite_writers_guard = threading.Lock()
-
-
-@contextlib.contextmanager
-def _writer_turn(database: Database) -> Iterator[None]:
-    """On SQLite, queue this process's writers on a lock instead of in SQLite's busy handler.
-
-    SQLite lets one writer in at a time and makes the others poll, sleeping up to 100 ms
-    between tries: with a rack registering at once, the lock sat free while every waiter
-    slept. Queueing here hands the lock over at once (measured in bench/register_bench.py).
-    Other processes still meet the busy timeout; PostgreSQL needs none of this.
-    """
-    if not database.is_sqlite:
-        yield
-        return
-    with _sqlite_writers_guard:
-        lock = _sqlite_writers.setdefault(database.url, threading.Lock())
-    with lock:
-        yield
-
-
-def _transient(exc: OperationalError) -> bool:
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    text = str(exc.orig).lower()
-    return sqlstate in ("40001", "40P01") or "locked" in text or "busy" in text
 
 
 def _place(session: Session, token: str, report: HostReport) -> _Placed:
@@ -399,4 +348,4 @@ def _update_dns(database: Database, dns: DnsSettings, placed: _Placed) -> None:
             for message in messages:
                 record_event(session, host, "dns", message)
 
-    _retrying(database, record)
+    write_with_retries(database, record)

@@ -1,0 +1,66 @@
+"""Registration's write retries: transient database errors are retried, others are not."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from pxe.db.models import Pool
+from pxe.db.session import Database
+from pxe.store.pools import create_pool
+from pxe.write_retry import ATTEMPTS, write_with_retries
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    db = Database(f"sqlite:///{tmp_path / 'inventory.sqlite3'}")
+    db.migrate()
+    yield db
+    db.dispose()
+
+
+def _error(message: str) -> OperationalError:
+    return OperationalError("INSERT ...", {}, sqlite3.OperationalError(message))
+
+
+def test_a_locked_database_is_retried_and_the_work_committed(database: Database) -> None:
+    calls = []
+
+    def work(session: Session) -> str:
+        calls.append(1)
+        create_pool(session, "rack1")
+        if len(calls) < 3:
+            raise _error("database is locked")
+        return "done"
+
+    assert write_with_retries(database, work) == "done"
+    assert len(calls) == 3
+    with database.scope(write=False) as session:
+        # The two failed attempts were rolled back: one row, not three.
+        assert session.scalar(select(func.count()).select_from(Pool)) == 1
+
+
+def test_other_errors_and_endless_locks_are_raised(database: Database) -> None:
+    calls = []
+
+    def broken(session: Session) -> None:
+        calls.append(1)
+        raise _error("no such table: nothing")
+
+    with pytest.raises(OperationalError, match="no such table"):
+        write_with_retries(database, broken)
+    assert len(calls) == 1
+
+    def locked(session: Session) -> None:
+        calls.append(1)
+        raise _error("database is locked")
+
+    with pytest.raises(OperationalError, match="locked"):
+        write_with_retries(database, locked)
+    assert len(calls) == 1 + ATTEMPTS
