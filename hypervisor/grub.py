@@ -67,6 +67,8 @@ class XenBoot:
     title: str = "XCP-provision"
     version: str = ""
     dom0_args: tuple[str, ...] = ()
+    # Installed from a serial console: boot the serial entry by default, as XCP-ng does.
+    serial_default: bool = False
 
     @classmethod
     def for_host(
@@ -185,7 +187,7 @@ def render_grub_cfg(boot: XenBoot, *, timeout: int = 5) -> str:
         "insmod ext2\n"
         "insmod gzio\n"
         "insmod multiboot2\n"
-        "set default=0\n"
+        f"set default={1 if boot.serial_default else 0}\n"
         f"set timeout={timeout}\n"
     )
     return header + "".join(render_entry(e, boot.root_label) for e in menu_entries(boot))

@@ -78,6 +78,7 @@ class Prepared:
     host: HostSize
     nic_name: str
     nic_mac: str | None
+    serial_console: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,17 @@ class Installed:
     labels: hostconfig.Labels
     devices: dict[str, str]
     scripts: tuple[scripts.ScriptRun, ...]
+
+
+def on_serial_console(proc_cmdline: Path = Path("/proc/cmdline")) -> bool:
+    """Whether the installer's own console is a serial line (``console=ttyS0,...``, the last
+    ``console=`` wins, as in Linux)."""
+    try:
+        words = proc_cmdline.read_text().split()
+    except OSError:
+        return False
+    consoles = [w.removeprefix("console=") for w in words if w.startswith("console=")]
+    return bool(consoles) and consoles[-1].startswith(("ttyS", "ttyAMA", "hvc"))
 
 
 def current_boot_mode() -> BootMode:
@@ -242,14 +254,21 @@ def install(
     boot_mode: BootMode | None = None,
     reporters: tuple[Reporter, ...] = (),
     installer_disk: str | None = None,
+    serial_console: bool | None = None,
 ) -> Installed:
-    """A fresh install or reinstall from ``answers``; raises ``InstallerError`` on failure."""
+    """A fresh install or reinstall from ``answers``; raises ``InstallerError`` on failure.
+
+    ``serial_console`` (default: the installer's own console) makes the serial entry the default.
+    """
     progress = Progress(STEPS, reporters)
     mode = boot_mode or current_boot_mode()
     with LogCapture() as capture, target_device(target) as device:
         progress.start("prepare", "checking the answer file, the disk and the release")
         try:
             prepared = prepare(answers, device, mode, installer_disk=installer_disk)
+            if serial_console is None:
+                serial_console = on_serial_console()
+            prepared = dataclasses.replace(prepared, serial_console=serial_console)
         except InstallerError as exc:
             progress.failed(str(exc), capture.text())
             raise
@@ -341,6 +360,7 @@ def _populate(
         laid.default,
         laid.fallback,
         version=f"Xen {laid.xen_version}" if laid.xen_version else "",
+        serial_default=prepared.serial_console,
     )
     admin = answers.admin_interface
     facts = hostconfig.HostFacts(

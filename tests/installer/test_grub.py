@@ -79,3 +79,9 @@ def test_a_quote_in_the_title_cannot_break_the_config(tmp_path) -> None:
     cfg.write_text(grub.render_grub_cfg(boot))
     runner.run(["grub-script-check", str(cfg)])
     assert "Rack 'A' host" not in cfg.read_text().split("menuentry", 1)[0]
+
+
+def test_serial_console_installs_boot_the_serial_entry() -> None:
+    boot = grub.XenBoot(**{**_boot().__dict__, "serial_default": True})
+    assert "set default=1\n" in grub.render_grub_cfg(boot)
+    assert "set default=0\n" in grub.render_grub_cfg(_boot())
