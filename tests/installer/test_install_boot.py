@@ -96,12 +96,16 @@ def test_uefi_disk_boots_through_the_fallback_loader(tmp_path: Path) -> None:
     _assert_menu_and_xen(_boot(image, tmp_path / "serial.log", ["-bios", str(OVMF)]))
 
 
-def test_real_xen_boots_with_our_command_line_on_the_serial_entry(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [BootMode.BIOS, BootMode.UEFI])
+def test_real_xen_boots_with_our_command_line_on_the_serial_entry(
+    tmp_path: Path, mode: BootMode
+) -> None:
     """Installed from a serial console, the host boots the serial entry: Debian's Xen, started
     by our GRUB, echoes the command line we built. dom0 is a placeholder, so Xen stops at
     building it, which is where this test stops looking."""
-    image = _installed(tmp_path, BootMode.BIOS, real_xen=True, serial=True)
-    log = _boot(image, tmp_path / "serial.log", ["-cpu", "qemu64", "-m", "1024"],
+    image = _installed(tmp_path, mode, real_xen=True, serial=True)
+    firmware = ["-bios", str(OVMF)] if mode is BootMode.UEFI else []
+    log = _boot(image, tmp_path / "serial.log", ["-cpu", "qemu64", "-m", "1024", *firmware],
                 until="Could not construct domain 0")
     command_line = next(line for line in log.splitlines() if "(XEN) Command line:" in line)
     assert "com1=115200,8n1 console=com1,vga" in command_line
