@@ -134,3 +134,33 @@ def test_corrupt_release_exits_1(server: ReleaseServer, tmp_path: Path) -> None:
     proc = _run("--answerfile", str(answers), "--target-disk", str(image), "--boot-mode", "bios")
     assert proc.returncode == 1
     assert "corrupt" in proc.stderr and art["path"] in proc.stderr
+
+
+def test_without_any_answer_file_it_refuses(tmp_path: Path) -> None:
+    image = _image(tmp_path)
+    proc = _run("--target-disk", str(image))
+    assert proc.returncode == 2
+    assert "no answer file" in proc.stderr
+
+
+def test_upgrade_and_restore_answer_files_choose_the_mode(
+    server: ReleaseServer, tmp_path: Path
+) -> None:
+    image = _image(tmp_path)
+    common = ("--target-disk", str(image), "--boot-mode", "bios")
+    assert _run("--answerfile", f"{server.url}/release.xml", *common).returncode == 0
+    restore = tmp_path / "restore.xml"
+    restore.write_text("<restore/>")
+    refused = _run("--answerfile", str(restore), *common)
+    assert refused.returncode == 2 and "no backup partition" in refused.stderr
+    upgrade = tmp_path / "upgrade.xml"
+    upgrade.write_text(
+        '<installation mode="upgrade"><existing-installation>sda</existing-installation>'
+        f'<source type="url">{server.url}/release</source></installation>'
+    )
+    done = _run("--answerfile", str(upgrade), *common)
+    assert done.returncode == 0, done.stderr
+    assert _run("--answerfile", str(restore), *common).returncode == 0
+    mismatch = _run("--answerfile", str(restore), "--target-disk", str(image),
+                    "--boot-mode", "uefi")
+    assert mismatch.returncode == 2 and "firmware" in mismatch.stderr
