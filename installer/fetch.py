@@ -83,6 +83,12 @@ def _local_path(location: str) -> Path:
 def fetch_manifest(base: str) -> Manifest:
     """The release manifest under ``base`` (http(s) URL, ``file://`` URL or directory)."""
     location = _join(base, MANIFEST)
+    scheme = urllib.parse.urlsplit(base).scheme
+    if scheme not in ("http", "https", "file", ""):
+        raise ReleaseUnavailableError(
+            f"cannot read a release from {base}: {scheme}:// is not supported (http, https, "
+            "file:// or a directory)"
+        )
     try:
         if urllib.parse.urlsplit(location).scheme in ("http", "https"):
             with urllib.request.urlopen(location, timeout=TIMEOUT_S) as resp:  # noqa: S310

@@ -20,7 +20,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from answerfiles.model import AnswerFile, Mode, PrimaryDisk, Proto, ScriptStage, SourceType
+from answerfiles.model import (
+    AnswerFile,
+    BootloaderLocation,
+    Mode,
+    PrimaryDisk,
+    Proto,
+    ScriptStage,
+    SourceType,
+)
 from hypervisor import grub
 from hypervisor.release import Artefact, ArtefactKind, Manifest
 from installer import bootloader, fetch, hostconfig, laydown, partition, scripts
@@ -273,6 +281,11 @@ def install(
             progress.failed(str(exc), capture.text())
             raise
         log.info("plan: %s", _describe_plan(prepared.plan))
+        if answers.bootloader.location == BootloaderLocation.PARTITION:
+            log.warning(
+                "bootloader location=partition: on a GPT disk GRUB still goes to the disk's "
+                "boot code (BIOS) or the ESP (UEFI)"
+            )
         done = False
         ran: list[scripts.ScriptRun] = []
         try:

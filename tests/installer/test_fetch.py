@@ -97,3 +97,8 @@ def test_gives_up_after_the_resume_budget(release_dir: Path) -> None:
         srv.cut_once(f"/{art.path}", 1000)
         with pytest.raises(fetch.FetchError, match="gave up after 0 resumes"):
             fetch.fetch_artefact(srv.url, art, lambda _b: None, retries=0)
+
+
+def test_unsupported_scheme_is_a_refusal() -> None:
+    with pytest.raises(fetch.ReleaseUnavailableError, match="nfs:// is not supported"):
+        fetch.fetch_manifest("nfs://server/export/release")
