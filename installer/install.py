@@ -228,6 +228,15 @@ def _stable_disk_name(plan: Plan) -> str:
     return disk.by_id[0] if disk.by_id else disk.path
 
 
+def _stable_partition_name(plan: Plan, role: str, device: str | None) -> str | None:
+    """``/dev/disk/by-id/...-partN`` as XCP-ng's inventory writes it, else the node."""
+    spec = plan.primary.by_role(role)
+    if spec is None or device is None:
+        return device
+    disk = plan.primary.disk
+    return f"{disk.by_id[0]}-part{spec.number}" if disk.by_id else device
+
+
 class LogCapture:
     """Every installer log record of this run, kept to be written to the logs partition."""
 
@@ -378,7 +387,7 @@ def _populate(
     admin = answers.admin_interface
     facts = hostconfig.HostFacts(
         primary_disk=_stable_disk_name(plan),
-        backup_partition=devices.get("backup"),
+        backup_partition=_stable_partition_name(plan, "backup", devices.get("backup")),
         partition_layout=partition_layout(plan),
         dom0_mem_mib=boot.dom0_mem_mib,
         dom0_vcpus=boot.dom0_max_vcpus,
