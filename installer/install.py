@@ -31,7 +31,7 @@ from answerfiles.model import (
 )
 from hypervisor import grub
 from hypervisor.release import Artefact, ArtefactKind, Manifest
-from installer import bootloader, fetch, hostconfig, laydown, partition, scripts
+from installer import bootloader, discovery, fetch, hostconfig, laydown, partition, scripts
 from installer.block import loop
 from installer.discovery import Hardware, Nic, describe_disk, discover
 from installer.errors import InstallerError, RefusedError
@@ -276,13 +276,15 @@ def install(
     """A fresh install or reinstall from ``answers``; raises ``InstallerError`` on failure.
 
     ``serial_console`` (default: the installer's own console) makes the serial entry the default.
+    ``installer_disk`` (default: the disk this code runs from) can never be the target.
     """
     progress = Progress(STEPS, reporters)
     mode = boot_mode or current_boot_mode()
     with LogCapture() as capture, target_device(target) as device:
         progress.start("prepare", "checking the answer file, the disk and the release")
         try:
-            prepared = prepare(answers, device, mode, installer_disk=installer_disk)
+            own_disk = installer_disk or discovery.installer_disk()
+            prepared = prepare(answers, device, mode, installer_disk=own_disk)
             if serial_console is None:
                 serial_console = on_serial_console()
             prepared = dataclasses.replace(prepared, serial_console=serial_console)

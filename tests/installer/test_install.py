@@ -291,3 +291,14 @@ def test_serial_console_is_the_last_console_word(tmp_path: Path, cmdline: str, s
     proc = tmp_path / "cmdline"
     proc.write_text(cmdline + "\n")
     assert install.on_serial_console(proc) is serial
+
+
+def test_the_installers_own_disk_is_refused(served, tmp_path: Path) -> None:
+    srv, _top = served
+    image = _image(tmp_path)
+    with loop.attached(image) as device, pytest.raises(install.RefusedError) as err:
+        install.install(_answers(srv.url), target=device, boot_mode=BootMode.BIOS,
+                        installer_disk=device)
+    assert "installer is running from" in str(err.value)
+    with open(image, "rb") as fh:
+        assert fh.read(1 << 20) == bytes(1 << 20)
