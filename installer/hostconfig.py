@@ -20,6 +20,7 @@ from pathlib import Path
 from answerfiles.model import (
     AdminInterface,
     AnswerFile,
+    NetworkBackend,
     NtpSource,
     Proto,
     ProtoV6,
@@ -30,6 +31,7 @@ from installer.errors import FailedError
 FIRSTBOOT_CONFIG = "etc/xcp-provision/firstboot.json"
 INVENTORY = "etc/xensource-inventory"
 MGMT_IFACE_FILE = "etc/network/interfaces.d/management"
+NETWORK_CONF = "etc/xensource/network.conf"
 DEFAULT_NTP = tuple(f"{i}.debian.pool.ntp.org" for i in range(4))
 # XCP-ng names services as on CentOS; dom0 is Debian.
 SERVICE_UNITS = {"sshd": "ssh"}
@@ -95,6 +97,7 @@ def configure(
         write_root_password(root, answers.root_password_hash)
         write_machine_id(root, identity.machine_id)
         write_services(root, answers)
+        write_network_backend(root, answers.network_backend)
         write_fstab(root, labels)
         write_inventory(root, facts, identity, labels)
         write_firstboot(root, answers, facts.management_mac)
@@ -171,6 +174,11 @@ def write_network(
             "etc/systemd/network/10-xcp-management.link",
             f"[Match]\nMACAddress={mac}\n\n[Link]\nName={device}\n",
         )
+
+
+def write_network_backend(root: Path, backend: NetworkBackend) -> None:
+    """XCP-ng's record of the network backend, which the first-boot agent reports too."""
+    _write(root, NETWORK_CONF, f"{backend.value}\n")
 
 
 def write_resolv_conf(root: Path, name_servers: tuple[str, ...], hostname: str) -> None:

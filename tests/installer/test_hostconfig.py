@@ -91,6 +91,7 @@ def test_configure_writes_every_file(root: Path) -> None:
     identity = hostconfig.Identity.new()
     hostconfig.configure(root, answers, LABELS, FACTS, identity)
     assert (root / "etc/shadow").read_text().startswith("root:!:")
+    assert (root / "etc/xensource/network.conf").read_text() == "openvswitch\n"
     assert "bin:*:" in (root / "etc/shadow").read_text()
     assert (root / "etc/systemd/system/systemd-timesyncd.service").readlink() == Path("/dev/null")
     assert (root / "etc/systemd/system/multi-user.target.wants/ssh.service").is_symlink()
