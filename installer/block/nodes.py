@@ -16,7 +16,7 @@ import stat
 import time
 from pathlib import Path
 
-from installer.errors import FailedError
+from installer.errors import CommandError, FailedError
 from installer.runner import run
 
 SYS_BLOCK = Path("/sys/class/block")
@@ -103,7 +103,12 @@ def add_partitions(disk: str, numbers: list[int], *, timeout: float = 10.0) -> d
     """Make the kernel see ``disk``'s table and return number -> node path once all exist."""
     forget_partitions(disk)
     if numbers:
-        run(["partx", "--add", disk])
+        added = run(["partx", "--add", disk], check=False)
+        # udevd re-reads a disk's table when a writer closes it (real disks, not loop devices),
+        # racing us: a partition it added first makes partx fail (EBUSY), yet it is the new
+        # table's, since the old ones were forgotten above.
+        if added.returncode != 0 and not set(numbers) <= set(kernel_partitions(disk)):
+            raise CommandError(added.cmd, added.returncode, added.stderr, added.stdout)
     return wait_for_nodes(disk, numbers, timeout=timeout)
 
 
