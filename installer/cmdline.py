@@ -134,12 +134,17 @@ def _address(word: str, text: str) -> None:
         raise CmdlineError(word, f"{text!r} is not an IP address") from exc
 
 
-def find_autoinstall_device() -> str | None:
-    """The first block device labelled ``autoinstall``, or None when there is none."""
+def find_autoinstall_devices() -> tuple[str, ...]:
+    """Every block device labelled ``autoinstall``, in blkid's order."""
     result = runner.run(
         ["blkid", "-t", f"LABEL={AUTOINSTALL_LABEL}", "-o", "device"], check=False
     )
-    devices = result.stdout.split()
+    return tuple(result.stdout.split())
+
+
+def find_autoinstall_device() -> str | None:
+    """The first block device labelled ``autoinstall``, or None when there is none."""
+    devices = find_autoinstall_devices()
     return devices[0] if devices else None
 
 

