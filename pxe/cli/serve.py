@@ -21,12 +21,14 @@ from pxe.boot import decide
 from pxe.bootplan import BootPlan
 from pxe.config import ConfigError, Settings, load_settings
 from pxe.db.session import Database, close_databases, open_database
+from pxe.logging_json import configure_logging
 from pxe.store.errors import NotFoundError
 from pxe.store.profiles import create_profile, get_profile
 from pxe.tftp.files import GeneratedFiles
 from pxe.tftp.loaders import prepare_tftp_root
 from pxe.tftp.server import TftpService
 from pxe.web.app import create_app
+from pxe.web.metrics import attach_tftp
 from pxe.web.server import make_server
 
 log = logging.getLogger("pxe.serve")
@@ -99,6 +101,7 @@ def _raise_stop(signum: int, _frame: FrameType | None) -> None:
 )
 @click.option("--no-dhcp", is_flag=True, help="Do not answer PXE DHCP requests.")
 @click.option("--demo", is_flag=True, help="Seed the demo release and a 'demo' profile if absent.")
+@click.option("--log-json", is_flag=True, help="Log one JSON object a line (log_format = json).")
 def serve(
     *,
     config_file: Path | None,
@@ -108,6 +111,7 @@ def serve(
     tftp_port: int | None,
     no_dhcp: bool,
     demo: bool,
+    log_json: bool,
 ) -> None:
     """Serve network boot, answer files, releases and the API."""
     try:
@@ -118,12 +122,11 @@ def serve(
             http_port=http_port,
             tftp_port=tftp_port,
             dhcp_enabled=False if no_dhcp else None,
+            log_format="json" if log_json else None,
         )
+        configure_logging(settings.log_format)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = open_database(settings)
     if demo:
@@ -138,6 +141,9 @@ def serve(
             log.warning("ProxyDHCP is not available in this build; serving HTTP and TFTP only")
         server = make_server(app, settings.bind, settings.http_port, settings.http_threads)
         log.info("HTTP on %s (hosts use %s)", settings.http_port, settings.base_url())
+        for service in services.running:
+            if isinstance(service, TftpService):
+                attach_tftp(app, service.counters)
         server.run()
     except _StopSignalError as stop:
         log.info("%s received, stopping", stop)
