@@ -154,7 +154,9 @@ def _observe(response: Response) -> Response:
     metrics.requests.labels(request.method, route, str(response.status_code)).inc()
     if response.status_code < 300:
         _count_install(metrics, request.endpoint)
-    access_log.info(
+    level = logging.DEBUG if _routine(route) else logging.INFO
+    access_log.log(
+        level,
         "%s %s %d %.1f ms",
         request.method,
         _loggable_path(),
@@ -170,6 +172,12 @@ def _observe(response: Response) -> Response:
         },
     )
     return response
+
+
+def _routine(route: str) -> bool:
+    """Scrapes, health checks and the dashboard's 2-second polls: logged only at DEBUG, or an
+    open browser tab would write most of the log."""
+    return route in ("/metrics", "/healthz") or route.endswith("/live")
 
 
 def _loggable_path() -> str:
