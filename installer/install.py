@@ -297,22 +297,19 @@ def install(
                 "bootloader location=partition: on a GPT disk GRUB still goes to the disk's "
                 "boot code (BIOS) or the ESP (UEFI)"
             )
-        done = False
         ran: list[scripts.ScriptRun] = []
+        complete = ScriptStage.INSTALLATION_COMPLETE
         try:
             ran += scripts.run_stage(answers.scripts, ScriptStage.INSTALLATION_START)
             result = _write_target(prepared, progress, capture, ran)
-            done = True
         except Exception as exc:
             log.error("installation failed: %s", exc)
             log.debug("where it failed", exc_info=True)
+            ran += scripts.run_stage(answers.scripts, complete, "1")
             progress.failed(str(exc), capture.text())
             raise
-        finally:
-            progress.start("finish", "running installation-complete scripts")
-            ran += scripts.run_stage(
-                answers.scripts, ScriptStage.INSTALLATION_COMPLETE, "0" if done else "1"
-            )
+        progress.start("finish", "running installation-complete scripts")
+        ran += scripts.run_stage(answers.scripts, complete, "0")
         progress.done()
         return dataclasses.replace(result, scripts=tuple(ran))
 

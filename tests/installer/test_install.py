@@ -252,9 +252,14 @@ def test_corrupt_image_fails_before_the_bootloader(served, tmp_path: Path) -> No
     assert sector0[0x66:0x68] != b"\x90\x90"
     with loop.attached(image) as device, mounted(loop.refresh(device)[1]) as root:
         assert not (root / "boot/grub/grub.cfg").exists()
-    failed = [p for p in srv.posts if p.path == "/api/v1/installs/failed"]
-    assert failed and "corrupt" in failed[-1].body["reason"]
-    assert "plan:" in failed[-1].body["log"]
+    posts = srv.posts
+    assert posts[-1].path == "/api/v1/installs/failed"
+    assert "corrupt" in posts[-1].body["reason"]
+    assert "plan:" in posts[-1].body["log"]
+    assert "installation-complete script" in posts[-1].body["log"]
+    calls = (top / "script-calls.log").read_text().splitlines()
+    assert calls[-1] == "installation-complete 1"
+    assert calls[-2] == "installation-start "
 
 
 def test_laydown_keeps_versioned_files_behind_stable_names(tmp_path: Path) -> None:
