@@ -13,8 +13,10 @@ import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "XCP_PROVISION_"
 
@@ -37,6 +39,16 @@ class Settings:
     dhcp_enabled: bool = True
     dhcp_port: int = 67
     pxe_port: int = 4011
+    # The IPv4 address PXE clients fetch loaders from (DHCP next-server); empty: derived from
+    # public_url, then bind, then the default route's interface.
+    server_ip: str = ""
+    dhcp_interface: str = ""
+    # Full DHCP for an isolated lab network, off unless a range is given.
+    dhcp_range_start: str = ""
+    dhcp_range_end: str = ""
+    dhcp_netmask: str = "255.255.255.0"
+    dhcp_router: str = ""
+    dhcp_dns: str = ""  # comma-separated
     http_threads: int = 16
     # An unknown or unassigned host asks again after this many seconds.
     retry_seconds: int = 30
@@ -77,6 +89,16 @@ class Settings:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.http_port}"
+
+    def pxe_server_ip(self) -> str:
+        """The IPv4 address to hand PXE clients as the TFTP server."""
+        if self.server_ip:
+            return self.server_ip
+        host = urlsplit(self.base_url()).hostname or ""
+        try:
+            return str(IPv4Address(host))
+        except ValueError:
+            return _primary_address()
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **_coerce_all(changes))

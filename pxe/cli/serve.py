@@ -7,12 +7,13 @@ and close the database before exiting.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import signal
 from collections.abc import Callable
+from ipaddress import IPv4Address
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import click
 
@@ -21,11 +22,13 @@ from pxe.boot import decide
 from pxe.bootplan import BootPlan
 from pxe.config import ConfigError, Settings, load_settings
 from pxe.db.session import Database, close_databases, open_database
+from pxe.dhcp.pool import DhcpRange
+from pxe.dhcp.proxy import ProxyDhcpService
 from pxe.logging_json import configure_logging
 from pxe.store.errors import NotFoundError
 from pxe.store.profiles import create_profile, get_profile
 from pxe.tftp.files import GeneratedFiles
-from pxe.tftp.loaders import prepare_tftp_root
+from pxe.tftp.loaders import loader_for_arch, prepare_tftp_root
 from pxe.tftp.server import TftpService
 from pxe.web.app import create_app
 from pxe.web.metrics import attach_tftp
@@ -34,6 +37,7 @@ from pxe.web.server import make_server
 log = logging.getLogger("pxe.serve")
 
 DEMO = "demo"
+T = TypeVar("T")
 
 
 def seed_demo(settings: Settings, database: Database) -> None:
@@ -72,6 +76,30 @@ class Services:
         service.start()
         self.running.append(service)
 
+    def start_dhcp(self, settings: Settings) -> None:
+        full = None
+        if settings.dhcp_range_start:
+            full = DhcpRange(
+                start=IPv4Address(settings.dhcp_range_start),
+                end=IPv4Address(settings.dhcp_range_end or settings.dhcp_range_start),
+                netmask=IPv4Address(settings.dhcp_netmask),
+                router=IPv4Address(settings.dhcp_router) if settings.dhcp_router else None,
+                dns=tuple(
+                    IPv4Address(a.strip()) for a in settings.dhcp_dns.split(",") if a.strip()
+                ),
+            )
+        service = ProxyDhcpService(
+            settings.pxe_server_ip(),
+            settings.base_url(),
+            bind=settings.bind,
+            interface=settings.dhcp_interface or None,
+            ports=(settings.dhcp_port, settings.pxe_port),
+            loaders=loader_for_arch(settings.tftp_root) if settings.tftp_port else None,
+            full_dhcp=full,
+        )
+        service.start()
+        self.running.append(service)
+
     def stop(self) -> None:
         while self.running:
             service = self.running.pop()
@@ -87,6 +115,17 @@ class _StopSignalError(BaseException):
 
 def _raise_stop(signum: int, _frame: FrameType | None) -> None:
     raise _StopSignalError(signal.Signals(signum).name)
+
+
+def _start(what: str, port: object, starter: Callable[[], T]) -> T:
+    """Start one service; a port in use or a bad address becomes one clear CLI error."""
+    try:
+        return starter()
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(
+            f"{what} cannot start on port {port}: {exc} (change the port or its setting"
+            f"{', or pass --no-dhcp' if what == 'ProxyDHCP' else ''})"
+        ) from exc
 
 
 @click.command()
@@ -135,11 +174,13 @@ def serve(
     services = Services()
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        server = _start("HTTP", settings.http_port, lambda: make_server(
+            app, settings.bind, settings.http_port, settings.http_threads))  # fmt: skip
         if settings.tftp_port:
-            services.start_tftp(settings, database)
-        if settings.dhcp_enabled and importlib.util.find_spec("pxe.dhcp") is None:
-            log.warning("ProxyDHCP is not available in this build; serving HTTP and TFTP only")
-        server = make_server(app, settings.bind, settings.http_port, settings.http_threads)
+            _start("TFTP", settings.tftp_port, lambda: services.start_tftp(settings, database))
+        if settings.dhcp_enabled:
+            ports = f"{settings.dhcp_port} and {settings.pxe_port}"
+            _start("ProxyDHCP", ports, lambda: services.start_dhcp(settings))
         log.info("HTTP on %s (hosts use %s)", settings.http_port, settings.base_url())
         for service in services.running:
             if isinstance(service, TftpService):
