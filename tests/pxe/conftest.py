@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.postgres import PostgresCluster, postgres_cluster
 
 from hypervisor.demo import build_demo_release
 from pxe.config import Settings
 from pxe.db.session import Database
 from pxe.store.tokens import create_api_token
 from pxe.web.app import create_app
-from tests.support.postgres import PostgresCluster, postgres_cluster
 
 
 @pytest.fixture(scope="session")
