@@ -17,9 +17,11 @@ import pytest
 from support import small_release
 from support.release_server import ReleaseServer
 
+from answerfiles.model import AdminInterface, AnswerFile
 from answerfiles.parse import parse_answerfile
 from installer import fetch, install, laydown, runner
 from installer.block import loop
+from installer.discovery import Nic
 from installer.mounts import mounted
 from installer.plan import BootMode
 from installer.progress import HttpReporter
@@ -307,3 +309,15 @@ def test_the_installers_own_disk_is_refused(served, tmp_path: Path) -> None:
     assert "installer is running from" in str(err.value)
     with open(image, "rb") as fh:
         assert fh.read(1 << 20) == bytes(1 << 20)
+
+
+def test_management_nic_by_name_or_mac() -> None:
+    nics = (Nic("eno1", "52:54:00:00:00:01", "e1000", True, 1000),
+            Nic("eno2", "52:54:00:00:00:02", "e1000", False, None))
+    by_mac = AnswerFile(admin_interface=AdminInterface(hwaddr="52:54:00:00:00:02"))
+    assert install.management_nic(by_mac, nics) == ("eno2", "52:54:00:00:00:02")
+    by_name = AnswerFile(admin_interface=AdminInterface(name="eno1"))
+    assert install.management_nic(by_name, nics) == ("eno1", "52:54:00:00:00:01")
+    absent = AnswerFile(admin_interface=AdminInterface(hwaddr="52:54:00:00:00:99"))
+    with pytest.raises(install.RefusedError, match="no network interface has MAC"):
+        install.management_nic(absent, nics)
