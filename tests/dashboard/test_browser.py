@@ -30,7 +30,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from installer import runner
 from tests.support.registering import facts, mac_of
@@ -225,7 +225,6 @@ def test_operator_watches_an_install_then_reinstalls(server: Server, browser: We
     )
     assert browser.execute_script("return window.notReloaded === true;")
     assert "INSTALL-TOKEN-HIDDEN" in text_of(browser, "#answerfile")
-    browser.save_screenshot(str(RESULTS / "host.png"))
 
     # A second host installs with a tagged management interface: the pool refuses it.
     second = server.boot(mac_of(2))
@@ -245,8 +244,14 @@ def test_operator_watches_an_install_then_reinstalls(server: Server, browser: We
     assert "Management interface is VLAN 10, the master's is untagged." in refused
     browser.save_screenshot(str(RESULTS / "pools.png"))
 
+    # The master's page shows the facts its first boot reported.
+    pool.find_element(By.LINK_TEXT, "node0001").click()
+    facts_card = wait(browser).until(ec.presence_of_element_located((By.ID, "facts")))
+    assert "management_ip\n192.0.2.1" in facts_card.text
+    browser.save_screenshot(str(RESULTS / "host.png"))
+
     # Reinstall the refused host from its page (after the confirmation dialog).
-    pool.find_element(By.LINK_TEXT, "node0002").click()
+    browser.get(f"{server.url}/ui/hosts/{hosts[2]}")
     wait(browser).until(ec.presence_of_element_located((By.ID, "reinstall"))).click()
     wait(browser).until(ec.alert_is_present()).accept()
     wait(browser).until(
@@ -260,3 +265,25 @@ def test_operator_watches_an_install_then_reinstalls(server: Server, browser: We
     )
     status, host = server.call("GET", f"/api/v1/hosts/{hosts[2]}")
     assert host["state"] == "ready"
+
+
+def test_operator_assigns_a_discovered_host(server: Server, browser: WebDriver) -> None:
+    """A machine nobody registered PXE-boots; the operator gives it a profile and a pool."""
+    mac = mac_of(40)
+    status, script = server.call("GET", f"/boot/ipxe?mac={mac}")
+    assert status == 200 and "assign it a profile" in script
+    browser.get(f"{server.url}/ui/")  # signed in by the test above, same browser session
+    notice = wait(browser).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".notice")))
+    assert "1 discovered host waiting for a profile." in notice.text
+    notice.find_element(By.TAG_NAME, "a").click()
+    row = wait(browser).until(
+        ec.presence_of_element_located((By.XPATH, f"//tr[td[contains(., '{mac}')]]"))
+    )
+    Select(row.find_element(By.NAME, "profile")).select_by_visible_text("demo")
+    Select(row.find_element(By.NAME, "pool")).select_by_visible_text("rack1")
+    row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    flash = wait(browser).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".flash.ok")))
+    assert "profile demo, pool rack1; it is ready." in flash.text
+    assert mac not in browser.find_element(By.TAG_NAME, "main").text
+    # Its next boot runs the installer.
+    assert "token=xpi_" in server.call("GET", f"/boot/ipxe?mac={mac}")[1]
