@@ -280,6 +280,7 @@ def install(
     """
     progress = Progress(STEPS, reporters)
     mode = boot_mode or current_boot_mode()
+    answers = _image_only(answers, target)
     with LogCapture() as capture, target_device(target) as device:
         progress.start("prepare", "checking the answer file, the disk and the release")
         try:
@@ -312,6 +313,16 @@ def install(
         ran += scripts.run_stage(answers.scripts, complete, "0")
         progress.done()
         return dataclasses.replace(result, scripts=tuple(ran))
+
+
+def _image_only(answers: AnswerFile, target: str | None) -> AnswerFile:
+    """Installing onto an image file touches that file only: the answers' guest disks are
+    real disks of this machine, so they are left out."""
+    if target is None or not Path(target).is_file() or not answers.guest_disks:
+        return answers
+    log.warning("installing onto the image %s: guest disks %s are left alone",
+                target, ", ".join(answers.guest_disks))
+    return dataclasses.replace(answers, guest_disks=())
 
 
 def _describe_plan(plan: Plan) -> str:

@@ -321,3 +321,14 @@ def test_management_nic_by_name_or_mac() -> None:
     absent = AnswerFile(admin_interface=AdminInterface(hwaddr="52:54:00:00:00:99"))
     with pytest.raises(install.RefusedError, match="no network interface has MAC"):
         install.management_nic(absent, nics)
+
+
+def test_an_image_target_never_reaches_the_answers_guest_disks(served, tmp_path: Path) -> None:
+    srv, _top = served
+    xml = ANSWERS.format(url=srv.url, hash=HASH).replace(
+        "<primary-disk>sda</primary-disk>",
+        "<primary-disk>sda</primary-disk><guest-disk>sdzz</guest-disk>")
+    answers = parse_answerfile(xml, "guests.xml").answers
+    assert answers.guest_disks == ("sdzz",)
+    result = install.install(answers, target=str(_image(tmp_path)), boot_mode=BootMode.BIOS)
+    assert result.plan.guest_disks == ()
