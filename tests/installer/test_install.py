@@ -332,3 +332,20 @@ def test_an_image_target_never_reaches_the_answers_guest_disks(served, tmp_path:
     assert answers.guest_disks == ("sdzz",)
     result = install.install(answers, target=str(_image(tmp_path)), boot_mode=BootMode.BIOS)
     assert result.plan.guest_disks == ()
+
+
+def test_a_refused_install_runs_no_writing_command(served, tmp_path: Path) -> None:
+    """A release that cannot be read is found before any disk command that writes."""
+    srv, _top = served
+    xml = ANSWERS.format(url=srv.url, hash=HASH).replace("/release<", "/no-such-release<")
+    seen: list[list[str]] = []
+    with runner.guarded(seen.append), pytest.raises(install.RefusedError, match="no release"):
+        install.install(parse_answerfile(xml, "t.xml").answers,
+                        target=str(_image(tmp_path)), boot_mode=BootMode.BIOS)
+    writers = {"mkfs.ext3", "mkfs.vfat", "mkswap", "sgdisk", "dd", "mount", "grub-mkimage",
+               "mcopy", "tar"}
+    ran = [argv[0] for argv in seen]
+    assert "losetup" in ran and "wipefs" in ran  # wipefs --json only lists signatures
+    assert not writers & set(ran), ran
+    assert not any(argv[0] == "wipefs" and "--all" in argv for argv in seen)
+    assert not any(argv[:2] == ["partx", "--add"] for argv in seen)
