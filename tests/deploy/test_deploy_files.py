@@ -25,10 +25,10 @@ def test_dockerfile_passes_hadolint():
 
 def test_dockerfile_and_make_run_share_the_install_script():
     docker_runs = re.findall(r"^RUN .*$", (ROOT / "Dockerfile").read_text(), re.M)
-    assert any("./scripts/setup.sh" in line for line in docker_runs)
+    assert any("./scripts/setup.sh runtime" in line for line in docker_runs)
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^setup:\n\t\./scripts/setup\.sh", makefile, re.M)
-    assert re.search(r"^run: setup$", makefile, re.M)
+    assert re.search(r"^setup-runtime:\n\t\./scripts/setup\.sh runtime$", makefile, re.M)
+    assert re.search(r"^run: setup-runtime$", makefile, re.M)
 
 
 def test_systemd_unit_verifies(tmp_path):
