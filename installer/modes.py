@@ -25,7 +25,7 @@ from installer.block import mkfs
 from installer.discovery import Disk, DiskPartition, describe_disk, discover
 from installer.errors import RefusedError
 from installer.mounts import mounted_tree
-from installer.plan import GPT_BIOS_BOOT, GPT_ESP, BootMode
+from installer.plan import GPT_BASIC_DATA, GPT_BIOS_BOOT, GPT_ESP, BootMode
 from installer.progress import Progress, Reporter, Step
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,21 @@ def find_installation(disk: Disk) -> Installation:
     boots = [p for p in disk.partitions if p.type.upper() in (GPT_ESP, GPT_BIOS_BOOT)]
     if len(boots) != 1:
         raise ModeRefusedError(f"{disk.path} has no single boot partition (ESP or BIOS boot)")
-    by_name = {p.name: p for p in disk.partitions}
     logs = next((p for p in disk.partitions if (p.label or "").startswith("logs-")), None)
-    return Installation(disk, roots[0], by_name.get("backup"), logs, boots[0])
+    return Installation(disk, roots[0], _backup_of(disk, roots[0], logs), logs, boots[0])
+
+
+def _backup_of(
+    disk: Disk, root: DiskPartition, logs: DiskPartition | None
+) -> DiskPartition | None:
+    """Our GPT names it ``backup``; XCP-ng names no partition, and numbers it root + 1."""
+    named = next((p for p in disk.partitions if p.name == "backup"), None)
+    if named is not None:
+        return named
+    after = disk.partition(root.number + 1)
+    if after is None or after is logs or after.type.upper() != GPT_BASIC_DATA:
+        return None
+    return after
 
 
 def _check_firmware(found: BootMode, wanted: BootMode, what: str) -> None:

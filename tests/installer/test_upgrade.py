@@ -11,7 +11,7 @@ from support import small_release
 from support.release_server import ReleaseServer
 
 from answerfiles.parse import parse_answerfile
-from installer import install, modes
+from installer import install, modes, runner
 from installer.block import loop
 from installer.mounts import mounted
 from installer.plan import BootMode
@@ -144,3 +144,16 @@ def test_restore_refuses_several_backups(server: ReleaseServer, installed: Path)
         with loop.attached(installed) as device, mounted(loop.refresh(device)[5]) as logs:
             (logs / modes.BACKUP_MARKER).unlink()
         modes.restore(_parse(RESTORE, server.url), target=str(installed), boot_mode=BootMode.UEFI)
+
+
+def test_upgrade_finds_the_backup_by_number_on_an_unnamed_xcp_ng_table(
+    server: ReleaseServer, installed: Path
+) -> None:
+    """XCP-ng leaves GPT partition names empty: the backup is the partition after the root."""
+    clear_names = [arg for n in range(1, 7) for arg in ("-c", f"{n}:")]
+    runner.run(["sgdisk", *clear_names, str(installed)])
+    table = runner.run(["sfdisk", "--json", str(installed)]).stdout
+    assert '"name"' not in table
+    modes.upgrade(_parse(UPGRADE, server.url), target=str(installed), boot_mode=BootMode.BIOS)
+    with loop.attached(installed) as device, mounted(loop.refresh(device)[2]) as backup:
+        assert (backup / modes.BACKUP_MARKER).is_file()
