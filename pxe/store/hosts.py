@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
-from pxe.db.models import Host, HostMac, utcnow
+from pxe.db.models import Host, HostMac, Profile, utcnow
 from pxe.lifecycle import State, check_transition
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.events import record_event
@@ -98,24 +98,28 @@ def add_host(
     return host
 
 
+# A host is nearly always used with its profile and pool: load them in the same query.
+_WITH_PROFILE = (joinedload(Host.profile).joinedload(Profile.pool), joinedload(Host.pool))
+
+
 def get_host(session: Session, ref: str | int) -> Host:
     """By id, MAC or host name, whichever ``ref`` looks like."""
     host: Host | None
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        host = session.get(Host, int(ref))
+        host = session.get(Host, int(ref), options=_WITH_PROFILE)
     elif is_mac(ref):
         host = host_by_mac(session, ref)
     else:
-        host = session.scalar(select(Host).where(Host.hostname == str(ref).lower()))
+        query = select(Host).options(*_WITH_PROFILE).where(Host.hostname == str(ref).lower())
+        host = session.scalar(query)
     if host is None:
         raise NotFoundError("host", ref)
     return host
 
 
 def host_by_mac(session: Session, mac: str) -> Host | None:
-    return session.scalar(
-        select(Host).join(HostMac).where(HostMac.mac == normalise_mac(mac)).limit(1)
-    )
+    query = select(Host).options(*_WITH_PROFILE).join(HostMac)
+    return session.scalar(query.where(HostMac.mac == normalise_mac(mac)).limit(1))
 
 
 def find_host(
