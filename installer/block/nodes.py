@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -59,7 +60,10 @@ def kernel_partitions(disk: str) -> dict[int, str]:
     for entry in base.iterdir():
         number_file = entry / "partition"
         if entry.name.startswith(name) and number_file.is_file():
-            found[int(number_file.read_text())] = entry.name
+            try:
+                found[int(number_file.read_text())] = entry.name
+            except OSError:  # the partition went away while we looked (a table re-read)
+                continue
     return found
 
 
@@ -99,14 +103,24 @@ def _remove_stale_node(path: str) -> None:
         os.unlink(path)
 
 
+def settle() -> None:
+    """Let udevd finish the events of our own writes before touching partitions.
+
+    udevd re-reads a disk's table when a writer closes it (the GPT just written, wipefs): that
+    re-read drops and adds partitions under our feet. Without udevd this returns at once.
+    """
+    if shutil.which("udevadm"):
+        run(["udevadm", "settle", "--timeout=30"], check=False)
+
+
 def add_partitions(disk: str, numbers: list[int], *, timeout: float = 10.0) -> dict[int, str]:
     """Make the kernel see ``disk``'s table and return number -> node path once all exist."""
+    settle()
     forget_partitions(disk)
     if numbers:
         added = run(["partx", "--add", disk], check=False)
-        # udevd re-reads a disk's table when a writer closes it (real disks, not loop devices),
-        # racing us: a partition it added first makes partx fail (EBUSY), yet it is the new
-        # table's, since the old ones were forgotten above.
+        # A table re-read by udevd after settle() timed out may still add partitions first:
+        # partx then fails (EBUSY) although they are the new table's (old ones were forgotten).
         if added.returncode != 0 and not set(numbers) <= set(kernel_partitions(disk)):
             raise CommandError(added.cmd, added.returncode, added.stderr, added.stdout)
     return wait_for_nodes(disk, numbers, timeout=timeout)
