@@ -396,12 +396,6 @@ def installer_disks(anchor: str | None = None) -> tuple[str, ...]:
     return tuple(chain)
 
 
-def installer_disk(anchor: str | None = None) -> str | None:
-    """The physical disk the installer runs from (the last of :func:`installer_disks`)."""
-    chain = installer_disks(anchor)
-    return chain[-1] if chain else None
-
-
 def _mount_source(path: str) -> str | None:
     """The block device mounted where ``path`` lives, from the longest matching mount point."""
     real = os.path.realpath(path)

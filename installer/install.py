@@ -16,7 +16,7 @@ import io
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,7 +187,7 @@ def prepare(
     device: str | None,
     boot_mode: BootMode,
     *,
-    installer_disk: str | None = None,
+    installer_disk: str | Sequence[str] | None = None,
 ) -> Prepared:
     """Plan and check everything; raises a ``RefusedError`` having written nothing."""
     answers = with_target_disk(answers, device)
@@ -270,7 +270,7 @@ def install(
     target: str | None = None,
     boot_mode: BootMode | None = None,
     reporters: tuple[Reporter, ...] = (),
-    installer_disk: str | None = None,
+    installer_disk: str | Sequence[str] | None = None,
     serial_console: bool | None = None,
 ) -> Installed:
     """A fresh install or reinstall from ``answers``; raises ``InstallerError`` on failure.
@@ -284,8 +284,8 @@ def install(
     with LogCapture() as capture, target_device(target) as device:
         progress.start("prepare", "checking the answer file, the disk and the release")
         try:
-            own_disk = installer_disk or discovery.installer_disk()
-            prepared = prepare(answers, device, mode, installer_disk=own_disk)
+            own = installer_disk or discovery.installer_disks()
+            prepared = prepare(answers, device, mode, installer_disk=own)
             if serial_console is None:
                 serial_console = on_serial_console()
             prepared = dataclasses.replace(prepared, serial_console=serial_console)
