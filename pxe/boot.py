@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from answerfiles.render import render_template
@@ -25,6 +26,7 @@ from hypervisor.release import ArtefactKind, Manifest, ReleaseError
 from pxe.bootplan import BootAction, BootPlan
 from pxe.config import Settings
 from pxe.db.models import Host, HostMac
+from pxe.db.session import Database
 from pxe.lifecycle import INSTALLER_STATES, LOCAL_BOOT_STATES, State
 from pxe.store.errors import ConflictError, InvalidInputError
 from pxe.store.events import record_event
@@ -33,6 +35,7 @@ from pxe.store.macs import normalise_mac
 from pxe.store.profiles import EffectiveProfile, resolve_profile
 from pxe.store.selectors import match_profile
 from pxe.store.tokens import issue_install_token
+from pxe.write_retry import write_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +216,23 @@ def decide(
     if state == State.FAILED:
         return _wait(settings, f"{who} failed to install ({host.state_reason}); reinstall it")
     return _wait(settings, f"{who} is {state.value}: assign it a profile to install it")
+
+
+def decide_and_record(database: Database, settings: Settings, **request: Any) -> BootPlan:
+    """:func:`decide` in its own committed write transaction (queued behind other writers).
+
+    A machine's first two requests can race to record it (PostgreSQL lets both try; one meets
+    the other's MAC): the loser asks once more and finds the host the winner recorded.
+    """
+    for attempt in range(2):
+        try:
+            return write_with_retries(
+                database, lambda session: decide(session, settings, **request)
+            )
+        except (IntegrityError, ConflictError):
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def answerfile_variables(

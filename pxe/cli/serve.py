@@ -18,7 +18,7 @@ from typing import TypeVar
 import click
 
 from hypervisor.demo import build_demo_release
-from pxe.boot import decide
+from pxe.boot import decide_and_record
 from pxe.bootplan import BootPlan
 from pxe.config import ConfigError, Settings, load_settings
 from pxe.db.session import Database, close_databases, open_database
@@ -57,8 +57,7 @@ def seed_demo(settings: Settings, database: Database) -> None:
 
 def plan_for_mac(settings: Settings, database: Database) -> Callable[[str], BootPlan]:
     def plan(mac: str) -> BootPlan:
-        with database.scope(write=True) as session:
-            return decide(session, settings, mac=mac)
+        return decide_and_record(database, settings, mac=mac)
 
     return plan
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, request
-from sqlalchemy.exc import IntegrityError
 
-from pxe.boot import decide
+from pxe.boot import decide_and_record
 from pxe.ipxe import chain_script, render_ipxe
-from pxe.web.context import base_url, db, settings
+from pxe.web.context import base_url, settings, state
 
 bp = Blueprint("boot", __name__)
 
@@ -27,27 +26,16 @@ def ipxe_script() -> Response:
     base = base_url()
     if not mac:
         return _script(chain_script(base))
-    session = db(write=True)
-    for attempt in range(2):
-        try:
-            plan = decide(
-                session,
-                settings(),
-                mac=mac,
-                uuid=args.get("uuid") or None,
-                serial=args.get("serial") or None,
-                arch=args.get("arch") or None,
-                remote_addr=request.remote_addr,
-                base_url=base,
-            )
-            session.commit()
-            break
-        except IntegrityError:
-            # Two first requests of one new machine raced to record it (PostgreSQL, where
-            # writers do not queue like SQLite's): the loser asks again and finds the host.
-            session.rollback()
-            if attempt:
-                raise
+    plan = decide_and_record(
+        state().database,
+        settings(),
+        mac=mac,
+        uuid=args.get("uuid") or None,
+        serial=args.get("serial") or None,
+        arch=args.get("arch") or None,
+        remote_addr=request.remote_addr,
+        base_url=base,
+    )
     again = f"{base}/boot/ipxe?" + urlencode(
         {k: v for k, v in args.items() if k in ("mac", "uuid", "serial", "arch")}
     )

@@ -38,10 +38,21 @@ def running_server(
 ) -> Iterator[RunningServer]:
     """Serve ``app`` from a background thread until the block ends."""
     server = make_server(app, host, port, threads)
-    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        try:
+            server.run()
+        except OSError:
+            # close() from this thread's owner can pull the sockets out from under select().
+            if not stopping.is_set():
+                raise
+
+    thread = threading.Thread(target=serve, name="waitress", daemon=True)
     thread.start()
     try:
         yield RunningServer(host, server.effective_port)
     finally:
+        stopping.set()
         server.close()
         thread.join(timeout=10)
