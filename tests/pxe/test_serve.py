@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
 import subprocess
@@ -31,15 +33,17 @@ def _wait_for(url: str, proc: subprocess.Popen, seconds: float = 60) -> bytes:
             time.sleep(0.2)
 
 
-def test_serve_demo_http_and_tftp_then_sigterm(tmp_path: Path) -> None:
+def test_serve_demo_http_tftp_dhcp_then_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
     http_port = _free_port(socket.SOCK_STREAM)
     tftp_port = _free_port(socket.SOCK_DGRAM)
     exe = Path(sys.executable).parent / "xcp-provision"
+    dhcp_ports = {"XCP_PROVISION_DHCP_PORT": str(_free_port(socket.SOCK_DGRAM)),
+                  "XCP_PROVISION_PXE_PORT": str(_free_port(socket.SOCK_DGRAM))}  # fmt: skip
     proc = runner.start(
         [exe, "serve", "--demo", "--data-dir", data, "--bind", "127.0.0.1",
-         "--http-port", str(http_port), "--tftp-port", str(tftp_port), "--no-dhcp"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+         "--http-port", str(http_port), "--tftp-port", str(tftp_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **dhcp_ports},
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{http_port}"
@@ -51,11 +55,23 @@ def test_serve_demo_http_and_tftp_then_sigterm(tmp_path: Path) -> None:
             ["curl", "-sS", "--max-time", "10", f"tftp://127.0.0.1:{tftp_port}/boot.ipxe"]
         )
         assert fetched.stdout.startswith("#!ipxe") and f"{base}/boot/ipxe" in fetched.stdout
+        # A per-host TFTP file is decided from the inventory, like the iPXE script over HTTP.
+        pxelinux = runner.run(
+            ["curl", "-sS", "--max-time", "10",
+             f"tftp://127.0.0.1:{tftp_port}/pxelinux.cfg/01-52-54-00-aa-bb-cc"]
+        ).stdout  # fmt: skip
+        assert "52:54:00:aa:bb:cc" in pxelinux and "assign it a profile" in pxelinux
+        listed = runner.run([exe, "hosts", "list", "--json", "--data-dir", data]).stdout
+        assert [h["macs"] for h in json.loads(listed)] == [["52:54:00:aa:bb:cc"]]
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, output.decode()
         assert b"SIGTERM received, stopping" in output
         assert b"profile 'demo' created" in output
+        assert (
+            f"ProxyDHCP answering on 127.0.0.1:({dhcp_ports['XCP_PROVISION_DHCP_PORT']}".encode()
+            in output
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
