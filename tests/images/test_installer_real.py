@@ -119,16 +119,22 @@ def answer_server() -> Iterator[tuple[int, list[str]]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("network_config", "expect"),
+    ("network_device", "network_config", "expect"),
     [
-        ("dhcp", "network: eth0"),
-        ("static:ip=10.0.2.77;netmask=255.255.255.0;gateway=10.0.2.2;dns=10.0.2.3", "10.0.2.77"),
+        # A NIC chosen by MAC, written in capitals as operators copy it from a label.
+        ("52:54:00:AB:CD:EF", "dhcp", "10.0.2.15/24"),
+        (
+            "eth0",
+            "static:ip=10.0.2.77;netmask=255.255.255.0;gateway=10.0.2.2;dns=10.0.2.3",
+            "10.0.2.77/24",
+        ),
     ],
 )
 def test_installer_boots_fetches_the_answer_file_and_powers_off(
     installer_image: build.InstallerImage,
     answer_server: tuple[int, list[str]],
     tmp_path: Path,
+    network_device: str,
     network_config: str,
     expect: str,
 ) -> None:
@@ -136,7 +142,7 @@ def test_installer_boots_fetches_the_answer_file_and_powers_off(
     serial = tmp_path / "serial.log"
     cmdline = (
         f"console=ttyS0 answerfile=http://10.0.2.2:{port}/answers/host1.xml "
-        f"network_device=eth0 network_config={network_config} atexit=poweroff"
+        f"network_device={network_device} network_config={network_config} atexit=poweroff"
     )
     proc = start(
         [
@@ -145,7 +151,8 @@ def test_installer_boots_fetches_the_answer_file_and_powers_off(
             "-nographic", "-monitor", "none", "-serial", f"file:{serial}", "-no-reboot",
             "-kernel", installer_image.kernel, "-initrd", installer_image.initrd,
             "-append", cmdline,
-            "-netdev", "user,id=net0,restrict=off", "-device", "virtio-net-pci,netdev=net0",
+            "-netdev", "user,id=net0,restrict=off",
+            "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:ab:cd:ef",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -156,7 +163,9 @@ def test_installer_boots_fetches_the_answer_file_and_powers_off(
         stop_vm(proc)
     log = serial.read_text(errors="replace")
     assert proc.returncode == 0, log[-3000:]
-    assert expect in log, log[-3000:]
+    network = [line for line in log.splitlines() if "xcp-installer: network: eth0" in line]
+    assert network, log[-3000:]
+    assert expect in network[0], log[-3000:]
     assert "xcp-installer: running xcp-install" in log, log[-3000:]
     assert requests == ["/answers/host1.xml"], log[-3000:]
     assert "xcp-installer: xcp-install exited with status" in log
