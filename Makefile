@@ -29,5 +29,12 @@ e2e: setup
 bench-register: setup
 	$(VENV)/bin/python bench/register_bench.py $(ARGS)
 
+# TFTP: 50 curl clients x 1 MiB, ours vs tftpd-hpa; a 100-host rack boot vs tftpd-hpa + nginx.
+bench-tftp: setup
+	$(VENV)/bin/python bench/tftp_bench.py $(ARGS)
+
+bench-rack: setup
+	$(VENV)/bin/python bench/rack_boot_bench.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
