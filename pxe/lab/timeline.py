@@ -32,7 +32,8 @@ class Stage(StrEnum):
 
 CHAIN: tuple[Stage, ...] = tuple(Stage)
 
-_ANSI = re.compile(r"\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
+# CSI sequences, charset selection, and the two-character ones (ESC c resets, ESC 7/8 ...).
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?=]*[A-Za-z]|[()][A-Z0-9]|[@-Z\\-_a-z=>78])|\r")
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ SERIAL_MARKERS: tuple[SerialMarker, ...] = (
     SerialMarker(Stage.BOOT_SCRIPT, re.compile(r"https?://\S+/boot/ipxe\S*\.\.\. ok")),
     SerialMarker(Stage.INSTALLER, re.compile(r"Linux version \d"), before=Stage.XEN),
     SerialMarker(Stage.XEN, re.compile(r"Xen version \d+\.\d+")),
-    SerialMarker(Stage.DOM0_LOGIN, re.compile(r"\blogin: ?$"), after=Stage.XEN),
+    # getty's prompt starts a line; kernel messages may follow it on the same line.
+    SerialMarker(Stage.DOM0_LOGIN, re.compile(r"^\S+ login:(?: |$)"), after=Stage.XEN),
 )
 
 
@@ -185,31 +187,27 @@ class ServerEvent:
     message: str = ""
 
 
-_STATE_STAGES = {
-    "installed": Stage.INSTALL_DONE,
-    "registered": Stage.REGISTERED,
-    "in-pool": Stage.IN_POOL,
+# Registration either places the host in its pool ("pool-joined", which is also the moment it
+# registered) or leaves it registered: refused by the pool, or no pool at all.
+_KIND_STAGES: dict[str, tuple[Stage, ...]] = {
+    "done": (Stage.INSTALL_DONE,),
+    "pool-joined": (Stage.REGISTERED, Stage.IN_POOL),
+    "pool-refused": (Stage.REGISTERED,),
 }
-_KIND_STAGES = {"done": Stage.INSTALL_DONE, "registered": Stage.REGISTERED}
 
 
-def stage_of_event(event: ServerEvent) -> Stage | None:
-    """Which chain stage a server event proves, if any.
-
-    A state event's message ends with the state the host moved to ("installing -> installed").
-    """
+def stages_of_event(event: ServerEvent) -> tuple[Stage, ...]:
+    """The chain stages a server event proves (none for most events)."""
     kind = event.kind.lower()
-    if kind == "state":
-        words = event.message.replace("->", " ").lower().split()
-        return _STATE_STAGES.get(words[-1]) if words else None
-    return _KIND_STAGES.get(kind)
+    if kind == "state" and event.message.startswith("registered"):
+        return (Stage.REGISTERED,)
+    return _KIND_STAGES.get(kind, ())
 
 
 def apply_events(timeline: Timeline, events: Iterable[ServerEvent], powered_on: datetime) -> None:
     """Stamp the stages the server's events prove, in seconds since the VM's power-on."""
     for event in sorted(events, key=lambda e: e.time):
-        stage = stage_of_event(event)
-        if stage is not None:
+        for stage in stages_of_event(event):
             seconds = (event.time - powered_on).total_seconds()
             timeline.mark(stage, seconds, f"server event {event.kind}: {event.message}")
 

@@ -42,13 +42,17 @@ def test_uefi_firmware_pxe_client_through_ovmf_screen_paint() -> None:
 
 def test_linux_banner_before_xen_is_the_installer_after_it_is_dom0() -> None:
     tl = Timeline("vm", "bios")
-    scan_text(tl, "Linux version 6.1.0-28-amd64 (debian-kernel@lists.debian.org)\n", 40)
-    scan_text(tl, "(XEN) Xen version 4.17.5-pre (Debian 4.17.5+23-ga4e5191dc0-1)\n", 90)
-    scan_text(tl, "[    0.000000] Linux version 6.1.0-28-amd64\n", 95)
-    scan_text(tl, "login: root\n", 100)
-    scan_text(tl, "\nDebian GNU/Linux 12 xcp1 hvc0\n\nxcp1 login: ", 120)
-    assert tl.seen[Stage.INSTALLER] == 40
-    assert tl.seen[Stage.XEN] == 90
+    scan_text(tl, "o\x1bc[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@)\n", 22)
+    scan_text(tl, "\x1bc(XEN) Xen version 4.17.7 (Debian 4.17.7+13-g2445b30a44-0+deb12u1)\n", 91)
+    scan_text(tl, "[    0.000000] Linux version 6.1.0-56-amd64\n", 95)
+    scan_text(tl, "[  OK  ] Started serial-getty@hvc0.service - Serial Getty on hvc0.\n", 100)
+    scan_text(tl, "\nDebian GNU/Linux 12 lab-vm1 hvc0\n\n", 110)
+    line = "lab-vm1 login: [   97.893453] python3[321]: xcp-provision-firstboot: registering\n"
+    scan_text(tl, line, 120)
+    assert tl.seen[Stage.INSTALLER] == 22
+    assert tl.evidence[Stage.INSTALLER].startswith("o[    0.000000] Linux version")
+    assert tl.seen[Stage.XEN] == 91
+    assert tl.evidence[Stage.XEN].startswith("(XEN) Xen version 4.17.7")
     assert tl.seen[Stage.DOM0_LOGIN] == 120
 
 
@@ -82,16 +86,29 @@ def test_watcher_stamps_a_prompt_without_newline(tmp_path: Path) -> None:
 
 
 def test_server_events_are_seconds_since_power_on() -> None:
-    on = datetime(2026, 11, 25, 17, 0, 0, tzinfo=UTC)
+    """The events the server really records (captured from a lab run)."""
+    on = datetime(2026, 11, 25, 17, 15, 0, tzinfo=UTC)
     events = [
-        ServerEvent(on + timedelta(seconds=200), "registered", message="first boot"),
-        ServerEvent(on + timedelta(seconds=80), "done", message="install complete"),
-        ServerEvent(on + timedelta(seconds=30), "progress", step="partition", message="50%"),
-        ServerEvent(on + timedelta(seconds=201), "state", message="registered -> in-pool"),
+        ServerEvent(on + timedelta(seconds=200), "pool-joined", message="pool lab as master"),
+        ServerEvent(on + timedelta(seconds=200), "state", message="joined pool lab as master"),
+        ServerEvent(on + timedelta(seconds=80), "done", message="build done"),
+        ServerEvent(on + timedelta(seconds=30), "progress", step="laydown", message="writing"),
+        ServerEvent(on, "state", message="added as ready"),
     ]
     tl = Timeline("vm", "bios")
     apply_events(tl, events, on)
-    assert tl.seen == {Stage.INSTALL_DONE: 80, Stage.REGISTERED: 200, Stage.IN_POOL: 201}
+    assert tl.seen == {Stage.INSTALL_DONE: 80, Stage.REGISTERED: 200, Stage.IN_POOL: 200}
+
+
+def test_a_refused_host_registered_but_is_not_in_the_pool() -> None:
+    on = datetime(2026, 11, 25, 17, 15, 0, tzinfo=UTC)
+    tl = Timeline("vm", "bios")
+    apply_events(
+        tl,
+        [ServerEvent(on + timedelta(seconds=9), "state", message="registered; no pool assigned")],
+        on,
+    )
+    assert tl.seen == {Stage.REGISTERED: 9}
 
 
 def test_table_has_a_column_per_stage_and_dashes_for_missing() -> None:
