@@ -108,12 +108,23 @@ class Services:
                 log.exception("stopping %s failed", type(service).__name__)
 
 
-class _StopSignalError(BaseException):
-    """Raised in the main thread by SIGTERM/SIGINT to leave waitress's loop."""
+class _StopSignalError(SystemExit):
+    """Raised in the main thread by SIGTERM/SIGINT to leave waitress's loop.
+
+    A SystemExit, because waitress's socket handlers let only that, KeyboardInterrupt and their
+    own ExitNow through (any other exception is logged and swallowed, and the server would keep
+    running); ``run()`` then closes the server and returns."""
 
 
-def _raise_stop(signum: int, _frame: FrameType | None) -> None:
-    raise _StopSignalError(signal.Signals(signum).name)
+class _Signals:
+    """Turns SIGTERM/SIGINT into _StopSignalError and remembers which one came."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        self.received = signal.Signals(signum).name
+        raise _StopSignalError(self.received)
 
 
 def _start(what: str, port: object, starter: Callable[[], T]) -> T:
@@ -171,7 +182,8 @@ def serve(
         seed_demo(settings, database)
     app = create_app(settings, database=database)
     services = Services()
-    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    signals = _Signals()
+    previous = {s: signal.signal(s, signals) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         server = _start("HTTP", settings.http_port, lambda: make_server(
             app, settings.bind, settings.http_port, settings.http_threads))  # fmt: skip
@@ -184,10 +196,12 @@ def serve(
         for service in services.running:
             if isinstance(service, TftpService):
                 attach_tftp(app, service.counters)
-        server.run()
-    except _StopSignalError as stop:
-        log.info("%s received, stopping", stop)
+        server.run()  # returns when a signal stops waitress's loop
+    except _StopSignalError:
+        pass  # the signal came before or after waitress's loop
     finally:
+        if signals.received:
+            log.info("%s received, stopping", signals.received)
         services.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

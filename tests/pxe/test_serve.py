@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -73,6 +74,44 @@ def test_serve_demo_http_tftp_dhcp_then_sigterm(tmp_path: Path) -> None:
             in output
         )
     finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigterm_stops_serve_under_load(tmp_path: Path) -> None:
+    """SIGTERM arriving while waitress handles sockets (not while it waits) still stops it."""
+    http_port = _free_port(socket.SOCK_STREAM)
+    exe = Path(sys.executable).parent / "xcp-provision"
+    proc = runner.start(
+        [exe, "serve", "--data-dir", tmp_path / "data", "--bind", "127.0.0.1",
+         "--http-port", str(http_port), "--tftp-port", "0", "--no-dhcp"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2).read()
+            except OSError:
+                time.sleep(0.01)
+
+    workers = [threading.Thread(target=hammer) for _ in range(8)]
+    try:
+        _wait_for(f"http://127.0.0.1:{http_port}/healthz", proc)
+        for worker in workers:
+            worker.start()
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, output.decode()
+        assert b"SIGTERM received, stopping" in output
+    finally:
+        stop.set()
+        for worker in workers:
+            if worker.is_alive():
+                worker.join()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
