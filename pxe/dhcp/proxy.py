@@ -114,8 +114,12 @@ class ProxyDhcpService:
             selector.register(self._wake_r, selectors.EVENT_READ, None)
             while not self._stopping.is_set():
                 for key, _ in selector.select():
-                    if key.data is not None:
+                    if key.data is None:
+                        continue
+                    try:
                         self._receive(key.fileobj, on_pxe_port=key.data == "pxe")
+                    except Exception:  # a bug must cost one datagram, never the service
+                        log.exception("DHCP datagram handling failed")
 
     def _receive(self, sock: socket.socket, *, on_pxe_port: bool) -> None:
         try:
@@ -128,11 +132,7 @@ class ProxyDhcpService:
             self.counters.malformed += 1
             log.debug("dropped a datagram from %s:%d: %s", *source, exc)
             return
-        try:
-            reply = self.reply_for(request, on_pxe_port=on_pxe_port)
-        except Exception:  # a bug must cost one answer, not the service
-            log.exception("DHCP request from %s crashed", request.mac)
-            reply = None
+        reply = self.reply_for(request, on_pxe_port=on_pxe_port)
         if reply is None:
             self.counters.ignored += 1
             return

@@ -274,14 +274,16 @@ def test_barrage_of_malformed_datagrams_leaves_server_serving(service, tmp_path)
     try:
         for i in range(12_000):
             senders[i % len(senders)].sendto(garbage(rng, i), ("127.0.0.1", service.port))
+            if i % 250 == 249:
+                time.sleep(0.005)  # let the server drain its socket buffer, so most are read
     finally:
         for sock in senders:
             sock.close()
     proc = curl(service, "undionly.kpxe", tmp_path / "after")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "after").read_bytes() == (IPXE_DIR / "undionly.kpxe").read_bytes()
-    assert service.counters.malformed > 1000
-    assert service.counters.crashed == 0
+    assert service.counters.malformed > 1000, service.counters
+    assert service.counters.crashed == 0, service.counters
 
 
 def test_failing_generator_fails_one_transfer_only(tmp_path):
