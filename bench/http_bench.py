@@ -172,7 +172,7 @@ def answer_url(base: str, mac: str) -> str:
 
 
 def line(name: str, load: Load, reference: Load | None = None) -> str:
-    ratio = f"  {reference.rate / load.rate:5.2f}x slower" if reference else ""
+    ratio = f"  {reference.rate / load.rate:5.2f}x the reference time" if reference else ""
     failed = f"  FAILED {load.failed}" if load.failed else ""
     return (f"  {name:<44} {load.rate:8.0f} req/s  p50 {load.p50_ms:4.0f} ms"
             f"  p99 {load.p99_ms:4.0f} ms{ratio}{failed}")  # fmt: skip

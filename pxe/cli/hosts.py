@@ -17,7 +17,7 @@ from pxe.store.views import event_view, host_view
 
 @click.group()
 def hosts() -> None:
-    """Add, list, show, reinstall and remove hosts."""
+    """Add, list, show, edit, reinstall and remove hosts."""
 
 
 def _host_table(rows: list[dict]) -> object:
@@ -123,6 +123,37 @@ def show(ref: str, config_file: Path | None, data_dir: Path | None, as_json: boo
         return make_table(f"host {ref}", ["field", "value"], fields)
 
     emit(row, as_json, table)
+
+
+@hosts.command("edit")
+@click.argument("ref")
+@click.option("--hostname", default=None)
+@click.option(
+    "--profile", default=None, help="Profile name ('' removes it); a discovered host becomes ready."
+)
+@click.option("--pool", default=None, help="Pool name ('' removes it).")
+@inventory_options
+def edit(
+    *,
+    ref: str,
+    hostname: str | None,
+    profile: str | None,
+    pool: str | None,
+    config_file: Path | None,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Change host REF: name it, assign a profile or a pool."""
+    changes = {
+        key: value
+        for key, value in (("hostname", hostname), ("profile", profile), ("pool", pool))
+        if value is not None
+    }
+    if not changes:
+        raise click.UsageError("nothing to change: give --hostname, --profile or --pool")
+    with session_for(config_file, data_dir) as session:
+        row = host_view(store.update_host(session, store.get_host(session, ref), **changes))
+    emit(row, as_json, lambda: _host_table([row]))
 
 
 @hosts.command("reinstall")

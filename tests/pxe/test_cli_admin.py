@@ -71,6 +71,22 @@ def test_hosts_profiles_events(tmp_path: Path) -> None:
     assert detail["hostname"] == "n1" and detail["events"][0]["message"] == "added as ready"
     events = json.loads(_run("events", "n1", "--json", *common))
     assert [e["kind"] for e in events] == ["state"]
+    found = json.loads(_run("hosts", "add", "--serial", "RACK-9", "--json", *common))
+    assert found["state"] == "discovered"
+    assigned = json.loads(
+        _run(
+            "hosts",
+            "edit",
+            str(found["id"]),
+            "--profile",
+            "base",
+            "--hostname",
+            "n2",
+            "--json",
+            *common,
+        )
+    )
+    assert (assigned["state"], assigned["hostname"], assigned["profile"]) == ("ready", "n2", "base")
     _run("hosts", "reinstall", "n1", *common)
     assert json.loads(_run("hosts", "remove", "n1", "--json", *common)) == {"removed": 1}
     close_databases()
