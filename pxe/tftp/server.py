@@ -214,6 +214,10 @@ class TftpService:
         self._factory = TftpPacketFactory()
         self._sock: socket.socket | None = None
         self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        # A worker may finish after stop(): it must not write to a closed (or reused) fd.
+        self._wake_lock = threading.Lock()
+        self._wake_open = True
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._poll: select.epoll | None = None
@@ -240,7 +244,7 @@ class TftpService:
     def stop(self) -> None:
         """Stop at once: the loop wakes up on the pipe, drops running transfers and exits."""
         self._stopping.set()
-        os.write(self._wake_w, b"x")
+        self._wake(b"x")
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._openers.shutdown(wait=False, cancel_futures=True)
@@ -248,8 +252,10 @@ class TftpService:
             self._finish(transfer, "stopped")
         if self._sock is not None:
             self._sock.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        with self._wake_lock:
+            self._wake_open = False
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def _bind(self) -> None:
         port = self._requested_port if self._sock is None else self.port
@@ -337,7 +343,13 @@ class TftpService:
         except Exception as exc:
             error = exc
         self._started.put((transfer, error))
-        os.write(self._wake_w, b"s")
+        self._wake(b"s")
+
+    def _wake(self, why: bytes) -> None:
+        with self._wake_lock:
+            if self._wake_open:
+                with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending anyway
+                    os.write(self._wake_w, why)
 
     def _register_started(self) -> None:
         """Back in the loop: watch the transfers the workers started, account for the rest."""
