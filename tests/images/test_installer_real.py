@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -170,3 +171,35 @@ def test_installer_boots_fetches_the_answer_file_and_powers_off(
     assert requests == ["/answers/host1.xml"], log[-3000:]
     assert "xcp-installer: xcp-install exited with status" in log
     assert "xcp-installer: powering off" in log
+
+
+@pytest.mark.slow
+def test_without_an_answer_file_the_interactive_installer_draws_on_the_serial_console(
+    installer_image: build.InstallerImage, tmp_path: Path
+) -> None:
+    """XCP-ng's first screen is the keymap; a serial console (size 0x0) must still show it."""
+    serial = tmp_path / "serial.log"
+    proc = start(
+        [
+            "timeout", "--signal=KILL", str(BOOT_TIMEOUT),
+            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "qemu64", "-m", "1536",
+            "-nographic", "-monitor", "none", "-serial", f"file:{serial}", "-no-reboot",
+            "-kernel", installer_image.kernel, "-initrd", installer_image.initrd,
+            "-append", "console=ttyS0 atexit=poweroff", "-net", "none",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    log = ""
+    try:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while time.monotonic() < deadline and proc.poll() is None:
+            log = serial.read_text(errors="replace") if serial.exists() else ""
+            if "Keymap" in log.partition("running xcp-install --tui")[2]:
+                break
+            time.sleep(2)
+    finally:
+        stop_vm(proc)
+    assert "xcp-installer: running xcp-install --tui" in log, log[-3000:]
+    assert "Keymap" in log.partition("running xcp-install --tui")[2], log[-3000:]
+    assert "exited with status" not in log
