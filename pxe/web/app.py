@@ -2,35 +2,46 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 
 from flask import Flask, Response, jsonify
 
 from pxe.config import Settings
 from pxe.db.session import Database, open_database
-from pxe.web import context, errors
+from pxe.web import (
+    answerfile,
+    boot,
+    context,
+    dashboard,
+    errors,
+    installs,
+    metrics,
+    openapi,
+    register,
+    releases,
+)
+from pxe.web.api import events as api_events
+from pxe.web.api import hosts as api_hosts
+from pxe.web.api import pools as api_pools
+from pxe.web.api import profiles as api_profiles
 
 log = logging.getLogger(__name__)
 
-# Every blueprint module of the server, each exposing ``bp``. Others' modules are listed here too
-# and registered when they exist; append yours to this list.
-BLUEPRINTS = [
-    "pxe.web.boot",
-    "pxe.web.answerfile",
-    "pxe.web.releases",
-    "pxe.web.installs",
-    "pxe.web.api.hosts",
-    "pxe.web.api.profiles",
-    "pxe.web.api.pools",
-    "pxe.web.api.events",
-    "pxe.web.openapi",
-    "pxe.web.register",
-    "pxe.web.dashboard",
-    "pxe.web.metrics",
-]
-# Modules written by other engineers that may not exist yet in a given checkout.
-OPTIONAL = {"pxe.web.register", "pxe.web.dashboard"}
+# Every part of the server's HTTP surface, in registration order.
+BLUEPRINTS = (
+    boot.bp,
+    answerfile.bp,
+    releases.bp,
+    installs.bp,
+    api_hosts.bp,
+    api_profiles.bp,
+    api_pools.bp,
+    api_events.bp,
+    openapi.bp,
+    register.bp,
+    dashboard.bp,
+    metrics.bp,
+)
 
 
 def create_app(settings: Settings, *, database: Database | None = None) -> Flask:
@@ -39,14 +50,8 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Flask
     app.config["MAX_CONTENT_LENGTH"] = max(4 << 20, settings.max_log_bytes * 4)
     context.install(app, context.AppState(settings, database or open_database(settings)))
     errors.install(app)
-    for name in BLUEPRINTS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if name in OPTIONAL and exc.name == name:
-                continue
-            raise
-        app.register_blueprint(module.bp)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
 
     @app.get("/healthz")
     def healthz() -> Response:
