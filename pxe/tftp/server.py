@@ -259,8 +259,8 @@ class TftpService:
 
     def _bind(self) -> None:
         port = self._requested_port if self._sock is None else self.port
+        # No SO_REUSEADDR: for UDP it would let a second server share port 69 silently.
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, port))
         sock.setblocking(False)
         self._sock = sock

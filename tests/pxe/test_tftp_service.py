@@ -370,6 +370,17 @@ def test_stop_releases_the_port(tmp_path):
         sock.bind(("127.0.0.1", port))
 
 
+def test_busy_port_fails_in_start(tmp_path):
+    first = TftpService(tmp_path, lambda _p, _c: None, host="127.0.0.1", port=0)
+    first.start()
+    try:
+        second = TftpService(tmp_path, lambda _p, _c: None, host="127.0.0.1", port=first.port)
+        with pytest.raises(OSError, match="in use"):
+            second.start()
+    finally:
+        first.stop()
+
+
 def test_transfer_counters_and_log_line(tmp_path, caplog):
     (tmp_path / "f.bin").write_bytes(os.urandom(1000))
     service = TftpService(tmp_path, lambda _p, _c: None, host="127.0.0.1", port=0)
