@@ -54,6 +54,10 @@ class Settings:
     retry_seconds: int = 30
     # Appended to every installer command line, before the profile's own arguments.
     kernel_args: str = "console=ttyS0,115200 console=tty0"
+    # Behind nginx: release files are handed to it with X-Accel-Redirect to this internal
+    # location (e.g. "/_releases/", see deploy/nginx.conf), so the kernel's sendfile moves the
+    # images and no Python thread is held per download. Empty: served by the server itself.
+    release_accel_prefix: str = ""
     # Failure logs uploaded by installers are cut to this many bytes.
     max_log_bytes: int = 1 << 20
     log_format: str = "text"  # text | json

@@ -2,13 +2,17 @@
 
 Werkzeug's ``send_file(conditional=True)`` answers Range and If-None-Match/If-Modified-Since and
 hands the open file to the WSGI server's file wrapper, so a 300 MiB dom0 image is streamed, not
-read into memory. Paths are resolved and must stay inside the release directory (no symlink
-or ``..`` escapes).
+read into memory. Behind nginx (``release_accel_prefix``) the file is handed over with
+X-Accel-Redirect instead: nginx sends it with sendfile and answers Range and ETag itself. Paths
+are resolved and must stay inside the release directory (no symlink or ``..`` escapes) in both
+cases, so the front server only ever sees paths we checked.
 """
 
 from __future__ import annotations
 
+import mimetypes
 import os
+from urllib.parse import quote
 
 from flask import Blueprint, Response, send_file
 from werkzeug.exceptions import NotFound
@@ -31,6 +35,13 @@ def _resolve(name: str, path: str) -> str:
 def release_file(name: str, path: str) -> Response:
     check_name("release", name)
     target = _resolve(name, path)
+    prefix = settings().release_accel_prefix
+    if prefix:
+        relative = os.path.relpath(target, os.path.realpath(settings().releases_dir))
+        kind = mimetypes.guess_type(target)[0] or "application/octet-stream"
+        offloaded = Response(status=200, content_type=kind)
+        offloaded.headers["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + quote(relative)
+        return offloaded
     response = send_file(target, conditional=True, etag=True, max_age=0)
     response.headers["Accept-Ranges"] = "bytes"
     return response
