@@ -40,6 +40,7 @@ POOL = "lab"
 PROFILE = "lab"
 RELEASE = "lab"
 POLL_SECONDS = 5.0
+SERVER_PATIENCE = 60.0
 # Spare time the processes in the namespace get beyond the run's own deadline before their
 # `timeout` wrapper kills them even if the harness itself died.
 PROCESS_MARGIN = 600
@@ -115,6 +116,7 @@ class LabReport:
                     "seen": {s.value: t.seen[s] for s in CHAIN if s in t.seen},
                     "evidence": {s.value: t.evidence[s] for s in CHAIN if s in t.evidence},
                     "stopped_before": t.first_missing().value if t.first_missing() else None,
+                    "fatal": t.fatal or None,
                 }
                 for t in self.timelines
             ],
@@ -237,7 +239,7 @@ def _run(
         vm.watcher = SerialWatcher(vm.spec.serial_log, vm.timeline, vm.process.started).start()
         teardown.callback(vm.watcher.stop)
         progress(f"{vm.spec.name}: powered on ({vm.timeline.firmware}, MAC {vm.spec.mac})")
-    _wait(api, vms, options.timeout, progress)
+    _wait(api, server, vms, options.timeout, progress)
     for vm in vms:
         assert vm.watcher is not None
         vm.watcher.read_once(final=True)
@@ -293,13 +295,36 @@ def _event(raw: dict[str, Any]) -> ServerEvent:
     )
 
 
-def _wait(api: LabApi, vms: list[VmRun], timeout: float, progress: Callable[[str], None]) -> None:
-    """Until every VM reached every stage, one failed, all VMs died, or the deadline passed."""
+def _wait(
+    api: LabApi,
+    server: Background,
+    vms: list[VmRun],
+    timeout: float,
+    progress: Callable[[str], None],
+) -> None:
+    """Until every VM reached every stage, one broke, all VMs died, or the deadline passed.
+
+    A slow answer from a loaded server is retried on the next round; a dead server, or one that
+    does not answer for a minute, ends the run as the server's failure.
+    """
     deadline = time.monotonic() + timeout
     reported: dict[str, Stage | None] = {}
+    unanswered_since: float | None = None
     while time.monotonic() < deadline:
+        if not server.running():
+            raise LabError(
+                "server", f"serve exited with {server.proc.returncode}: {server.log_tail(5)}"
+            )
+        try:
+            for vm in vms:
+                _refresh(api, vm)
+            unanswered_since = None
+        except LabError as exc:
+            unanswered_since = unanswered_since or time.monotonic()
+            if time.monotonic() - unanswered_since > SERVER_PATIENCE:
+                raise
+            log.warning("server API did not answer, trying again: %s", exc)
         for vm in vms:
-            _refresh(api, vm)
             last = vm.timeline.last_reached()
             if reported.get(vm.spec.name) != last and last is not None:
                 reported[vm.spec.name] = last
