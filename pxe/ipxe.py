@@ -8,6 +8,7 @@ without anyone touching it.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from pxe.bootplan import BootAction, BootPlan
 
@@ -19,6 +20,11 @@ _AGAIN = "${filename}"
 
 def _text(value: str) -> str:
     return _UNSAFE.sub("", value)
+
+
+def _image_name(url: str) -> str:
+    """The name iPXE gives an image it downloads: the last segment of the URL's path."""
+    return _text(urlsplit(url).path.rsplit("/", 1)[-1])
 
 
 def _retry(plan: BootPlan, again_url: str, why: str) -> list[str]:
@@ -36,7 +42,11 @@ def render_ipxe(plan: BootPlan, *, again_url: str | None = None) -> str:
     if plan.action == BootAction.INSTALL:
         if not plan.kernel_url:
             raise ValueError("an INSTALL plan needs a kernel URL")
-        lines += ["imgfree", f"kernel {plan.kernel_url} {plan.cmdline} || goto failed".rstrip()]
+        # Debian's iPXE (2019) hands an EFI kernel its initrd only when the command line names
+        # it: the EFI stub loads initrd=NAME from iPXE's images. BIOS kernels ignore the word.
+        names = " ".join(f"initrd={_image_name(url)}" for url in plan.initrd_urls)
+        args = f"{plan.cmdline} {names}".strip()
+        lines += ["imgfree", f"kernel {plan.kernel_url} {args} || goto failed".rstrip()]
         lines += [f"initrd {url} || goto failed" for url in plan.initrd_urls]
         lines += ["boot || goto failed", ":failed"]
         lines += _retry(plan, again, "installer download or boot failed")

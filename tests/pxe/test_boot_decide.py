@@ -162,7 +162,10 @@ def test_ipxe_install_script() -> None:
     script = render_ipxe(plan, again_url="http://s/boot/ipxe?mac=aa")
     lines = script.splitlines()
     assert lines[0] == "#!ipxe"
-    assert "kernel http://s/k answerfile=http://s/a?token=t console=tty0 || goto failed" in lines
+    assert (
+        "kernel http://s/k answerfile=http://s/a?token=t console=tty0 initrd=i || goto failed"
+        in lines
+    )
     assert "initrd http://s/i || goto failed" in lines
     assert lines[-1] == "chain --replace --autofree http://s/boot/ipxe?mac=aa"
 
