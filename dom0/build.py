@@ -153,8 +153,11 @@ def _build_into(out: Path, version: str) -> None:
         rootfs.debootstrap(root, SUITE, sources)
         with rootfs.chroot_mounts(root):
             rootfs.apt_install(root, SUITE, sources, PACKAGES)
-        install_overlay(root, version)
-        _forget_identity(root)
+            install_overlay(root, version)
+            _forget_identity(root)
+            # apt made the initrd before the overlay masked udev's naming policy; udev in the
+            # initrd would rename eth0 to ens3 and the installer's network stanza would miss.
+            rootfs.chroot(root, "update-initramfs", "-u", "-k", "all")
         kernel, initrd, kernel_version = _kernel_files(root)
         shutil.copyfile(kernel, out / KERNEL)
         shutil.copyfile(initrd, out / INITRD)

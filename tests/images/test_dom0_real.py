@@ -2,15 +2,21 @@
 
 The boot is the proof that matters: Xen 4.17 (from the same build cache) starts the image's
 kernel and initrd under QEMU TCG, the initrd finds the root filesystem by LABEL on an ext3 disk,
-systemd comes up and a getty prints a login prompt on hvc0, which Xen relays to the serial log.
+systemd comes up and a getty prints a login prompt on hvc0, which Xen relays to the serial log;
+ifupdown brings up eth0 from the stanza the installer writes, and the first-boot agent registers
+with real facts from a real Xen.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -64,10 +70,65 @@ def test_dom0_image_contents(dom0_image: build.Dom0Image, dom0_tree: Path) -> No
     run(["chroot", root, "/usr/bin/python3", layout.AGENT, "--help"])
 
 
+class _Registrar(BaseHTTPRequestHandler):
+    """The registration endpoint as the server answers a pool's first host."""
+
+    bodies: list[dict] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        type(self).bodies.append(
+            {"auth": self.headers.get("Authorization"), **json.loads(self.rfile.read(length))}
+        )
+        answer = json.dumps(
+            {"state": "in-pool", "pool": "rack1", "role": "master", "master_address": None,
+             "pool_secret": "s", "reasons": []}
+        ).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def registrar() -> Iterator[tuple[int, list[dict]]]:
+    handler = type("Handler", (_Registrar,), {"bodies": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], handler.bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
 @pytest.mark.slow
-def test_dom0_boots_under_xen_to_a_login_prompt_on_hvc0(
-    dom0_image: build.Dom0Image, dom0_tree: Path, tmp_path: Path
+def test_dom0_boots_under_xen_to_a_login_prompt_on_hvc0_and_registers(
+    dom0_image: build.Dom0Image,
+    dom0_tree: Path,
+    tmp_path: Path,
+    registrar: tuple[int, list[dict]],
 ) -> None:
+    """As the installer leaves it: fstab by LABEL, an ifupdown stanza, the agent's config.
+
+    QEMU's user-mode network gives dom0 DHCP, and its 10.0.2.2 reaches our loopback registrar.
+    """
+    port, bodies = registrar
+    (dom0_tree / layout.MANAGEMENT_INTERFACE_FILE.lstrip("/")).write_text(
+        "auto eth0\niface eth0 inet dhcp\n"
+    )
+    (dom0_tree / layout.FIRSTBOOT_CONFIG.lstrip("/")).write_text(
+        json.dumps(
+            {"server_url": f"http://10.0.2.2:{port}", "token": "tok-boot", "pool": "rack1",
+             "hostname": "dom0-boot-test", "mac": "52:54:00:0d:00:01"}
+        )
+    )  # fmt: skip
     xen, _ = fetch.fetch_xen(BuildCache(default_cache_dir()))
     xen_elf = tmp_path / "xen"
     xen_elf.write_bytes(gzip.decompress(xen.path.read_bytes()))
@@ -88,7 +149,8 @@ def test_dom0_boots_under_xen_to_a_login_prompt_on_hvc0(
             "timeout", "--signal=KILL", str(BOOT_TIMEOUT + 30),
             "qemu-system-x86_64", "-accel", "tcg", "-cpu", "qemu64", "-m", "2048",
             "-nographic", "-monitor", "none", "-serial", f"file:{serial}", "-no-reboot",
-            "-net", "none",
+            "-netdev", "user,id=net0",
+            "-device", "e1000,netdev=net0,mac=52:54:00:0d:00:01",
             "-kernel", xen_elf,
             "-append", "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1",
             "-initrd", modules,
@@ -102,10 +164,20 @@ def test_dom0_boots_under_xen_to_a_login_prompt_on_hvc0(
         text = ""
         while time.monotonic() < deadline and proc.poll() is None:
             text = serial.read_text(errors="replace") if serial.exists() else ""
-            if "dom0-boot-test login:" in text:
+            if "dom0-boot-test login:" in text and bodies:
                 break
             time.sleep(2)
     finally:
         stop_vm(proc)
     assert "Xen version 4.17" in text, text[-3000:]
     assert "dom0-boot-test login:" in text, text[-3000:]
+    (body,) = bodies
+    assert body["auth"] == "Bearer tok-boot"
+    assert body["xen_version"].startswith("4.17")
+    assert body["dom0_release"] == dom0_image.version
+    assert body["management_ip"] == "10.0.2.15"
+    assert body["management_interface"] == "eth0"
+    assert body["mac"] == "52:54:00:0d:00:01"
+    assert "eth0" in [nic["name"] for nic in body["nics"]]
+    assert body["memory"] >= 1024
+    assert body["cpu_vendor"]
