@@ -12,8 +12,9 @@ with jitter, so a rack of hosts booting together does not hammer the server in s
 answer, not an outage: the agent logs it and stops without retrying.
 
 Exit codes: 0 registered (or already done earlier); 1 registered but the pool-join hook failed;
-2 the server refused the registration; 3 bad or missing config; 75 gave up after
-``--max-attempts``.
+2 the server refused the registration; 3 bad or missing config; 4 registered but the pool refused
+the join (the agent stays armed with its token, so the next boot, or a restart of the unit once
+the pool is fixed, asks again); 75 gave up after ``--max-attempts``.
 
 On XCP-ng, the hook ``/etc/xcp-provision/hooks/pool-join`` would run::
 
@@ -53,7 +54,7 @@ XENSOURCE_NETWORK_CONF = "etc/xensource/network.conf"
 UNIT_WANTS = "etc/systemd/system/multi-user.target.wants/xcp-provision-firstboot.service"
 DONE = "var/lib/xcp-provision/firstboot.done"
 
-EXIT_OK, EXIT_HOOK, EXIT_REFUSED, EXIT_CONFIG, EXIT_GAVE_UP = 0, 1, 2, 3, 75
+EXIT_OK, EXIT_HOOK, EXIT_REFUSED, EXIT_CONFIG, EXIT_NOT_JOINED, EXIT_GAVE_UP = 0, 1, 2, 3, 4, 75
 REQUIRED = ("server_url", "token")
 
 
@@ -458,6 +459,12 @@ def main(argv: list[str] | None = None) -> int:
         answer.get("role"),
         f" (reasons: {'; '.join(answer['reasons'])})" if answer.get("reasons") else "",
     )
+    if answer.get("state") == "registered" and answer.get("reasons"):
+        # The pool refused us; the server kept our token so that a fixed pool (force, a matching
+        # master) admits us on the next try. Disabling now would need a reinstall instead.
+        log.warning("not joined; still armed: restart xcp-provision-firstboot once the pool "
+                    "accepts this host")
+        return EXIT_NOT_JOINED
     hook_ok = run_hook(root, answer)
     disable(root, config)
     return EXIT_OK if hook_ok else EXIT_HOOK

@@ -189,13 +189,13 @@ def test_retries_while_the_server_answers_5xx(tmp_path: Path, registrar: Registr
     registered = {**MEMBER, "state": "registered", "role": None, "reasons": ["CPU vendor differs"]}
     registrar.answers = [(503, {"error": "busy"}), (500, {"error": "db"}), (200, registered)]
     result = _run_agent(root)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == agent.EXIT_NOT_JOINED, result.stderr
     assert len(registrar.requests) == 3
     assert result.stderr.count("retrying in") == 2
     assert "HTTP 503" in result.stderr
     assert "reasons: CPU vendor differs" in result.stderr
     assert "STATE=registered" in (root / layout.POOL_CONFIG.lstrip("/")).read_text()
-    assert not _enabled(root)
+    assert _enabled(root)  # refused by the pool: armed for the next try
 
 
 def test_unreachable_server_is_retried_then_given_up_when_bounded(tmp_path: Path) -> None:
@@ -242,6 +242,28 @@ def test_failing_hook_is_reported_but_the_agent_still_disables(
     assert result.returncode == agent.EXIT_HOOK
     assert "failed with exit code 4: xe: cannot contact master" in result.stderr
     assert not _enabled(root)
+
+
+def test_a_refused_join_keeps_the_agent_armed_with_its_token(
+    tmp_path: Path, registrar: Registrar
+) -> None:
+    root = _root(tmp_path, registrar.url)
+    ran = tmp_path / "ran"
+    _hook(root, f'touch "{ran}"\n')
+    refused = {**MEMBER, "state": "registered", "role": None, "master_address": None,
+               "pool_secret": None, "reasons": ["CPU vendor AuthenticAMD differs"]}
+    registrar.answers = [(200, refused)]
+    result = _run_agent(root)
+    assert result.returncode == agent.EXIT_NOT_JOINED
+    assert "still armed" in result.stderr
+    assert _enabled(root) and not ran.exists()
+    config = json.loads((root / layout.FIRSTBOOT_CONFIG.lstrip("/")).read_text())
+    assert config["token"] == "tok-123"
+
+    registrar.answers = [(200, MEMBER)]  # the operator set force on the pool
+    assert _run_agent(root).returncode == agent.EXIT_OK
+    assert ran.exists() and not _enabled(root)
+    assert registrar.requests[-1]["authorization"] == "Bearer tok-123"
 
 
 def test_hook_is_not_run_for_the_master(tmp_path: Path, registrar: Registrar) -> None:
