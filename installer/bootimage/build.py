@@ -93,8 +93,9 @@ STRIP = (
     "usr/lib/python3.11/idlelib", "usr/lib/python3.11/tkinter", "usr/lib/python3.11/ensurepip",
     "usr/lib/python3.11/lib2to3", "usr/lib/python3.11/pydoc_data", "usr/lib/python3.11/turtledemo",
     "usr/lib/python3.11/config-3.11-x86_64-linux-gnu", "usr/share/grub/themes",
-    "usr/lib/x86_64-linux-gnu/gconv",
 )  # fmt: skip
+# gconv stays: mtools converts FAT names through iconv (CP850) and, without it, cannot open
+# the EFI system partition ("Error setting code page", "Cannot initialize '::'").
 _RD_ZSTD = "CONFIG_RD_ZSTD=y"
 # Every module of the packages the installer runs must import inside the image, or the build
 # fails here rather than on a host in the middle of an install.
