@@ -38,7 +38,8 @@ ANSWERFILE = """<?xml version="1.0"?>
 </installation>
 """
 READ_ONLY_COMMANDS = {("sfdisk", "--json"), ("wipefs", "--json"), ("blkid", "--probe"),
-                      ("losetup", "--find"), ("losetup", "--detach"), ("partx", "--add")}
+                      ("losetup", "--find"), ("losetup", "--detach"), ("partx", "--add"),
+                      ("udevadm", "settle")}
 
 
 def only_reads(argv: list[str]) -> None:
