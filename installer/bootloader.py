@@ -190,7 +190,9 @@ def _install_efi(core: Path, firmware: Firmware, *, write_boot_entry: bool) -> N
     for target in (f"::/EFI/{EFI_DIR}/grubx64.efi", "::/EFI/BOOT/BOOTX64.EFI"):
         runner.run(["mcopy", "-o", "-i", esp, core, target], env=env)
     log.info("GRUB in %s at EFI/%s/grubx64.efi and EFI/BOOT/BOOTX64.EFI", esp, EFI_DIR)
-    if write_boot_entry and EFIVARS.is_dir():
+    # sysfs always has the efivars directory on UEFI; it has entries only once efivarfs is
+    # mounted, and efibootmgr needs that ("EFI variables are not supported on this system").
+    if write_boot_entry and EFIVARS.is_dir() and any(EFIVARS.iterdir()):
         runner.run(
             [
                 "efibootmgr", "--create",
