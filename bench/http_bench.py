@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from pxe.db.models import Host, HostMac, utcnow
 from pxe.db.session import Database
 from pxe.lifecycle import State
 from pxe.store.profiles import create_profile
+from tests.support.serve import free_port, serve_process
 
 GOAL_RATE = 2000.0
 GOAL_P99_MS = 50.0
@@ -49,12 +49,6 @@ class Load:
     p50_ms: float
     p99_ms: float
     failed: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ab(url: str, requests: int, concurrency: int) -> Load:
@@ -103,30 +97,6 @@ def populate(data: Path, hosts: int) -> list[str]:
         session.execute(insert(HostMac), [{"host_id": i + 1, "mac": m} for i, m in enumerate(macs)])
     database.dispose()
     return macs
-
-
-@contextmanager
-def server(data: Path) -> Iterator[str]:
-    port = free_port()
-    exe = Path(sys.executable).parent / "xcp-provision"
-    proc = start([exe, "serve", "--data-dir", data, "--bind", "127.0.0.1", "--http-port", str(port),
-                  "--tftp-port", "0", "--no-dhcp"],
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=5).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @contextmanager
@@ -194,7 +164,7 @@ def main() -> None:
         populate(small, 10)
         print(f"inventories: {args.hosts} and 10 hosts ({time.monotonic() - t0:.1f} s to set up)")
 
-        with server(big) as base:
+        with serve_process(big, "--tftp-port", "0", "--no-dhcp") as (base, _):
             url = answer_url(base, macs[0])
             static.mkdir()
             (static / "answer.xml").write_bytes(urllib.request.urlopen(url).read())
@@ -208,7 +178,7 @@ def main() -> None:
         with nginx(static) as nbase:
             ab(f"{nbase}/answer.xml", min(n, 500), c)
             floor = ab(f"{nbase}/answer.xml", n, c)
-        with server(small) as base:
+        with serve_process(small, "--tftp-port", "0", "--no-dhcp") as (base, _):
             small_macs = [f"52:54:00:00:00:{i:02x}" for i in (2, 11)]
             ab(f"{base}/boot/ipxe?mac={small_macs[0]}", min(n, 500), c)
             local_small = ab(f"{base}/boot/ipxe?mac={small_macs[0]}", n, c)

@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, insert, select
 
-from installer.runner import start
 from pxe.config import Settings
 from pxe.db.models import Host, HostMac, utcnow
 from pxe.db.session import Database
@@ -48,6 +44,7 @@ from pxe.store.tokens import hash_token, new_token
 from tests.support.bind import BindServer, running_bind
 from tests.support.postgres import postgres_cluster
 from tests.support.registering import facts, ip_of, mac_of
+from tests.support.serve import serve_process
 
 POOL = "bench"
 
@@ -64,12 +61,6 @@ class Load:
 
     def percentile(self, q: int) -> float:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[q - 1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def populate(database: Database, hosts: int) -> dict[int, str]:
@@ -90,32 +81,6 @@ def populate(database: Database, hosts: int) -> dict[int, str]:
         )  # fmt: skip
         session.execute(insert(HostMac), [{"host_id": n, "mac": mac_of(n)} for n in tokens])
     return tokens
-
-
-@contextlib.contextmanager
-def server(data: Path, env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    exe = Path(sys.executable).parent / "xcp-provision"
-    proc = start(
-        [exe, "serve", "--data-dir", data, "--bind", "127.0.0.1", "--http-port", str(port),
-         "--tftp-port", "0", "--no-dhcp"],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=5).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def call(request: urllib.request.Request) -> tuple[int, bytes]:
@@ -208,7 +173,7 @@ def run_bench(
             answers[numbers[index]] = json.loads(body)
 
     server_env = {**env, **({"XCP_PROVISION_DATABASE_URL": url} if database_url else {})}
-    with server(data, server_env) as base:
+    with serve_process(data, "--tftp-port", "0", "--no-dhcp", env=server_env) as (base, _):
         health = [urllib.request.Request(f"{base}/healthz") for _ in numbers]
         at_once(health[: min(200, len(health))], lambda *_: None)  # warm-up
         floor = at_once(health, lambda *_: None)

@@ -12,11 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -34,21 +29,15 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from installer import runner
 from tests.support.registering import facts, mac_of
+from tests.support.serve import EXE, serve_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "dashboard"
-EXE = Path(sys.executable).parent / "xcp-provision"
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
     reason="needs Debian's chromium and chromium-driver (scripts/test-packages.txt)",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -90,32 +79,9 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("dashboard") / "data"
-    port = _free_port()
-    proc = runner.start(
-        [EXE, "serve", "--demo", "--data-dir", data, "--bind", "127.0.0.1",
-         "--http-port", str(port), "--tftp-port", "0", "--no-dhcp"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=5).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    with serve_process(data, "--demo", "--tftp-port", "0", "--no-dhcp") as (url, _proc):
         made = runner.run([EXE, "tokens", "create", "browser", "--data-dir", data])
         yield Server(url, data, made.stdout.strip().splitlines()[-1])
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
 
 
 @pytest.fixture(scope="module")

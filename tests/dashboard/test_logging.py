@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from support.serve import free_port, serve_process
 
 from installer import runner
 from pxe.config import ConfigError
@@ -91,40 +89,20 @@ def test_text_stays_the_default_and_unknown_formats_are_refused(
         configure_logging("xml")
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_serve_log_json_and_tftp_metrics(tmp_path: Path) -> None:
     """The real process: every line it writes is JSON, and /metrics counts its TFTP."""
-    http_port, tftp_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
-    proc = runner.start(
-        [EXE, "serve", "--log-json", "--data-dir", tmp_path / "data", "--bind", "127.0.0.1",
-         "--http-port", str(http_port), "--tftp-port", str(tftp_port), "--no-dhcp"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=5).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    tftp_port = free_port(socket.SOCK_DGRAM)
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out, serve_process(
+        tmp_path / "data", "--log-json", "--tftp-port", str(tftp_port), "--no-dhcp", output=out
+    ) as (base, proc):
         fetched = runner.run(
             ["curl", "-sS", "--max-time", "10", f"tftp://127.0.0.1:{tftp_port}/boot.ipxe"]
         )
         assert fetched.stdout.startswith("#!ipxe")
         metrics = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()
         urllib.request.urlopen(f"{base}/boot/ipxe", timeout=10).read()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=30)
+    output = log.read_bytes()
     assert proc.returncode == 0, output.decode()
     assert "xcp_provision_tftp_transfers_total 1.0" in metrics
     lines = json_lines(output.decode())

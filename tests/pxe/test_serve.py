@@ -13,34 +13,18 @@ import time
 import urllib.request
 from pathlib import Path
 
+from support.serve import free_port, wait_healthy
+
 from installer import runner
-
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(url: str, proc: subprocess.Popen, seconds: float = 60) -> bytes:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return resp.read()
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def test_serve_demo_http_tftp_dhcp_then_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    http_port = _free_port(socket.SOCK_STREAM)
-    tftp_port = _free_port(socket.SOCK_DGRAM)
+    http_port = free_port(socket.SOCK_STREAM)
+    tftp_port = free_port(socket.SOCK_DGRAM)
     exe = Path(sys.executable).parent / "xcp-provision"
-    dhcp_ports = {"XCP_PROVISION_DHCP_PORT": str(_free_port(socket.SOCK_DGRAM)),
-                  "XCP_PROVISION_PXE_PORT": str(_free_port(socket.SOCK_DGRAM))}  # fmt: skip
+    dhcp_ports = {"XCP_PROVISION_DHCP_PORT": str(free_port(socket.SOCK_DGRAM)),
+                  "XCP_PROVISION_PXE_PORT": str(free_port(socket.SOCK_DGRAM))}  # fmt: skip
     proc = runner.start(
         [exe, "serve", "--demo", "--data-dir", data, "--bind", "127.0.0.1",
          "--http-port", str(http_port), "--tftp-port", str(tftp_port)],
@@ -48,7 +32,7 @@ def test_serve_demo_http_tftp_dhcp_then_sigterm(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{http_port}"
-        assert _wait_for(f"{base}/healthz", proc) == b'{"status":"ok"}\n'
+        assert wait_healthy(base, proc) == b'{"status":"ok"}\n'
         assert (data / "releases" / "demo" / "manifest.json").is_file()
         chain = urllib.request.urlopen(f"{base}/boot/ipxe", timeout=10).read().decode()
         assert chain.startswith(f"#!ipxe\nchain {base}/boot/ipxe?mac=")
@@ -81,7 +65,7 @@ def test_serve_demo_http_tftp_dhcp_then_sigterm(tmp_path: Path) -> None:
 
 def test_sigterm_stops_serve_under_load(tmp_path: Path) -> None:
     """SIGTERM arriving while waitress handles sockets (not while it waits) still stops it."""
-    http_port = _free_port(socket.SOCK_STREAM)
+    http_port = free_port(socket.SOCK_STREAM)
     exe = Path(sys.executable).parent / "xcp-provision"
     proc = runner.start(
         [exe, "serve", "--data-dir", tmp_path / "data", "--bind", "127.0.0.1",
@@ -99,7 +83,7 @@ def test_sigterm_stops_serve_under_load(tmp_path: Path) -> None:
 
     workers = [threading.Thread(target=hammer) for _ in range(8)]
     try:
-        _wait_for(f"http://127.0.0.1:{http_port}/healthz", proc)
+        wait_healthy(f"http://127.0.0.1:{http_port}", proc)
         for worker in workers:
             worker.start()
         time.sleep(1)
