@@ -72,7 +72,8 @@ DISTRIBUTIONS = (
 OUR_PACKAGES = ("answerfiles", "installer", "hypervisor", "dom0")
 OUR_FILES = ("pxe/__init__.py", "pxe/cli/__init__.py", "pxe/cli/lazy.py")
 SITE = "/usr/local/lib/python3.11/dist-packages"
-# Kernel module trees an installer needs: disks, NICs, USB keyboards and sticks, ext4, VLANs.
+# Kernel module trees an installer needs: disks, NICs, USB keyboards and sticks, ext4, VLANs,
+# and efivarfs (a module in Debian's kernel) for the UEFI boot entry.
 MODULE_TREES = (
     "drivers/ata", "drivers/block", "drivers/nvme", "drivers/scsi", "drivers/md",
     "drivers/virtio", "drivers/net/ethernet", "drivers/net/virtio_net.ko",
@@ -82,6 +83,7 @@ MODULE_TREES = (
     "drivers/hid", "drivers/input", "drivers/message", "drivers/dca", "drivers/ptp",
     "drivers/pps", "drivers/firmware", "drivers/char/hw_random", "drivers/cdrom",
     "drivers/scsi/virtio_scsi.ko", "fs/ext4", "fs/jbd2", "fs/mbcache.ko", "fs/fat", "fs/isofs",
+    "fs/efivarfs",
     "lib", "crypto", "arch/x86/crypto", "net/8021q", "net/802", "net/llc", "net/core", "net/ipv6",
     "net/packet", "net/core/failover.ko",
 )  # fmt: skip
