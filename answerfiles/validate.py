@@ -28,7 +28,7 @@ from answerfiles.model import (
     Source,
     SourceType,
 )
-from answerfiles.password import is_sha512_crypt
+from answerfiles.password import WEAK_SCHEMES, crypt_scheme
 
 _DISK = re.compile(r"(/dev/)?[A-Za-z0-9][A-Za-z0-9._:+@=/-]*")
 _IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,14}")
@@ -118,10 +118,7 @@ def _fresh(answers: AnswerFile, where: Locations) -> list[Problem]:
             '<admin-interface name="eth0" proto="dhcp"/>'))
     else:
         problems += _interface(answers.admin_interface, where)
-    if answers.root_password_hash is not None and not is_sha512_crypt(answers.root_password_hash):
-        problems.append(where.problem(
-            "root-password", 'type="hash" needs a SHA-512 crypt hash ($6$salt$...); make one '
-                             "with `xcp-provision answerfile hash-password`"))
+    problems += _password_hash(answers.root_password_hash, where)
     for i, server in enumerate(answers.name_servers):
         if not _is_ip(server):
             problems.append(where.problem(f"name-server#{i}",
@@ -144,6 +141,21 @@ def _fresh(answers: AnswerFile, where: Locations) -> list[Problem]:
             problems.append(where.problem(f"service#{i}",
                                           f'service name="{service.name}" is not a unit name'))
     return problems
+
+
+def _password_hash(digest: str | None, where: Locations) -> list[Problem]:
+    if digest is None:
+        return []
+    scheme = crypt_scheme(digest)
+    if scheme is None:
+        return [where.problem(
+            "root-password", 'type="hash" needs a crypt(3) hash such as SHA-512 ($6$salt$...); '
+                             "make one with `xcp-provision answerfile hash-password`")]
+    if scheme in WEAK_SCHEMES:
+        return [where.problem(
+            "root-password", f"the root password hash is {scheme} crypt, which is weak; prefer "
+                             "SHA-512 (`xcp-provision answerfile hash-password`)", "warning")]
+    return []
 
 
 def _disks(answers: AnswerFile, where: Locations) -> list[Problem]:
