@@ -10,16 +10,18 @@ from dataclasses import dataclass
 
 import waitress
 from flask import Flask
+from waitress import wasyncore
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 
 def make_server(
-    app: Flask, host: str, port: int, threads: int = 16
+    app: Flask, host: str, port: int, threads: int = 16, **options: object
 ) -> BaseWSGIServer | MultiSocketServer:
-    """A bound waitress server (port 0 picks a free one); ``.run()`` serves, ``.close()`` stops."""
-    return waitress.create_server(
-        app, host=host, port=port, threads=threads, ident="xcp-provision", channel_timeout=120
-    )
+    """A bound waitress server (port 0 picks a free one); ``.run()`` serves, ``.close()`` stops.
+
+    ``options`` go to waitress (``connection_limit``, ``backlog``... for load tests)."""
+    settings = {"ident": "xcp-provision", "channel_timeout": 120, **options}
+    return waitress.create_server(app, host=host, port=port, threads=threads, **settings)
 
 
 @dataclass(frozen=True)
@@ -34,25 +36,26 @@ class RunningServer:
 
 @contextmanager
 def running_server(
-    app: Flask, host: str = "127.0.0.1", port: int = 0, threads: int = 16
+    app: Flask, host: str = "127.0.0.1", port: int = 0, threads: int = 16, **options: object
 ) -> Iterator[RunningServer]:
-    """Serve ``app`` from a background thread until the block ends."""
-    server = make_server(app, host, port, threads)
+    """Serve ``app`` from a background thread until the block ends.
+
+    The loop runs in short slices so it stops between them: closing the sockets under a running
+    ``server.run()`` would make its ``select`` fail in the server thread.
+    """
+    server = make_server(app, host, port, threads, **options)
     stopping = threading.Event()
 
-    def serve() -> None:
-        try:
-            server.run()
-        except OSError:
-            # close() from this thread's owner can pull the sockets out from under select().
-            if not stopping.is_set():
-                raise
+    def loop() -> None:
+        while not stopping.is_set():
+            server.asyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
 
-    thread = threading.Thread(target=serve, name="waitress", daemon=True)
+    thread = threading.Thread(target=loop, name="waitress", daemon=True)
     thread.start()
     try:
         yield RunningServer(host, server.effective_port)
     finally:
         stopping.set()
-        server.close()
         thread.join(timeout=10)
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(server._map)

@@ -21,7 +21,8 @@ from pxe.config import Settings
 from pxe.db.session import Database
 from pxe.store.pools import create_pool, get_pool, pool_members
 from pxe.web.app import create_app
-from tests.support.registering import installed_host, mac_of, serving
+from pxe.web.server import running_server
+from tests.support.registering import installed_host, mac_of
 
 XL_INFO = """\
 host                   : xenhost
@@ -47,8 +48,8 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def server(tmp_path: Path, database: Database) -> Iterator[str]:
-    with serving(create_app(Settings(data_dir=tmp_path), database=database)) as url:
-        yield url
+    with running_server(create_app(Settings(data_dir=tmp_path), database=database)) as running:
+        yield running.url
 
 
 def _xen_path(tmp_path: Path) -> str:

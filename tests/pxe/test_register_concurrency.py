@@ -22,7 +22,8 @@ from pxe.store.hosts import add_host
 from pxe.store.pools import create_pool, get_pool, pool_members
 from pxe.store.tokens import issue_install_token
 from pxe.web.app import create_app
-from tests.support.registering import facts, ip_of, mac_of, post_register, serving
+from pxe.web.server import running_server
+from tests.support.registering import facts, ip_of, mac_of, post_register
 
 HOSTS = 1000
 OTHER_VLAN_EVERY = 10  # every tenth host reports a tagged management VLAN
@@ -50,7 +51,8 @@ def test_a_thousand_hosts_at_once(any_database: Database, tmp_path: Path) -> Non
     start = threading.Barrier(HOSTS)
     app = create_app(Settings(data_dir=tmp_path), database=database)
 
-    with serving(app, threads=16) as url:
+    with running_server(app, connection_limit=1000, backlog=2048) as running:
+        url = running.url
 
         def agent(number: int) -> None:
             start.wait()

@@ -21,6 +21,7 @@ from pxe.store.hosts import host_by_mac
 from pxe.store.pools import create_pool, get_pool
 from pxe.store.tokens import create_api_token
 from pxe.web.app import create_app
+from pxe.web.server import running_server
 from tests.support.bind import BindServer, running_bind
 from tests.support.registering import (
     events_of,
@@ -30,7 +31,6 @@ from tests.support.registering import (
     ip_of,
     mac_of,
     post_register,
-    serving,
 )
 
 
@@ -46,8 +46,8 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def server(tmp_path: Path, database: Database) -> Iterator[str]:
-    with serving(create_app(Settings(data_dir=tmp_path), database=database)) as url:
-        yield url
+    with running_server(create_app(Settings(data_dir=tmp_path), database=database)) as running:
+        yield running.url
 
 
 def test_the_agents_exchange(server: str, database: Database) -> None:
@@ -149,7 +149,8 @@ def test_registration_puts_the_host_in_dns_and_reports_conflicts(
     tmp_path: Path, database: Database, bind: BindServer
 ) -> None:
     settings = _dns_settings(tmp_path, bind)
-    with serving(create_app(settings, database=database)) as url:
+    with running_server(create_app(settings, database=database)) as running:
+        url = running.url
         status, answer = post_register(url, installed_host(database, 1, pool="rack1"), facts(1))
         assert (status, answer["role"]) == (200, "master")
         assert bind.query("node0001.xcp.test.", "A") == [ip_of(1)]
@@ -180,7 +181,8 @@ def test_registration_puts_the_host_in_dns_and_reports_conflicts(
 def test_a_refused_host_registering_from_a_new_address_moves_its_records(
     tmp_path: Path, database: Database, bind: BindServer
 ) -> None:
-    with serving(create_app(_dns_settings(tmp_path, bind), database=database)) as url:
+    with running_server(create_app(_dns_settings(tmp_path, bind), database=database)) as running:
+        url = running.url
         post_register(url, installed_host(database, 1, pool="rack1"), facts(1))
         token = installed_host(database, 2, pool="rack1")
         refused = facts(2, network_backend="bridge")
@@ -205,7 +207,8 @@ def test_dns_down_does_not_fail_registration(tmp_path: Path, database: Database)
         dns_key_name="k",
         dns_key_file=str(key),
     )
-    with serving(create_app(settings, database=database)) as url:
+    with running_server(create_app(settings, database=database)) as running:
+        url = running.url
         status, answer = post_register(url, installed_host(database, 1, pool="rack1"), facts(1))
     assert (status, answer["role"]) == (200, "master")
     (event,) = events_of(database, 1, "dns")
@@ -270,7 +273,8 @@ def test_removing_a_host_by_api_or_cli_removes_its_dns_records(
     settings = _dns_settings(tmp_path, bind)
     with database.scope() as session:
         api_token = create_api_token(session, "admin")
-    with serving(create_app(settings, database=database)) as url:
+    with running_server(create_app(settings, database=database)) as running:
+        url = running.url
         post_register(url, installed_host(database, 1, pool="rack1"), facts(1))
         post_register(url, installed_host(database, 2, pool="rack1"), facts(2))
         assert bind.query("node0001.xcp.test.", "A") == [ip_of(1)]

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
-import waitress
-from flask import Flask
 from sqlalchemy import select
-from waitress import wasyncore
 
 from pxe.db.models import Event, Host
 from pxe.db.session import Database
@@ -94,33 +88,6 @@ def events_of(database: Database, number: int, kind: str) -> list[str]:
                 .order_by(Event.id)
             )
         )
-
-
-@contextlib.contextmanager
-def serving(app: Flask, threads: int = 16) -> Iterator[str]:
-    """Serve ``app`` with waitress on a free loopback port; yield its base URL.
-
-    The loop runs in short slices so it can stop between them: closing the sockets under a
-    running ``server.run()`` makes its ``select`` fail in the server thread.
-    """
-    server = waitress.create_server(
-        app, host="127.0.0.1", port=0, threads=threads, connection_limit=1000, backlog=2048
-    )
-    stopping = threading.Event()
-
-    def loop() -> None:
-        while not stopping.is_set():
-            server.asyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        stopping.set()
-        thread.join(timeout=10)
-        server.task_dispatcher.shutdown()
-        wasyncore.close_all(server._map)
 
 
 def post_register(
