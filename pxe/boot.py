@@ -182,6 +182,30 @@ def _install_plan(
     )
 
 
+def _identity_is_news(host: Host, ident: Identity) -> bool:
+    """Whether this request would add to what the inventory knows of ``host``."""
+    return (
+        ident.mac not in host.mac_list
+        or bool(ident.uuid and not host.smbios_uuid)
+        or bool(ident.serial and not host.serial)
+        or bool(ident.arch and host.arch != ident.arch)
+    )
+
+
+def _plan_without_install(settings: Settings, host: Host, who: str) -> BootPlan:
+    """The plan of a host that does not boot the installer now (no token to hand out)."""
+    state = State(host.state)
+    if state in LOCAL_BOOT_STATES:
+        return BootPlan(
+            BootAction.LOCAL,
+            retry_seconds=settings.retry_seconds,
+            reason=f"{who} is {state.value}: boot the local disk",
+        )
+    if state == State.FAILED:
+        return _wait(settings, f"{who} failed to install ({host.state_reason}); reinstall it")
+    return _wait(settings, f"{who} is {state.value}: assign it a profile to install it")
+
+
 def decide(
     session: Session,
     settings: Settings,
@@ -203,27 +227,54 @@ def decide(
         if profile is not None:
             host.profile = profile
             set_state(session, host, State.READY, f"selector matched profile {profile.name}")
+    if State(host.state) in INSTALLER_STATES and host.profile is not None:
+        return _install_plan(session, settings, host, settings.base_url(base_url), who)
+    return _plan_without_install(settings, host, who)
+
+
+def decide_without_writes(
+    session: Session,
+    settings: Settings,
+    *,
+    mac: str,
+    uuid: str | None = None,
+    serial: str | None = None,
+    arch: str | None = None,
+    **_request: Any,
+) -> BootPlan | None:
+    """What :func:`decide` would answer, when answering writes nothing; else None.
+
+    Most requests of a booted rack are installed hosts asking for their disk, or waiting hosts
+    asking again: those are answered from a read transaction, which never queues behind the
+    writers (a host to record, a token to issue, a selector to apply).
+    """
+    ident = clean_identity(mac, uuid, serial, arch)
+    host = find_host(session, mac=ident.mac, uuid=ident.uuid, serial=ident.serial)
+    if host is None or _identity_is_news(host, ident):
+        return None
     state = State(host.state)
-    base = settings.base_url(base_url)
     if state in INSTALLER_STATES and host.profile is not None:
-        return _install_plan(session, settings, host, base, who)
-    if state in LOCAL_BOOT_STATES:
-        return BootPlan(
-            BootAction.LOCAL,
-            retry_seconds=settings.retry_seconds,
-            reason=f"{who} is {state.value}: boot the local disk",
-        )
-    if state == State.FAILED:
-        return _wait(settings, f"{who} failed to install ({host.state_reason}); reinstall it")
-    return _wait(settings, f"{who} is {state.value}: assign it a profile to install it")
+        return None
+    if (
+        state == State.DISCOVERED
+        and host.profile is None
+        and match_profile(session, host.mac_list, host.smbios_uuid, host.serial)
+    ):
+        return None
+    return _plan_without_install(settings, host, f"host {host.hostname or host.id} ({ident.mac})")
 
 
 def decide_and_record(database: Database, settings: Settings, **request: Any) -> BootPlan:
-    """:func:`decide` in its own committed write transaction (queued behind other writers).
+    """:func:`decide`, from a read transaction when that writes nothing, else in its own
+    committed write transaction (queued behind other writers).
 
     A machine's first two requests can race to record it (PostgreSQL lets both try; one meets
     the other's MAC): the loser asks once more and finds the host the winner recorded.
     """
+    with database.scope(write=False) as session:
+        plan = decide_without_writes(session, settings, **request)
+    if plan is not None:
+        return plan
     for attempt in range(2):
         try:
             return write_with_retries(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
-from pxe.boot import decide
+from pxe.boot import decide, decide_and_record
 from pxe.bootplan import BootAction, BootPlan
 from pxe.config import Settings
 from pxe.db.session import Database
@@ -183,3 +185,34 @@ def test_chain_script_asks_again_with_identity() -> None:
         "#!ipxe\nchain http://10.0.0.1:8080/boot/ipxe?mac=${net0/mac}&uuid=${uuid}"
         "&serial=${serial:uristring}&arch=${buildarch}\n"
     )
+
+
+def test_lookups_that_change_nothing_do_not_wait_for_writers(
+    database: Database, settings: Settings, demo_release: Path
+) -> None:
+    """An installed host, a failed one and an unassigned one are answered while another
+    connection holds SQLite's write lock; a ready host (a token to issue) waits for it."""
+    macs = {state: f"52:54:00:00:00:{i:02x}" for i, state in enumerate(State, 1)}
+    with database.scope() as s:
+        profiles.create_profile(s, "p", release="demo", template="fresh-dhcp")
+        for state, mac in macs.items():
+            profile = None if state == State.DISCOVERED else "p"
+            hosts.add_host(s, macs=[mac], profile=profile, state=state)
+    blocker = sqlite3.connect(settings.data_dir / "inventory.sqlite3", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    impatient = Database(settings.database)
+    with impatient.engine.connect() as conn:  # every pooled connection gives up at once
+        conn.exec_driver_sql("PRAGMA busy_timeout=0")
+    try:
+        for state in (State.INSTALLED, State.IN_POOL, State.FAILED, State.DISCOVERED):
+            plan = decide_and_record(impatient, settings, mac=macs[state])
+            assert plan.action != BootAction.INSTALL, state
+        with pytest.raises(OperationalError, match="locked"):
+            decide_and_record(impatient, settings, mac=macs[State.READY])
+        with pytest.raises(OperationalError, match="locked"):  # new MAC: a host to record
+            decide_and_record(impatient, settings, mac="52:54:00:99:99:99")
+    finally:
+        blocker.rollback()
+        blocker.close()
+        impatient.dispose()
+    assert decide_and_record(database, settings, mac=macs[State.READY]).action == BootAction.INSTALL
