@@ -49,6 +49,9 @@ class Settings:
     dhcp_netmask: str = "255.255.255.0"
     dhcp_router: str = ""
     dhcp_dns: str = ""  # comma-separated
+    # HTTP worker processes sharing the listening socket; 0 means one per CPU. Python runs one
+    # thread at a time per process, so this, not http_threads, is what uses every core.
+    http_workers: int = 0
     http_threads: int = 16
     # An unknown or unassigned host asks again after this many seconds.
     retry_seconds: int = 30
@@ -103,6 +106,19 @@ class Settings:
             return str(IPv4Address(host))
         except ValueError:
             return _primary_address()
+
+    def workers(self) -> int:
+        return self.http_workers if self.http_workers > 0 else max(1, os.cpu_count() or 1)
+
+    def as_environment(self) -> dict[str, str]:
+        """Every setting as the ``XCP_PROVISION_*`` variable that sets it: how a worker process
+        gets exactly the settings of the ``serve`` that started it, file and flags included."""
+        env = {}
+        for name in _FIELDS:
+            value = getattr(self, name)
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            env[f"{ENV_PREFIX}{name.upper()}"] = text
+        return env
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **_coerce_all(changes))

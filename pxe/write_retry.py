@@ -7,6 +7,8 @@ that waiting is made cheap (SQLite) and where the rare abort is retried (both ba
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import random
 import threading
 import time
@@ -39,26 +41,45 @@ def write_with_retries(database: Database, work: Callable[[Session], T]) -> T:
     raise AssertionError("unreachable")
 
 
-_sqlite_writers: dict[str, threading.Lock] = {}
+_sqlite_writers: dict[str, tuple[threading.Lock, int | None]] = {}
 _sqlite_writers_guard = threading.Lock()
 
 
 @contextlib.contextmanager
 def _writer_turn(database: Database) -> Iterator[None]:
-    """On SQLite, queue this process's writers on a lock instead of in SQLite's busy handler.
+    """On SQLite, queue writers on locks instead of in SQLite's busy handler.
 
     SQLite lets one writer in at a time and makes the others poll, sleeping up to 100 ms
     between tries: with a rack registering at once, the lock sat free while every waiter
-    slept. Queueing here hands the lock over at once (measured in bench/register_bench.py).
-    Other processes still meet the busy timeout; PostgreSQL needs none of this.
+    slept. Queueing here hands the lock over at once (measured in bench/register_bench.py):
+    a thread lock among this process's writers, then an flock on ``<database>.writers``
+    among the processes sharing the file (``serve``'s HTTP workers, its TFTP, the CLI); the
+    kernel wakes the next waiter the moment the holder lets go. PostgreSQL needs none of this.
     """
     if not database.is_sqlite:
         yield
         return
     with _sqlite_writers_guard:
-        lock = _sqlite_writers.setdefault(database.url, threading.Lock())
+        if database.url not in _sqlite_writers:
+            _sqlite_writers[database.url] = (threading.Lock(), _lock_file(database))
+        lock, fd = _sqlite_writers[database.url]
     with lock:
-        yield
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits without holding the interpreter
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _lock_file(database: Database) -> int | None:
+    """The open lock file beside a SQLite file (None for an in-memory database)."""
+    path = database.engine.url.database
+    if not path or path == ":memory:":
+        return None
+    return os.open(f"{path}.writers", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 def _transient(exc: OperationalError) -> bool:

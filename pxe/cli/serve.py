@@ -1,14 +1,17 @@
-"""``xcp-provision serve``: HTTP (waitress), TFTP and ProxyDHCP in one process.
+"""``xcp-provision serve``: HTTP (waitress), TFTP and ProxyDHCP.
 
-One process keeps the boot path simple: TFTP's per-host files and the HTTP iPXE scripts ask the
-same inventory through the same :func:`pxe.boot.decide`. SIGTERM and SIGINT stop every service
-and close the database before exiting.
+TFTP and ProxyDHCP run in this process; HTTP runs here too when one worker is asked for, else in
+that many worker processes sharing this process's listening socket (:mod:`pxe.web.workers`),
+which this process keeps running. TFTP's per-host files and the HTTP iPXE scripts ask the same
+inventory through the same :func:`pxe.boot.decide`. SIGTERM and SIGINT stop the workers and
+every service and close the database before exiting.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -33,6 +36,8 @@ from pxe.tftp.server import TftpService
 from pxe.web.app import create_app
 from pxe.web.metrics import attach_tftp
 from pxe.web.server import make_server
+from pxe.web.tftp_counters import SharedTftpCounters
+from pxe.web.workers import HttpWorkers, listening_socket
 
 log = logging.getLogger("pxe.serve")
 
@@ -68,12 +73,18 @@ class Services:
     def __init__(self) -> None:
         self.running: list[object] = []
 
-    def start_tftp(self, settings: Settings, database: Database) -> None:
+    def start_tftp(
+        self, settings: Settings, database: Database, shared_counters: Path | None = None
+    ) -> TftpService:
+        """``shared_counters``: a file to count in, for HTTP workers in other processes."""
         root = prepare_tftp_root(settings.data_dir)
         generated = GeneratedFiles(plan_for_mac(settings, database), settings.base_url())
         service = TftpService(root, generated, settings.bind, settings.tftp_port)
+        if shared_counters is not None:
+            service.counters = SharedTftpCounters(shared_counters, writable=True)
         service.start()
         self.running.append(service)
+        return service
 
     def start_dhcp(self, settings: Settings) -> None:
         full = None
@@ -148,6 +159,12 @@ def _start(what: str, port: object, starter: Callable[[], T]) -> T:
 @click.option(
     "--tftp-port", type=click.IntRange(0, 65535), default=None, help="Default 69; 0 turns TFTP off."
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(0),
+    default=None,
+    help="HTTP worker processes (http_workers; default 0: one per CPU).",
+)
 @click.option("--no-dhcp", is_flag=True, help="Do not answer PXE DHCP requests.")
 @click.option("--demo", is_flag=True, help="Seed the demo release and a 'demo' profile if absent.")
 @click.option("--log-json", is_flag=True, help="Log one JSON object a line (log_format = json).")
@@ -158,6 +175,7 @@ def serve(
     bind: str | None,
     http_port: int | None,
     tftp_port: int | None,
+    workers: int | None,
     no_dhcp: bool,
     demo: bool,
     log_json: bool,
@@ -170,6 +188,7 @@ def serve(
             bind=bind,
             http_port=http_port,
             tftp_port=tftp_port,
+            http_workers=workers,
             dhcp_enabled=False if no_dhcp else None,
             log_format="json" if log_json else None,
         )
@@ -180,29 +199,69 @@ def serve(
     database = open_database(settings)
     if demo:
         seed_demo(settings, database)
-    app = create_app(settings, database=database)
     services = Services()
     signals = _Signals()
     previous = {s: signal.signal(s, signals) for s in (signal.SIGTERM, signal.SIGINT)}
+    pool: HttpWorkers | None = None
     try:
-        server = _start("HTTP", settings.http_port, lambda: make_server(
-            app, settings.bind, settings.http_port, settings.http_threads))  # fmt: skip
-        if settings.tftp_port:
-            _start("TFTP", settings.tftp_port, lambda: services.start_tftp(settings, database))
-        if settings.dhcp_enabled:
-            ports = f"{settings.dhcp_port} and {settings.pxe_port}"
-            _start("ProxyDHCP", ports, lambda: services.start_dhcp(settings))
-        log.info("HTTP on %s (hosts use %s)", settings.http_port, settings.base_url())
-        for service in services.running:
-            if isinstance(service, TftpService):
-                attach_tftp(app, service.counters)
-        server.run()  # returns when a signal stops waitress's loop
+        if settings.workers() > 1:
+            pool = _serve_with_workers(settings, database, services)
+            while True:  # until a signal raises _StopSignalError
+                pool.check()
+                time.sleep(0.5)
+        else:
+            _serve_in_process(settings, database, services)
     except _StopSignalError:
         pass  # the signal came before or after waitress's loop
     finally:
         if signals.received:
             log.info("%s received, stopping", signals.received)
+        if pool is not None:
+            pool.stop()
         services.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         close_databases()
+
+
+def _start_udp(
+    settings: Settings, database: Database, services: Services, tftp_counters: Path | None = None
+) -> TftpService | None:
+    tftp = None
+    if settings.tftp_port:
+        tftp = _start("TFTP", settings.tftp_port, lambda: services.start_tftp(
+            settings, database, tftp_counters))  # fmt: skip
+    if settings.dhcp_enabled:
+        ports = f"{settings.dhcp_port} and {settings.pxe_port}"
+        _start("ProxyDHCP", ports, lambda: services.start_dhcp(settings))
+    return tftp
+
+
+def _serve_in_process(settings: Settings, database: Database, services: Services) -> None:
+    app = create_app(settings, database=database)
+    server = _start("HTTP", settings.http_port, lambda: make_server(
+        app, settings.bind, settings.http_port, settings.http_threads))  # fmt: skip
+    tftp = _start_udp(settings, database, services)
+    if tftp is not None:
+        attach_tftp(app, tftp.counters)
+    log.info("HTTP on %s (hosts use %s)", settings.http_port, settings.base_url())
+    server.run()  # returns when a signal stops waitress's loop
+
+
+def _serve_with_workers(
+    settings: Settings, database: Database, services: Services
+) -> HttpWorkers:
+    sock = _start("HTTP", settings.http_port, lambda: listening_socket(
+        settings.bind, settings.http_port))  # fmt: skip
+    run_dir = settings.data_dir / "run"
+    run_dir.mkdir(exist_ok=True)
+    counters = run_dir / "tftp-counters" if settings.tftp_port else None
+    if counters is not None:  # zero totals, in place before the workers map the file
+        counters.unlink(missing_ok=True)
+        SharedTftpCounters(counters, writable=True).close()
+    workers = HttpWorkers(settings, sock, settings.workers(), run_dir, counters)
+    workers.start()
+    _start_udp(settings, database, services, counters)
+    log.info("HTTP on %s in %d worker processes (hosts use %s)",
+             sock.getsockname()[1], settings.workers(), settings.base_url())  # fmt: skip
+    return workers

@@ -1,7 +1,10 @@
 """``/metrics`` for Prometheus, and one access-log line per HTTP request.
 
 Counters that only this process sees (installs reported, request latency) live in a registry of
-the app, so several apps in one process (tests, benches) never mix their figures; gauges that the
+the app, so several apps in one process (tests, benches) never mix their figures. When ``serve``
+runs several HTTP worker processes it sets ``PROMETHEUS_MULTIPROC_DIR`` for them: each worker
+then writes its counters to files there and a scrape, whichever worker answers it, sums them all
+(prometheus-client's multiprocess mode). Gauges that the
 inventory already knows (hosts by state) and the TFTP service's own counters are read at scrape
 time, so they are never stale and cost nothing between scrapes.
 
@@ -12,6 +15,7 @@ state, never which ones.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +25,7 @@ from flask.blueprints import BlueprintSetupState
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from pxe.lifecycle import State
 from pxe.store.hosts import count_hosts_by_state
@@ -28,6 +33,7 @@ from pxe.store.tokens import host_for_install_token
 from pxe.tftp.server import TftpCounters
 from pxe.web.auth import bearer_token
 from pxe.web.context import db
+from pxe.web.tftp_counters import SharedTftpCounters
 
 bp = Blueprint("metrics", __name__)
 
@@ -69,7 +75,7 @@ class _ScrapeTimeCollector:
         for state in State:
             hosts.add_metric([state.value], counts.get(state.value, 0))
         yield hosts
-        tftp: TftpCounters | None = self._app.extensions.get(TFTP_EXTENSION)
+        tftp: TftpCounters | SharedTftpCounters | None = self._app.extensions.get(TFTP_EXTENSION)
         if tftp is None:
             return
         for name, value, text in (
@@ -85,9 +91,22 @@ class _ScrapeTimeCollector:
             yield CounterMetricFamily(f"{PREFIX}_{name}", text, value=value)
 
 
+def _exposed_registry(app: Flask) -> tuple[CollectorRegistry, CollectorRegistry]:
+    """The registry a scrape reads, and the one this process's counters are created in.
+
+    In multiprocess mode the counters' values go to files whatever registry holds them, so
+    they are kept out of the scraped registry, which reads every worker's files instead."""
+    scraped = CollectorRegistry()
+    scraped.register(_ScrapeTimeCollector(app))
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return scraped, scraped
+    MultiProcessCollector(scraped, path=directory)
+    return scraped, CollectorRegistry()
+
+
 def _setup(state: BlueprintSetupState) -> None:
-    registry = CollectorRegistry()
-    registry.register(_ScrapeTimeCollector(state.app))
+    scraped, registry = _exposed_registry(state.app)
     finished = Counter(
         f"{PREFIX}_installs_finished",
         "Installs that reported build-done (succeeded) or a failure (failed).",
@@ -97,7 +116,7 @@ def _setup(state: BlueprintSetupState) -> None:
     for result in ("succeeded", "failed"):
         finished.labels(result)
     state.app.extensions[EXTENSION] = AppMetrics(
-        registry=registry,
+        registry=scraped,
         installs_started=Counter(
             f"{PREFIX}_installs_started",
             "Installs started: a ready host's installer sent its first progress event.",
@@ -123,7 +142,7 @@ def _setup(state: BlueprintSetupState) -> None:
 bp.record_once(_setup)
 
 
-def attach_tftp(app: Flask, counters: TftpCounters) -> None:
+def attach_tftp(app: Flask, counters: TftpCounters | SharedTftpCounters) -> None:
     """Publish a running TFTP service's counters on ``/metrics``."""
     app.extensions[TFTP_EXTENSION] = counters
 

@@ -3,6 +3,7 @@ thread: tests over real HTTP, benchmarks, the lab."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +21,21 @@ def make_server(
     """A bound waitress server (port 0 picks a free one); ``.run()`` serves, ``.close()`` stops.
 
     ``options`` go to waitress (``connection_limit``, ``backlog``... for load tests)."""
-    settings = {"ident": "xcp-provision", "channel_timeout": 120, **options}
-    return waitress.create_server(app, host=host, port=port, threads=threads, **settings)
+    return waitress.create_server(app, host=host, port=port, threads=threads, **_options(options))
+
+
+def make_socket_server(
+    app: Flask, sock: socket.socket, threads: int = 16, **options: object
+) -> BaseWSGIServer | MultiSocketServer:
+    """A waitress server on a socket already listening (one that worker processes share)."""
+    return waitress.create_server(app, sockets=[sock], threads=threads, **_options(options))
+
+
+def _options(options: dict[str, object]) -> dict[str, object]:
+    # A rack opens more connections at once than waitress's default limit of 100; above the
+    # limit it stops accepting and logs each toggle, which costs the busy main thread more.
+    return {"ident": "xcp-provision", "channel_timeout": 120, "connection_limit": 1000,
+            **options}  # fmt: skip
 
 
 @dataclass(frozen=True)

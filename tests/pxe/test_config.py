@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,12 @@ def test_base_url_prefers_public_url_then_request() -> None:
     assert Settings(public_url="http://pxe:80/").base_url("http://x/") == "http://pxe:80"
     assert Settings().base_url("http://10.0.0.1:8080/") == "http://10.0.0.1:8080"
     assert Settings(bind="10.1.2.3", http_port=81).base_url() == "http://10.1.2.3:81"
+
+
+def test_settings_travel_to_worker_processes_through_the_environment(tmp_path: Path) -> None:
+    settings = load_settings(
+        data_dir=tmp_path, http_port=9000, dhcp_enabled=False, http_workers=3, dns_server="::1"
+    )
+    assert load_settings(environ=settings.as_environment()) == settings
+    assert settings.workers() == 3
+    assert Settings(http_workers=0).workers() == (os.cpu_count() or 1)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from installer import runner
+from pxe import write_retry
 from pxe.db.models import Pool
 from pxe.db.session import Database
 from pxe.store.pools import create_pool
@@ -64,3 +69,36 @@ def test_other_errors_and_endless_locks_are_raised(database: Database) -> None:
     with pytest.raises(OperationalError, match="locked"):
         write_with_retries(database, locked)
     assert len(calls) == 1 + ATTEMPTS
+
+
+_OTHER_PROCESS_WRITER = """
+import sys, time
+from pxe.db.session import Database
+from pxe.store.pools import create_pool
+from pxe.write_retry import write_with_retries
+database = Database(sys.argv[1])
+with database.engine.connect() as conn:  # SQLite's own busy handler would give up at once
+    conn.exec_driver_sql("PRAGMA busy_timeout=0")
+started = time.monotonic()
+write_with_retries(database, lambda session: create_pool(session, "from-another-process"))
+print(f"{time.monotonic() - started:.2f}")
+"""
+
+
+def test_writers_of_other_processes_queue_behind_this_one(database: Database) -> None:
+    """Another process's writer waits for this process's write to end, for as long as it takes
+    (here longer than all its retries), instead of failing on SQLite's lock."""
+    with write_retry._writer_turn(database), database.scope(write=True) as session:
+        create_pool(session, "rack1")
+        session.flush()  # this transaction now holds SQLite's write lock
+        other = runner.start(
+            [sys.executable, "-c", _OTHER_PROCESS_WRITER, database.url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        time.sleep(4)  # longer than the other writer's ATTEMPTS retries with their back-off
+        assert other.poll() is None, other.communicate()
+    out, err = other.communicate(timeout=60)
+    assert other.returncode == 0, err.decode()
+    with database.scope(write=False) as session:
+        names = session.scalars(select(Pool.name).order_by(Pool.name)).all()
+    assert names == ["from-another-process", "rack1"]

@@ -31,23 +31,29 @@ class SecretKeyError(Exception):
 
 
 def secret_key(data_dir: Path) -> bytes:
-    """The key in ``<data_dir>/dashboard-secret-key``, made (0600, 32 random bytes) if absent."""
+    """The key in ``<data_dir>/dashboard-secret-key``, made (0600, 32 random bytes) if absent.
+
+    Several worker processes start at once: the key is written whole under a temporary name
+    and linked into place, so a reader never sees a half-written file and the first link wins.
+    """
     path = data_dir / SECRET_FILE
     data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        fd = None
-    if fd is None:
-        key = path.read_bytes().strip()
-        if len(key) < 32:
-            raise SecretKeyError(
-                f"{path} holds a key shorter than 32 bytes; delete it to make a new one"
-            )
-        return key
-    key = secrets.token_hex(32).encode()
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
+    if not path.exists():
+        tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_hex(32).encode())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            tmp.unlink()
+    key = path.read_bytes().strip()
+    if len(key) < 32:
+        raise SecretKeyError(
+            f"{path} holds a key shorter than 32 bytes; delete it to make a new one"
+        )
     return key
 
 

@@ -1,0 +1,128 @@
+"""Several HTTP worker processes on one listening socket, kept running by ``serve``.
+
+Why processes and not more threads: one interpreter runs one thread at a time. Under 100
+concurrent requests a single process spent its time handing that lock around (boot lookups that
+write fell from ~700 to ~60 a second); two processes on two cores doubled ``/healthz`` and
+brought the writers back. ``serve`` binds the socket itself, so a port in use is one clear error
+before anything starts; each worker inherits it and the kernel hands every new connection to one
+of the workers waiting in ``accept``. TFTP and ProxyDHCP stay in the ``serve`` process.
+
+A worker that dies is replaced; one that keeps dying young is replaced less and less often, so
+a broken deployment logs a line every half minute instead of spinning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from installer.runner import start
+from pxe.config import Settings
+
+log = logging.getLogger("pxe.web.workers")
+
+# A worker that lived less than this died of its start-up, not of its work: back off.
+_YOUNG_SECONDS = 10.0
+_MAX_BACKOFF_SECONDS = 30.0
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host``:``port`` that worker processes can share."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=1024)
+
+
+@dataclass
+class _Slot:
+    """One place for a worker: the process in it now and how its predecessors fared."""
+
+    number: int
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    young_deaths: int = 0
+    next_start: float = field(default=0.0)
+
+
+class HttpWorkers:
+    """``count`` worker processes of :mod:`pxe.web.worker` serving ``sock``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sock: socket.socket,
+        count: int,
+        run_dir: Path,
+        tftp_counters: Path | None = None,
+    ) -> None:
+        self._sock = sock
+        self._slots = [_Slot(n) for n in range(count)]
+        self._metrics_dir = run_dir / "metrics"
+        self._argv = [sys.executable, "-m", "pxe.web.worker", "--fd", str(sock.fileno())]
+        if tftp_counters is not None:
+            self._argv += ["--tftp-counters", str(tftp_counters)]
+        self._env = {
+            **os.environ,
+            **settings.as_environment(),
+            # Each worker's counters go to files here; a scrape sums them (pxe.web.metrics).
+            "PROMETHEUS_MULTIPROC_DIR": str(self._metrics_dir),
+        }
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.process.pid for s in self._slots if s.process and s.process.poll() is None]
+
+    def start(self) -> None:
+        shutil.rmtree(self._metrics_dir, ignore_errors=True)  # totals restart with the server
+        self._metrics_dir.mkdir(parents=True)
+        for slot in self._slots:
+            self._spawn(slot)
+
+    def check(self) -> None:
+        """Replace every worker that exited (call it often from the supervising loop)."""
+        now = time.monotonic()
+        for slot in self._slots:
+            process = slot.process
+            if process is not None and process.poll() is not None:
+                lived = now - slot.started
+                slot.young_deaths = slot.young_deaths + 1 if lived < _YOUNG_SECONDS else 0
+                delay = min(_MAX_BACKOFF_SECONDS, 2.0 ** slot.young_deaths - 1)
+                slot.next_start = now + delay
+                slot.process = None
+                log.error(
+                    "HTTP worker %d (pid %d) exited with status %d after %.0f s; "
+                    "starting another in %.0f s",
+                    slot.number, process.pid, process.returncode, lived, delay,
+                )  # fmt: skip
+            if slot.process is None and now >= slot.next_start:
+                self._spawn(slot)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM every worker (each finishes its in-flight requests), SIGKILL the late."""
+        running = [s.process for s in self._slots if s.process is not None]
+        for process in running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in running:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("HTTP worker pid %d ignored SIGTERM; killing it", process.pid)
+                process.kill()
+                process.wait()
+        for slot in self._slots:
+            slot.process = None
+        shutil.rmtree(self._metrics_dir, ignore_errors=True)
+
+    def _spawn(self, slot: _Slot) -> None:
+        slot.process = start(self._argv, env=self._env, pass_fds=(self._sock.fileno(),))
+        slot.started = time.monotonic()
+        log.debug("HTTP worker %d started (pid %d)", slot.number, slot.process.pid)

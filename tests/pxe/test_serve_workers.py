@@ -1,0 +1,135 @@
+"""``serve`` with several HTTP worker processes: one port, totals summed over workers, a dead
+worker replaced, nothing left behind on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from support.serve import free_port, wait_healthy
+
+from installer import runner
+from pxe.web.dashboard.login import secret_key
+
+EXE = Path(sys.executable).parent / "xcp-provision"
+
+
+def _children(pid: int) -> set[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return {int(p) for p in text.split()}
+
+
+def _wait_children(pid: int, count: int, other_than: set[int] = frozenset()) -> set[int]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        children = _children(pid)
+        if len(children) == count and not children & other_than:
+            return children
+        time.sleep(0.1)
+    raise AssertionError(f"serve {pid} has children {_children(pid)}, expected {count} new")
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def _counted(metrics: str, sample: str, route: str | None = None) -> float:
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == sample and (route is None or s.labels.get("route") == route)
+    )
+
+
+def test_workers_share_a_port_and_their_totals(tmp_path: Path) -> None:
+    http_port, tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
+    base = f"http://127.0.0.1:{http_port}"
+    proc = runner.start(
+        [EXE, "serve", "--data-dir", tmp_path / "data", "--bind", "127.0.0.1", "--workers", "2",
+         "--http-port", str(http_port), "--tftp-port", str(tftp_port), "--no-dhcp"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    stopped: list[int] = []
+    try:
+        wait_healthy(base, proc)
+        first, second = sorted(_wait_children(proc.pid, 2))
+        # Only the first worker can accept while the second is stopped: these five are its own.
+        runner.run(["kill", "-STOP", str(second)])
+        stopped.append(second)
+        for _ in range(5):
+            assert _get(f"{base}/boot/ipxe").startswith("#!ipxe")
+        runner.run(["curl", "-sS", "--max-time", "10", "-o", str(tmp_path / "boot.ipxe"),
+                    f"tftp://127.0.0.1:{tftp_port}/boot.ipxe"])  # fmt: skip
+        runner.run(["kill", "-CONT", str(second)])
+        runner.run(["kill", "-STOP", str(first)])
+        stopped[:] = [first]
+        metrics = _get(f"{base}/metrics")  # answered by the second worker
+        assert _counted(metrics, "xcp_provision_http_requests_total", "/boot/ipxe") == 5
+        assert _counted(metrics, "xcp_provision_tftp_transfers_total") == 1
+        runner.run(["kill", "-CONT", str(first)])
+        stopped.clear()
+
+        # A worker killed outright is replaced, and what it counted still counts.
+        runner.run(["kill", "-KILL", str(first)])
+        replaced = _wait_children(proc.pid, 2, other_than={first})
+        assert second in replaced
+        assert _counted(_get(f"{base}/metrics"), "xcp_provision_http_requests_total",
+                        "/boot/ipxe") == 5  # fmt: skip
+
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, output.decode()
+        assert b"HTTP worker 0" in output and b"exited with status -9" in output
+        for pid in replaced:
+            assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
+    finally:
+        for pid in stopped:
+            runner.run(["kill", "-CONT", str(pid)], check=False)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return "gone"
+
+
+def test_workers_die_with_a_killed_serve(tmp_path: Path) -> None:
+    """SIGKILL leaves serve no chance to stop its workers: they notice and leave the port."""
+    http_port = free_port()
+    proc = runner.start(
+        [EXE, "serve", "--data-dir", tmp_path / "data", "--bind", "127.0.0.1", "--workers", "2",
+         "--http-port", str(http_port), "--tftp-port", "0", "--no-dhcp"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_healthy(f"http://127.0.0.1:{http_port}", proc)
+        workers = _wait_children(proc.pid, 2)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while any(_state(pid) not in ("gone", "Z") for pid in workers):
+        assert time.monotonic() < deadline, f"workers {workers} outlived serve"
+        time.sleep(0.1)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", http_port))  # the port is free again
+
+
+def test_processes_starting_at_once_agree_on_the_dashboard_key(tmp_path: Path) -> None:
+    with ProcessPoolExecutor(8) as pool:
+        keys = set(pool.map(secret_key, [tmp_path] * 32))
+    assert len(keys) == 1 and len(keys.pop()) == 64
+    assert [p.name for p in tmp_path.iterdir()] == ["dashboard-secret-key"]
