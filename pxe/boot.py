@@ -30,9 +30,15 @@ from pxe.db.session import Database
 from pxe.lifecycle import INSTALLER_STATES, LOCAL_BOOT_STATES, State
 from pxe.store.errors import ConflictError, InvalidInputError
 from pxe.store.events import record_event
-from pxe.store.hosts import add_host, find_host, normalise_uuid, set_state
+from pxe.store.hosts import (
+    AnswerFileHost,
+    add_host,
+    find_host,
+    normalise_uuid,
+    set_state,
+)
 from pxe.store.macs import normalise_mac
-from pxe.store.profiles import EffectiveProfile, resolve_profile
+from pxe.store.profiles import EffectiveProfile, resolve_profile, resolve_profile_id
 from pxe.store.selectors import match_profile
 from pxe.store.tokens import issue_install_token
 from pxe.write_retry import write_with_retries
@@ -287,7 +293,13 @@ def decide_and_record(database: Database, settings: Settings, **request: Any) ->
 
 
 def answerfile_variables(
-    settings: Settings, host: Host, profile: EffectiveProfile, token: str, base_url: str
+    settings: Settings,
+    host: AnswerFileHost,
+    profile: EffectiveProfile,
+    token: str,
+    base_url: str,
+    *,
+    pool: str | None,
 ) -> dict[str, Any]:
     """Template variables: defaults, then the profile's variables, then the host's identity and
     our extension (server URL, token, pool), which a profile cannot override."""
@@ -298,12 +310,12 @@ def answerfile_variables(
     variables.update(profile.variables)
     if host.hostname:
         variables["hostname"] = host.hostname
-    if host.mac_list:
-        variables.setdefault("mac", host.mac_list[0])
+    if host.mac:
+        variables.setdefault("mac", host.mac)
     variables.update(
         server_url=settings.base_url(base_url),
         token=token,
-        pool=effective_pool_name(host) or "",
+        pool=pool or "",
         source_url=release_url(settings.base_url(base_url), profile.release or ""),
     )
     return variables
@@ -321,11 +333,23 @@ def effective_pool_name(host: Host) -> str | None:
     return None
 
 
+# (data dir, template text) -> the file holding that text: hashing and resolving once per text.
+_inline_templates: dict[tuple[Path, str], str] = {}
+
+
 def template_reference(settings: Settings, template: str) -> str:
     """A bundled name or path as is; template text is kept in ``<data>/templates`` under its
-    digest so the renderer can load (and cache) it like any template file."""
+    digest so the renderer can load (and cache) it like any template file.
+
+    Each text is hashed once per process; the file is still checked on every call (one stat),
+    so one removed behind our back is written again.
+    """
     if "<" not in template and "\n" not in template:
         return template
+    key = (settings.data_dir, template)
+    known = _inline_templates.get(key)
+    if known is not None and os.path.isfile(known):
+        return known
     digest = hashlib.sha256(template.encode()).hexdigest()[:24]
     path = settings.data_dir / "templates" / f"inline-{digest}.xml.j2"
     if not path.is_file():
@@ -333,7 +357,8 @@ def template_reference(settings: Settings, template: str) -> str:
         tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
         tmp.write_text(template)
         os.replace(tmp, path)
-    return str(path.resolve())
+    _inline_templates[key] = str(path.resolve())
+    return _inline_templates[key]
 
 
 class AnswerFileUnavailableError(ConflictError):
@@ -341,16 +366,48 @@ class AnswerFileUnavailableError(ConflictError):
 
 
 def host_answerfile(settings: Settings, host: Host, token: str, base_url: str | None = None) -> str:
-    """The host's rendered, validated answer file. RenderError (from answerfiles) when the
-    profile's template does not give a valid one."""
-    who = f"host {host.hostname or host.id}"
+    """The host's rendered, validated answer file, from a loaded ORM host (the dashboard's
+    preview). RenderError (from answerfiles) when the profile's template does not give a valid
+    one."""
     if host.profile is None:
-        raise AnswerFileUnavailableError(f"{who} has no profile, so no answer file")
+        raise AnswerFileUnavailableError(f"{_who(host.hostname, host.id)} has no profile, so no "
+                                         "answer file")
     profile = resolve_profile(host.profile)
+    return _render(settings, AnswerFileHost.of(host), profile, token, base_url,
+                   pool=effective_pool_name(host))
+
+
+def answerfile_for(
+    session: Session, settings: Settings, host: AnswerFileHost, token: str, base_url: str | None
+) -> str:
+    """:func:`host_answerfile` for a host read by :func:`pxe.store.hosts.answerfile_host`: the
+    profile's ancestry and pools come in one query (the path every installing host takes)."""
+    if host.profile_id is None:
+        raise AnswerFileUnavailableError(f"{_who(host.hostname, host.id)} has no profile, so no "
+                                         "answer file")
+    resolved = resolve_profile_id(session, host.profile_id)
+    return _render(settings, host, resolved.profile, token, base_url,
+                   pool=host.pool_name or resolved.pool_name)
+
+
+def _who(hostname: str | None, host_id: int) -> str:
+    return f"host {hostname or host_id}"
+
+
+def _render(
+    settings: Settings,
+    host: AnswerFileHost,
+    profile: EffectiveProfile,
+    token: str,
+    base_url: str | None,
+    *,
+    pool: str | None,
+) -> str:
+    who = _who(host.hostname, host.id)
     if not profile.template:
         raise AnswerFileUnavailableError(f"{who}: profile {profile.name} names no template")
     if not profile.release:
         raise AnswerFileUnavailableError(f"{who}: profile {profile.name} names no release")
-    variables = answerfile_variables(settings, host, profile, token, base_url or "")
+    variables = answerfile_variables(settings, host, profile, token, base_url or "", pool=pool)
     template = template_reference(settings, profile.template)
     return render_template(template, variables, host=host.hostname or str(host.id))

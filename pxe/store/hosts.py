@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, joinedload
 
-from pxe.db.models import Host, HostMac, Profile, utcnow
+from pxe.db.models import Host, HostMac, Pool, Profile, utcnow
 from pxe.lifecycle import State, check_transition
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.events import record_event
@@ -115,6 +116,59 @@ def get_host(session: Session, ref: str | int) -> Host:
     if host is None:
         raise NotFoundError("host", ref)
     return host
+
+
+@dataclass(frozen=True)
+class AnswerFileHost:
+    """What a host's answer file needs of it, and the hash its token must match: read as plain
+    columns, since every installing host asks for this once and the full ORM host is several
+    queries (MACs, profile, pool) for a handful of values."""
+
+    id: int
+    hostname: str | None
+    mac: str | None  # the first MAC recorded, as Host.mac_list[0]
+    profile_id: int | None
+    pool_name: str | None  # the host's own pool, not one inherited from its profile
+    install_token_hash: str | None
+
+    @classmethod
+    def of(cls, host: Host) -> AnswerFileHost:
+        macs = host.mac_list
+        return cls(host.id, host.hostname, macs[0] if macs else None, host.profile_id,
+                   host.pool.name if host.pool is not None else None, host.install_token_hash)
+
+
+_FIRST_MAC = (
+    select(HostMac.mac).where(HostMac.host_id == Host.id).order_by(HostMac.id).limit(1)
+    .correlate(Host).scalar_subquery()
+)  # fmt: skip
+_ANSWERFILE_HOST = select(
+    Host.id, Host.hostname, _FIRST_MAC, Host.profile_id, Pool.name, Host.install_token_hash
+).outerjoin(Pool, Pool.id == Host.pool_id)
+# Built once: building a statement costs more than running it (SQLAlchemy caches the compiled
+# SQL per statement object).
+_ANSWERFILE_HOST_BY = {
+    "id": _ANSWERFILE_HOST.where(Host.id == bindparam("ref")).limit(1),
+    "mac": _ANSWERFILE_HOST.where(
+        Host.id.in_(select(HostMac.host_id).where(HostMac.mac == bindparam("ref")))
+    ).limit(1),
+    "hostname": _ANSWERFILE_HOST.where(Host.hostname == bindparam("ref")).limit(1),
+}
+
+
+def answerfile_host(session: Session, ref: str | int) -> AnswerFileHost:
+    """:func:`get_host`'s lookup (id, MAC or host name) in one query of the columns an answer
+    file needs; raises NotFoundError like it."""
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        by, value = "id", int(ref)
+    elif is_mac(ref):
+        by, value = "mac", normalise_mac(ref)
+    else:
+        by, value = "hostname", str(ref).lower()
+    row = session.connection().execute(_ANSWERFILE_HOST_BY[by], {"ref": value}).first()
+    if row is None:
+        raise NotFoundError("host", ref)
+    return AnswerFileHost(*row)
 
 
 def host_by_mac(session: Session, mac: str) -> Host | None:

@@ -3,11 +3,11 @@ arguments, disk rule, pool), with inheritance from a parent profile."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from pxe.db.models import Host, Pool, Profile, utcnow
@@ -59,8 +59,19 @@ def _ancestry(profile: Profile) -> list[Profile]:
     return chain
 
 
-def resolve_profile(profile: Profile) -> EffectiveProfile:
-    chain = _ancestry(profile)
+class _Layer(Protocol):
+    """One profile of a chain: an ORM Profile or a row of :func:`resolve_profile_id`'s query."""
+
+    release: str | None
+    template: str | None
+    pool_id: int | None
+    variables: dict[str, Any] | None
+    disk_rule: dict[str, Any] | None
+    kernel_args: str | None
+
+
+def _fold(name: str, names: tuple[str, ...], chain: Sequence[_Layer]) -> EffectiveProfile:
+    """``chain`` is the profile first, then its ancestors."""
     release = template = None
     pool_id = None
     variables: dict[str, Any] = {}
@@ -75,8 +86,8 @@ def resolve_profile(profile: Profile) -> EffectiveProfile:
         if node.kernel_args:
             args.append(node.kernel_args.strip())
     return EffectiveProfile(
-        name=profile.name,
-        chain=tuple(p.name for p in chain),
+        name=name,
+        chain=names,
         release=release,
         template=template,
         variables=variables,
@@ -84,6 +95,63 @@ def resolve_profile(profile: Profile) -> EffectiveProfile:
         disk_rule=disk_rule,
         pool_id=pool_id,
     )
+
+
+def resolve_profile(profile: Profile) -> EffectiveProfile:
+    chain = _ancestry(profile)
+    return _fold(profile.name, tuple(p.name for p in chain), chain)
+
+
+@dataclass(frozen=True)
+class ResolvedProfile:
+    """An effective profile and the name of its nearest pool (the one ``pool_id`` names)."""
+
+    profile: EffectiveProfile
+    pool_name: str | None
+
+
+def _ancestry_query() -> Select[Any]:
+    ancestry = select(Profile.id).where(Profile.id == bindparam("profile_id"))
+    ancestry = ancestry.cte("ancestry", recursive=True)
+    parents = select(Profile.parent_id).join(ancestry, Profile.id == ancestry.c.id)
+    # UNION, not UNION ALL: a cycle (refused on write, but rows can be edited by hand) ends.
+    ancestry = ancestry.union(parents.where(Profile.parent_id.is_not(None)))
+    return (
+        select(Profile.id, Profile.parent_id, Profile.name, Profile.release, Profile.template,
+               Profile.variables, Profile.kernel_args, Profile.disk_rule, Profile.pool_id,
+               Pool.name.label("pool_name"))
+        .join(ancestry, Profile.id == ancestry.c.id)
+        .outerjoin(Pool, Pool.id == Profile.pool_id)
+    )  # fmt: skip
+
+
+# Built once: building a statement costs more than running it (SQLAlchemy caches the compiled
+# SQL per statement object).
+_ANCESTRY = _ancestry_query()
+
+
+def resolve_profile_id(session: Session, profile_id: int) -> ResolvedProfile:
+    """:func:`resolve_profile` for a profile id, in one query for the whole ancestry (a
+    recursive CTE) instead of a lazy load per ancestor and pool.
+
+    Read from the database on every call, never cached: several server processes share the
+    database, and a profile an operator just edited must be what the next host gets.
+    """
+    result = session.connection().execute(_ANCESTRY, {"profile_id": profile_id})
+    rows = {row.id: row for row in result}
+    if profile_id not in rows:
+        raise NotFoundError("profile", profile_id)
+    chain, seen = [], set()
+    node_id: int | None = profile_id
+    while node_id is not None:
+        if node_id in seen:
+            raise ConflictError(f"profile {rows[profile_id].name!r} inherits from itself")
+        seen.add(node_id)
+        chain.append(rows[node_id])
+        node_id = rows[node_id].parent_id
+    effective = _fold(chain[0].name, tuple(row.name for row in chain), chain)
+    nearest_pool = next((row.pool_name for row in chain if row.pool_id is not None), None)
+    return ResolvedProfile(effective, nearest_pool)
 
 
 def _dict_field(name: str, value: Any) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 The token in the URL is the host's current install token: the URL is on the installer's kernel
 command line, which is the only thing the installer has before it has an answer file.
+
+Every installing host asks once, so the host and its profile's ancestry are read as plain columns
+in two queries, not as ORM objects with their relations loaded one by one.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from answerfiles.render import RenderError
-from pxe.boot import AnswerFileUnavailableError, host_answerfile
+from pxe.boot import AnswerFileUnavailableError, answerfile_for
 from pxe.store.events import record_event
-from pxe.store.hosts import get_host
+from pxe.store.hosts import answerfile_host, get_host
 from pxe.store.tokens import hash_token
 from pxe.web.context import base_url, db, settings
 from pxe.web.errors import error_response
@@ -28,13 +31,13 @@ def answerfile(ref: str) -> Response | tuple[Response, int]:
     if not token:
         raise Unauthorized("the answer file needs the host's install token as ?token=")
     session = db()
-    host = get_host(session, ref)
+    host = answerfile_host(session, ref)
     if not host.install_token_hash or not hmac.compare_digest(
         host.install_token_hash, hash_token(token)
     ):
         raise Forbidden(f"this token is not host {ref}'s current install token")
     try:
-        text = host_answerfile(settings(), host, token, base_url())
+        text = answerfile_for(session, settings(), host, token, base_url())
     except (RenderError, AnswerFileUnavailableError) as exc:
         writer = db(write=True)
         record_event(writer, get_host(writer, host.id), "answerfile", f"no answer file: {exc}")
