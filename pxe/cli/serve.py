@@ -35,7 +35,7 @@ from pxe.tftp.loaders import loader_for_arch, prepare_tftp_root
 from pxe.tftp.server import TftpService
 from pxe.web.app import create_app
 from pxe.web.metrics import attach_tftp
-from pxe.web.server import make_server
+from pxe.web.server import make_socket_server
 from pxe.web.tftp_counters import SharedTftpCounters
 from pxe.web.workers import HttpWorkers, listening_socket
 
@@ -239,8 +239,9 @@ def _start_udp(
 
 def _serve_in_process(settings: Settings, database: Database, services: Services) -> None:
     app = create_app(settings, database=database)
-    server = _start("HTTP", settings.http_port, lambda: make_server(
-        app, settings.bind, settings.http_port, settings.http_threads))  # fmt: skip
+    sock = _start("HTTP", settings.http_port, lambda: listening_socket(
+        settings.bind, settings.http_port))  # fmt: skip
+    server = make_socket_server(app, sock, settings.http_threads)
     tftp = _start_udp(settings, database, services)
     if tftp is not None:
         attach_tftp(app, tftp.counters)

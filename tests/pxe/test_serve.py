@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from support.serve import free_port, wait_healthy
 
 from installer import runner
@@ -63,13 +64,15 @@ def test_serve_demo_http_tftp_dhcp_then_sigterm(tmp_path: Path) -> None:
             proc.wait()
 
 
-def test_sigterm_stops_serve_under_load(tmp_path: Path) -> None:
-    """SIGTERM arriving while waitress handles sockets (not while it waits) still stops it."""
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_stops_serve_under_load(tmp_path: Path, workers: str) -> None:
+    """SIGTERM arriving while waitress handles sockets (not while it waits) still stops it, in
+    serve's own process (one worker) as in worker processes."""
     http_port = free_port(socket.SOCK_STREAM)
     exe = Path(sys.executable).parent / "xcp-provision"
     proc = runner.start(
         [exe, "serve", "--data-dir", tmp_path / "data", "--bind", "127.0.0.1",
-         "--http-port", str(http_port), "--tftp-port", "0", "--no-dhcp"],
+         "--http-port", str(http_port), "--tftp-port", "0", "--no-dhcp", "--workers", workers],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     stop = threading.Event()
