@@ -13,7 +13,9 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,13 @@ from pxe.store.hosts import (
 from pxe.store.macs import normalise_mac
 from pxe.store.profiles import EffectiveProfile, resolve_profile, resolve_profile_id
 from pxe.store.selectors import match_profile
-from pxe.store.tokens import issue_install_token
+from pxe.store.tokens import (
+    INSTALL_PREFIX,
+    hash_token,
+    issue_install_token,
+    new_token,
+    store_install_token,
+)
 from pxe.write_retry import write_with_retries
 
 log = logging.getLogger(__name__)
@@ -154,8 +162,10 @@ def _wait(settings: Settings, reason: str) -> BootPlan:
 
 
 def _install_plan(
-    session: Session, settings: Settings, host: Host, base_url: str, who: str
+    settings: Settings, host: Host, base_url: str, who: str, token_for: Callable[[Host], str]
 ) -> BootPlan:
+    """The installer for ``host`` with the token ``token_for`` hands out, or a wait when the
+    profile or release cannot give one (then no token is asked for)."""
     assert host.profile is not None
     try:
         profile = resolve_profile(host.profile)
@@ -170,7 +180,7 @@ def _install_plan(
     except ReleaseError as exc:
         log.warning("cannot install %s: %s", who, exc)
         return _wait(settings, f"{who}: {exc}")
-    token = issue_install_token(host)
+    token = token_for(host)
     args = [
         "install",
         f"answerfile={answerfile_url(base_url, host, token)}",
@@ -234,11 +244,27 @@ def decide(
             host.profile = profile
             set_state(session, host, State.READY, f"selector matched profile {profile.name}")
     if State(host.state) in INSTALLER_STATES and host.profile is not None:
-        return _install_plan(session, settings, host, settings.base_url(base_url), who)
+        return _install_plan(
+            settings, host, settings.base_url(base_url), who, issue_install_token
+        )
     return _plan_without_install(settings, host, who)
 
 
-def decide_without_writes(
+@dataclass(frozen=True)
+class PendingInstall:
+    """An installer plan computed in a read transaction: it holds once its token is stored by
+    a one-row UPDATE that also checks the host did not change since it was read."""
+
+    plan: BootPlan
+    host_id: int
+    seen: datetime
+    token_hash: str
+
+    def store(self, session: Session) -> bool:
+        return store_install_token(session, self.host_id, self.token_hash, self.seen)
+
+
+def decide_from_read(
     session: Session,
     settings: Settings,
     *,
@@ -246,41 +272,55 @@ def decide_without_writes(
     uuid: str | None = None,
     serial: str | None = None,
     arch: str | None = None,
+    base_url: str | None = None,
     **_request: Any,
-) -> BootPlan | None:
-    """What :func:`decide` would answer, when answering writes nothing; else None.
+) -> BootPlan | PendingInstall | None:
+    """What :func:`decide` would answer, worked out without writing: a plan when it writes
+    nothing, a :class:`PendingInstall` when it only hands out a token, else None.
 
-    Most requests of a booted rack are installed hosts asking for their disk, or waiting hosts
-    asking again: those are answered from a read transaction, which never queues behind the
-    writers (a host to record, a token to issue, a selector to apply).
+    A booting rack's requests are mostly installed hosts asking for their disk, waiting hosts
+    asking again and ready hosts asking for the installer: none of them queues behind the other
+    writers for its reads, and a ready host holds the write lock for one UPDATE only.
     """
     ident = clean_identity(mac, uuid, serial, arch)
     host = find_host(session, mac=ident.mac, uuid=ident.uuid, serial=ident.serial)
     if host is None or _identity_is_news(host, ident):
         return None
+    who = f"host {host.hostname or host.id} ({ident.mac})"
     state = State(host.state)
     if state in INSTALLER_STATES and host.profile is not None:
-        return None
+        issued: list[str] = []
+
+        def token_for(_host: Host) -> str:
+            issued.append(new_token(INSTALL_PREFIX))
+            return issued[-1]
+
+        plan = _install_plan(settings, host, settings.base_url(base_url), who, token_for)
+        if not issued:
+            return plan  # a wait: the profile or release cannot install it now
+        return PendingInstall(plan, host.id, host.updated_at, hash_token(issued[0]))
     if (
         state == State.DISCOVERED
         and host.profile is None
         and match_profile(session, host.mac_list, host.smbios_uuid, host.serial)
     ):
         return None
-    return _plan_without_install(settings, host, f"host {host.hostname or host.id} ({ident.mac})")
+    return _plan_without_install(settings, host, who)
 
 
 def decide_and_record(database: Database, settings: Settings, **request: Any) -> BootPlan:
-    """:func:`decide`, from a read transaction when that writes nothing, else in its own
-    committed write transaction (queued behind other writers).
+    """:func:`decide`, from a read transaction as far as it can (see :func:`decide_from_read`),
+    else in its own committed write transaction (queued behind other writers).
 
     A machine's first two requests can race to record it (PostgreSQL lets both try; one meets
     the other's MAC): the loser asks once more and finds the host the winner recorded.
     """
     with database.scope(write=False) as session:
-        plan = decide_without_writes(session, settings, **request)
-    if plan is not None:
-        return plan
+        outcome = decide_from_read(session, settings, **request)
+    if isinstance(outcome, BootPlan):
+        return outcome
+    if outcome is not None and write_with_retries(database, outcome.store):
+        return outcome.plan
     for attempt in range(2):
         try:
             return write_with_retries(

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from pxe.db.models import ApiToken, Host, utcnow
+from pxe.lifecycle import INSTALLER_STATES
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 
 API_PREFIX = "xpa_"
@@ -76,6 +78,22 @@ def issue_install_token(host: Host) -> str:
     host.token_spent = False
     host.updated_at = utcnow()
     return token
+
+
+def store_install_token(session: Session, host_id: int, token_hash: str, seen: datetime) -> bool:
+    """Make ``token_hash`` the host's install token if the host is still as it was read at
+    ``seen`` and still boots the installer; False (nothing written) otherwise."""
+    result = session.execute(
+        update(Host)
+        .where(
+            Host.id == host_id,
+            Host.updated_at == seen,
+            Host.state.in_([s.value for s in INSTALLER_STATES]),
+        )
+        .values(install_token_hash=token_hash, token_spent=False, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 def host_for_install_token(session: Session, token: str) -> Host | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from pxe.boot import decide, decide_and_record
+from pxe.boot import PendingInstall, decide, decide_and_record, decide_from_read
 from pxe.bootplan import BootAction, BootPlan
 from pxe.config import Settings
 from pxe.db.session import Database
@@ -216,3 +216,42 @@ def test_lookups_that_change_nothing_do_not_wait_for_writers(
         blocker.close()
         impatient.dispose()
     assert decide_and_record(database, settings, mac=macs[State.READY]).action == BootAction.INSTALL
+
+
+def test_a_ready_host_is_planned_from_a_read_and_its_token_stored_only_if_unchanged(
+    database: Database, settings: Settings, demo_release: Path
+) -> None:
+    with database.scope() as s:
+        profiles.create_profile(s, "p", release="demo", template="fresh-dhcp")
+        host_id = hosts.add_host(s, macs=[MAC], profile="p").id
+    with database.scope(write=False) as s:
+        pending = decide_from_read(s, settings, mac=MAC)
+        again = decide_from_read(s, settings, mac=MAC)
+    assert isinstance(pending, PendingInstall) and isinstance(again, PendingInstall)
+    assert pending.plan.action == BootAction.INSTALL
+    token = pending.plan.cmdline.split("token=")[1].split()[0]
+    with database.scope() as s:
+        assert host_for_install_token(s, token) is None  # nothing written by the read
+        assert pending.store(s)
+    with database.scope() as s:
+        assert host_for_install_token(s, token).id == host_id
+        assert not again.store(s)  # the host changed since `again` was read: no overwrite
+    with database.scope() as s:
+        assert host_for_install_token(s, token).id == host_id
+        hosts.set_state(s, hosts.get_host(s, host_id), State.INSTALLED, "build-done")
+    assert decide_and_record(database, settings, mac=MAC).action == BootAction.LOCAL
+
+
+def test_a_host_finished_between_read_and_write_is_decided_again(
+    database: Database, settings: Settings, demo_release: Path
+) -> None:
+    with database.scope() as s:
+        profiles.create_profile(s, "p", release="demo", template="fresh-dhcp")
+        host_id = hosts.add_host(s, macs=[MAC], profile="p").id
+    with database.scope(write=False) as s:
+        pending = decide_from_read(s, settings, mac=MAC)
+    with database.scope() as s:
+        hosts.set_state(s, hosts.get_host(s, host_id), State.INSTALLED, "build-done")
+    with database.scope() as s:
+        assert not pending.store(s)
+        assert hosts.get_host(s, host_id).install_token_hash is None
