@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import ColumnElement, Select, bindparam, func, select, true
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from pxe.db.models import Host, HostMac, Pool, Profile, utcnow
 from pxe.lifecycle import State, check_transition
@@ -16,7 +16,7 @@ from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.events import record_event
 from pxe.store.macs import is_mac, normalise_mac
 from pxe.store.pools import get_pool
-from pxe.store.profiles import get_profile
+from pxe.store.profiles import ResolvedProfile, chain_rows, get_profile
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -120,55 +120,83 @@ def get_host(session: Session, ref: str | int) -> Host:
 
 @dataclass(frozen=True)
 class AnswerFileHost:
-    """What a host's answer file needs of it, and the hash its token must match: read as plain
-    columns, since every installing host asks for this once and the full ORM host is several
-    queries (MACs, profile, pool) for a handful of values."""
+    """What a host's answer file needs of it and of its profile, and the hash its token must
+    match."""
 
     id: int
     hostname: str | None
     mac: str | None  # the first MAC recorded, as Host.mac_list[0]
-    profile_id: int | None
     pool_name: str | None  # the host's own pool, not one inherited from its profile
     install_token_hash: str | None
+    profile: ResolvedProfile | None  # None: the host has no profile
 
     @classmethod
     def of(cls, host: Host) -> AnswerFileHost:
+        """From a loaded ORM host; raises ConflictError for a profile that inherits from
+        itself."""
         macs = host.mac_list
-        return cls(host.id, host.hostname, macs[0] if macs else None, host.profile_id,
-                   host.pool.name if host.pool is not None else None, host.install_token_hash)
+        return cls(host.id, host.hostname, macs[0] if macs else None,
+                   host.pool.name if host.pool is not None else None, host.install_token_hash,
+                   ResolvedProfile.of(host.profile) if host.profile is not None else None)
 
 
-_FIRST_MAC = (
-    select(HostMac.mac).where(HostMac.host_id == Host.id).order_by(HostMac.id).limit(1)
-    .correlate(Host).scalar_subquery()
-)  # fmt: skip
-_ANSWERFILE_HOST = select(
-    Host.id, Host.hostname, _FIRST_MAC, Host.profile_id, Pool.name, Host.install_token_hash
-).outerjoin(Pool, Pool.id == Host.pool_id)
-# Built once: building a statement costs more than running it (SQLAlchemy caches the compiled
-# SQL per statement object).
+def _answerfile_query(target: ColumnElement[Any]) -> Select[Any]:
+    """Host ``target`` (an id expression), one row per profile of its ancestry (one row of
+    NULL profile columns without a profile); no row when there is no such host."""
+    first_mac = (
+        select(HostMac.mac).where(HostMac.host_id == Host.id).order_by(HostMac.id).limit(1)
+        .correlate(Host).scalar_subquery()
+    )  # fmt: skip
+    own_pool = aliased(Pool)
+    chain = chain_rows(select(Host.profile_id).where(Host.id == target).scalar_subquery())
+    return (
+        select(Host.id.label("host_id"), Host.hostname, first_mac.label("mac"),
+               own_pool.name.label("host_pool_name"), Host.install_token_hash,
+               Host.profile_id.label("host_profile_id"), *chain.c)
+        .outerjoin(own_pool, own_pool.id == Host.pool_id)
+        .outerjoin(chain, true())
+        .where(Host.id == target)
+    )  # fmt: skip
+
+
+def _host_id_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return select(Host.id).where(condition).order_by(Host.id).limit(1).scalar_subquery()
+
+
+# Built once, with a bound parameter: building a statement costs more than running it
+# (SQLAlchemy caches the compiled SQL per statement object).
 _ANSWERFILE_HOST_BY = {
-    "id": _ANSWERFILE_HOST.where(Host.id == bindparam("ref")).limit(1),
-    "mac": _ANSWERFILE_HOST.where(
-        Host.id.in_(select(HostMac.host_id).where(HostMac.mac == bindparam("ref")))
-    ).limit(1),
-    "hostname": _ANSWERFILE_HOST.where(Host.hostname == bindparam("ref")).limit(1),
-}
+    "id": _answerfile_query(bindparam("ref")),
+    "mac": _answerfile_query(_host_id_where(
+        Host.id.in_(select(HostMac.host_id).where(HostMac.mac == bindparam("ref"))))),
+    "hostname": _answerfile_query(_host_id_where(Host.hostname == bindparam("ref"))),
+}  # fmt: skip
 
 
 def answerfile_host(session: Session, ref: str | int) -> AnswerFileHost:
-    """:func:`get_host`'s lookup (id, MAC or host name) in one query of the columns an answer
-    file needs; raises NotFoundError like it."""
+    """:func:`get_host`'s lookup (id, MAC or host name), the host's profile ancestry and pools
+    in one query of plain columns, where the ORM host is several queries (MACs, then a lazy
+    load per ancestor and pool) for a handful of values: every installing host asks once.
+
+    Read on every call, never cached: several server processes share the database, and a
+    profile an operator just edited must be what the next host gets. Raises NotFoundError like
+    :func:`get_host`, ConflictError for a profile that inherits from itself.
+    """
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         by, value = "id", int(ref)
     elif is_mac(ref):
         by, value = "mac", normalise_mac(ref)
     else:
         by, value = "hostname", str(ref).lower()
-    row = session.connection().execute(_ANSWERFILE_HOST_BY[by], {"ref": value}).first()
-    if row is None:
+    rows = session.connection().execute(_ANSWERFILE_HOST_BY[by], {"ref": value}).all()
+    if not rows:
         raise NotFoundError("host", ref)
-    return AnswerFileHost(*row)
+    host = rows[0]
+    profile = None
+    if host.host_profile_id is not None:
+        profile = ResolvedProfile.from_rows(host.host_profile_id, rows)
+    return AnswerFileHost(host.host_id, host.hostname, host.mac, host.host_pool_name,
+                          host.install_token_hash, profile)
 
 
 def host_by_mac(session: Session, mac: str) -> Host | None:

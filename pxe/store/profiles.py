@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import ColumnElement, Subquery, select
 from sqlalchemy.orm import Session
 
 from pxe.db.models import Host, Pool, Profile, utcnow
@@ -60,7 +60,7 @@ def _ancestry(profile: Profile) -> list[Profile]:
 
 
 class _Layer(Protocol):
-    """One profile of a chain: an ORM Profile or a row of :func:`resolve_profile_id`'s query."""
+    """One profile of a chain: an ORM Profile or a row of :func:`chain_rows`."""
 
     release: str | None
     template: str | None
@@ -109,49 +109,53 @@ class ResolvedProfile:
     profile: EffectiveProfile
     pool_name: str | None
 
+    @classmethod
+    def of(cls, profile: Profile) -> ResolvedProfile:
+        """From a loaded ORM profile (its ancestors and pools are lazy-loaded)."""
+        chain = _ancestry(profile)
+        nearest_pool = next((p.pool.name for p in chain if p.pool is not None), None)
+        return cls(_fold(profile.name, tuple(p.name for p in chain), chain), nearest_pool)
 
-def _ancestry_query() -> Select[Any]:
-    ancestry = select(Profile.id).where(Profile.id == bindparam("profile_id"))
-    ancestry = ancestry.cte("ancestry", recursive=True)
+    @classmethod
+    def from_rows(cls, profile_id: int, rows: Sequence[Any]) -> ResolvedProfile:
+        """From the rows of a query selecting :func:`chain_rows` (in any order)."""
+        by_id = {row.profile_id: row for row in rows}
+        if profile_id not in by_id:
+            raise NotFoundError("profile", profile_id)
+        chain, seen = [], set()
+        node_id: int | None = profile_id
+        while node_id is not None:
+            if node_id in seen:
+                raise ConflictError(f"profile {by_id[profile_id].profile_name!r} inherits from "
+                                    "itself")
+            seen.add(node_id)
+            chain.append(by_id[node_id])
+            node_id = by_id[node_id].parent_id
+        nearest_pool = next((row.pool_name for row in chain if row.pool_id is not None), None)
+        names = tuple(row.profile_name for row in chain)
+        return cls(_fold(names[0], names, chain), nearest_pool)
+
+
+def chain_rows(first: ColumnElement[Any]) -> Subquery:
+    """One row per profile of the ancestry of profile ``first`` (an expression: a bound
+    parameter or a scalar subquery), with its pool's name: the whole chain in one query (a
+    recursive CTE) instead of a lazy load per ancestor and pool. No row when ``first`` is NULL.
+    Columns: profile_id, parent_id, profile_name, release, template, variables, kernel_args,
+    disk_rule, pool_id, pool_name (the names :meth:`ResolvedProfile.from_rows` reads).
+    """
+    ancestry = select(Profile.id).where(Profile.id == first).cte("ancestry", recursive=True)
     parents = select(Profile.parent_id).join(ancestry, Profile.id == ancestry.c.id)
     # UNION, not UNION ALL: a cycle (refused on write, but rows can be edited by hand) ends.
     ancestry = ancestry.union(parents.where(Profile.parent_id.is_not(None)))
     return (
-        select(Profile.id, Profile.parent_id, Profile.name, Profile.release, Profile.template,
+        select(Profile.id.label("profile_id"), Profile.parent_id,
+               Profile.name.label("profile_name"), Profile.release, Profile.template,
                Profile.variables, Profile.kernel_args, Profile.disk_rule, Profile.pool_id,
                Pool.name.label("pool_name"))
         .join(ancestry, Profile.id == ancestry.c.id)
         .outerjoin(Pool, Pool.id == Profile.pool_id)
+        .subquery("chain")
     )  # fmt: skip
-
-
-# Built once: building a statement costs more than running it (SQLAlchemy caches the compiled
-# SQL per statement object).
-_ANCESTRY = _ancestry_query()
-
-
-def resolve_profile_id(session: Session, profile_id: int) -> ResolvedProfile:
-    """:func:`resolve_profile` for a profile id, in one query for the whole ancestry (a
-    recursive CTE) instead of a lazy load per ancestor and pool.
-
-    Read from the database on every call, never cached: several server processes share the
-    database, and a profile an operator just edited must be what the next host gets.
-    """
-    result = session.connection().execute(_ANCESTRY, {"profile_id": profile_id})
-    rows = {row.id: row for row in result}
-    if profile_id not in rows:
-        raise NotFoundError("profile", profile_id)
-    chain, seen = [], set()
-    node_id: int | None = profile_id
-    while node_id is not None:
-        if node_id in seen:
-            raise ConflictError(f"profile {rows[profile_id].name!r} inherits from itself")
-        seen.add(node_id)
-        chain.append(rows[node_id])
-        node_id = rows[node_id].parent_id
-    effective = _fold(chain[0].name, tuple(row.name for row in chain), chain)
-    nearest_pool = next((row.pool_name for row in chain if row.pool_id is not None), None)
-    return ResolvedProfile(effective, nearest_pool)
 
 
 def _dict_field(name: str, value: Any) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 The token in the URL is the host's current install token: the URL is on the installer's kernel
 command line, which is the only thing the installer has before it has an answer file.
 
-Every installing host asks once, so the host and its profile's ancestry are read as plain columns
-in two queries, not as ORM objects with their relations loaded one by one.
+Every installing host asks once, so the host, its profile's ancestry and their pools are read as
+plain columns in one query, not as ORM objects with their relations loaded one by one.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def answerfile(ref: str) -> Response | tuple[Response, int]:
     ):
         raise Forbidden(f"this token is not host {ref}'s current install token")
     try:
-        text = answerfile_for(session, settings(), host, token, base_url())
+        text = answerfile_for(settings(), host, token, base_url())
     except (RenderError, AnswerFileUnavailableError) as exc:
         writer = db(write=True)
         record_event(writer, get_host(writer, host.id), "answerfile", f"no answer file: {exc}")
