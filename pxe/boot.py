@@ -40,7 +40,7 @@ from pxe.store.hosts import (
     set_state,
 )
 from pxe.store.macs import normalise_mac
-from pxe.store.profiles import EffectiveProfile, resolve_profile, resolve_profile_id
+from pxe.store.profiles import EffectiveProfile, resolve_profile
 from pxe.store.selectors import match_profile
 from pxe.store.tokens import (
     INSTALL_PREFIX,
@@ -338,8 +338,6 @@ def answerfile_variables(
     profile: EffectiveProfile,
     token: str,
     base_url: str,
-    *,
-    pool: str | None,
 ) -> dict[str, Any]:
     """Template variables: defaults, then the profile's variables, then the host's identity and
     our extension (server URL, token, pool), which a profile cannot override."""
@@ -355,22 +353,10 @@ def answerfile_variables(
     variables.update(
         server_url=settings.base_url(base_url),
         token=token,
-        pool=pool or "",
+        pool=host.pool_name or (host.profile.pool_name if host.profile else None) or "",
         source_url=release_url(settings.base_url(base_url), profile.release or ""),
     )
     return variables
-
-
-def effective_pool_name(host: Host) -> str | None:
-    """The host's own pool, else the nearest one along its profile's ancestry."""
-    if host.pool is not None:
-        return host.pool.name
-    node = host.profile
-    while node is not None:
-        if node.pool is not None:
-            return node.pool.name
-        node = node.parent
-    return None
 
 
 # (data dir, template text) -> the file holding that text: hashing and resolving once per text.
@@ -409,45 +395,22 @@ def host_answerfile(settings: Settings, host: Host, token: str, base_url: str | 
     """The host's rendered, validated answer file, from a loaded ORM host (the dashboard's
     preview). RenderError (from answerfiles) when the profile's template does not give a valid
     one."""
-    if host.profile is None:
-        raise AnswerFileUnavailableError(f"{_who(host.hostname, host.id)} has no profile, so no "
-                                         "answer file")
-    profile = resolve_profile(host.profile)
-    return _render(settings, AnswerFileHost.of(host), profile, token, base_url,
-                   pool=effective_pool_name(host))
+    return answerfile_for(settings, AnswerFileHost.of(host), token, base_url)
 
 
 def answerfile_for(
-    session: Session, settings: Settings, host: AnswerFileHost, token: str, base_url: str | None
+    settings: Settings, host: AnswerFileHost, token: str, base_url: str | None = None
 ) -> str:
-    """:func:`host_answerfile` for a host read by :func:`pxe.store.hosts.answerfile_host`: the
-    profile's ancestry and pools come in one query (the path every installing host takes)."""
-    if host.profile_id is None:
-        raise AnswerFileUnavailableError(f"{_who(host.hostname, host.id)} has no profile, so no "
-                                         "answer file")
-    resolved = resolve_profile_id(session, host.profile_id)
-    return _render(settings, host, resolved.profile, token, base_url,
-                   pool=host.pool_name or resolved.pool_name)
-
-
-def _who(hostname: str | None, host_id: int) -> str:
-    return f"host {hostname or host_id}"
-
-
-def _render(
-    settings: Settings,
-    host: AnswerFileHost,
-    profile: EffectiveProfile,
-    token: str,
-    base_url: str | None,
-    *,
-    pool: str | None,
-) -> str:
-    who = _who(host.hostname, host.id)
+    """:func:`host_answerfile` for a host read by :func:`pxe.store.hosts.answerfile_host` (the
+    path every installing host takes: one query, no ORM objects)."""
+    who = f"host {host.hostname or host.id}"
+    if host.profile is None:
+        raise AnswerFileUnavailableError(f"{who} has no profile, so no answer file")
+    profile = host.profile.profile
     if not profile.template:
         raise AnswerFileUnavailableError(f"{who}: profile {profile.name} names no template")
     if not profile.release:
         raise AnswerFileUnavailableError(f"{who}: profile {profile.name} names no release")
-    variables = answerfile_variables(settings, host, profile, token, base_url or "", pool=pool)
+    variables = answerfile_variables(settings, host, profile, token, base_url or "")
     template = template_reference(settings, profile.template)
     return render_template(template, variables, host=host.hostname or str(host.id))
