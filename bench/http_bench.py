@@ -1,8 +1,18 @@
 """HTTP: answer files for 100 concurrent clients, and iPXE boot lookups with 10,000 hosts.
 
-The server runs as operators run it (``xcp-provision serve`` in its own process, waitress, SQLite
-in WAL mode); the load comes from ApacheBench (``ab``, C, one process) so the client does not
-steal the Python interpreter from the server. References measured in the same run:
+The server runs as operators run it (``xcp-provision serve`` in its own process with its HTTP
+worker processes, waitress, SQLite in WAL mode); the load comes from C clients so it does not
+steal the Python interpreter from the server. Answer files are measured two ways:
+
+* capacity: ApacheBench (``ab``) with 100 connections asking for one host's answer file as fast
+  as answers come back (closed loop: latency there is queueing, 100 / rate on average);
+* the goal's shape: ``wrk`` with 100 clients, each asking for the answer files of 1,000
+  distinct ready hosts in turn (every request a cold render of another host), on a new
+  connection each time, with 40 ms between its requests: 2,000 requests a second while an
+  answer takes 10 ms, fewer if answers are slower. Met when it sustains 2,000 a second with a
+  p99 under 50 ms.
+
+References measured in the same run:
 
 * answer files: nginx serving the same answer-file bytes as a static file (the floor any
   dynamic server is compared to), and our own ``/healthz`` (the floor of the Python stack);
@@ -41,6 +51,9 @@ from tests.support.serve import free_port, serve_process
 
 GOAL_RATE = 2000.0
 GOAL_P99_MS = 50.0
+CLIENTS_THINK_MS = 40
+PACED_SECONDS = 10
+PACED_SCRIPT = Path(__file__).resolve().parent / "paced.lua"
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,37 @@ def ab(url: str, requests: int, concurrency: int) -> Load:
         p99_ms=number(r"^\s+99%\s+(\d+)"),
         failed=failed,
     )
+
+
+def _wrk_ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def paced(base: str, paths: list[str], clients: int, workdir: Path) -> Load:
+    """``clients`` wrk clients cycling through ``paths`` with CLIENTS_THINK_MS between
+    requests, each request on a new connection."""
+    listing = workdir / "paced-paths.txt"
+    listing.write_text("\n".join(paths) + "\n")
+    result = run(["wrk", "-t2", f"-c{clients}", f"-d{PACED_SECONDS}s", "--latency",
+                  "-s", PACED_SCRIPT, base],
+                 env={"PATHS": str(listing), "THINK_MS": str(CLIENTS_THINK_MS)},
+                 timeout=PACED_SECONDS + 120)  # fmt: skip
+    out = result.stdout
+
+    def find(pattern: str) -> str:
+        match = re.search(pattern, out, re.MULTILINE)
+        if match is None:
+            raise RuntimeError(f"wrk output lacks {pattern!r}:\n{out}")
+        return match[1]
+
+    errors = re.search(r"Socket errors: connect (\d+), read \d+, write (\d+), timeout (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    failed = (sum(int(n) for n in errors.groups()) if errors else 0) + (
+        int(non2xx[1]) if non2xx else 0)
+    return Load(rate=float(find(r"^Requests/sec:\s+([\d.]+)")),
+                p50_ms=_wrk_ms(find(r"^\s+50%\s+(\S+)")),
+                p99_ms=_wrk_ms(find(r"^\s+99%\s+(\S+)")), failed=failed)  # fmt: skip
 
 
 def populate(data: Path, hosts: int) -> list[str]:
@@ -172,6 +216,9 @@ def main() -> None:
             ready = macs[10]  # host 11: ready, gets the installer and a new token each time
             ab(url, min(n, 500), c)  # warm-up
             answers = ab(url, n, c)
+            distinct = [answer_url(base, mac).removeprefix(base)
+                        for mac in macs[::10][:1000]]  # fmt: skip
+            spread = paced(base, distinct, c, Path(tmp))
             health = ab(f"{base}/healthz", n, c)
             local_big = ab(f"{base}/boot/ipxe?mac={installed}", n, c)
             install_big = ab(f"{base}/boot/ipxe?mac={ready}", n, c)
@@ -188,8 +235,12 @@ def main() -> None:
     print(line("xcp-provision: rendered + validated answer file", answers, floor))
     print(line("xcp-provision: /healthz (Python stack floor)", health, floor))
     print(line("nginx: the same bytes as a static file", floor))
+    print(f"\nanswer files of {len(distinct)} distinct hosts, {c} clients with "
+          f"{CLIENTS_THINK_MS} ms between requests, new connection each (wrk, {PACED_SECONDS} s)")
+    print(line("xcp-provision: each a cold render", spread))
+    met = spread.rate >= GOAL_RATE and spread.p99_ms < GOAL_P99_MS and not spread.failed
     print(f"  goal: {GOAL_RATE:.0f} req/s and p99 < {GOAL_P99_MS:.0f} ms -> "
-          f"{'met' if answers.rate >= GOAL_RATE and answers.p99_ms < GOAL_P99_MS else 'NOT met'}")
+          f"{'met' if met else 'NOT met'}")
     print(f"\niPXE boot lookups, {n} requests, {c} concurrent (10 hosts is the reference)")
     print(line(f"installed host, {args.hosts} hosts", local_big, local_small))
     print(line("installed host, 10 hosts", local_small))
