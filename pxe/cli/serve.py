@@ -128,14 +128,21 @@ class _StopSignalError(SystemExit):
 
 
 class _Signals:
-    """Turns SIGTERM/SIGINT into _StopSignalError and remembers which one came."""
+    """Turns the first SIGTERM/SIGINT into _StopSignalError and remembers which one came.
+
+    Later ones only say so: raised again, they would cut the orderly stop short (workers left to
+    die on their own, a traceback, exit status 1) for a user pressing Ctrl-C twice."""
 
     def __init__(self) -> None:
         self.received: str | None = None
 
     def __call__(self, signum: int, _frame: FrameType | None) -> None:
-        self.received = signal.Signals(signum).name
-        raise _StopSignalError(self.received)
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            log.info("%s received while stopping; still stopping", name)
+            return
+        self.received = name
+        raise _StopSignalError(name)
 
 
 def _start(what: str, port: object, starter: Callable[[], T]) -> T:

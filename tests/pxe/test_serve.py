@@ -102,3 +102,26 @@ def test_sigterm_stops_serve_under_load(tmp_path: Path, workers: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_second_sigterm_while_stopping_changes_nothing(tmp_path: Path) -> None:
+    http_port = free_port(socket.SOCK_STREAM)
+    exe = Path(sys.executable).parent / "xcp-provision"
+    proc = runner.start(
+        [exe, "serve", "--data-dir", tmp_path / "data", "--bind", "127.0.0.1",
+         "--http-port", str(http_port), "--tftp-port", "0", "--no-dhcp", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_healthy(f"http://127.0.0.1:{http_port}", proc)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.05)  # serve is now stopping its workers
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, output.decode()
+        assert b"SIGTERM received while stopping; still stopping" in output
+        assert b"Traceback" not in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
