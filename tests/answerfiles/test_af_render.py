@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from answerfiles import render
 from answerfiles.errors import AnswerFileError
 from answerfiles.model import Mode, NtpSource, Proto
 from answerfiles.parse import parse_answerfile
@@ -175,3 +176,32 @@ def test_edited_template_file_is_rendered_afresh(tmp_path: Path) -> None:
     template.write_text(body.format("sdb"))
     os.utime(template, ns=(1, template.stat().st_mtime_ns + 10**9))
     assert "sdb" in render_template(str(template), {})
+
+
+def test_edited_include_is_rendered_afresh(tmp_path: Path) -> None:
+    template, partial = tmp_path / "main.xml.j2", tmp_path / "_part.xml.j2"
+    template.write_text('<installation mode="upgrade">{% include "_part.xml.j2" %}'
+                        '<source type="local"/></installation>')
+    body = "<existing-installation>{}</existing-installation>"
+    partial.write_text(body.format("sda"))
+    assert "sda" in render_template(str(template), {})
+    partial.write_text(body.format("sdb"))
+    os.utime(partial, ns=(1, partial.stat().st_mtime_ns + 10**9))
+    assert "sdb" in render_template(str(template), {})
+
+
+def test_a_template_added_to_the_bundled_folder_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "bundled"
+    folder.mkdir()
+    (folder / "one.xml.j2").write_text(
+        '<installation mode="upgrade"><existing-installation>sda</existing-installation>'
+        '<source type="local"/></installation>')  # fmt: skip
+    monkeypatch.setattr(render, "TEMPLATES", folder)
+    assert list_templates() == ["one"]
+    with pytest.raises(RenderError, match="no bundled template named 'two': allowed one,"):
+        render_template("two", {})
+    (folder / "one.xml.j2").rename(folder / "two.xml.j2")
+    assert list_templates() == ["two"]
+    assert "sda" in render_template("two", {})
