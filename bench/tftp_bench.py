@@ -3,13 +3,12 @@
 Every server runs in its own process (as ``serve`` runs ours), started once and fed rounds in
 turn, the order rotating every round, so a burst of load on this shared machine hits all sides
 alike. A warm-up round is not counted. For each server the bench prints the wall time until the
-last client finished (median and range over the rounds) and the CPU time the whole machine was
-busy meanwhile (clients, server, kernel: the clients are the same for both, so the difference is
-the server's cost, give or take the other users of this machine); for ours also its process's
-own CPU time (tftpd-hpa forks a child per transfer, whose time the kernel does not keep). The
-ratio to tftpd-hpa is taken per round, between runs done back to back, and printed as median,
-range and how many rounds missed the 1.25x goal: one median alone hid how noisy these figures
-are on 2 cores, where the curl clients compete with the server for the CPU.
+last client finished (median and range over the rounds) and, with ``perf``, the CPU time of
+the server and of every child it forked meanwhile. The ratio to tftpd-hpa is taken per round,
+between runs done back to back, and printed as median, range and how many rounds missed the
+1.25x goal: one median alone hid how noisy these figures are on 2 cores shared with the curl
+clients (and other users), where a one-thread server gets one share of the CPU and tftpd-hpa one
+per transfer. The CPU time is the steadier figure of what each server costs.
 
     .venv/bin/python bench/tftp_bench.py [--clients 50] [--size-mib 1] [--rounds 7] [--stock]
 """
@@ -19,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -51,20 +51,30 @@ class Server:
     proc: subprocess.Popen[bytes]
     port: int
     walls: list[float] = field(default_factory=list)
-    machine_cpus: list[float] = field(default_factory=list)
-    own_cpus: list[float] = field(default_factory=list)
-
-    def own_cpu(self) -> float:
-        """User + system time of the server process (tftpd-hpa's forked children are not
-        counted: it ignores SIGCHLD, so the kernel keeps no total for them)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICK
+    cpus: list[float] = field(default_factory=list)
 
 
-def machine_cpu() -> float:
-    """CPU seconds all cores spent busy: clients, server, kernel, and anyone else."""
-    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / _TICK  # less idle and iowait
+@contextmanager
+def counting_cpu(server: Server, scratch: Path) -> Iterator[None]:
+    """Count the CPU time of the server and of every child it forks meanwhile (tftpd-hpa forks
+    one per transfer and ignores SIGCHLD, so the kernel keeps no total for them) with
+    ``perf stat``; without perf, no CPU figure."""
+    if shutil.which("perf") is None:
+        yield
+        return
+    out = scratch / "perf.csv"
+    perf = start(["perf", "stat", "-x,", "-e", "task-clock", "-o", str(out),
+                  "-p", str(server.proc.pid)], stderr=subprocess.DEVNULL)
+    time.sleep(0.2)  # attached
+    try:
+        yield
+    finally:
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
+    for line in out.read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2] == "task-clock" and fields[0]:
+            server.cpus.append(float(fields[0]) / 1000)
 
 
 def free_udp_port() -> int:
@@ -121,7 +131,16 @@ def serve(kind: str, root: Path) -> None:
 
 def fetch_all(server: Server, clients: int, blksize: int, out: Path, expected: bytes) -> None:
     """Start every client at once; the figure is the time until the last one finished."""
-    own_before, machine_before = server.own_cpu(), machine_cpu()
+    with counting_cpu(server, out):
+        codes = _fetch(server, clients, blksize, out)
+    bad = [i for i, code in enumerate(codes) if code != 0]
+    bad += [i for i in range(clients) if (out / f"c{i}").read_bytes() != expected]
+    if bad:
+        raise SystemExit(f"{server.name}: {len(set(bad))} of {clients} clients failed or got "
+                         "wrong bytes")
+
+
+def _fetch(server: Server, clients: int, blksize: int, out: Path) -> list[int]:
     began = time.perf_counter()
     procs = [
         start(["curl", "-sS", "--max-time", "120", "--tftp-blksize", str(blksize),
@@ -130,13 +149,8 @@ def fetch_all(server: Server, clients: int, blksize: int, out: Path, expected: b
     ]
     codes = [proc.wait() for proc in procs]
     server.walls.append(time.perf_counter() - began)
-    server.machine_cpus.append(machine_cpu() - machine_before)
-    server.own_cpus.append(server.own_cpu() - own_before)
-    bad = [i for i, code in enumerate(codes) if code != 0]
-    bad += [i for i in range(clients) if (out / f"c{i}").read_bytes() != expected]
-    if bad:
-        raise SystemExit(f"{server.name}: {len(set(bad))} of {clients} clients failed or got "
-                         "wrong bytes")
+    time.sleep(0.05)  # the last ACKs reach the servers
+    return codes
 
 
 def spread(values: list[float], unit: str = " s") -> str:
@@ -146,15 +160,17 @@ def spread(values: list[float], unit: str = " s") -> str:
 def report(servers: list[Server]) -> None:
     reference = servers[0]
     for server in servers:
-        own = "" if server is reference else f", process {spread(server.own_cpus)}"
-        print(f"    {server.name:12s} wall {spread(server.walls)}   "
-              f"CPU: machine {spread(server.machine_cpus)}{own}")
+        cpu = f"   server CPU {spread(server.cpus)}" if server.cpus else ""
+        print(f"    {server.name:12s} wall {spread(server.walls)}{cpu}")
     for server in servers[1:]:
         ratios = [ours / ref for ours, ref in zip(server.walls, reference.walls, strict=True)]
         over = sum(ratio > GOAL for ratio in ratios)
-        cpu = statistics.median(server.machine_cpus) / statistics.median(reference.machine_cpus)
+        cpu = ""
+        if server.cpus and reference.cpus:
+            cpu = (f"; CPU ratio "
+                   f"{statistics.median(server.cpus) / statistics.median(reference.cpus):.2f}x")
         print(f"    {server.name} / {reference.name}: wall ratio per round {spread(ratios, 'x')}"
-              f", {over} of {len(ratios)} rounds over {GOAL}x; machine CPU ratio {cpu:.2f}x")
+              f", {over} of {len(ratios)} rounds over {GOAL}x{cpu}")
 
 
 def main() -> None:
@@ -195,8 +211,7 @@ def main() -> None:
                     if round_ < args.warmup:
                         for server in servers:
                             server.walls.clear()
-                            server.machine_cpus.clear()
-                            server.own_cpus.clear()
+                            server.cpus.clear()
                 print(f"  blksize {blksize} (load average {os.getloadavg()[0]:.1f} after)")
                 report(servers)
 
