@@ -30,6 +30,7 @@ from pxe.config import Settings
 from pxe.db.models import Host, HostMac
 from pxe.db.session import Database
 from pxe.lifecycle import INSTALLER_STATES, LOCAL_BOOT_STATES, State
+from pxe.store.boot_facts import BootFacts, boot_facts, effective_profile
 from pxe.store.errors import ConflictError, InvalidInputError
 from pxe.store.events import record_event
 from pxe.store.hosts import (
@@ -153,8 +154,8 @@ def release_url(base_url: str, name: str, rel_path: str = "") -> str:
     return f"{base_url}/releases/{name}/{rel_path}"
 
 
-def answerfile_url(base_url: str, host: Host, token: str) -> str:
-    return f"{base_url}/answerfile/{host.id}?token={token}"
+def answerfile_url(base_url: str, host_id: int, token: str) -> str:
+    return f"{base_url}/answerfile/{host_id}?token={token}"
 
 
 def _wait(settings: Settings, reason: str) -> BootPlan:
@@ -162,13 +163,18 @@ def _wait(settings: Settings, reason: str) -> BootPlan:
 
 
 def _install_plan(
-    settings: Settings, host: Host, base_url: str, who: str, token_for: Callable[[Host], str]
+    settings: Settings,
+    host: Host | BootFacts,
+    base_url: str,
+    who: str,
+    *,
+    profile_of: Callable[[], EffectiveProfile],
+    token_for: Callable[[], str],
 ) -> BootPlan:
     """The installer for ``host`` with the token ``token_for`` hands out, or a wait when the
     profile or release cannot give one (then no token is asked for)."""
-    assert host.profile is not None
     try:
-        profile = resolve_profile(host.profile)
+        profile = profile_of()
     except ConflictError as exc:
         return _wait(settings, f"{who}: {exc}")
     if not profile.release:
@@ -180,10 +186,10 @@ def _install_plan(
     except ReleaseError as exc:
         log.warning("cannot install %s: %s", who, exc)
         return _wait(settings, f"{who}: {exc}")
-    token = token_for(host)
+    token = token_for()
     args = [
         "install",
-        f"answerfile={answerfile_url(base_url, host, token)}",
+        f"answerfile={answerfile_url(base_url, host.id, token)}",
         settings.kernel_args,
         profile.kernel_args,
         "atexit=reboot",
@@ -198,7 +204,7 @@ def _install_plan(
     )
 
 
-def _identity_is_news(host: Host, ident: Identity) -> bool:
+def _identity_is_news(host: Host | BootFacts, ident: Identity) -> bool:
     """Whether this request would add to what the inventory knows of ``host``."""
     return (
         ident.mac not in host.mac_list
@@ -208,7 +214,7 @@ def _identity_is_news(host: Host, ident: Identity) -> bool:
     )
 
 
-def _plan_without_install(settings: Settings, host: Host, who: str) -> BootPlan:
+def _plan_without_install(settings: Settings, host: Host | BootFacts, who: str) -> BootPlan:
     """The plan of a host that does not boot the installer now (no token to hand out)."""
     state = State(host.state)
     if state in LOCAL_BOOT_STATES:
@@ -244,9 +250,12 @@ def decide(
             host.profile = profile
             set_state(session, host, State.READY, f"selector matched profile {profile.name}")
     if State(host.state) in INSTALLER_STATES and host.profile is not None:
+        profile = host.profile
         return _install_plan(
-            settings, host, settings.base_url(base_url), who, issue_install_token
-        )
+            settings, host, settings.base_url(base_url), who,
+            profile_of=lambda: resolve_profile(profile),
+            token_for=lambda: issue_install_token(host),
+        )  # fmt: skip
     return _plan_without_install(settings, host, who)
 
 
@@ -283,25 +292,29 @@ def decide_from_read(
     writers for its reads, and a ready host holds the write lock for one UPDATE only.
     """
     ident = clean_identity(mac, uuid, serial, arch)
-    host = find_host(session, mac=ident.mac, uuid=ident.uuid, serial=ident.serial)
+    host = boot_facts(session, mac=ident.mac, uuid=ident.uuid, serial=ident.serial)
     if host is None or _identity_is_news(host, ident):
         return None
     who = f"host {host.hostname or host.id} ({ident.mac})"
     state = State(host.state)
-    if state in INSTALLER_STATES and host.profile is not None:
+    profile_id = host.profile_id
+    if state in INSTALLER_STATES and profile_id is not None:
         issued: list[str] = []
 
-        def token_for(_host: Host) -> str:
+        def token_for() -> str:
             issued.append(new_token(INSTALL_PREFIX))
             return issued[-1]
 
-        plan = _install_plan(settings, host, settings.base_url(base_url), who, token_for)
+        plan = _install_plan(
+            settings, host, settings.base_url(base_url), who,
+            profile_of=lambda: effective_profile(session, profile_id), token_for=token_for,
+        )  # fmt: skip
         if not issued:
             return plan  # a wait: the profile or release cannot install it now
         return PendingInstall(plan, host.id, host.updated_at, hash_token(issued[0]))
     if (
         state == State.DISCOVERED
-        and host.profile is None
+        and profile_id is None
         and match_profile(session, host.mac_list, host.smbios_uuid, host.serial)
     ):
         return None
