@@ -12,27 +12,30 @@ that cannot be wrapped from outside:
 
 * the request start (:class:`_ReadOnlyStart`): write requests are refused, every path is
   resolved with ``realpath`` and refused outside the root, generated files come from the
-  ``generated`` callable through a real temporary file, in a small worker pool so a slow
-  inventory lookup never stalls the transfers already running;
+  ``generated`` callable, in a small worker pool so a slow inventory lookup never stalls the
+  transfers already running; small files on disk are served from memory while unchanged
+  (:mod:`pxe.tftp.filecache`);
 * the event loop (:class:`TftpService`): one epoll registration per transfer, each transfer on
   a connected socket (the kernel drops packets from a foreign transfer id, which tftpy would
   process), timeouts checked on a tick, a wake-up pipe so ``stop()`` is immediate, every
   transfer's exception contained, and the loop itself restarted by a supervisor if it ever
   dies. The steady-state ACK -> DATA step is done inline (profiling showed tftpy's
   per-packet objects, parsing and logging to be most of the Python time); everything else
-  (OACK, duplicates, errors, resends) still goes through tftpy's states.
+  (OACK, duplicates, errors, resends) still goes through tftpy's states. tftpy's #155 (a
+  ``BytesIO`` kills ``listen()``) is a defect of that loop, which this module does not run, so
+  files in memory are served as ``BytesIO``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import os
 import queue
 import select
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +54,8 @@ from tftpy.TftpShared import (
 )
 from tftpy.TftpStates import TftpServerState, TftpState, TftpStateExpectACK
 
+from pxe.tftp.filecache import FileCache
+
 log = logging.getLogger(__name__)
 
 Generated = Callable[[str, str], bytes | None]
@@ -58,7 +63,8 @@ Generated = Callable[[str, str], bytes | None]
 # RFC 2348's ceiling: a DATA packet must still fit in one UDP datagram.
 MAX_BLKSIZE = 65464
 _RECV_SIZE = 65536
-_OP_ACK = 4
+_ACK = b"\x00\x04"
+_DAT = b"\x00\x03"
 
 
 class TftpRefusedError(TftpException):
@@ -126,7 +132,8 @@ class _ReadRequest(TftpServerState):
             self.sendError(exc.code)
             raise
         if send_oack and "tsize" in ctx.options:
-            ctx.options["tsize"] = str(os.fstat(ctx.fileobj.fileno()).st_size)
+            ctx.options["tsize"] = str(ctx.fileobj.seek(0, os.SEEK_END))
+            ctx.fileobj.seek(0)
         if send_oack:
             self.sendOACK()
         else:
@@ -142,6 +149,7 @@ class _Transfer(TftpContextServer):
                  opener: Callable[[str, str, str], BinaryIO]) -> None:
         self._last_pkt: object = None
         self._last_dat: bytes | None = None
+        self._expected_ack: bytes | None = None
         super().__init__(client[0], client[1], timeout, root, retries=retries, flock=False)
         self.sock.setblocking(False)
         # Connected: the kernel drops foreign TIDs and skips a route lookup per packet.
@@ -167,12 +175,17 @@ class _Transfer(TftpContextServer):
     def last_pkt(self, packet: object) -> None:
         self._last_pkt, self._last_dat = packet, None
 
+    def arm_fast_path(self) -> None:
+        """After tftpy moved the transfer: the one ACK :meth:`ack_and_send_next` may take."""
+        if type(self.state) is TftpStateExpectACK:
+            self._expected_ack = _ACK + self.next_block.to_bytes(2, "big")
+        else:
+            self._expected_ack = None
+
     def ack_and_send_next(self, buffer: bytes) -> bool:
         """The steady-state step of a download (the expected ACK in, the next DATA out) without
         tftpy's per-packet objects, parsing and logging; false leaves the packet to tftpy."""
-        if (len(buffer) != 4 or buffer[1] != _OP_ACK or buffer[0]
-                or type(self.state) is not TftpStateExpectACK
-                or (buffer[2] << 8 | buffer[3]) != self.next_block):
+        if buffer != self._expected_ack:
             return False
         self.retry_count = 0
         if self.pending_complete:
@@ -183,9 +196,11 @@ class _Transfer(TftpContextServer):
         if blksize is None:
             blksize = self.blksize = int(self.options.get("blksize", 512))
         data = self.fileobj.read(blksize)
-        dat = b"\x00\x03" + self.next_block.to_bytes(2, "big") + data
+        block = self.next_block.to_bytes(2, "big")
+        dat = _DAT + block + data
         self.sock.send(dat)
         self._last_dat = dat
+        self._expected_ack = _ACK + block
         self.metrics.bytes += len(data)
         self.pending_complete = len(data) < blksize
         return True
@@ -201,7 +216,7 @@ class TftpService:
 
     def __init__(self, root: Path, generated: Generated, host: str = "0.0.0.0",  # noqa: S104
                  port: int = 69, *, timeout: float = 5.0, retries: int = 5,
-                 openers: int = 8) -> None:
+                 openers: int = 8, files: FileCache | None = None) -> None:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"TFTP root {self.root} is not a directory")
@@ -211,6 +226,7 @@ class TftpService:
         self.timeout = timeout
         self.retries = retries
         self.counters = TftpCounters()
+        self.files = files if files is not None else FileCache()
         self._factory = TftpPacketFactory()
         self._sock: socket.socket | None = None
         self._wake_r, self._wake_w = os.pipe()
@@ -362,6 +378,7 @@ class TftpService:
                 transfer.end()  # dropped meanwhile (stop, loop restart)
                 continue
             if error is None:
+                transfer.arm_fast_path()
                 fd = transfer.sock.fileno()
                 self._transfers[fd] = transfer
                 self._poll.register(fd, select.EPOLLIN)
@@ -393,6 +410,7 @@ class TftpService:
                 packet = self._factory.parse(buffer)
                 transfer.state = transfer.state.handle(packet, *transfer.peer)
                 transfer.retry_count = 0
+                transfer.arm_fast_path()
         except TftpTimeoutExpectACK:
             transfer.timeout_expectACK = True
         except TftpException as exc:
@@ -456,11 +474,7 @@ class TftpService:
         relative = filename.lstrip("/")
         data = self.generated(relative, client)
         if data is not None:
-            # tftpy needs a real file (fileno, seek); a BytesIO is what crashes it (#155).
-            spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the transfer ends)
-            spool.write(data)
-            spool.seek(0)
-            return spool
+            return io.BytesIO(data)
         real = os.path.realpath(full_path)
         if os.path.commonpath([real, self.root]) != self.root:
             raise TftpRefusedError(TftpErrors.AccessViolation, client, filename,
@@ -468,7 +482,7 @@ class TftpService:
         if not os.path.isfile(real):
             raise TftpRefusedError(TftpErrors.FileNotFound, client, filename, "no such file")
         try:
-            return open(real, "rb")
+            return self.files.open(real)
         except OSError as exc:
             raise TftpRefusedError(TftpErrors.AccessViolation, client, filename,
                                    exc.strerror or "unreadable") from exc

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pxe.bootplan import BootAction, BootPlan
+from pxe.tftp.filecache import FileCache
 from pxe.tftp.files import GeneratedFiles, render_grub, render_ipxe_script, render_pxelinux
 from pxe.tftp.loaders import IPXE_DIR, prepare_tftp_root
 from pxe.tftp.server import TftpService
@@ -397,3 +398,71 @@ def test_transfer_counters_and_log_line(tmp_path, caplog):
     assert len(lines) == 2
     assert "f.bin to 127.0.0.1:" in lines[0]
     assert "1000 bytes in" in lines[0]
+
+
+def test_file_changed_on_disk_is_served_fresh(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    loader = root / "loader.bin"
+    loader.write_bytes(b"A" * 70_000)
+    files = FileCache(settle=0.2)
+    service = TftpService(root, lambda _p, _c: None, host="127.0.0.1", port=0, files=files)
+    service.start()
+
+    def fetch() -> bytes:
+        proc = curl(service, "loader.bin", tmp_path / "got")
+        assert proc.returncode == 0, proc.stderr
+        return (tmp_path / "got").read_bytes()
+
+    try:
+        time.sleep(0.3)
+        assert fetch() == b"A" * 70_000
+        assert fetch() == b"A" * 70_000
+        assert files.hits == 1  # the second came from memory
+        with loader.open("r+b") as rewrite:  # same size, same inode
+            rewrite.write(b"B" * 70_000)
+        assert fetch() == b"B" * 70_000
+        time.sleep(0.3)
+        replacement = root / "loader.new"
+        replacement.write_bytes(b"C" * 70_000)
+        replacement.rename(loader)  # a new inode under the same name
+        assert fetch() == b"C" * 70_000
+        loader.unlink()
+        assert curl(service, "loader.bin", tmp_path / "gone").returncode != 0
+    finally:
+        service.stop()
+
+
+def test_file_cache_keeps_settled_files_within_its_budget(tmp_path):
+    for name in "abc":
+        (tmp_path / name).write_bytes(name.encode() * 1000)
+    files = FileCache(max_file=1500, max_total=2500, settle=0.3)
+
+    def read(name: str) -> bytes:
+        with files.open(str(tmp_path / name)) as file:
+            return file.read()
+
+    assert read("a") == b"a" * 1000
+    assert read("a") == b"a" * 1000
+    assert (files.hits, files.misses) == (0, 2)  # too fresh to trust its times: not kept
+    time.sleep(0.4)
+    assert [read(name) for name in "aab"] == [b"a" * 1000, b"a" * 1000, b"b" * 1000]
+    assert (files.hits, files.misses) == (1, 4)
+    read("c")  # over 2500 bytes: the least recently served, a, goes
+    assert read("b") == b"b" * 1000
+    assert read("a") == b"a" * 1000
+    assert (files.hits, files.misses) == (2, 6)
+    (tmp_path / "big").write_bytes(b"x" * 2000)
+    with files.open(str(tmp_path / "big")) as big:
+        assert big.fileno() >= 0  # over max_file: streamed from disk, not kept
+        assert big.read() == b"x" * 2000
+
+
+def test_tsize_of_a_generated_file(service):
+    reply, sock = rrq(service.port, "boot.ipxe", {"tsize": "0"})
+    with sock:
+        assert reply[:2] == b"\x00\x06"  # OACK
+        fields = reply[2:].split(b"\x00")[:-1]
+        options = dict(zip(fields[::2], fields[1::2], strict=True))
+        assert options[b"tsize"] == b"%d" % len(render_ipxe_script(BASE_URL).encode())
+        sock.send(b"\x00\x05\x00\x00stop\x00")
