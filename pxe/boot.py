@@ -366,7 +366,7 @@ def answerfile_variables(
     variables.update(
         server_url=settings.base_url(base_url),
         token=token,
-        pool=host.pool_name or (host.profile.pool_name if host.profile else None) or "",
+        pool=host.effective_pool or "",
         source_url=release_url(settings.base_url(base_url), profile.release or ""),
     )
     return variables

@@ -130,6 +130,11 @@ class AnswerFileHost:
     install_token_hash: str | None
     profile: ResolvedProfile | None  # None: the host has no profile
 
+    @property
+    def effective_pool(self) -> str | None:
+        """The host's own pool, else the nearest one along its profile's ancestry."""
+        return self.pool_name or (self.profile.pool_name if self.profile else None)
+
     @classmethod
     def of(cls, host: Host) -> AnswerFileHost:
         """From a loaded ORM host; raises ConflictError for a profile that inherits from
