@@ -7,6 +7,10 @@ the kernel command line, and build-done with its install token. The reference si
 same requests with the same bytes, but from static files (one host's script, one answer file, a
 fixed build-done reply), so the ratio is the price of computing everything per host.
 
+Ours runs twice: ``serve`` alone (waitress copies the release files through Python), then
+behind nginx as ``deploy/nginx.conf`` sets it up for a rack (``serve`` decides, nginx sends the
+release files with sendfile).
+
     .venv/bin/python bench/rack_boot_bench.py [--hosts 100] [--kernel-mib 8] [--initrd-mib 16]
 """
 
@@ -24,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from installer.runner import run, start
 
 VENV_BIN = Path(sys.executable).parent
+DEPLOY_NGINX = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 NGINX_CONF = """
 worker_processes auto;
 pid {prefix}/nginx.pid;
@@ -158,12 +163,53 @@ def rack(side: Side, macs: list[str], out: Path) -> tuple[float, list[list[float
 
 
 @contextmanager
-def ours(data: Path, macs: list[str], kernel: bytes, initrd: bytes) -> Iterator[Side]:
+def nginx_front(data: Path, front_port: int, upstream_port: int) -> Iterator[None]:
+    """nginx with the server block we ship (deploy/nginx.conf), pointed at this run's ports
+    and data directory: nginx sends release files, everything else goes to serve."""
+    prefix = data.parent / "front"
+    (prefix / "tmp").mkdir(parents=True)
+    server = (DEPLOY_NGINX.read_text()
+              .replace("listen 80;", f"listen 127.0.0.1:{front_port};")
+              .replace("http://127.0.0.1:8080", f"http://127.0.0.1:{upstream_port}")
+              .replace("/var/lib/xcp-provision/releases/", f"{data.resolve()}/releases/"))
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"""
+worker_processes auto;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp;
+    proxy_temp_path {prefix}/tmp;
+    default_type application/octet-stream;
+{server}
+}}
+""")  # fmt: skip
+    proc = start(["nginx", "-c", conf, "-p", prefix, "-g", "daemon off;"])
+    try:
+        wait_for_http(f"127.0.0.1:{front_port}")
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@contextmanager
+def ours(data: Path, macs: list[str], kernel: bytes, initrd: bytes, *,
+         front: bool = False) -> Iterator[Side]:
+    """serve alone, or (``front``) behind nginx as deploy/nginx.conf sets it up for a rack."""
     http_port, tftp_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
-    log = open(data.parent / "serve.log", "wb")  # noqa: SIM115 (closed below)
+    front_port = free_port(socket.SOCK_STREAM)
+    env = dict(os.environ)
+    if front:
+        env.update(XCP_PROVISION_RELEASE_ACCEL_PREFIX="/_releases/",
+                   XCP_PROVISION_PUBLIC_URL=f"http://127.0.0.1:{front_port}")
+    data.mkdir(parents=True)
+    log = open(data.parent / f"serve-{data.name}.log", "wb")  # noqa: SIM115 (closed below)
     proc = start([VENV_BIN / "xcp-provision", "serve", "--data-dir", data, "--bind", "127.0.0.1",
                   "--http-port", str(http_port), "--tftp-port", str(tftp_port), "--no-dhcp",
-                  "--demo"], stdout=log, stderr=subprocess.STDOUT)
+                  "--demo"], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         address = f"127.0.0.1:{http_port}"
         wait_for_http(address)
@@ -177,7 +223,11 @@ def ours(data: Path, macs: list[str], kernel: bytes, initrd: bytes) -> Iterator[
                                 body={"mac": mac, "hostname": f"rack{i:03d}", "profile": "demo"})
             if status != 201:
                 raise SystemExit(f"could not add host {mac}: HTTP {status}")
-        yield Side("ours", tftp_port, address)
+        if front:
+            with nginx_front(data, front_port, http_port):
+                yield Side("ours behind nginx", tftp_port, f"127.0.0.1:{front_port}")
+        else:
+            yield Side("ours", tftp_port, address)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -238,24 +288,28 @@ def main() -> None:
         out = base / "out"
         out.mkdir()
         results: dict[str, tuple[float, list[list[float]]]] = {}
-        with ours(base / "data", macs, kernel, initrd) as side:
-            script = fetch_text(side.http, f"/boot/ipxe?mac={macs[0]}&uuid=&serial=&arch=x86_64")
-            answer_url = re.search(r"answerfile=(\S+)", script).group(1)
-            answer = fetch_text(side.http, local_path(answer_url))
-            loader = base / "data" / "tftp" / "undionly.kpxe"
-            # The reference runs while our server is up but idle, so both see the same load,
-            # and first, so that ours does not get a cache the reference warmed.
-            with reference(base / "ref", script, answer, loader, kernel, initrd,
-                           side.http) as ref:
-                results[ref.name] = rack(ref, macs, out)
-            results[side.name] = rack(side, macs, out)
-        ref_total = results["tftpd-hpa + nginx"][0]
+        references: dict[str, float] = {}
+        for front in (False, True):
+            data = base / ("data-front" if front else "data")
+            with ours(data, macs, kernel, initrd, front=front) as side:
+                script = fetch_text(side.http,
+                                    f"/boot/ipxe?mac={macs[0]}&uuid=&serial=&arch=x86_64")
+                answer_url = re.search(r"answerfile=(\S+)", script).group(1)
+                answer = fetch_text(side.http, local_path(answer_url))
+                loader = data / "tftp" / "undionly.kpxe"
+                # The reference runs while our server is up but idle, so both see the same
+                # load, and first, so that ours does not get a cache the reference warmed.
+                with reference(base / f"ref-{data.name}", script, answer, loader, kernel,
+                               initrd, side.http) as ref:
+                    references[side.name] = rack(ref, macs, out)[0]
+                results[side.name] = rack(side, macs, out)
         print(f"{args.hosts} hosts at once: TFTP loader ({loader.stat().st_size} bytes), iPXE "
               f"script, kernel {len(kernel)} B, initrd {len(initrd)} B, answer file, "
-              f"build-done; {os.cpu_count()} CPUs")
-        show: Callable[[str], str] = lambda name: summary(name, *results[name], ref_total)  # noqa: E731
-        print(show("tftpd-hpa + nginx"))
-        print(show("ours"))
+              f"build-done; {os.cpu_count()} CPUs. Each side of ours is measured right after "
+              "its own run of the reference (tftpd-hpa + nginx).")
+        for name, (total, phases) in results.items():
+            print(f"  {'reference':18s} {references[name]:7.2f} s for the rack")
+            print(summary(name, total, phases, references[name]))
 
 
 if __name__ == "__main__":
