@@ -42,6 +42,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("data")
     root = prepare_tftp_root(data)
     (root / "big.bin").write_bytes(random.Random(7).randbytes(3 * 1024 * 1024 + 17))
+    (root / "rollover.bin").write_bytes(random.Random(8).randbytes(75_000 * 8 + 3))
     secret = data / "secret.txt"
     secret.write_text("outside the root\n")
     (root / "escape").symlink_to(secret)
@@ -51,7 +52,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(root: Path) -> Iterator[TftpService]:
-    service = TftpService(root, GeneratedFiles(plans, BASE_URL), host="127.0.0.1", port=0)
+    # The loaders (< 1 MiB) are served from memory, big.bin streams from disk.
+    service = TftpService(root, GeneratedFiles(plans, BASE_URL), host="127.0.0.1", port=0,
+                          files=FileCache(max_file=1 << 20))
     service.start()
     yield service
     service.stop()
@@ -122,8 +125,15 @@ def test_loaders_in_root_are_debian_copies(root):
 def test_tftp_hpa_fetches_loader_and_big_file(service, root, tmp_path):
     tftp_hpa(service, "get undionly.kpxe got.kpxe", tmp_path)
     assert (tmp_path / "got.kpxe").read_bytes() == (IPXE_DIR / "undionly.kpxe").read_bytes()
-    tftp_hpa(service, "get big.bin big.bin", tmp_path)  # > 65535 blocks of 512: rollover
+    tftp_hpa(service, "get big.bin big.bin", tmp_path)
     assert (tmp_path / "big.bin").read_bytes() == (root / "big.bin").read_bytes()
+
+
+def test_block_number_rolls_over(service, root, tmp_path):
+    """75,000 blocks of 8 bytes: block 65535 is followed by block 0, as curl and tftp-hpa expect."""
+    proc = curl(service, "rollover.bin", tmp_path / "r", "--tftp-blksize", "8")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "r").read_bytes() == (root / "rollover.bin").read_bytes()
 
 
 def test_per_host_files_rendered_from_the_plan(service, tmp_path):
