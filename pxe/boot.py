@@ -50,7 +50,7 @@ from pxe.store.tokens import (
     new_token,
     store_install_token,
 )
-from pxe.write_retry import write_with_retries
+from pxe.write_retry import write_alone, write_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -269,8 +269,10 @@ class PendingInstall:
     seen: datetime
     token_hash: str
 
-    def store(self, session: Session) -> bool:
-        return store_install_token(session, self.host_id, self.token_hash, self.seen)
+    def store(self, database: Database) -> bool:
+        """True when the token was stored; False when the host changed since it was read."""
+        statement = store_install_token(self.host_id, self.token_hash, self.seen)
+        return write_alone(database, statement) == 1
 
 
 def decide_from_read(
@@ -332,7 +334,7 @@ def decide_and_record(database: Database, settings: Settings, **request: Any) ->
         outcome = decide_from_read(session, settings, **request)
     if isinstance(outcome, BootPlan):
         return outcome
-    if outcome is not None and write_with_retries(database, outcome.store):
+    if outcome is not None and outcome.store(database):
         return outcome.plan
     for attempt in range(2):
         try:

@@ -11,7 +11,7 @@ import hmac
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session
 
 from pxe.db.models import ApiToken, Host, utcnow
@@ -80,10 +80,10 @@ def issue_install_token(host: Host) -> str:
     return token
 
 
-def store_install_token(session: Session, host_id: int, token_hash: str, seen: datetime) -> bool:
-    """Make ``token_hash`` the host's install token if the host is still as it was read at
-    ``seen`` and still boots the installer; False (nothing written) otherwise."""
-    result = session.execute(
+def store_install_token(host_id: int, token_hash: str, seen: datetime) -> Update:
+    """The statement making ``token_hash`` the host's install token if the host is still as it
+    was read at ``seen`` and still boots the installer; it changes no row otherwise."""
+    return (
         update(Host)
         .where(
             Host.id == host_id,
@@ -91,9 +91,7 @@ def store_install_token(session: Session, host_id: int, token_hash: str, seen: d
             Host.state.in_([s.value for s in INSTALLER_STATES]),
         )
         .values(install_token_hash=token_hash, token_spent=False, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
 
 
 def host_for_install_token(session: Session, token: str) -> Host | None:

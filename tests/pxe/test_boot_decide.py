@@ -232,10 +232,8 @@ def test_a_ready_host_is_planned_from_a_read_and_its_token_stored_only_if_unchan
     token = pending.plan.cmdline.split("token=")[1].split()[0]
     with database.scope() as s:
         assert host_for_install_token(s, token) is None  # nothing written by the read
-        assert pending.store(s)
-    with database.scope() as s:
-        assert host_for_install_token(s, token).id == host_id
-        assert not again.store(s)  # the host changed since `again` was read: no overwrite
+    assert pending.store(database)
+    assert not again.store(database)  # the host changed since `again` was read: no overwrite
     with database.scope() as s:
         assert host_for_install_token(s, token).id == host_id
         hosts.set_state(s, hosts.get_host(s, host_id), State.INSTALLED, "build-done")
@@ -252,6 +250,6 @@ def test_a_host_finished_between_read_and_write_is_decided_again(
         pending = decide_from_read(s, settings, mac=MAC)
     with database.scope() as s:
         hosts.set_state(s, hosts.get_host(s, host_id), State.INSTALLED, "build-done")
+    assert not pending.store(database)
     with database.scope() as s:
-        assert not pending.store(s)
         assert hosts.get_host(s, host_id).install_token_hash is None

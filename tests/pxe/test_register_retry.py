@@ -72,16 +72,14 @@ def test_other_errors_and_endless_locks_are_raised(database: Database) -> None:
 
 
 _OTHER_PROCESS_WRITER = """
-import sys, time
+import sys
 from pxe.db.session import Database
 from pxe.store.pools import create_pool
 from pxe.write_retry import write_with_retries
 database = Database(sys.argv[1])
 with database.engine.connect() as conn:  # SQLite's own busy handler would give up at once
     conn.exec_driver_sql("PRAGMA busy_timeout=0")
-started = time.monotonic()
 write_with_retries(database, lambda session: create_pool(session, "from-another-process"))
-print(f"{time.monotonic() - started:.2f}")
 """
 
 
@@ -97,7 +95,7 @@ def test_writers_of_other_processes_queue_behind_this_one(database: Database) ->
         )  # fmt: skip
         time.sleep(4)  # longer than the other writer's ATTEMPTS retries with their back-off
         assert other.poll() is None, other.communicate()
-    out, err = other.communicate(timeout=60)
+    _, err = other.communicate(timeout=60)
     assert other.returncode == 0, err.decode()
     with database.scope(write=False) as session:
         names = session.scalars(select(Pool.name).order_by(Pool.name)).all()
