@@ -125,7 +125,10 @@ def test_workers_die_with_a_killed_serve(tmp_path: Path) -> None:
         assert time.monotonic() < deadline, f"workers {workers} outlived serve"
         time.sleep(0.1)
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", http_port))  # the port is free again
+        # SO_REUSEADDR lets the bind past the health check's TIME_WAIT, never past a listener.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", http_port))
+        sock.listen()  # nobody listens on the port any more
 
 
 def test_processes_starting_at_once_agree_on_the_dashboard_key(tmp_path: Path) -> None:
