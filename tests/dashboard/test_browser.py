@@ -24,6 +24,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -119,6 +120,12 @@ def text_of(driver: WebDriver, css: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, css).text
 
 
+def shown(driver: WebDriver, css: str) -> WebElement:
+    """The element once the page that a click asked for has it: a loaded machine may still
+    show the page before."""
+    return wait(driver).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
 def test_operator_watches_an_install_then_reinstalls(server: Server, browser: WebDriver) -> None:
     assert server.call("POST", "/api/v1/pools", {"name": "rack1"})[0] == 201
     hosts = {}
@@ -141,7 +148,7 @@ def test_operator_watches_an_install_then_reinstalls(server: Server, browser: We
     wait(browser).until(ec.url_contains("/ui/login"))
     browser.find_element(By.ID, "token").send_keys("xpa_wrong")
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    assert "not valid" in text_of(browser, ".flash.error")
+    assert "not valid" in shown(browser, ".flash.error").text
     browser.find_element(By.ID, "token").send_keys(server.api_token)
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
     wait(browser).until(ec.presence_of_element_located((By.ID, "host-rows")))
@@ -202,7 +209,7 @@ def test_operator_watches_an_install_then_reinstalls(server: Server, browser: We
     assert (status, answer["state"]) == (200, "registered")
 
     browser.find_element(By.LINK_TEXT, "Pools").click()
-    pool = browser.find_element(By.ID, "pool-rack1")
+    pool = shown(browser, "#pool-rack1")
     assert "Master: node0001 192.0.2.1" in pool.text
     assert "Members (1)" in pool.text
     refused = pool.find_element(By.CSS_SELECTOR, ".refused-list").text
