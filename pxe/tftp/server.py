@@ -67,6 +67,9 @@ _ACK = b"\x00\x04"
 _DAT = b"\x00\x03"
 
 
+LOOP_NICE = -10  # the loop thread's nice value (see TftpService._supervise)
+
+
 class TftpRefusedError(TftpException):
     """A request this server will not serve (upload, path outside the root, missing file)."""
 
@@ -282,7 +285,16 @@ class TftpService:
         self._sock = sock
 
     def _supervise(self) -> None:
-        """Run the loop; if it dies of a bug, log it, rebuild its state and run it again."""
+        """Run the loop; if it dies of a bug, log it, rebuild its state and run it again.
+
+        The loop runs at a higher priority than the HTTP workers when it may (root): a transfer
+        moves in lock-step, one block per round trip, so every wait for a CPU multiplies by
+        the number of blocks, and one thread carries every transfer (tftpd-hpa gets one
+        process, hence one share of the CPU, per transfer). A rack powering on otherwise left
+        its loaders crawling behind the kernels the HTTP workers were sending.
+        """
+        with contextlib.suppress(PermissionError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOOP_NICE)
         while not self._stopping.is_set():
             try:
                 self._loop()

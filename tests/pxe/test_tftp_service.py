@@ -17,7 +17,7 @@ from pxe.bootplan import BootAction, BootPlan
 from pxe.tftp.filecache import FileCache
 from pxe.tftp.files import GeneratedFiles, render_grub, render_ipxe_script, render_pxelinux
 from pxe.tftp.loaders import IPXE_DIR, prepare_tftp_root
-from pxe.tftp.server import TftpService
+from pxe.tftp.server import LOOP_NICE, TftpService
 
 MAC = "52:54:00:12:34:56"
 INSTALL = BootPlan(
@@ -112,6 +112,14 @@ def test_curl_fetches_loaders_byte_exact(service, tmp_path, name, blksize):
     proc = curl(service, name, tmp_path / name, *args)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / name).read_bytes() == (IPXE_DIR / name).read_bytes()
+
+
+def test_the_loop_outranks_the_http_workers(service):
+    """Root (as serve runs on a rack) lets the loop take a higher priority than the threads
+    around it."""
+    assert os.geteuid() == 0, "serve runs as root for ports 67 and 69; so do these tests"
+    loop = os.getpriority(os.PRIO_PROCESS, service._thread.native_id)
+    assert loop == LOOP_NICE < os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
 def test_loaders_in_root_are_debian_copies(root):
