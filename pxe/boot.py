@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ from pxe.store.hosts import (
     find_host,
     normalise_uuid,
     set_state,
+    update_unchanged_host,
 )
 from pxe.store.macs import normalise_mac
 from pxe.store.profiles import EffectiveProfile, resolve_profile
@@ -206,12 +207,20 @@ def _install_plan(
 
 def _identity_is_news(host: Host | BootFacts, ident: Identity) -> bool:
     """Whether this request would add to what the inventory knows of ``host``."""
-    return (
-        ident.mac not in host.mac_list
-        or bool(ident.uuid and not host.smbios_uuid)
-        or bool(ident.serial and not host.serial)
-        or bool(ident.arch and host.arch != ident.arch)
-    )
+    return ident.mac not in host.mac_list or bool(_reported(host, ident))
+
+
+def _reported(host: Host | BootFacts, ident: Identity) -> dict[str, str]:
+    """The columns of ``host``'s row that this request fills in or corrects: what
+    :func:`_locate_host` writes for a known MAC."""
+    news = {}
+    if ident.uuid and not host.smbios_uuid:
+        news["smbios_uuid"] = ident.uuid
+    if ident.serial and not host.serial:
+        news["serial"] = ident.serial
+    if ident.arch and host.arch != ident.arch:
+        news["arch"] = ident.arch
+    return news
 
 
 def _plan_without_install(settings: Settings, host: Host | BootFacts, who: str) -> BootPlan:
@@ -260,18 +269,25 @@ def decide(
 
 
 @dataclass(frozen=True)
-class PendingInstall:
-    """An installer plan computed in a read transaction: it holds once its token is stored by
-    a one-row UPDATE that also checks the host did not change since it was read."""
+class PendingBoot:
+    """A plan computed in a read transaction that holds once one UPDATE of the host's row
+    stores what it adds (an install token, the identity the host reported), checking the host
+    did not change since it was read."""
 
     plan: BootPlan
     host_id: int
     seen: datetime
-    token_hash: str
+    token_hash: str | None
+    reported: Mapping[str, str]
 
     def store(self, database: Database) -> bool:
-        """True when the token was stored; False when the host changed since it was read."""
-        statement = store_install_token(self.host_id, self.token_hash, self.seen)
+        """True when the row was written; False when the host changed since it was read."""
+        if self.token_hash is None:
+            statement = update_unchanged_host(self.host_id, self.seen, self.reported)
+        else:
+            statement = store_install_token(
+                self.host_id, self.token_hash, self.seen, self.reported
+            )
         return write_alone(database, statement) == 1
 
 
@@ -285,18 +301,20 @@ def decide_from_read(
     arch: str | None = None,
     base_url: str | None = None,
     **_request: Any,
-) -> BootPlan | PendingInstall | None:
+) -> BootPlan | PendingBoot | None:
     """What :func:`decide` would answer, worked out without writing: a plan when it writes
-    nothing, a :class:`PendingInstall` when it only hands out a token, else None.
+    nothing, a :class:`PendingBoot` when it writes only the host's own row, else None.
 
     A booting rack's requests are mostly installed hosts asking for their disk, waiting hosts
-    asking again and ready hosts asking for the installer: none of them queues behind the other
-    writers for its reads, and a ready host holds the write lock for one UPDATE only.
+    asking again and ready hosts asking for the installer, on their first boot with the
+    architecture, UUID and serial iPXE reports: none of them queues behind the other writers
+    for its reads, and each holds the write lock for one UPDATE at most.
     """
     ident = clean_identity(mac, uuid, serial, arch)
     host = boot_facts(session, mac=ident.mac, uuid=ident.uuid, serial=ident.serial)
-    if host is None or _identity_is_news(host, ident):
+    if host is None or ident.mac not in host.mac_list:
         return None
+    reported = _reported(host, ident)
     who = f"host {host.hostname or host.id} ({ident.mac})"
     state = State(host.state)
     profile_id = host.profile_id
@@ -311,16 +329,16 @@ def decide_from_read(
             settings, host, settings.base_url(base_url), who,
             profile_of=lambda: effective_profile(session, profile_id), token_for=token_for,
         )  # fmt: skip
-        if not issued:
-            return plan  # a wait: the profile or release cannot install it now
-        return PendingInstall(plan, host.id, host.updated_at, hash_token(issued[0]))
-    if (
-        state == State.DISCOVERED
-        and profile_id is None
-        and match_profile(session, host.mac_list, host.smbios_uuid, host.serial)
+        token_hash = hash_token(issued[0]) if issued else None
+    elif state == State.DISCOVERED and profile_id is None and match_profile(
+        session, host.mac_list, host.smbios_uuid or ident.uuid, host.serial or ident.serial
     ):
         return None
-    return _plan_without_install(settings, host, who)
+    else:
+        plan, token_hash = _plan_without_install(settings, host, who), None
+    if token_hash is None and not reported:
+        return plan
+    return PendingBoot(plan, host.id, host.updated_at, token_hash, reported)
 
 
 def decide_and_record(database: Database, settings: Settings, **request: Any) -> BootPlan:

@@ -9,14 +9,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import Update, select, update
+from sqlalchemy import Update, select
 from sqlalchemy.orm import Session
 
 from pxe.db.models import ApiToken, Host, utcnow
 from pxe.lifecycle import INSTALLER_STATES
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
+from pxe.store.hosts import update_unchanged_host
 
 API_PREFIX = "xpa_"
 INSTALL_PREFIX = "xpi_"
@@ -80,17 +82,15 @@ def issue_install_token(host: Host) -> str:
     return token
 
 
-def store_install_token(host_id: int, token_hash: str, seen: datetime) -> Update:
-    """The statement making ``token_hash`` the host's install token if the host is still as it
-    was read at ``seen`` and still boots the installer; it changes no row otherwise."""
-    return (
-        update(Host)
-        .where(
-            Host.id == host_id,
-            Host.updated_at == seen,
-            Host.state.in_([s.value for s in INSTALLER_STATES]),
-        )
-        .values(install_token_hash=token_hash, token_spent=False, updated_at=utcnow())
+def store_install_token(
+    host_id: int, token_hash: str, seen: datetime, also: Mapping[str, str] | None = None
+) -> Update:
+    """The statement making ``token_hash`` the host's install token (and writing the columns
+    in ``also``) if the host is still as it was read at ``seen`` and still boots the
+    installer; it changes no row otherwise."""
+    values = {"install_token_hash": token_hash, "token_spent": False, **(also or {})}
+    return update_unchanged_host(host_id, seen, values).where(
+        Host.state.in_([s.value for s in INSTALLER_STATES])
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from pxe.boot import PendingInstall, decide, decide_and_record, decide_from_read
+from pxe.boot import PendingBoot, decide, decide_and_record, decide_from_read
 from pxe.bootplan import BootAction, BootPlan
 from pxe.config import Settings
 from pxe.db.session import Database
@@ -227,7 +227,7 @@ def test_a_ready_host_is_planned_from_a_read_and_its_token_stored_only_if_unchan
     with database.scope(write=False) as s:
         pending = decide_from_read(s, settings, mac=MAC)
         again = decide_from_read(s, settings, mac=MAC)
-    assert isinstance(pending, PendingInstall) and isinstance(again, PendingInstall)
+    assert isinstance(pending, PendingBoot) and isinstance(again, PendingBoot)
     assert pending.plan.action == BootAction.INSTALL
     token = pending.plan.cmdline.split("token=")[1].split()[0]
     with database.scope() as s:
@@ -253,3 +253,52 @@ def test_a_host_finished_between_read_and_write_is_decided_again(
     assert not pending.store(database)
     with database.scope() as s:
         assert hosts.get_host(s, host_id).install_token_hash is None
+
+
+UUID = "4c4c4544-0042-3510-8052-b4c04f564433"
+
+
+def test_a_first_boot_reporting_its_identity_is_one_update_of_the_host_row(
+    database: Database, settings: Settings, demo_release: Path
+) -> None:
+    """What iPXE reports (UUID, serial, architecture) rides along in the token's UPDATE; a
+    host that boots its disk records it with one UPDATE too."""
+    installed_mac = "52:54:00:00:00:99"
+    with database.scope() as s:
+        profiles.create_profile(s, "p", release="demo", template="fresh-dhcp")
+        ready_id = hosts.add_host(s, macs=[MAC], profile="p").id
+        installed = hosts.add_host(s, macs=[installed_mac], profile="p", state=State.INSTALLED)
+        installed_id = installed.id
+    with database.scope(write=False) as s:
+        ready = decide_from_read(s, settings, mac=MAC, uuid=UUID, serial="SN1", arch="x86_64")
+        installed = decide_from_read(s, settings, mac=installed_mac, arch="x86_64")
+    assert isinstance(ready, PendingBoot) and ready.token_hash is not None
+    assert ready.reported == {"smbios_uuid": UUID, "serial": "SN1", "arch": "x86_64"}
+    assert isinstance(installed, PendingBoot) and installed.token_hash is None
+    assert installed.plan.action == BootAction.LOCAL
+    assert ready.store(database) and installed.store(database)
+    with database.scope() as s:
+        host = hosts.get_host(s, ready_id)
+        assert (host.smbios_uuid, host.serial, host.arch) == (UUID, "SN1", "x86_64")
+        token = ready.plan.cmdline.split("token=")[1].split()[0]
+        assert host_for_install_token(s, token).id == ready_id
+        assert hosts.get_host(s, installed_id).arch == "x86_64"
+    with database.scope(write=False) as s:  # nothing new the second time: nothing to write
+        again = decide_from_read(s, settings, mac=installed_mac, arch="x86_64")
+    assert isinstance(again, BootPlan) and again.action == BootAction.LOCAL
+
+
+def test_a_reported_serial_that_a_selector_matches_is_decided_in_a_write(
+    database: Database, settings: Settings, demo_release: Path
+) -> None:
+    """A discovered host's serial, first reported now, makes a selector match: that assigns a
+    profile, which only the full write path does."""
+    with database.scope() as s:
+        profile = profiles.create_profile(s, "rack", release="demo", template="fresh-dhcp")
+        selectors.add_selector(s, profile, "serial", "RACK-*")
+        hosts.add_host(s, macs=[MAC])
+    with database.scope(write=False) as s:
+        assert decide_from_read(s, settings, mac=MAC, serial="RACK-07") is None
+    assert decide_and_record(database, settings, mac=MAC, serial="RACK-07").action == (
+        BootAction.INSTALL
+    )
