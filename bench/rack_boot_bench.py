@@ -38,9 +38,9 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from installer.runner import run, start
+from tests.support.nginx import shipped_nginx
 
 VENV_BIN = Path(sys.executable).parent
-DEPLOY_NGINX = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 NGINX_CONF = """
 worker_processes auto;
 pid {prefix}/nginx.pid;
@@ -163,39 +163,6 @@ def rack(side: Side, macs: list[str], out: Path) -> tuple[float, list[list[float
 
 
 @contextmanager
-def nginx_front(data: Path, front_port: int, upstream_port: int) -> Iterator[None]:
-    """nginx with the server block we ship (deploy/nginx.conf), pointed at this run's ports
-    and data directory: nginx sends release files, everything else goes to serve."""
-    prefix = data.parent / "front"
-    (prefix / "tmp").mkdir(parents=True)
-    server = (DEPLOY_NGINX.read_text()
-              .replace("listen 80;", f"listen 127.0.0.1:{front_port};")
-              .replace("http://127.0.0.1:8080", f"http://127.0.0.1:{upstream_port}")
-              .replace("/var/lib/xcp-provision/releases/", f"{data.resolve()}/releases/"))
-    conf = prefix / "nginx.conf"
-    conf.write_text(f"""
-worker_processes auto;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp;
-    proxy_temp_path {prefix}/tmp;
-    default_type application/octet-stream;
-{server}
-}}
-""")  # fmt: skip
-    proc = start(["nginx", "-c", conf, "-p", prefix, "-g", "daemon off;"])
-    try:
-        wait_for_http(f"127.0.0.1:{front_port}")
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
-@contextmanager
 def ours(data: Path, macs: list[str], kernel: bytes, initrd: bytes, *,
          front: bool = False) -> Iterator[Side]:
     """serve alone, or (``front``) behind nginx as deploy/nginx.conf sets it up for a rack."""
@@ -224,7 +191,7 @@ def ours(data: Path, macs: list[str], kernel: bytes, initrd: bytes, *,
             if status != 201:
                 raise SystemExit(f"could not add host {mac}: HTTP {status}")
         if front:
-            with nginx_front(data, front_port, http_port):
+            with shipped_nginx(data.parent / "front", front_port, http_port, data / "releases"):
                 yield Side("ours behind nginx", tftp_port, f"127.0.0.1:{front_port}")
         else:
             yield Side("ours", tftp_port, address)
@@ -288,7 +255,7 @@ def main() -> None:
         out = base / "out"
         out.mkdir()
         results: dict[str, tuple[float, list[list[float]]]] = {}
-        references: dict[str, float] = {}
+        references: dict[str, tuple[float, list[list[float]]]] = {}
         for front in (False, True):
             data = base / ("data-front" if front else "data")
             with ours(data, macs, kernel, initrd, front=front) as side:
@@ -301,15 +268,16 @@ def main() -> None:
                 # load, and first, so that ours does not get a cache the reference warmed.
                 with reference(base / f"ref-{data.name}", script, answer, loader, kernel,
                                initrd, side.http) as ref:
-                    references[side.name] = rack(ref, macs, out)[0]
+                    references[side.name] = rack(ref, macs, out)
                 results[side.name] = rack(side, macs, out)
         print(f"{args.hosts} hosts at once: TFTP loader ({loader.stat().st_size} bytes), iPXE "
               f"script, kernel {len(kernel)} B, initrd {len(initrd)} B, answer file, "
               f"build-done; {os.cpu_count()} CPUs. Each side of ours is measured right after "
               "its own run of the reference (tftpd-hpa + nginx).")
         for name, (total, phases) in results.items():
-            print(f"  {'reference':18s} {references[name]:7.2f} s for the rack")
-            print(summary(name, total, phases, references[name]))
+            reference_total, reference_phases = references[name]
+            print(summary("reference", reference_total, reference_phases, reference_total))
+            print(summary(name, total, phases, reference_total))
 
 
 if __name__ == "__main__":
