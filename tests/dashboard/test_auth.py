@@ -14,7 +14,7 @@ from pxe.db.session import Database
 from pxe.store.hosts import add_host, get_host
 from pxe.store.tokens import revoke_api_token
 from pxe.web.app import create_app
-from pxe.web.dashboard.login import SECRET_FILE
+from pxe.web.dashboard.login import SECRET_FILE, UI_PREFIX
 from tests.dashboard.forms import csrf_in, sign_in
 
 PUBLIC = {"dashboard.login_form", "dashboard.login_post", "dashboard.static", "dashboard.root"}
@@ -162,3 +162,19 @@ def test_the_cookie_is_secure_behind_https(
     client = app.test_client()
     sign_in(client, api_token)
     assert client.get_cookie("xcp_provision_session").secure
+
+
+def test_sessions_are_opened_for_dashboard_pages_only(
+    app: Flask, client: FlaskClient, api_token: str
+) -> None:
+    """Every dashboard route lives under /ui/, where the session is read; hosts and API
+    clients get Flask's null session, which is never signed nor sent."""
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("dashboard.") and rule.endpoint != "dashboard.root":
+            assert rule.rule.startswith(UI_PREFIX), rule.rule
+    for path, opened in (("/ui/", True), ("/healthz", False), ("/api/v1/hosts", False)):
+        with app.test_request_context(path) as ctx:
+            assert (app.session_interface.open_session(app, ctx.request) is not None) == opened
+    sign_in(client, api_token)
+    assert client.get("/ui/").status_code == 200  # the signed-in session is still read there
+    assert "Set-Cookie" not in client.get("/healthz").headers

@@ -14,13 +14,15 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from flask import Flask, session
+from flask import Flask, Request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from pxe.config import Settings
 from pxe.db.models import ApiToken
 from pxe.store.tokens import verify_api_token
 from pxe.web.context import db
 
+UI_PREFIX = "/ui/"  # every dashboard page that reads or writes the session
 SECRET_FILE = "dashboard-secret-key"  # noqa: S105 (a file name)
 SESSION_HOURS = 12
 _CSRF = "csrf"
@@ -57,7 +59,22 @@ def secret_key(data_dir: Path) -> bytes:
     return key
 
 
+class DashboardSessions(SecureCookieSessionInterface):
+    """Sessions for the dashboard's pages only.
+
+    Flask opens a session on every request, building a signing serializer each time; hosts,
+    installers and API clients never send the cookie, and a booting rack is thousands of their
+    requests. Elsewhere Flask gets its null session, which it never saves.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.path.startswith(UI_PREFIX):
+            return None
+        return super().open_session(app, request)
+
+
 def configure(app: Flask, settings: Settings) -> None:
+    app.session_interface = DashboardSessions()
     app.secret_key = secret_key(settings.data_dir)
     app.config.update(
         SESSION_COOKIE_NAME="xcp_provision_session",
