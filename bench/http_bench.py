@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,12 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert
 
 from hypervisor.demo import build_demo_release
-from installer.runner import run, start
+from installer.runner import run
 from pxe.config import Settings
 from pxe.db.models import Host, HostMac, utcnow
 from pxe.db.session import Database
 from pxe.lifecycle import State
 from pxe.store.profiles import create_profile
+from tests.support.nginx import running_nginx
 from tests.support.serve import free_port, serve_process
 
 GOAL_RATE = 2000.0
@@ -144,41 +143,11 @@ def populate(data: Path, hosts: int) -> list[str]:
     return macs
 
 
-@contextmanager
-def nginx(root: Path) -> Iterator[str]:
+def nginx(root: Path) -> AbstractContextManager[str]:
+    """nginx serving ``root`` as static files (the reference)."""
     port = free_port()
-    conf = root.parent / "nginx.conf"
-    conf.write_text(f"""
-worker_processes 2;
-pid {root.parent}/nginx.pid;
-error_log {root.parent}/nginx-error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {root.parent}/nginx-tmp;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-    }}
-}}
-""")
-    proc = start(["nginx", "-c", conf, "-g", "daemon off;"], stdout=subprocess.DEVNULL,
-                 stderr=subprocess.DEVNULL)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/answer.xml", timeout=5).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    server = f"server {{ listen 127.0.0.1:{port}; root {root}; }}"
+    return running_nginx(root.parent / "nginx", port, server)
 
 
 def answer_url(base: str, mac: str) -> str:
@@ -202,7 +171,6 @@ def main() -> None:
     n, c = args.requests, args.concurrency
 
     with tempfile.TemporaryDirectory(prefix="xcp-http-bench-") as tmp:
-        Path(tmp).chmod(0o755)  # nginx's workers read the static copy as an unprivileged user
         big, small, static = Path(tmp, "big"), Path(tmp, "small"), Path(tmp, "static")
         t0 = time.monotonic()
         macs = populate(big, args.hosts)

@@ -38,27 +38,17 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from installer.runner import run, start
-from tests.support.nginx import shipped_nginx
+from tests.support.nginx import running_nginx, shipped_nginx
 
 VENV_BIN = Path(sys.executable).parent
-NGINX_CONF = """
-worker_processes auto;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
+STATIC_SERVER = """
+server {{
+    listen 127.0.0.1:{port};
     sendfile on;
-    client_body_temp_path {prefix}/tmp;
-    default_type application/octet-stream;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        location = /api/v1/installs/done {{ return 200 '{{"state":"installed"}}'; }}
-    }}
+    root {root};
+    location = /api/v1/installs/done {{ return 200 '{{"state":"installed"}}'; }}
 }}
 """
-
 
 @dataclass(frozen=True)
 class Side:
@@ -206,29 +196,23 @@ def reference(base: Path, script: str, answer: str, loader: Path, kernel: bytes,
               initrd: bytes, http_of_ours: str) -> Iterator[Side]:
     http_port, tftp_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     address = f"127.0.0.1:{http_port}"
-    www, tftp, prefix = base / "www", base / "tftp", base / "nginx"
-    for directory in (www / "boot", www / "releases" / "demo", www / "answerfile", tftp,
-                      prefix / "tmp"):
+    www, tftp = base / "www", base / "tftp"
+    for directory in (www / "boot", www / "releases" / "demo", www / "answerfile", tftp):
         directory.mkdir(parents=True, exist_ok=True)
     (tftp / "undionly.kpxe").write_bytes(loader.read_bytes())
     (www / "boot" / "ipxe").write_text(script.replace(http_of_ours, address))
     (www / "releases" / "demo" / "installer-vmlinuz").write_bytes(kernel)
     (www / "releases" / "demo" / "installer-initrd.img").write_bytes(initrd)
     (www / "answerfile" / "1").write_text(answer)
-    conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(prefix=prefix, port=http_port, root=www))
-    for path in (base, *base.rglob("*")):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    nginx = start(["nginx", "-c", conf, "-p", prefix, "-g", "daemon off;"])
     tftpd = start(["/usr/sbin/in.tftpd", "--foreground", "--listen", "--user", "tftp",
                    "--address", f"127.0.0.1:{tftp_port}", "-s", tftp])
     try:
-        wait_for_http(address)
-        yield Side("tftpd-hpa + nginx", tftp_port, address)
+        with running_nginx(base / "nginx", http_port,
+                           STATIC_SERVER.format(port=http_port, root=www)):
+            yield Side("tftpd-hpa + nginx", tftp_port, address)
     finally:
-        for proc in (nginx, tftpd):
-            proc.terminate()
-            proc.wait(30)
+        tftpd.terminate()
+        tftpd.wait(30)
 
 
 def summary(name: str, total: float, phases: list[list[float]], reference_total: float) -> str:
@@ -251,7 +235,6 @@ def main() -> None:
     initrd = os.urandom(int(args.initrd_mib * 1024 * 1024))
     with tempfile.TemporaryDirectory(prefix="rack-bench-") as tmp:
         base = Path(tmp)
-        base.chmod(0o755)
         out = base / "out"
         out.mkdir()
         results: dict[str, tuple[float, list[list[float]]]] = {}

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,8 +29,9 @@ def shipped_server(port: int, upstream_port: int, releases: Path) -> str:
 
 
 @contextmanager
-def shipped_nginx(work: Path, port: int, upstream_port: int, releases: Path) -> Iterator[str]:
-    """nginx with :func:`shipped_server` in its http block, until the block ends; its URL."""
+def running_nginx(work: Path, port: int, server: str) -> Iterator[str]:
+    """nginx with ``server`` (blocks listening on ``port`` of the loopback) in its http block
+    and its files under ``work``, until the block ends; its URL."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(nginx).exists(), "nginx is not installed (make test installs nginx-light)"
     (work / "tmp").mkdir(parents=True, exist_ok=True)
@@ -48,7 +50,7 @@ http {{
     uwsgi_temp_path {work}/tmp;
     scgi_temp_path {work}/tmp;
     default_type application/octet-stream;
-{shipped_server(port, upstream_port, releases)}
+{server}
 }}
 """)  # fmt: skip
     proc = runner.start([nginx, "-c", conf, "-p", work, "-g", "daemon off;"],
@@ -66,3 +68,8 @@ http {{
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def shipped_nginx(work: Path, port: int, upstream_port: int, releases: Path) -> ContextManager[str]:
+    """:func:`running_nginx` with the blocks we ship (:func:`shipped_server`)."""
+    return running_nginx(work, port, shipped_server(port, upstream_port, releases))
