@@ -205,11 +205,6 @@ def _install_plan(
     )
 
 
-def _identity_is_news(host: Host | BootFacts, ident: Identity) -> bool:
-    """Whether this request would add to what the inventory knows of ``host``."""
-    return ident.mac not in host.mac_list or bool(_reported(host, ident))
-
-
 def _reported(host: Host | BootFacts, ident: Identity) -> dict[str, str]:
     """The columns of ``host``'s row that this request fills in or corrects: what
     :func:`_locate_host` writes for a known MAC."""
