@@ -37,7 +37,7 @@ from pxe.web.app import create_app
 from pxe.web.metrics import attach_tftp
 from pxe.web.server import make_socket_server
 from pxe.web.tftp_counters import SharedTftpCounters
-from pxe.web.workers import HttpWorkers, listening_socket
+from pxe.web.workers import HttpWorkers, listening_socket, listening_sockets
 
 log = logging.getLogger("pxe.serve")
 
@@ -259,17 +259,17 @@ def _serve_in_process(settings: Settings, database: Database, services: Services
 def _serve_with_workers(
     settings: Settings, database: Database, services: Services
 ) -> HttpWorkers:
-    sock = _start("HTTP", settings.http_port, lambda: listening_socket(
-        settings.bind, settings.http_port))  # fmt: skip
+    socks = _start("HTTP", settings.http_port, lambda: listening_sockets(
+        settings.bind, settings.http_port, settings.workers()))  # fmt: skip
     run_dir = settings.data_dir / "run"
     run_dir.mkdir(exist_ok=True)
     counters = run_dir / "tftp-counters" if settings.tftp_port else None
     if counters is not None:  # zero totals, in place before the workers map the file
         counters.unlink(missing_ok=True)
         SharedTftpCounters(counters, writable=True).close()
-    workers = HttpWorkers(settings, sock, settings.workers(), run_dir, counters)
+    workers = HttpWorkers(settings, socks, run_dir, counters)
     workers.start()
     _start_udp(settings, database, services, counters)
     log.info("HTTP on %s in %d worker processes (hosts use %s)",
-             sock.getsockname()[1], settings.workers(), settings.base_url())  # fmt: skip
+             socks[0].getsockname()[1], len(socks), settings.base_url())  # fmt: skip
     return workers

@@ -1,8 +1,9 @@
-"""``serve`` with several HTTP worker processes: one port, totals summed over workers, a dead
-worker replaced, nothing left behind on SIGTERM."""
+"""``serve`` with several HTTP worker processes: a socket each on one port, totals summed over
+workers, a dead worker replaced on its socket, nothing left behind on SIGTERM."""
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import urllib.request
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from support.serve import free_port, wait_healthy
 
@@ -50,40 +52,61 @@ def _counted(metrics: str, sample: str, route: str | None = None) -> float:
     )
 
 
-def test_workers_share_a_port_and_their_totals(tmp_path: Path) -> None:
+def _listeners(port: int) -> list[tuple[int, ...]]:
+    """For each socket listening on ``port``, the pids holding it (sorted)."""
+    lines = runner.run(["ss", "-Hltnp", f"sport = :{port}"]).stdout.splitlines()
+    return sorted(tuple(sorted(int(pid) for pid in re.findall(r"pid=(\d+)", line)))
+                  for line in lines)  # fmt: skip
+
+
+def _worker_count(run_dir: Path, pid: int, route: str) -> float:
+    """What one worker counted, from its own file of the multiprocess totals."""
+    files = [str(run_dir / "metrics" / f"counter_{pid}.db")]
+    return sum(
+        s.value
+        for family in MultiProcessCollector.merge(files)
+        for s in family.samples
+        if s.name == "xcp_provision_http_requests_total" and s.labels.get("route") == route
+    )
+
+
+def test_workers_each_listen_on_the_port_and_share_totals(tmp_path: Path) -> None:
     http_port, tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
     base = f"http://127.0.0.1:{http_port}"
+    data = tmp_path / "data"
     proc = runner.start(
-        [EXE, "serve", "--data-dir", tmp_path / "data", "--bind", "127.0.0.1", "--workers", "2",
+        [EXE, "serve", "--data-dir", data, "--bind", "127.0.0.1", "--workers", "2",
          "--http-port", str(http_port), "--tftp-port", str(tftp_port), "--no-dhcp"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    stopped: list[int] = []
     try:
         wait_healthy(base, proc)
         first, second = sorted(_wait_children(proc.pid, 2))
-        # Only the first worker can accept while the second is stopped: these five are its own.
-        runner.run(["kill", "-STOP", str(second)])
-        stopped.append(second)
-        for _ in range(5):
+        # One socket per worker, each also held by serve (to hand it to a replacement).
+        assert _listeners(http_port) == [(proc.pid, first), (proc.pid, second)]
+
+        # New connections are spread over both sockets; /metrics sums what each worker counted.
+        for _ in range(40):
             assert _get(f"{base}/boot/ipxe").startswith("#!ipxe")
         runner.run(["curl", "-sS", "--max-time", "10", "-o", str(tmp_path / "boot.ipxe"),
                     f"tftp://127.0.0.1:{tftp_port}/boot.ipxe"])  # fmt: skip
-        runner.run(["kill", "-CONT", str(second)])
-        runner.run(["kill", "-STOP", str(first)])
-        stopped[:] = [first]
-        metrics = _get(f"{base}/metrics")  # answered by the second worker
-        assert _counted(metrics, "xcp_provision_http_requests_total", "/boot/ipxe") == 5
+        own = [_worker_count(data / "run", pid, "/boot/ipxe") for pid in (first, second)]
+        assert min(own) > 0 and sum(own) == 40
+        metrics = _get(f"{base}/metrics")
+        assert _counted(metrics, "xcp_provision_http_requests_total", "/boot/ipxe") == 40
         assert _counted(metrics, "xcp_provision_tftp_transfers_total") == 1
-        runner.run(["kill", "-CONT", str(first)])
-        stopped.clear()
 
-        # A worker killed outright is replaced, and what it counted still counts.
+        # A worker killed outright is replaced on its socket (connections queued there are
+        # served, none hangs), and what it counted still counts.
         runner.run(["kill", "-KILL", str(first)])
         replaced = _wait_children(proc.pid, 2, other_than={first})
         assert second in replaced
+        (newcomer,) = replaced - {second}
+        assert _listeners(http_port) == sorted([(proc.pid, newcomer), (proc.pid, second)])
+        for _ in range(20):
+            assert _get(f"{base}/boot/ipxe").startswith("#!ipxe")
         assert _counted(_get(f"{base}/metrics"), "xcp_provision_http_requests_total",
-                        "/boot/ipxe") == 5  # fmt: skip
+                        "/boot/ipxe") == 60  # fmt: skip
 
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
@@ -92,11 +115,24 @@ def test_workers_share_a_port_and_their_totals(tmp_path: Path) -> None:
         for pid in replaced:
             assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
     finally:
-        for pid in stopped:
-            runner.run(["kill", "-CONT", str(pid)], check=False)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_port_in_use_stops_serve_before_any_worker(tmp_path: Path) -> None:
+    """Workers' sockets could join another process's SO_REUSEPORT group on the port: they must
+    not, even when that process is another serve."""
+    with socket.create_server(("127.0.0.1", 0), reuse_port=True) as taken:
+        port = taken.getsockname()[1]
+        result = runner.run(
+            [EXE, "serve", "--data-dir", tmp_path / "data", "--bind", "127.0.0.1",
+             "--workers", "2", "--http-port", str(port), "--tftp-port", "0", "--no-dhcp"],
+            check=False, timeout=60,
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert f"HTTP cannot start on port {port}" in result.stderr
+    assert "Address already in use" in result.stderr
 
 
 def _state(pid: int) -> str:
