@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Update, bindparam, func, select, true, update
+from sqlalchemy import ColumnElement, Engine, Select, Update, bindparam, func, select, true, update
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from pxe.db.models import Host, HostMac, Pool, Profile, utcnow
+from pxe.db.prepared import PreparedRead
 from pxe.lifecycle import State, check_transition
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.events import record_event
@@ -169,17 +170,17 @@ def _host_id_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return select(Host.id).where(condition).order_by(Host.id).limit(1).scalar_subquery()
 
 
-# Built once, with a bound parameter: building a statement costs more than running it
-# (SQLAlchemy caches the compiled SQL per statement object).
+# Built once, with a bound parameter: building a statement costs more than running it.
 _ANSWERFILE_HOST_BY = {
-    "id": _answerfile_query(bindparam("ref")),
-    "mac": _answerfile_query(_host_id_where(
-        Host.id.in_(select(HostMac.host_id).where(HostMac.mac == bindparam("ref"))))),
-    "hostname": _answerfile_query(_host_id_where(Host.hostname == bindparam("ref"))),
+    "id": PreparedRead(_answerfile_query(bindparam("ref"))),
+    "mac": PreparedRead(_answerfile_query(_host_id_where(
+        Host.id.in_(select(HostMac.host_id).where(HostMac.mac == bindparam("ref")))))),
+    "hostname": PreparedRead(_answerfile_query(_host_id_where(
+        Host.hostname == bindparam("ref")))),
 }  # fmt: skip
 
 
-def answerfile_host(session: Session, ref: str | int) -> AnswerFileHost:
+def answerfile_host(engine: Engine, ref: str | int) -> AnswerFileHost:
     """:func:`get_host`'s lookup (id, MAC or host name), the host's profile ancestry and pools
     in one query of plain columns, where the ORM host is several queries (MACs, then a lazy
     load per ancestor and pool) for a handful of values: every installing host asks once.
@@ -194,7 +195,7 @@ def answerfile_host(session: Session, ref: str | int) -> AnswerFileHost:
         by, value = "mac", normalise_mac(ref)
     else:
         by, value = "hostname", str(ref).lower()
-    rows = session.connection().execute(_ANSWERFILE_HOST_BY[by], {"ref": value}).all()
+    rows = _ANSWERFILE_HOST_BY[by].rows(engine, ref=value)
     if not rows:
         raise NotFoundError("host", ref)
     host = rows[0]

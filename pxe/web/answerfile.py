@@ -4,7 +4,8 @@ The token in the URL is the host's current install token: the URL is on the inst
 command line, which is the only thing the installer has before it has an answer file.
 
 Every installing host asks once, so the host, its profile's ancestry and their pools are read as
-plain columns in one query, not as ORM objects with their relations loaded one by one.
+plain columns in one prepared query (:mod:`pxe.db.prepared`), not as ORM objects with their
+relations loaded one by one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pxe.boot import AnswerFileUnavailableError, answerfile_for
 from pxe.store.events import record_event
 from pxe.store.hosts import answerfile_host, get_host
 from pxe.store.tokens import hash_token
-from pxe.web.context import base_url, db, settings
+from pxe.web.context import base_url, db, settings, state
 from pxe.web.errors import error_response
 
 bp = Blueprint("answerfile", __name__)
@@ -30,8 +31,7 @@ def answerfile(ref: str) -> Response | tuple[Response, int]:
     token = request.args.get("token", "")
     if not token:
         raise Unauthorized("the answer file needs the host's install token as ?token=")
-    session = db()
-    host = answerfile_host(session, ref)
+    host = answerfile_host(state().database.engine, ref)
     if not host.install_token_hash or not hmac.compare_digest(
         host.install_token_hash, hash_token(token)
     ):
