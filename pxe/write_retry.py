@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
@@ -31,15 +32,26 @@ def write_with_retries(database: Database, work: Callable[[Session], T]) -> T:
     SQLite's busy timeout covers almost every wait; this catches the rest (and PostgreSQL's
     deadlock or serialisation aborts), which a thousand hosts booting at once do provoke.
     """
-    for attempt in range(ATTEMPTS):
-        try:
-            with _writer_turn(database), database.scope(write=True) as session:
-                return work(session)
-        except OperationalError as exc:
-            if attempt == ATTEMPTS - 1 or not _transient(exc):
-                raise
-            time.sleep(random.uniform(0.01, 0.05) * 2**attempt)  # noqa: S311 (jitter)
-    raise AssertionError("unreachable")
+
+    def attempt() -> T:
+        with _writer_turn(database), database.scope(write=True) as session:
+            return work(session)
+
+    return _retried(attempt)
+
+
+def write_statements(database: Database, work: Callable[[Connection], T]) -> T:
+    """:func:`write_with_retries` for a few Core statements on a connection, without a session.
+
+    For the writes of the host calls a rack makes at once (build-done): the ORM's load, unit of
+    work and flush were three quarters of such a request's CPU, for one UPDATE and one INSERT.
+    """
+
+    def attempt() -> T:
+        with _writer_turn(database), database.write_engine.begin() as connection:
+            return work(connection)
+
+    return _retried(attempt)
 
 
 def write_alone(database: Database, statement: Executable) -> int:
@@ -53,14 +65,22 @@ def write_alone(database: Database, statement: Executable) -> int:
     100 concurrent ready hosts through at ~250 a second. The rare collision waits in SQLite's
     busy handler for about a millisecond.
     """
-    for attempt in range(ATTEMPTS):
+
+    def attempt() -> int:
+        with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            return c.execute(statement).rowcount
+
+    return _retried(attempt)
+
+
+def _retried(attempt: Callable[[], T]) -> T:
+    for tries in range(1, ATTEMPTS + 1):
         try:
-            with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-                return c.execute(statement).rowcount
+            return attempt()
         except OperationalError as exc:
-            if attempt == ATTEMPTS - 1 or not _transient(exc):
+            if tries == ATTEMPTS or not _transient(exc):
                 raise
-            time.sleep(random.uniform(0.01, 0.05) * 2**attempt)  # noqa: S311 (jitter)
+            time.sleep(random.uniform(0.01, 0.05) * 2 ** (tries - 1))  # noqa: S311 (jitter)
     raise AssertionError("unreachable")
 
 

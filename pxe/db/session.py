@@ -68,12 +68,13 @@ class Database:
         self.engine = make_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
-        writer_bind = (
+        # Transactions that will write: on SQLite they take the write lock at BEGIN.
+        self.write_engine = (
             self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             if self.is_sqlite
             else self.engine
         )
-        self._writer = sessionmaker(writer_bind, expire_on_commit=False)
+        self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
 
     def session(self, *, write: bool = False) -> Session:
         """A new session; the caller commits and closes it."""

@@ -45,16 +45,25 @@ def _note_use(record: ApiToken) -> None:
             session.commit()
 
 
-def install_host(*, allow_spent: bool = False) -> Host:
-    """The host whose install token the request carries (in the request's write session).
+def unknown_install_token() -> Forbidden:
+    return Forbidden("this install token is not valid (it may have been replaced)")
 
-    401 without a token, 403 for a token no host holds (or one already spent)."""
+
+def install_token() -> str:
+    """The install token the request carries; 401 without one."""
     token = bearer_token()
     if token is None:
         raise Unauthorized("host calls need 'Authorization: Bearer <install token>'")
-    host = host_for_install_token(db(write=True), token)
+    return token
+
+
+def install_host() -> Host:
+    """The host whose install token the request carries (in the request's write session).
+
+    401 without a token, 403 for a token no host holds (or one already spent)."""
+    host = host_for_install_token(db(write=True), install_token())
     if host is None:
-        raise Forbidden("this install token is not valid (it may have been replaced)")
-    if host.token_spent and not allow_spent:
+        raise unknown_install_token()
+    if host.token_spent:
         raise Forbidden("this install token has been used up")
     return host

@@ -5,16 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from pxe.lifecycle import State
+from pxe.store.build_done import mark_installed
 from pxe.store.errors import ConflictError, InvalidInputError
 from pxe.store.events import record_event
 from pxe.store.hosts import set_state
-from pxe.web.auth import install_host
-from pxe.web.context import db, json_body, settings
+from pxe.web.auth import install_host, install_token, unknown_install_token
+from pxe.web.context import db, json_body, settings, state
 
 bp = Blueprint("installs", __name__, url_prefix="/api/v1/installs")
-
-_DONE_STATES = {State.INSTALLED, State.REGISTERED, State.IN_POOL}
-
 
 def _text(body: dict, key: str, limit: int, *, required: bool = False) -> str:
     value = body.get(key, "")
@@ -74,12 +72,8 @@ def failed() -> tuple[Response, int]:
 
 @bp.post("/done")
 def done() -> tuple[Response, int]:
-    host = install_host(allow_spent=True)
-    if host.state in _DONE_STATES:
-        raise ConflictError(
-            f"host {host.hostname or host.id} already reported build-done (it is {host.state})"
-        )
-    session = db(write=True)
-    set_state(session, host, State.INSTALLED, "build done", kind="done")
-    session.commit()
-    return jsonify(state=host.state), 200
+    """Once only (a replay is a 409); a spent token still counts: registration may spend it
+    before a slow installer reports."""
+    if mark_installed(state().database, install_token()) is None:
+        raise unknown_install_token()
+    return jsonify(state=State.INSTALLED.value), 200
