@@ -287,7 +287,7 @@ class PendingBoot:
 
 
 def decide_from_read(
-    session: Session,
+    database: Database,
     settings: Settings,
     *,
     mac: str,
@@ -304,9 +304,14 @@ def decide_from_read(
     asking again and ready hosts asking for the installer, on their first boot with the
     architecture, UUID and serial iPXE reports: none of them queues behind the other writers
     for its reads, and each holds the write lock for one UPDATE at most.
+
+    The reads are prepared statements, each its own snapshot: what a plan stores is checked
+    against the host's row by that UPDATE, and a plan that stores nothing is what a request a
+    moment earlier or later would have been given.
     """
     ident = clean_identity(mac, uuid, serial, arch)
-    host = boot_facts(session, mac=ident.mac, uuid=ident.uuid, serial=ident.serial)
+    engine = database.engine
+    host = boot_facts(engine, mac=ident.mac, uuid=ident.uuid, serial=ident.serial)
     if host is None or ident.mac not in host.mac_list:
         return None
     reported = _reported(host, ident)
@@ -322,11 +327,11 @@ def decide_from_read(
 
         plan = _install_plan(
             settings, host, settings.base_url(base_url), who,
-            profile_of=lambda: effective_profile(session, profile_id), token_for=token_for,
+            profile_of=lambda: effective_profile(engine, profile_id), token_for=token_for,
         )  # fmt: skip
         token_hash = hash_token(issued[0]) if issued else None
-    elif state == State.DISCOVERED and profile_id is None and match_profile(
-        session, host.mac_list, host.smbios_uuid or ident.uuid, host.serial or ident.serial
+    elif state == State.DISCOVERED and profile_id is None and _matches_a_selector(
+        database, host.mac_list, host.smbios_uuid or ident.uuid, host.serial or ident.serial
     ):
         return None
     else:
@@ -336,15 +341,21 @@ def decide_from_read(
     return PendingBoot(plan, host.id, host.updated_at, token_hash, reported)
 
 
+def _matches_a_selector(
+    database: Database, macs: tuple[str, ...], uuid: str | None, serial: str | None
+) -> bool:
+    with database.scope(write=False) as session:
+        return match_profile(session, macs, uuid, serial) is not None
+
+
 def decide_and_record(database: Database, settings: Settings, **request: Any) -> BootPlan:
-    """:func:`decide`, from a read transaction as far as it can (see :func:`decide_from_read`),
+    """:func:`decide`, from reads as far as it can (see :func:`decide_from_read`),
     else in its own committed write transaction (queued behind other writers).
 
     A machine's first two requests can race to record it (PostgreSQL lets both try; one meets
     the other's MAC): the loser asks once more and finds the host the winner recorded.
     """
-    with database.scope(write=False) as session:
-        outcome = decide_from_read(session, settings, **request)
+    outcome = decide_from_read(database, settings, **request)
     if isinstance(outcome, BootPlan):
         return outcome
     if outcome is not None and outcome.store(database):

@@ -31,6 +31,9 @@ class _Compiled:
         compiled = statement.compile(dialect=dialect)
         if compiled.escaped_bind_names:
             raise ValueError(f"bind names {sorted(compiled.escaped_bind_names)} need escaping")
+        if compiled.post_compile_params:  # IN lists, literal-execute values: SQL per call
+            names = sorted(p.key for p in compiled.post_compile_params)
+            raise ValueError(f"parameters {names} are rendered per call: use literal_column")
         self.sql = str(compiled)
         self._construct = compiled.construct_params
         self._positions = compiled.positiontup  # None for a named paramstyle (psycopg)
@@ -65,8 +68,12 @@ class PreparedRead:
     rows are; built at import time, compiled on first use for each engine's dialect."""
 
     def __init__(self, statement: Select[Any]) -> None:
+        names = [column.key for column in statement.selected_columns]
+        if None in names:
+            raise ValueError(f"selected column {names.index(None) + 1} needs a label: rows are "
+                             "named tuples")  # fmt: skip
         self._statement = statement
-        self._row = namedtuple("Row", [c.key for c in statement.selected_columns])  # type: ignore[misc]
+        self._row = namedtuple("Row", names)  # type: ignore[misc]
         self._by_dialect: dict[tuple[type[Dialect], str], _Compiled] = {}
 
     def rows(self, engine: Engine, **values: Any) -> list[Any]:

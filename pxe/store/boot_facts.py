@@ -1,4 +1,4 @@
-"""What a boot decision needs to know of a host, read in one prebuilt statement.
+"""What a boot decision needs to know of a host, read in one prepared statement.
 
 Every PXE request of a rack asks this first (by MAC, then SMBIOS UUID, then serial): loading the
 ORM host with its profile, pools and MACs cost more than the rest of an installed host's answer.
@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, Engine, bindparam, func, literal_column, select
+from sqlalchemy.orm import aliased
 
 from pxe.db.models import Host, HostMac
+from pxe.db.prepared import PreparedRead
 from pxe.store.profiles import EffectiveProfile, ResolvedProfile, chain_rows
 
 _SEPARATOR = ","
@@ -33,20 +34,20 @@ class BootFacts:
     mac_list: tuple[str, ...]
 
 
-def _statement(column: ColumnElement[str], *, by_mac: bool) -> Select:
+def _statement(column: ColumnElement[str], *, by_mac: bool) -> PreparedRead:
     other = aliased(HostMac)
     macs = (
-        select(func.aggregate_strings(other.mac, _SEPARATOR))
+        select(func.aggregate_strings(other.mac, literal_column(f"'{_SEPARATOR}'")))
         .where(other.host_id == Host.id)
         .scalar_subquery()
     )
     query = select(
         Host.id, Host.hostname, Host.state, Host.state_reason, Host.profile_id,
-        Host.smbios_uuid, Host.serial, Host.arch, Host.updated_at, macs,
+        Host.smbios_uuid, Host.serial, Host.arch, Host.updated_at, macs.label("macs"),
     )  # fmt: skip
     if by_mac:
         query = query.join(HostMac, HostMac.host_id == Host.id)
-    return query.where(column == bindparam("value")).limit(1)
+    return PreparedRead(query.where(column == bindparam("value")).limit(1))
 
 
 # Built once: a request only binds its value.
@@ -57,18 +58,18 @@ _LOOKUPS = (
 )
 
 
-_CHAIN = select(chain_rows(bindparam("profile_id")))
+_CHAIN = PreparedRead(select(chain_rows(bindparam("profile_id"))))
 
 
-def effective_profile(session: Session, profile_id: int) -> EffectiveProfile:
+def effective_profile(engine: Engine, profile_id: int) -> EffectiveProfile:
     """Profile ``profile_id`` with its ancestors folded in, from one recursive query.
     ConflictError for a profile that inherits from itself."""
-    rows = session.execute(_CHAIN, {"profile_id": profile_id}).all()
+    rows = _CHAIN.rows(engine, profile_id=profile_id)
     return ResolvedProfile.from_rows(profile_id, rows).profile
 
 
 def boot_facts(
-    session: Session, *, mac: str | None = None, uuid: str | None = None, serial: str | None = None
+    engine: Engine, *, mac: str | None = None, uuid: str | None = None, serial: str | None = None
 ) -> BootFacts | None:
     """The host with this MAC, else this SMBIOS UUID, else this serial number (all normalised
     by the caller, as :func:`pxe.boot.clean_identity` does)."""
@@ -76,7 +77,7 @@ def boot_facts(
     for name, statement in _LOOKUPS:
         if not given[name]:
             continue
-        row = session.execute(statement, {"value": given[name]}).first()
+        row = statement.first(engine, value=given[name])
         if row is not None:
             *fields, macs = row
             return BootFacts(*fields, mac_list=tuple(macs.split(_SEPARATOR)) if macs else ())

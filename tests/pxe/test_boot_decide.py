@@ -224,9 +224,8 @@ def test_a_ready_host_is_planned_from_a_read_and_its_token_stored_only_if_unchan
     with database.scope() as s:
         profiles.create_profile(s, "p", release="demo", template="fresh-dhcp")
         host_id = hosts.add_host(s, macs=[MAC], profile="p").id
-    with database.scope(write=False) as s:
-        pending = decide_from_read(s, settings, mac=MAC)
-        again = decide_from_read(s, settings, mac=MAC)
+    pending = decide_from_read(database, settings, mac=MAC)
+    again = decide_from_read(database, settings, mac=MAC)
     assert isinstance(pending, PendingBoot) and isinstance(again, PendingBoot)
     assert pending.plan.action == BootAction.INSTALL
     token = pending.plan.cmdline.split("token=")[1].split()[0]
@@ -246,8 +245,7 @@ def test_a_host_finished_between_read_and_write_is_decided_again(
     with database.scope() as s:
         profiles.create_profile(s, "p", release="demo", template="fresh-dhcp")
         host_id = hosts.add_host(s, macs=[MAC], profile="p").id
-    with database.scope(write=False) as s:
-        pending = decide_from_read(s, settings, mac=MAC)
+    pending = decide_from_read(database, settings, mac=MAC)
     with database.scope() as s:
         hosts.set_state(s, hosts.get_host(s, host_id), State.INSTALLED, "build-done")
     assert not pending.store(database)
@@ -269,9 +267,8 @@ def test_a_first_boot_reporting_its_identity_is_one_update_of_the_host_row(
         ready_id = hosts.add_host(s, macs=[MAC], profile="p").id
         installed = hosts.add_host(s, macs=[installed_mac], profile="p", state=State.INSTALLED)
         installed_id = installed.id
-    with database.scope(write=False) as s:
-        ready = decide_from_read(s, settings, mac=MAC, uuid=UUID, serial="SN1", arch="x86_64")
-        installed = decide_from_read(s, settings, mac=installed_mac, arch="x86_64")
+    ready = decide_from_read(database, settings, mac=MAC, uuid=UUID, serial="SN1", arch="x86_64")
+    installed = decide_from_read(database, settings, mac=installed_mac, arch="x86_64")
     assert isinstance(ready, PendingBoot) and ready.token_hash is not None
     assert ready.reported == {"smbios_uuid": UUID, "serial": "SN1", "arch": "x86_64"}
     assert isinstance(installed, PendingBoot) and installed.token_hash is None
@@ -283,8 +280,8 @@ def test_a_first_boot_reporting_its_identity_is_one_update_of_the_host_row(
         token = ready.plan.cmdline.split("token=")[1].split()[0]
         assert host_for_install_token(s, token).id == ready_id
         assert hosts.get_host(s, installed_id).arch == "x86_64"
-    with database.scope(write=False) as s:  # nothing new the second time: nothing to write
-        again = decide_from_read(s, settings, mac=installed_mac, arch="x86_64")
+    # Nothing new the second time: nothing to write.
+    again = decide_from_read(database, settings, mac=installed_mac, arch="x86_64")
     assert isinstance(again, BootPlan) and again.action == BootAction.LOCAL
 
 
@@ -297,8 +294,7 @@ def test_a_reported_serial_that_a_selector_matches_is_decided_in_a_write(
         profile = profiles.create_profile(s, "rack", release="demo", template="fresh-dhcp")
         selectors.add_selector(s, profile, "serial", "RACK-*")
         hosts.add_host(s, macs=[MAC])
-    with database.scope(write=False) as s:
-        assert decide_from_read(s, settings, mac=MAC, serial="RACK-07") is None
+    assert decide_from_read(database, settings, mac=MAC, serial="RACK-07") is None
     assert decide_and_record(database, settings, mac=MAC, serial="RACK-07").action == (
         BootAction.INSTALL
     )

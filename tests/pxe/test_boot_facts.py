@@ -21,19 +21,19 @@ def test_a_host_is_found_by_each_identity_with_all_its_macs(any_database: Databa
                               serial="SN1", hostname="node1", profile="p")  # fmt: skip
         hosts.add_host(s, macs=["52:54:00:00:00:03"], serial="SN2")
         host_id, profile_id, updated = host.id, host.profile_id, host.updated_at
-    with any_database.scope(write=False) as s:
-        by_mac = boot_facts(s, mac="52:54:00:00:00:02")
-        assert by_mac is not None
-        assert (by_mac.id, by_mac.hostname, by_mac.state, by_mac.profile_id) == (
-            host_id, "node1", State.READY, profile_id)  # fmt: skip
-        assert (by_mac.smbios_uuid, by_mac.serial, by_mac.updated_at) == (UUID, "SN1", updated)
-        assert sorted(by_mac.mac_list) == ["52:54:00:00:00:01", "52:54:00:00:00:02"]
-        # A MAC first, then the UUID, then the serial: a new NIC of a known machine is found.
-        assert boot_facts(s, mac="52:54:00:00:00:99", uuid=UUID).id == host_id
-        assert boot_facts(s, mac="52:54:00:00:00:99", serial="SN1").id == host_id
-        assert boot_facts(s, mac="52:54:00:00:00:03", uuid=UUID).serial == "SN2"
-        assert boot_facts(s, mac="52:54:00:00:00:99") is None
-        assert boot_facts(s) is None
+    engine = any_database.engine
+    by_mac = boot_facts(engine, mac="52:54:00:00:00:02")
+    assert by_mac is not None
+    assert (by_mac.id, by_mac.hostname, by_mac.state, by_mac.profile_id) == (
+        host_id, "node1", State.READY, profile_id)  # fmt: skip
+    assert (by_mac.smbios_uuid, by_mac.serial, by_mac.updated_at) == (UUID, "SN1", updated)
+    assert sorted(by_mac.mac_list) == ["52:54:00:00:00:01", "52:54:00:00:00:02"]
+    # A MAC first, then the UUID, then the serial: a new NIC of a known machine is found.
+    assert boot_facts(engine, mac="52:54:00:00:00:99", uuid=UUID).id == host_id
+    assert boot_facts(engine, mac="52:54:00:00:00:99", serial="SN1").id == host_id
+    assert boot_facts(engine, mac="52:54:00:00:00:03", uuid=UUID).serial == "SN2"
+    assert boot_facts(engine, mac="52:54:00:00:00:99") is None
+    assert boot_facts(engine) is None
 
 
 def test_effective_profile_folds_the_ancestry_like_the_orm(any_database: Database) -> None:
@@ -46,9 +46,8 @@ def test_effective_profile_folds_the_ancestry_like_the_orm(any_database: Databas
                                        kernel_args="debug", disk_rule={"disk": "nvme0n1"})
         s.flush()  # fmt: skip
         leaf_id, expected = leaf.id, profiles.resolve_profile(leaf)
-    with any_database.scope(write=False) as s:
-        assert effective_profile(s, leaf_id) == expected
-        assert expected.variables == {"a": 1, "b": 2} and expected.kernel_args == "quiet debug"
+    assert effective_profile(any_database.engine, leaf_id) == expected
+    assert expected.variables == {"a": 1, "b": 2} and expected.kernel_args == "quiet debug"
 
 
 def test_effective_profile_refuses_a_cycle(any_database: Database) -> None:
@@ -58,5 +57,5 @@ def test_effective_profile_refuses_a_cycle(any_database: Database) -> None:
         s.flush()
         a_id = a.id
         s.get(Profile, a_id).parent_id = b.id  # only a broken database holds this
-    with any_database.scope(write=False) as s, pytest.raises(ConflictError, match="itself"):
-        effective_profile(s, a_id)
+    with pytest.raises(ConflictError, match="itself"):
+        effective_profile(any_database.engine, a_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import bindparam, create_engine, select, update
 
 from pxe.db.models import Host, Profile
@@ -70,3 +71,12 @@ def test_the_connection_goes_back_to_the_pool_with_no_transaction(any_database: 
                 assert waiting == 0
     finally:
         engine.dispose()
+
+
+def test_statements_it_cannot_prepare_are_refused_with_the_reason(database: Database) -> None:
+    unnamed = select(select(Host.id).where(Host.id == 1).scalar_subquery())
+    with pytest.raises(ValueError, match="selected column 1 needs a label"):
+        PreparedRead(unnamed)
+    per_call = PreparedRead(select(Host.id).where(Host.id.in_(bindparam("ids", expanding=True))))
+    with pytest.raises(ValueError, match=r"parameters \['ids'\] are rendered per call"):
+        per_call.rows(database.engine, ids=[1, 2])
