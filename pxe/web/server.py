@@ -14,6 +14,8 @@ from flask import Flask
 from waitress import wasyncore
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
+from pxe.web.file_sender import read_once_files
+
 
 def make_server(
     app: Flask, host: str, port: int, threads: int = 16, **options: object
@@ -21,14 +23,16 @@ def make_server(
     """A bound waitress server (port 0 picks a free one); ``.run()`` serves, ``.close()`` stops.
 
     ``options`` go to waitress (``connection_limit``, ``backlog``... for load tests)."""
-    return waitress.create_server(app, host=host, port=port, threads=threads, **_options(options))
+    return waitress.create_server(read_once_files(app), host=host, port=port, threads=threads,
+                                  **_options(options))  # fmt: skip
 
 
 def make_socket_server(
     app: Flask, sock: socket.socket, threads: int = 16, **options: object
 ) -> BaseWSGIServer | MultiSocketServer:
     """A waitress server on a socket already listening (one that worker processes share)."""
-    return waitress.create_server(app, sockets=[sock], threads=threads, **_options(options))
+    return waitress.create_server(read_once_files(app), sockets=[sock], threads=threads,
+                                  **_options(options))  # fmt: skip
 
 
 def _options(options: dict[str, object]) -> dict[str, object]:
