@@ -36,6 +36,15 @@ class _Identity:
                    status.st_ctime_ns)
 
 
+class OutsideRootError(PermissionError):
+    """The file opened is not under the root it had to be under."""
+
+
+def _opened_path(file: BinaryIO) -> str:
+    """Where the open file is now, as the kernel knows it (no path of ours to race with)."""
+    return os.readlink(f"/proc/self/fd/{file.fileno()}")
+
+
 class FileCache:
     """Whole files up to ``max_file`` bytes, at most ``max_total`` bytes in all, least recently
     served evicted first. Safe to call from several threads."""
@@ -51,14 +60,18 @@ class FileCache:
         self.hits = 0
         self.misses = 0
 
-    def open(self, path: str) -> BinaryIO:
+    def open(self, path: str, root: str) -> BinaryIO:
         """``path`` for reading: from memory if cached and unchanged, else from disk.
 
-        Raises ``OSError`` as ``open`` does. A file larger than ``max_file`` is returned as the
-        open file itself, to stream from disk.
+        Raises ``OSError`` as ``open`` does, ``OutsideRootError`` when the file opened is not
+        under ``root`` (a real path): a directory of ``path`` swapped for a symlink after the
+        caller resolved it opens something else than the caller checked. A file larger than
+        ``max_file`` is returned as the open file itself, to stream from disk.
         """
         file = open(path, "rb")  # noqa: SIM115 (returned, or closed below)
         try:
+            if os.path.commonpath([_opened_path(file), root]) != root:
+                raise OutsideRootError(f"{path} opened outside {root}")
             identity = _Identity.of(os.fstat(file.fileno()))
             if identity.size > self.max_file:
                 return file

@@ -11,7 +11,8 @@ So this module keeps tftpy's packet codec, contexts and states, and replaces onl
 that cannot be wrapped from outside:
 
 * the request start (:class:`_ReadOnlyStart`): write requests are refused, every path is
-  resolved with ``realpath`` and refused outside the root, generated files come from the
+  resolved with ``realpath`` and refused outside the root, and so is a file found outside it
+  once open (a directory swapped for a link in between), generated files come from the
   ``generated`` callable, in a small worker pool so a slow inventory lookup never stalls the
   transfers already running; small files on disk are served from memory while unchanged
   (:mod:`pxe.tftp.filecache`);
@@ -54,7 +55,7 @@ from tftpy.TftpShared import (
 )
 from tftpy.TftpStates import TftpServerState, TftpState, TftpStateExpectACK
 
-from pxe.tftp.filecache import FileCache
+from pxe.tftp.filecache import FileCache, OutsideRootError
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +495,10 @@ class TftpService:
         if not os.path.isfile(real):
             raise TftpRefusedError(TftpErrors.FileNotFound, client, filename, "no such file")
         try:
-            return self.files.open(real)
+            return self.files.open(real, self.root)
+        except OutsideRootError:
+            raise TftpRefusedError(TftpErrors.AccessViolation, client, filename,
+                                   "resolves outside the TFTP root") from None
         except OSError as exc:
             raise TftpRefusedError(TftpErrors.AccessViolation, client, filename,
                                    exc.strerror or "unreadable") from exc

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from pxe.bootplan import BootAction, BootPlan
-from pxe.tftp.filecache import FileCache
+from pxe.tftp import server as tftp_server
+from pxe.tftp.filecache import FileCache, OutsideRootError
 from pxe.tftp.files import GeneratedFiles, render_grub, render_ipxe_script, render_pxelinux
 from pxe.tftp.loaders import IPXE_DIR, prepare_tftp_root
 from pxe.tftp.server import LOOP_NICE, TftpService
@@ -242,6 +243,29 @@ def test_symlink_escape_refused_but_inside_link_served(service, tmp_path):
     assert (tmp_path / "i").read_bytes() == (IPXE_DIR / "undionly.kpxe").read_bytes()
 
 
+def test_a_directory_swapped_for_a_link_after_the_check_is_refused(tmp_path, monkeypatch):
+    """The race a path check alone loses: ``sub`` is a directory when the path is resolved
+    and a link out of the root when the file is opened. What was opened is checked too."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"not for TFTP clients")
+    (root / "sub").symlink_to(outside)
+    # As if resolved an instant before the swap: the path still looks inside the root.
+    resolve = os.path.realpath
+    monkeypatch.setattr(tftp_server.os.path, "realpath",
+                        lambda path: path if "/sub/" in str(path) else resolve(path))
+    service = TftpService(root, lambda _p, _c: None, host="127.0.0.1", port=0)
+    service.start()
+    try:
+        assert "Error code 2" in tftp_hpa(service, "get sub/secret got", tmp_path)
+        assert not (tmp_path / "got").exists() or (tmp_path / "got").read_bytes() == b""
+    finally:
+        service.stop()
+    with pytest.raises(OutsideRootError):
+        FileCache().open(str(root / "sub" / "secret"), str(root))
+
+
 def test_uploads_refused_and_nothing_lands(service, root, tmp_path):
     before = tree(root)
     payload = tmp_path / "upload.bin"
@@ -457,7 +481,7 @@ def test_file_cache_keeps_settled_files_within_its_budget(tmp_path):
     files = FileCache(max_file=1500, max_total=2500, settle=0.3)
 
     def read(name: str) -> bytes:
-        with files.open(str(tmp_path / name)) as file:
+        with files.open(str(tmp_path / name), str(tmp_path)) as file:
             return file.read()
 
     assert read("a") == b"a" * 1000
@@ -471,7 +495,7 @@ def test_file_cache_keeps_settled_files_within_its_budget(tmp_path):
     assert read("a") == b"a" * 1000
     assert (files.hits, files.misses) == (2, 6)
     (tmp_path / "big").write_bytes(b"x" * 2000)
-    with files.open(str(tmp_path / "big")) as big:
+    with files.open(str(tmp_path / "big"), str(tmp_path)) as big:
         assert big.fileno() >= 0  # over max_file: streamed from disk, not kept
         assert big.read() == b"x" * 2000
 
