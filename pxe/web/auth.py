@@ -8,8 +8,9 @@ from flask import g, request
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from pxe.db.models import ApiToken, Host, utcnow
+from pxe.store.install_reports import Reporter, token_holder
 from pxe.store.tokens import host_for_install_token, verify_api_token
-from pxe.web.context import db
+from pxe.web.context import db, state
 
 # Recording every use would make each read a write; once in a while is enough to audit.
 _LAST_USED_EVERY = timedelta(minutes=5)
@@ -57,6 +58,16 @@ def install_token() -> str:
     return token
 
 
+def install_reporter(*, allow_spent: bool = False) -> Reporter:
+    """:func:`install_host` as the plain facts the installer's reports need (no session)."""
+    holder = token_holder(state().database, install_token())
+    if holder is None:
+        raise unknown_install_token()
+    if holder.token_spent and not allow_spent:
+        raise _used_up()
+    return holder
+
+
 def install_host() -> Host:
     """The host whose install token the request carries (in the request's write session).
 
@@ -65,5 +76,9 @@ def install_host() -> Host:
     if host is None:
         raise unknown_install_token()
     if host.token_spent:
-        raise Forbidden("this install token has been used up")
+        raise _used_up()
     return host
+
+
+def _used_up() -> Forbidden:
+    return Forbidden("this install token has been used up")

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, g, jsonify
 
 from pxe.lifecycle import State
-from pxe.store.build_done import mark_installed
-from pxe.store.errors import ConflictError, InvalidInputError
-from pxe.store.events import record_event
+from pxe.store.errors import InvalidInputError
 from pxe.store.hosts import set_state
-from pxe.web.auth import install_host, install_token, unknown_install_token
+from pxe.store.install_reports import mark_installed, record_progress
+from pxe.web.auth import install_host, install_reporter
 from pxe.web.context import db, json_body, settings, state
 
 bp = Blueprint("installs", __name__, url_prefix="/api/v1/installs")
+
 
 def _text(body: dict, key: str, limit: int, *, required: bool = False) -> str:
     value = body.get(key, "")
@@ -40,14 +40,10 @@ def progress() -> tuple[Response, int]:
     step = _text(body, "step", 128, required=True)
     message = _text(body, "message", 4096)
     percent = _percent(body)
-    host = install_host()
-    if host.state == State.READY:
-        set_state(db(write=True), host, State.INSTALLING, f"installer started: {step}")
-    elif host.state != State.INSTALLING:
-        raise ConflictError(f"host {host.hostname or host.id} is {host.state}, not installing")
-    record_event(db(write=True), host, "progress", message, step=step, percent=percent)
-    db(write=True).commit()
-    return jsonify(state=host.state), 202
+    host = install_reporter()
+    # For the installs-started counter (pxe.web.metrics): only a ready host's first report.
+    g.xcp_install_starting = record_progress(state().database, host, step, percent, message)
+    return jsonify(state=State.INSTALLING.value), 202
 
 
 @bp.post("/failed")
@@ -74,6 +70,5 @@ def failed() -> tuple[Response, int]:
 def done() -> tuple[Response, int]:
     """Once only (a replay is a 409); a spent token still counts: registration may spend it
     before a slow installer reports."""
-    if mark_installed(state().database, install_token()) is None:
-        raise unknown_install_token()
+    mark_installed(state().database, install_reporter(allow_spent=True))
     return jsonify(state=State.INSTALLED.value), 200

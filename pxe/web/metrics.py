@@ -29,9 +29,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from pxe.lifecycle import State
 from pxe.store.hosts import count_hosts_by_state
-from pxe.store.tokens import host_for_install_token
 from pxe.tftp.server import TftpCounters
-from pxe.web.auth import bearer_token
 from pxe.web.context import db
 from pxe.web.tftp_counters import SharedTftpCounters
 
@@ -154,11 +152,6 @@ def _metrics() -> AppMetrics:
 @bp.before_app_request
 def _start_clock() -> None:
     g.xcp_request_started = time.perf_counter()
-    if request.endpoint == _PROGRESS and request.method == "POST":
-        # Only the first progress event of a ready host starts an install; see who it is now,
-        # before the view moves it to installing.
-        host = host_for_install_token(db(), bearer_token() or "")
-        g.xcp_install_starting = host is not None and host.state == State.READY
 
 
 @bp.after_app_request
@@ -211,7 +204,8 @@ def _loggable_path() -> str:
 
 
 def _count_install(metrics: AppMetrics, endpoint: str | None) -> None:
-    """A 2xx from these endpoints is a state move (replays and wrong states are 409s)."""
+    """A 2xx from these endpoints is a state move (replays and wrong states are 409s); the
+    progress view says whether its report was a ready host's first."""
     if endpoint == _PROGRESS and g.pop("xcp_install_starting", False):
         metrics.installs_started.inc()
     elif endpoint == _DONE:

@@ -1,0 +1,128 @@
+"""What an installer reports with its install token: progress and build-done, as Core statements.
+
+A rack's installers report together, and each reports its progress a few dozen times. Through
+the ORM, each report loaded the host with its relations, ran a unit of work and flushed (~0.85 ms
+of CPU for an INSERT and at most one UPDATE) while holding the write lock: a hundred build-dones
+took 0.2 s. Here the token's host is read by a prepared statement, and the write transaction,
+in the writers' queue, reads the host's state under the write lock, moves it if the report
+does, and records the event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from pxe.db.models import Event, Host, utcnow
+from pxe.db.prepared import PreparedRead
+from pxe.db.session import Database
+from pxe.lifecycle import State, check_transition
+from pxe.store.errors import ConflictError, NotFoundError
+from pxe.store.tokens import hash_token
+from pxe.write_retry import write_statements
+
+DONE_REASON = "build done"
+FINISHED = frozenset({State.INSTALLED, State.REGISTERED, State.IN_POOL})
+
+_HOLDER = PreparedRead(
+    select(Host.id, Host.hostname, Host.token_spent).where(
+        Host.install_token_hash == bindparam("token_hash")
+    )
+)
+# FOR UPDATE on PostgreSQL; SQLite's write transactions hold the database's lock from BEGIN.
+_STATE = select(Host.state).where(Host.id == bindparam("host_id")).with_for_update()
+_MOVE = (
+    update(Host)
+    .where(Host.id == bindparam("host_id"))
+    .values(state=bindparam("state"), state_reason=bindparam("reason"),
+            updated_at=bindparam("now"))
+)  # fmt: skip
+_EVENT = insert(Event)
+
+
+@dataclass(frozen=True)
+class Reporter:
+    """The host holding an install token."""
+
+    id: int
+    hostname: str | None
+    token_spent: bool
+
+    @property
+    def who(self) -> str:
+        return f"host {self.hostname or self.id}"
+
+
+def token_holder(database: Database, token: str) -> Reporter | None:
+    """The host holding install ``token`` (spent or not), or None."""
+    if not token:
+        return None
+    row = _HOLDER.first(database.engine, token_hash=hash_token(token))
+    return None if row is None else Reporter(row.id, row.hostname, bool(row.token_spent))
+
+
+def record_progress(
+    database: Database, host: Reporter, step: str, percent: int | None, message: str
+) -> bool:
+    """Record a progress event; the first one of a ready host moves it to installing (True).
+    ConflictError when the host is neither ready nor installing."""
+
+    def write(connection: Connection) -> bool:
+        state = _locked_state(connection, host)
+        now = utcnow()
+        starting = state == State.READY
+        if starting:
+            reason = f"installer started: {step}"
+            _move(connection, host, State.INSTALLING, reason, now)
+            _event(connection, host, now, "state", reason)
+        elif state != State.INSTALLING:
+            raise ConflictError(f"{host.who} is {state.value}, not installing")
+        _event(connection, host, now, "progress", message, step=step, percent=percent)
+        return starting
+
+    return write_statements(database, write)
+
+
+def mark_installed(database: Database, host: Reporter) -> None:
+    """Move the host to installed, once: ConflictError when it already reported build-done,
+    TransitionError (a conflict too) when its state does not allow it."""
+
+    def write(connection: Connection) -> None:
+        state = _locked_state(connection, host)
+        if state in FINISHED:
+            raise ConflictError(f"{host.who} already reported build-done (it is {state.value})")
+        check_transition(state, State.INSTALLED, host.who)
+        now = utcnow()
+        _move(connection, host, State.INSTALLED, DONE_REASON, now)
+        _event(connection, host, now, "done", DONE_REASON)
+
+    write_statements(database, write)
+
+
+def _locked_state(connection: Connection, host: Reporter) -> State:
+    state = connection.execute(_STATE, {"host_id": host.id}).scalar_one_or_none()
+    if state is None:  # removed since its token was read
+        raise NotFoundError("host", host.id)
+    return State(state)
+
+
+def _move(connection: Connection, host: Reporter, state: State, reason: str, now: datetime) -> None:
+    connection.execute(
+        _MOVE, {"host_id": host.id, "state": state.value, "reason": reason, "now": now}
+    )
+
+
+def _event(
+    connection: Connection,
+    host: Reporter,
+    now: datetime,
+    kind: str,
+    message: str,
+    *,
+    step: str = "",
+    percent: int | None = None,
+) -> None:
+    connection.execute(_EVENT, {"host_id": host.id, "time": now, "kind": kind, "step": step,
+                                "percent": percent, "message": message})  # fmt: skip

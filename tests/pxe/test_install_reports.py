@@ -1,0 +1,117 @@
+"""An installer's reports as Core statements: the state moves and events the ORM path made, once
+per install whoever else reports at the same moment, on both backends."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from pxe.db.session import Database
+from pxe.lifecycle import State, TransitionError
+from pxe.store import hosts, profiles, tokens
+from pxe.store.errors import ConflictError, NotFoundError
+from pxe.store.events import list_events
+from pxe.store.install_reports import (
+    Reporter,
+    mark_installed,
+    record_progress,
+    token_holder,
+)
+
+
+def _host(database: Database, state: State = State.INSTALLING, *, spent: bool = False) -> str:
+    with database.scope() as s:
+        profiles.create_profile(s, "p", release="demo", template="fresh-dhcp")
+        host = hosts.add_host(s, macs=["52:54:00:ee:00:01"], hostname="node-e", profile="p")
+        token = tokens.issue_install_token(host)
+        host.state = state.value
+        if spent:
+            tokens.spend_install_token(host)
+        return token
+
+
+def _history(database: Database) -> tuple[list[tuple[str, str, str, int | None]], str]:
+    """The host's events (kind, message, step, percent) and its state."""
+    with database.scope(write=False) as s:
+        host = hosts.get_host(s, "node-e")
+        events = [(e.kind, e.message, e.step, e.percent) for e in list_events(s, host=host)]
+        return events, host.state
+
+
+def _holder(database: Database, token: str) -> Reporter:
+    holder = token_holder(database, token)
+    assert holder is not None
+    return holder
+
+
+def test_the_token_holder(any_database: Database) -> None:
+    token = _host(any_database, spent=True)
+    holder = _holder(any_database, token)
+    assert (holder.hostname, holder.token_spent, holder.who) == ("node-e", True, "host node-e")
+    assert token_holder(any_database, "xpi_unknown") is None
+    assert token_holder(any_database, "") is None
+
+
+def test_progress_starts_the_install_once_then_records_events(any_database: Database) -> None:
+    host = _holder(any_database, _host(any_database, State.READY))
+    assert record_progress(any_database, host, "partition", 10, "sda") is True
+    assert record_progress(any_database, host, "laydown", 50, "") is False
+    events, state = _history(any_database)
+    assert state == State.INSTALLING.value
+    assert events[-3:] == [("state", "installer started: partition", "", None),
+                           ("progress", "sda", "partition", 10),
+                           ("progress", "", "laydown", 50)]  # fmt: skip
+
+
+def test_progress_of_a_host_not_installing_is_a_conflict(any_database: Database) -> None:
+    host = _holder(any_database, _host(any_database, State.INSTALLED))
+    with pytest.raises(ConflictError, match="node-e is installed, not installing"):
+        record_progress(any_database, host, "x", None, "")
+    assert [e for e in _history(any_database)[0] if e[0] == "progress"] == []
+
+
+def test_build_done_installs_the_host_once(any_database: Database) -> None:
+    host = _holder(any_database, _host(any_database))
+    mark_installed(any_database, host)
+    events, state = _history(any_database)
+    assert (events[-1], state) == (("done", "build done", "", None), State.INSTALLED.value)
+    with pytest.raises(ConflictError, match="node-e already reported build-done"):
+        mark_installed(any_database, host)
+
+
+def test_a_host_that_cannot_be_installed_is_a_conflict(any_database: Database) -> None:
+    host = _holder(any_database, _host(any_database, State.DISCOVERED))
+    with pytest.raises(TransitionError):
+        mark_installed(any_database, host)
+    assert _history(any_database)[1] == State.DISCOVERED.value
+
+
+def test_a_host_removed_since_its_token_was_read_is_not_found(any_database: Database) -> None:
+    host = _holder(any_database, _host(any_database))
+    with any_database.scope() as s:
+        hosts.remove_host(s, hosts.get_host(s, host.id))
+    with pytest.raises(NotFoundError):
+        mark_installed(any_database, host)
+
+
+def test_reports_at_the_same_moment_move_the_host_once(any_database: Database) -> None:
+    host = _holder(any_database, _host(any_database, State.READY))
+
+    def done(_: int) -> str:
+        try:
+            mark_installed(any_database, host)
+            return "installed"
+        except ConflictError:
+            return "conflict"
+
+    with ThreadPoolExecutor(16) as pool:
+        started = list(pool.map(lambda i: record_progress(any_database, host, f"s{i}", i, ""),
+                                range(16)))  # fmt: skip
+        outcomes = list(pool.map(done, range(16)))
+    assert sorted(started) == [False] * 15 + [True]
+    assert sorted(outcomes) == ["conflict"] * 15 + ["installed"]
+    events, state = _history(any_database)
+    kinds = [kind for kind, message, *_ in events if kind != "state" or "installer" in message]
+    assert (kinds.count("state"), kinds.count("progress"), kinds.count("done")) == (1, 16, 1)
+    assert state == State.INSTALLED.value
