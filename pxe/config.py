@@ -49,8 +49,8 @@ class Settings:
     dhcp_netmask: str = "255.255.255.0"
     dhcp_router: str = ""
     dhcp_dns: str = ""  # comma-separated
-    # HTTP worker processes sharing the listening socket; 0 means one per CPU. Python runs one
-    # thread at a time per process, so this, not http_threads, is what uses every core.
+    # HTTP worker processes, each with its own socket on the port; 0 means one per CPU. Python
+    # runs one thread at a time per process, so this, not http_threads, is what uses every core.
     http_workers: int = 0
     # Threads per worker: enough that a request waiting (for the write lock, a DNS server) does
     # not stall its worker; more only fight over the interpreter lock. With 16, a request cost

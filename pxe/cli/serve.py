@@ -1,10 +1,10 @@
 """``xcp-provision serve``: HTTP (waitress), TFTP and ProxyDHCP.
 
 TFTP and ProxyDHCP run in this process; HTTP runs here too when one worker is asked for, else in
-that many worker processes sharing this process's listening socket (:mod:`pxe.web.workers`),
-which this process keeps running. TFTP's per-host files and the HTTP iPXE scripts ask the same
-inventory through the same :func:`pxe.boot.decide`. SIGTERM and SIGINT stop the workers and
-every service and close the database before exiting.
+that many worker processes, each on a listening socket this process binds and keeps
+(:mod:`pxe.web.workers`), which this process keeps running. TFTP's per-host files and the HTTP
+iPXE scripts ask the same inventory through the same :func:`pxe.boot.decide`. SIGTERM and
+SIGINT stop the workers and every service and close the database before exiting.
 """
 
 from __future__ import annotations

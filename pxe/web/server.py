@@ -30,7 +30,7 @@ def make_server(
 def make_socket_server(
     app: Flask, sock: socket.socket, threads: int = 16, **options: object
 ) -> BaseWSGIServer | MultiSocketServer:
-    """A waitress server on a socket already listening (one that worker processes share)."""
+    """A waitress server on a socket already listening (a worker's, bound by ``serve``)."""
     return waitress.create_server(read_once_files(app), sockets=[sock], threads=threads,
                                   **_options(options))  # fmt: skip
 
