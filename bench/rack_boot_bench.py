@@ -50,6 +50,7 @@ server {{
 }}
 """
 
+
 @dataclass(frozen=True)
 class Side:
     name: str

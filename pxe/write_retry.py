@@ -43,8 +43,9 @@ def write_with_retries(database: Database, work: Callable[[Session], T]) -> T:
 def write_statements(database: Database, work: Callable[[Connection], T]) -> T:
     """:func:`write_with_retries` for a few Core statements on a connection, without a session.
 
-    For the writes of the host calls a rack makes at once (build-done): the ORM's load, unit of
-    work and flush were three quarters of such a request's CPU, for one UPDATE and one INSERT.
+    For the installer reports a rack makes at once (pxe.store.install_reports): the ORM's load,
+    unit of work and flush were three quarters of such a request's CPU, for an UPDATE and an
+    INSERT.
     """
 
     def attempt() -> T:

@@ -1,4 +1,5 @@
-"""What an installer reports with its install token: progress and build-done, as Core statements.
+"""What an installer reports with its install token (progress, failure, build-done), as Core
+statements.
 
 A rack's installers report together, and each reports its progress a few dozen times. Through
 the ORM, each report loaded the host with its relations, ran a unit of work and flushed (~0.85 ms
@@ -39,6 +40,9 @@ _MOVE = (
     .values(state=bindparam("state"), state_reason=bindparam("reason"),
             updated_at=bindparam("now"))
 )  # fmt: skip
+_FAILURE_LOG = update(Host).where(Host.id == bindparam("host_id")).values(
+    failure_log=bindparam("log")
+)
 _EVENT = insert(Event)
 
 
@@ -97,6 +101,21 @@ def mark_installed(database: Database, host: Reporter) -> None:
         now = utcnow()
         _move(connection, host, State.INSTALLED, DONE_REASON, now)
         _event(connection, host, now, "done", DONE_REASON)
+
+    write_statements(database, write)
+
+
+def mark_failed(database: Database, host: Reporter, reason: str, log: str) -> None:
+    """Move the host to failed with the installer's reason and log; TransitionError (a
+    conflict) when its state does not allow it (a second failure report, for one)."""
+
+    def write(connection: Connection) -> None:
+        state = _locked_state(connection, host)
+        check_transition(state, State.FAILED, host.who)
+        now = utcnow()
+        _move(connection, host, State.FAILED, reason, now)
+        connection.execute(_FAILURE_LOG, {"host_id": host.id, "log": log})
+        _event(connection, host, now, "failed", reason)
 
     write_statements(database, write)
 

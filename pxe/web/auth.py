@@ -7,9 +7,9 @@ from datetime import timedelta
 from flask import g, request
 from werkzeug.exceptions import Forbidden, Unauthorized
 
-from pxe.db.models import ApiToken, Host, utcnow
+from pxe.db.models import ApiToken, utcnow
 from pxe.store.install_reports import Reporter, token_holder
-from pxe.store.tokens import host_for_install_token, verify_api_token
+from pxe.store.tokens import verify_api_token
 from pxe.web.context import db, state
 
 # Recording every use would make each read a write; once in a while is enough to audit.
@@ -46,39 +46,17 @@ def _note_use(record: ApiToken) -> None:
             session.commit()
 
 
-def unknown_install_token() -> Forbidden:
-    return Forbidden("this install token is not valid (it may have been replaced)")
+def install_reporter(*, allow_spent: bool = False) -> Reporter:
+    """The host whose install token the request carries.
 
-
-def install_token() -> str:
-    """The install token the request carries; 401 without one."""
+    401 without a token, 403 for a token no host holds (or one already spent, unless
+    ``allow_spent``)."""
     token = bearer_token()
     if token is None:
         raise Unauthorized("host calls need 'Authorization: Bearer <install token>'")
-    return token
-
-
-def install_reporter(*, allow_spent: bool = False) -> Reporter:
-    """:func:`install_host` as the plain facts the installer's reports need (no session)."""
-    holder = token_holder(state().database, install_token())
+    holder = token_holder(state().database, token)
     if holder is None:
-        raise unknown_install_token()
+        raise Forbidden("this install token is not valid (it may have been replaced)")
     if holder.token_spent and not allow_spent:
-        raise _used_up()
+        raise Forbidden("this install token has been used up")
     return holder
-
-
-def install_host() -> Host:
-    """The host whose install token the request carries (in the request's write session).
-
-    401 without a token, 403 for a token no host holds (or one already spent)."""
-    host = host_for_install_token(db(write=True), install_token())
-    if host is None:
-        raise unknown_install_token()
-    if host.token_spent:
-        raise _used_up()
-    return host
-
-
-def _used_up() -> Forbidden:
-    return Forbidden("this install token has been used up")

@@ -6,10 +6,9 @@ from flask import Blueprint, Response, g, jsonify
 
 from pxe.lifecycle import State
 from pxe.store.errors import InvalidInputError
-from pxe.store.hosts import set_state
-from pxe.store.install_reports import mark_installed, record_progress
-from pxe.web.auth import install_host, install_reporter
-from pxe.web.context import db, json_body, settings, state
+from pxe.store.install_reports import mark_failed, mark_installed, record_progress
+from pxe.web.auth import install_reporter
+from pxe.web.context import json_body, settings, state
 
 bp = Blueprint("installs", __name__, url_prefix="/api/v1/installs")
 
@@ -58,12 +57,9 @@ def failed() -> tuple[Response, int]:
     truncated = len(raw) > cap
     if truncated:  # keep the end: that is where an install log says what went wrong
         log_text = raw[-cap:].decode("utf-8", "ignore")
-    host = install_host()
-    session = db(write=True)
-    set_state(session, host, State.FAILED, reason, kind="failed")
-    host.failure_log = log_text
-    session.commit()
-    return jsonify(state=host.state, log_bytes=len(log_text.encode()), truncated=truncated), 202
+    mark_failed(state().database, install_reporter(), reason, log_text)
+    return jsonify(state=State.FAILED.value, log_bytes=len(log_text.encode()),
+                   truncated=truncated), 202  # fmt: skip
 
 
 @bp.post("/done")

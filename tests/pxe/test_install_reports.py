@@ -1,5 +1,5 @@
-"""An installer's reports as Core statements: the state moves and events the ORM path made, once
-per install whoever else reports at the same moment, on both backends."""
+"""An installer's reports as Core statements: the state moves, events and failure log the ORM
+path made, once per install whoever else reports at the same moment, on both backends."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pxe.store.errors import ConflictError, NotFoundError
 from pxe.store.events import list_events
 from pxe.store.install_reports import (
     Reporter,
+    mark_failed,
     mark_installed,
     record_progress,
     token_holder,
@@ -78,6 +79,18 @@ def test_build_done_installs_the_host_once(any_database: Database) -> None:
     assert (events[-1], state) == (("done", "build done", "", None), State.INSTALLED.value)
     with pytest.raises(ConflictError, match="node-e already reported build-done"):
         mark_installed(any_database, host)
+
+
+def test_a_failure_report_keeps_the_reason_and_log_once(any_database: Database) -> None:
+    host = _holder(any_database, _host(any_database))
+    mark_failed(any_database, host, "no disk", "sda: not found")
+    events, state = _history(any_database)
+    assert (events[-1], state) == (("failed", "no disk", "", None), State.FAILED.value)
+    with any_database.scope(write=False) as s:
+        assert hosts.get_host(s, host.id).failure_log == "sda: not found"
+    with pytest.raises(TransitionError):
+        mark_failed(any_database, host, "again", "")
+    assert _history(any_database)[0][-1][1] == "no disk"
 
 
 def test_a_host_that_cannot_be_installed_is_a_conflict(any_database: Database) -> None:
