@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert
 
-from hypervisor.demo import build_demo_release
-from installer.runner import run
+from common.runner import run
+from images.demo import build_demo_release
 from pxe.config import Settings
 from pxe.db.models import Host, HostMac, utcnow
 from pxe.db.session import Database

@@ -16,13 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from dom0 import build as dom0_build
-from hypervisor import fetch
-from hypervisor.aptsources import host_sources
-from hypervisor.cache import BuildCache, default_cache_dir
-from hypervisor.demo import build_demo_release
-from installer.bootimage import build as installer_build
-from installer.runner import run
+from common.runner import run
+from images import dom0 as dom0_build
+from images import xen
+from images.aptsources import host_sources
+from images.bootimage import build as installer_build
+from images.cache import BuildCache, default_cache_dir
+from images.demo import build_demo_release
 
 
 def mib(path: Path) -> str:
@@ -65,8 +65,8 @@ def main() -> None:
         cache = BuildCache(default_cache_dir() if args.cached else work / "cache")
         reference = reference_debootstrap(work)
 
-        (xen, _), xen_s = timed("hypervisor", lambda: fetch.fetch_xen(cache))
-        print(f"  xen.gz {mib(xen.path)}  ({xen.version})")
+        (hypervisor, _), xen_s = timed("hypervisor", lambda: xen.fetch_xen(cache))
+        print(f"  xen.gz {mib(hypervisor.path)}  ({hypervisor.version})")
         (dom0, _), dom0_s = timed("dom0", lambda: dom0_build.build_dom0(cache))
         print(
             f"  rootfs {mib(dom0.rootfs)}, kernel {mib(dom0.kernel)}, initrd {mib(dom0.initrd)}"

@@ -29,13 +29,13 @@ import zstandard  # noqa: E402
 from support.release_server import ReleaseServer  # noqa: E402
 
 from answerfiles.parse import parse_answerfile  # noqa: E402
-from hypervisor import release  # noqa: E402
-from hypervisor.release import ArtefactKind  # noqa: E402
+from common import release  # noqa: E402
+from common.release import ArtefactKind  # noqa: E402
+from common.runner import run  # noqa: E402
 from installer import install, partition  # noqa: E402
 from installer.block import loop, mkfs, nodes  # noqa: E402
 from installer.discovery import Hardware, describe_disk  # noqa: E402
 from installer.plan import BootMode, make_plan  # noqa: E402
-from installer.runner import run  # noqa: E402
 
 FILE_BYTES = 512 * 1024
 

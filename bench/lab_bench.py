@@ -13,8 +13,8 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pxe.lab.harness import LabOptions, LabReport, run_lab
-from pxe.lab.timeline import Stage, render_table
+from lab.harness import LabOptions, LabReport, run_lab
+from lab.timeline import Stage, render_table
 
 GOALS = {"one": 300.0, "two": 480.0}
 FIRMWARES = {"one": ("bios",), "two": ("bios", "uefi")}

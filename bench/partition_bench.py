@@ -21,11 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from answerfiles.model import AnswerFile, PrimaryDisk
+from common.runner import run
 from installer.block import loop, nodes
 from installer.discovery import Hardware, describe_disk
 from installer.partition import apply_plan
 from installer.plan import BootMode, Plan, make_plan
-from installer.runner import run
 
 GIB = 1 << 30
 

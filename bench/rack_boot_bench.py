@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from installer.runner import run, start
+from common.runner import run, start
 from tests.support.nginx import running_nginx, shipped_nginx
 
 VENV_BIN = Path(sys.executable).parent

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tftpy
 
-from installer.runner import start
+from common.runner import start
 from pxe.tftp.server import TftpService
 
 GOAL = 1.25

@@ -1,1 +1,1 @@
-"""The dom0 image and its first-boot agent."""
+"""The dom0 payload: the first-boot agent and the overlay that places it in a root."""

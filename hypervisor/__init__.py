@@ -1,1 +1,1 @@
-"""The hypervisor artefact (xen.gz), the release format, and Xen boot entries."""
+"""How Xen boots: its command line and the GRUB entries the installer writes."""

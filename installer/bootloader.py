@@ -22,8 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import runner
 from hypervisor.grub import XenBoot, render_grub_cfg
-from installer import runner
 from installer.errors import FailedError
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,9 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from installer import runner
-from installer.errors import CommandError, RefusedError
+from common import runner
+from common.errors import CommandError
+from installer.errors import RefusedError
 
 AUTOINSTALL_LABEL = "autoinstall"
 AUTOINSTALL_FILE = "cmdline"

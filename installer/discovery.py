@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pyudev
 
+from common.errors import CommandError
 from installer.block import blkid, loop, nodes, sfdisk, wipe
-from installer.errors import CommandError, RefusedError
+from installer.errors import RefusedError
 
 SYS_CLASS_BLOCK = Path("/sys/class/block")
 SYS_CLASS_NET = Path("/sys/class/net")

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 import zstandard
 
-from hypervisor.release import MANIFEST, Artefact, Manifest, ReleaseError
+from common.release import MANIFEST, Artefact, Manifest, ReleaseError
 from installer.errors import FailedError, RefusedError
 
 log = logging.getLogger(__name__)

@@ -29,12 +29,13 @@ from answerfiles.model import (
     ScriptStage,
     SourceType,
 )
+from common.errors import ReportedError
+from common.release import Artefact, ArtefactKind, Manifest
 from hypervisor import grub
-from hypervisor.release import Artefact, ArtefactKind, Manifest
 from installer import bootloader, discovery, fetch, hostconfig, laydown, partition, scripts
 from installer.block import loop
 from installer.discovery import Hardware, Nic, describe_disk, discover
-from installer.errors import InstallerError, RefusedError
+from installer.errors import RefusedError
 from installer.mounts import mounted_tree
 from installer.plan import BootMode, Plan, make_plan
 from installer.progress import Progress, Reporter, Step
@@ -273,7 +274,7 @@ def install(
     installer_disk: str | Sequence[str] | None = None,
     serial_console: bool | None = None,
 ) -> Installed:
-    """A fresh install or reinstall from ``answers``; raises ``InstallerError`` on failure.
+    """A fresh install or reinstall from ``answers``; raises a ``ReportedError`` on failure.
 
     ``serial_console`` (default: the installer's own console) makes the serial entry the default.
     ``installer_disk`` (default: the disk this code runs from) can never be the target.
@@ -289,7 +290,7 @@ def install(
             if serial_console is None:
                 serial_console = on_serial_console()
             prepared = dataclasses.replace(prepared, serial_console=serial_console)
-        except InstallerError as exc:
+        except ReportedError as exc:
             progress.failed(str(exc), capture.text())
             raise
         log.info("plan: %s", _describe_plan(prepared.plan))

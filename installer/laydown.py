@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from common import runner
+from common.release import Artefact, ArtefactKind, Manifest
 from hypervisor.grub import BootFiles
-from hypervisor.release import Artefact, ArtefactKind, Manifest
-from installer import fetch, runner
+from installer import fetch
 from installer.errors import FailedError
 
 log = logging.getLogger(__name__)

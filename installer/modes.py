@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from answerfiles.model import AnswerFile
+from common import runner
+from common.release import Manifest
 from hypervisor import grub
-from hypervisor.release import Manifest
-from installer import bootloader, hostconfig, install, laydown, runner
+from installer import bootloader, hostconfig, install, laydown
 from installer.block import mkfs
 from installer.discovery import Disk, DiskPartition, describe_disk, discover
 from installer.errors import RefusedError

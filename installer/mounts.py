@@ -12,8 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from installer import runner
-from installer.errors import CommandError
+from common import runner
+from common.errors import CommandError
 
 log = logging.getLogger(__name__)
 

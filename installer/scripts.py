@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from answerfiles.model import Script, ScriptStage, SourceType
-from installer import runner, sources
-from installer.errors import CommandError
+from common import runner
+from common.errors import CommandError
+from installer import sources
 
 log = logging.getLogger(__name__)
 

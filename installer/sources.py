@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from answerfiles.parse import Parsed, parse_answerfile
-from installer import runner
-from installer.errors import CommandError, RefusedError
+from common import runner
+from common.errors import CommandError
+from installer.errors import RefusedError
 
 TIMEOUT_S = 30
 MAX_ANSWERFILE_BYTES = 1 << 20

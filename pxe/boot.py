@@ -23,8 +23,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from answerfiles.render import render_template
-from hypervisor import release
-from hypervisor.release import ArtefactKind, Manifest, ReleaseError
+from common import release
+from common.release import ArtefactKind, Manifest, ReleaseError
 from pxe.bootplan import BootAction, BootPlan
 from pxe.config import Settings
 from pxe.db.models import Host, HostMac

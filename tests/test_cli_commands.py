@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from installer.cli import main as install_cli
-from pxe.cli import main as provision_cli
+from xcp_provision import main as provision_cli
 
 COMMANDS = [(provision_cli.main, name) for name in provision_cli.COMMANDS] + [
     (install_cli.main, name) for name in install_cli.COMMANDS

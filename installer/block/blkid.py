@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from installer.runner import run
+from common.runner import run
 
 AMBIVALENT = 8
 

@@ -13,8 +13,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from common.runner import run
 from installer.block import nodes, sfdisk
-from installer.runner import run
 
 
 def attach(image: Path | str) -> str:

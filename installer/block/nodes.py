@@ -17,8 +17,9 @@ import stat
 import time
 from pathlib import Path
 
-from installer.errors import CommandError, FailedError
-from installer.runner import run
+from common.errors import CommandError
+from common.runner import run
+from installer.errors import FailedError
 
 SYS_BLOCK = Path("/sys/class/block")
 _BLKPG = 0x1269

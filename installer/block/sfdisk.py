@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from installer.runner import run
+from common.runner import run
 
 
 @dataclass(frozen=True)

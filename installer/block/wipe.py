@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from installer.runner import run
+from common.runner import run
 
 # Partition-table signatures, kept when a preserved utility partition must survive.
 TABLE_TYPES = ("gpt", "PMBR", "dos")

@@ -17,9 +17,10 @@ import click
 
 from answerfiles.errors import AnswerFileError
 from answerfiles.model import AnswerFile, Mode
+from common.errors import ReportedError
 from installer import cmdline, modes, sources
 from installer import install as backend
-from installer.errors import InstallerError, RefusedError
+from installer.errors import RefusedError
 from installer.plan import BootMode
 from installer.progress import ConsoleReporter, HttpReporter, JsonLinesReporter, Reporter
 
@@ -49,7 +50,7 @@ def install(
     except AnswerFileError as exc:
         click.echo(f"the answer file cannot be used:\n{exc}", err=True)
         return 2
-    except InstallerError as exc:
+    except ReportedError as exc:
         click.echo(f"{'refused' if exc.exit_code == 2 else 'failed'}: {exc}", err=True)
         return exc.exit_code
     except Exception as exc:

@@ -12,7 +12,7 @@ import importlib
 
 import click
 
-from pxe.cli.lazy import LazyGroup
+from common.lazycli import LazyGroup
 
 COMMANDS = {
     "plan": "installer.cli.plan:plan",

@@ -23,9 +23,9 @@ from rich.table import Table
 
 from answerfiles.errors import AnswerFileError
 from answerfiles.model import AnswerFile, PrimaryDisk
+from common.errors import ReportedError
 from installer import discovery, sources
 from installer.block import loop
-from installer.errors import InstallerError
 from installer.plan import (
     GPT_BASIC_DATA,
     GPT_BIOS_BOOT,
@@ -91,7 +91,7 @@ def run_guarded(console: Console, work: Any) -> int:
     except AnswerFileError as exc:
         console.print(f"refused: the answer file cannot be used:\n{exc}", markup=False)
         return 2
-    except InstallerError as exc:
+    except ReportedError as exc:
         verb = "refused" if exc.exit_code == 2 else "failed"
         console.print(f"{verb}: {exc}", markup=False)
         return exc.exit_code

@@ -16,11 +16,10 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
-from hypervisor.demo import build_demo_release
 from pxe.boot import decide_and_record
 from pxe.bootplan import BootPlan
 from pxe.config import ConfigError, Settings, load_settings
@@ -43,14 +42,16 @@ log = logging.getLogger("pxe.serve")
 
 DEMO = "demo"
 T = TypeVar("T")
+# Writes a demo release into the directory it is given.
+DemoWriter = Callable[[Path], object]
 
 
-def seed_demo(settings: Settings, database: Database) -> None:
+def seed_demo(settings: Settings, database: Database, write_release: DemoWriter) -> None:
     """The demo release and a profile ``demo`` using it, each only when absent."""
     release_dir = settings.releases_dir / DEMO
     if not (release_dir / "manifest.json").is_file():
         release_dir.mkdir(parents=True, exist_ok=True)
-        build_demo_release(release_dir)
+        write_release(release_dir)
         log.info("demo release written to %s", release_dir)
     with database.scope() as session:
         try:
@@ -156,26 +157,44 @@ def _start(what: str, port: object, starter: Callable[[], T]) -> T:
         ) from exc
 
 
-@click.command()
-@click.option(
-    "--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path)
-)
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
-@click.option("--bind", default=None, help="Address to listen on (default 0.0.0.0).")
-@click.option("--http-port", type=click.IntRange(0, 65535), default=None, help="Default 8080.")
-@click.option(
-    "--tftp-port", type=click.IntRange(0, 65535), default=None, help="Default 69; 0 turns TFTP off."
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(0),
-    default=None,
-    help="HTTP worker processes (http_workers; default 0: one per CPU).",
-)
-@click.option("--no-dhcp", is_flag=True, help="Do not answer PXE DHCP requests.")
-@click.option("--demo", is_flag=True, help="Seed the demo release and a 'demo' profile if absent.")
-@click.option("--log-json", is_flag=True, help="Log one JSON object a line (log_format = json).")
-def serve(
+def serve_command(write_demo_release: DemoWriter) -> click.Command:
+    """``serve``, handed how to write the demo release: image building sits above the server,
+    so the command line that assembles both passes it down."""
+
+    @click.command()
+    @click.option(
+        "--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path)
+    )
+    @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+    @click.option("--bind", default=None, help="Address to listen on (default 0.0.0.0).")
+    @click.option("--http-port", type=click.IntRange(0, 65535), default=None, help="Default 8080.")
+    @click.option(
+        "--tftp-port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help="Default 69; 0 turns TFTP off.",
+    )
+    @click.option(
+        "--workers",
+        type=click.IntRange(0),
+        default=None,
+        help="HTTP worker processes (http_workers; default 0: one per CPU).",
+    )
+    @click.option("--no-dhcp", is_flag=True, help="Do not answer PXE DHCP requests.")
+    @click.option(
+        "--demo", is_flag=True, help="Seed the demo release and a 'demo' profile if absent."
+    )
+    @click.option(
+        "--log-json", is_flag=True, help="Log one JSON object a line (log_format = json)."
+    )
+    def serve(**options: Any) -> None:
+        """Serve network boot, answer files, releases and the API."""
+        run_server(**options, write_demo_release=write_demo_release)
+
+    return serve
+
+
+def run_server(
     *,
     config_file: Path | None,
     data_dir: Path | None,
@@ -186,8 +205,9 @@ def serve(
     no_dhcp: bool,
     demo: bool,
     log_json: bool,
+    write_demo_release: DemoWriter,
 ) -> None:
-    """Serve network boot, answer files, releases and the API."""
+    """Serve until SIGTERM or SIGINT; ``--demo`` seeds through ``write_demo_release``."""
     try:
         settings = load_settings(
             config_file,
@@ -205,7 +225,7 @@ def serve(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = open_database(settings)
     if demo:
-        seed_demo(settings, database)
+        seed_demo(settings, database, write_demo_release)
     services = Services()
     signals = _Signals()
     previous = {s: signal.signal(s, signals) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -256,9 +276,7 @@ def _serve_in_process(settings: Settings, database: Database, services: Services
     server.run()  # returns when a signal stops waitress's loop
 
 
-def _serve_with_workers(
-    settings: Settings, database: Database, services: Services
-) -> HttpWorkers:
+def _serve_with_workers(settings: Settings, database: Database, services: Services) -> HttpWorkers:
     socks = _start("HTTP", settings.http_port, lambda: listening_sockets(
         settings.bind, settings.http_port, settings.workers()))  # fmt: skip
     run_dir = settings.data_dir / "run"

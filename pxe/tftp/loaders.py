@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from installer.runner import run
+from common.runner import run
 
 IPXE_DIR = Path("/usr/lib/ipxe")
 GRUB_DIR = Path("/usr/lib/grub")

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from installer.runner import start
+from common.runner import start
 from pxe.config import Settings
 
 log = logging.getLogger("pxe.web.workers")

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from passlib.hash import sha512_crypt
 
 from answerfiles.parse import parse_answerfile
-from installer import runner
-from pxe.cli.main import main
+from common import runner
+from xcp_provision.main import main
 
 HERE = Path(__file__).parent
 VALID = HERE / "valid" / "xcpng-doc-fresh.xml"

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from answerfiles.password import hash_password
-from hypervisor.demo import build_demo_release
+from images.demo import build_demo_release
 from pxe.config import Settings
 from pxe.db.session import Database
 from pxe.store.pools import create_pool

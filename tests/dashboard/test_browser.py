@@ -28,7 +28,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from installer import runner
+from common import runner
 from tests.support.registering import facts, mac_of
 from tests.support.serve import EXE, serve_process
 

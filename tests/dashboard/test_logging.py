@@ -15,7 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 from support.serve import free_port, serve_process
 
-from installer import runner
+from common import runner
 from pxe.config import ConfigError
 from pxe.logging_json import configure_logging
 

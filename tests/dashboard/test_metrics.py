@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from installer import runner
+from common import runner
 from pxe.db.session import Database
 from pxe.store.hosts import add_host
 from pxe.store.tokens import issue_install_token

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from installer.runner import run
-from pxe.lab.harness import LabOptions, run_lab
-from pxe.lab.timeline import CHAIN, Stage
+from common.runner import run
+from lab.harness import LabOptions, run_lab
+from lab.timeline import CHAIN, Stage
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from installer.runner import run
-from pxe.lab import dnsmasq, netns
-from pxe.lab.qemu import VmSpec, command, mac_for
+from common.runner import run
+from lab import dnsmasq, netns
+from lab.qemu import VmSpec, command, mac_for
 
 pytestmark = pytest.mark.root
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pxe.lab.harness import Check, LabReport
-from pxe.lab.timeline import Stage, Timeline
+from lab.harness import Check, LabReport
+from lab.timeline import Stage, Timeline
 
 
 def _report(tmp_path: Path) -> LabReport:

@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pxe.lab.timeline import (
+from lab.timeline import (
     CHAIN,
     SerialWatcher,
     ServerEvent,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hypervisor.cache import BuildCache
+from images.cache import BuildCache
 
 
 @pytest.fixture

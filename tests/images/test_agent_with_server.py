@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dom0 import layout
-from dom0.overlay import AGENT_SOURCE, install_overlay
+from common import dom0_layout
+from images.overlay import AGENT_SOURCE, install_overlay
 from pxe.config import Settings
 from pxe.db.session import Database
 from pxe.store.pools import create_pool, get_pool, pool_members
@@ -64,7 +64,7 @@ def _xen_path(tmp_path: Path) -> str:
 def _host_root(tmp_path: Path, name: str, server: str, token: str, number: int) -> Path:
     root = tmp_path / name
     install_overlay(root, "debian12-xcp.test")
-    (root / layout.FIRSTBOOT_CONFIG.lstrip("/")).write_text(
+    (root / dom0_layout.FIRSTBOOT_CONFIG.lstrip("/")).write_text(
         json.dumps(
             {"server_url": server, "token": token, "pool": "rack1", "hostname": name,
              "mac": mac_of(number)}
@@ -83,7 +83,7 @@ def _agent(root: Path, path: str) -> subprocess.CompletedProcess[str]:
 
 def _pool_conf(root: Path) -> dict[str, str]:
     out = subprocess.run(
-        ["sh", "-c", f'set -a; . "{root / layout.POOL_CONFIG.lstrip("/")}"; env'],
+        ["sh", "-c", f'set -a; . "{root / dom0_layout.POOL_CONFIG.lstrip("/")}"; env'],
         capture_output=True, text=True, check=True, env={},
     ).stdout  # fmt: skip
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
@@ -96,7 +96,7 @@ def test_two_hosts_register_master_then_member_who_runs_the_join_hook(
     master = _host_root(tmp_path, "node1", server, installed_host(database, 1, pool="rack1"), 1)
     member = _host_root(tmp_path, "node2", server, installed_host(database, 2, pool="rack1"), 2)
     joined = tmp_path / "joined"
-    hook = member / layout.POOL_JOIN_HOOK.lstrip("/")
+    hook = member / dom0_layout.POOL_JOIN_HOOK.lstrip("/")
     hook.write_text(f'#!/bin/sh\necho "$XCP_POOL_MASTER_ADDRESS $XCP_POOL_SECRET" > "{joined}"\n')
     hook.chmod(0o755)
 
@@ -114,7 +114,7 @@ def test_two_hosts_register_master_then_member_who_runs_the_join_hook(
     assert member_conf["POOL_SECRET"] == master_conf["POOL_SECRET"] != ""
     assert joined.read_text().split() == ["127.0.0.1", master_conf["POOL_SECRET"]]
     for root in (master, member):
-        assert not (root / layout.UNIT_WANTS.lstrip("/")).exists()
+        assert not (root / dom0_layout.UNIT_WANTS.lstrip("/")).exists()
 
     with database.scope(write=False) as session:
         pool = get_pool(session, "rack1")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hypervisor.aptsources import AptSourcesError, host_sources
+from images.aptsources import AptSourcesError, host_sources
 
 
 def test_deb822_sources_with_a_third_party_repository(tmp_path: Path) -> None:

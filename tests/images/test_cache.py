@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hypervisor.cache import KEEP_PER_KIND, BuildCache, CacheError, package_versions, source_digest
+from images.cache import KEEP_PER_KIND, BuildCache, CacheError, package_versions, source_digest
 
 
 def test_same_inputs_build_once_other_inputs_build_again(empty_cache: BuildCache) -> None:

@@ -11,12 +11,11 @@ from pathlib import Path
 import zstandard
 from click.testing import CliRunner
 
-from dom0 import layout
-from hypervisor import release
-from hypervisor.cache import BuildCache
-from hypervisor.demo import PLACEHOLDER_VERSION, build_demo_release
-from hypervisor.release import ArtefactKind
-from pxe.cli.main import main
+from common import dom0_layout, release
+from common.release import ArtefactKind
+from images.cache import BuildCache
+from images.demo import PLACEHOLDER_VERSION, build_demo_release
+from xcp_provision.main import main
 
 
 def _images(cli: CliRunner, *args: str):
@@ -46,16 +45,16 @@ def test_demo_rootfs_has_the_real_layout(tmp_path: Path, empty_cache: BuildCache
         for directory in ("./boot", "./etc", "./usr/bin", "./var/log", "./root", "./tmp"):
             assert members[directory].isdir(), directory
         assert members["./bin"].issym()
-        assert members["." + layout.UNIT_WANTS].linkname == layout.UNIT
-        assert members["." + layout.HVC0_GETTY].linkname == layout.SERIAL_GETTY_UNIT
-        assert members["." + layout.NAMING_POLICY_MASK].linkname == "/dev/null"
-        agent = members["." + layout.AGENT]
+        assert members["." + dom0_layout.UNIT_WANTS].linkname == dom0_layout.UNIT
+        assert members["." + dom0_layout.HVC0_GETTY].linkname == dom0_layout.SERIAL_GETTY_UNIT
+        assert members["." + dom0_layout.NAMING_POLICY_MASK].linkname == "/dev/null"
+        agent = members["." + dom0_layout.AGENT]
         assert agent.mode & 0o111
         agent_source = Path(__file__).parents[2] / "dom0" / "firstboot" / "agent.py"
         assert tar.extractfile(agent).read() == agent_source.read_bytes()
-        interfaces = tar.extractfile(members["." + layout.NETWORK_INTERFACES]).read().decode()
+        interfaces = tar.extractfile(members["." + dom0_layout.NETWORK_INTERFACES]).read().decode()
         assert "source /etc/network/interfaces.d/*" in interfaces
-        assert tar.extractfile(members["." + layout.RELEASE_FILE]).read() == b"demo\n"
+        assert tar.extractfile(members["." + dom0_layout.RELEASE_FILE]).read() == b"demo\n"
         assert all(m.uid == 0 and m.gid == 0 for m in members.values())
 
 

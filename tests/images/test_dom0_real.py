@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from dom0 import build, layout
-from hypervisor import fetch
-from hypervisor.cache import BuildCache, default_cache_dir
-from installer.runner import run, start
+from common import dom0_layout
+from common.runner import run, start
+from dom0.firstboot import agent as agent_module
+from images import xen
+from images.cache import BuildCache, default_cache_dir
+from images.dom0 import Dom0Image, build_dom0
 from tests.images.vm import stop_vm
 
 BOOT_TIMEOUT = 420
@@ -32,13 +34,13 @@ ROOT_LABEL = "root-xcptst"
 
 
 @pytest.fixture(scope="module")
-def dom0_image() -> build.Dom0Image:
-    image, _ = build.build_dom0(BuildCache(default_cache_dir()))
+def dom0_image() -> Dom0Image:
+    image, _ = build_dom0(BuildCache(default_cache_dir()))
     return image
 
 
 @pytest.fixture(scope="module")
-def dom0_tree(dom0_image: build.Dom0Image, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dom0_tree(dom0_image: Dom0Image, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("dom0") / "root"
     root.mkdir()
     run(["tar", "--extract", "--zstd", "--numeric-owner", "-f", dom0_image.rootfs, "-C", root])
@@ -46,7 +48,7 @@ def dom0_tree(dom0_image: build.Dom0Image, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.mark.slow
-def test_dom0_image_contents(dom0_image: build.Dom0Image, dom0_tree: Path) -> None:
+def test_dom0_image_contents(dom0_image: Dom0Image, dom0_tree: Path) -> None:
     root = dom0_tree
     assert dom0_image.kernel.read_bytes()[0x202:0x206] == b"HdrS"  # a bzImage
     assert (root / "boot" / f"vmlinuz-{dom0_image.kernel_version}").is_file()
@@ -55,19 +57,19 @@ def test_dom0_image_contents(dom0_image: build.Dom0Image, dom0_tree: Path) -> No
     for tool in ("usr/sbin/xl", "usr/sbin/sshd", "usr/bin/python3", "usr/sbin/ifup", "sbin/init"):
         assert (root / tool).exists(), tool
     assert (root / "sbin" / "dhclient").exists()
-    assert (root / layout.UNIT_WANTS.lstrip("/")).is_symlink()
-    assert (root / layout.AGENT.lstrip("/")).read_bytes() == (
-        Path(build.__file__).parent / "firstboot" / "agent.py"
+    assert (root / dom0_layout.UNIT_WANTS.lstrip("/")).is_symlink()
+    assert (root / dom0_layout.AGENT.lstrip("/")).read_bytes() == (
+        Path(agent_module.__file__)
     ).read_bytes()
-    assert (root / layout.HVC0_GETTY.lstrip("/")).is_symlink()
-    assert (root / layout.SERIAL_GETTY_UNIT.lstrip("/")).is_file()
+    assert (root / dom0_layout.HVC0_GETTY.lstrip("/")).is_symlink()
+    assert (root / dom0_layout.SERIAL_GETTY_UNIT.lstrip("/")).is_file()
     assert not list((root / "etc" / "ssh").glob("ssh_host_*"))
     assert (root / "etc" / "machine-id").read_text() == ""
-    assert (root / layout.RELEASE_FILE.lstrip("/")).read_text().strip() == dom0_image.version
+    assert (root / dom0_layout.RELEASE_FILE.lstrip("/")).read_text().strip() == dom0_image.version
     assert "source /etc/network/interfaces.d/*" in (root / "etc/network/interfaces").read_text()
     assert not list((root / "var/lib/apt/lists").glob("*_Packages"))
     # The agent runs under the image's own python3, standard library only.
-    run(["chroot", root, "/usr/bin/python3", layout.AGENT, "--help"])
+    run(["chroot", root, "/usr/bin/python3", dom0_layout.AGENT, "--help"])
 
 
 class _Registrar(BaseHTTPRequestHandler):
@@ -110,7 +112,7 @@ def registrar() -> Iterator[tuple[int, list[dict]]]:
 
 @pytest.mark.slow
 def test_dom0_boots_under_xen_to_a_login_prompt_on_hvc0_and_registers(
-    dom0_image: build.Dom0Image,
+    dom0_image: Dom0Image,
     dom0_tree: Path,
     tmp_path: Path,
     registrar: tuple[int, list[dict]],
@@ -120,18 +122,18 @@ def test_dom0_boots_under_xen_to_a_login_prompt_on_hvc0_and_registers(
     QEMU's user-mode network gives dom0 DHCP, and its 10.0.2.2 reaches our loopback registrar.
     """
     port, bodies = registrar
-    (dom0_tree / layout.MANAGEMENT_INTERFACE_FILE.lstrip("/")).write_text(
+    (dom0_tree / dom0_layout.MANAGEMENT_INTERFACE_FILE.lstrip("/")).write_text(
         "auto eth0\niface eth0 inet dhcp\n"
     )
-    (dom0_tree / layout.FIRSTBOOT_CONFIG.lstrip("/")).write_text(
+    (dom0_tree / dom0_layout.FIRSTBOOT_CONFIG.lstrip("/")).write_text(
         json.dumps(
             {"server_url": f"http://10.0.2.2:{port}", "token": "tok-boot", "pool": "rack1",
              "hostname": "dom0-boot-test", "mac": "52:54:00:0d:00:01"}
         )
     )  # fmt: skip
-    xen, _ = fetch.fetch_xen(BuildCache(default_cache_dir()))
+    hypervisor, _ = xen.fetch_xen(BuildCache(default_cache_dir()))
     xen_elf = tmp_path / "xen"
-    xen_elf.write_bytes(gzip.decompress(xen.path.read_bytes()))
+    xen_elf.write_bytes(gzip.decompress(hypervisor.path.read_bytes()))
     (dom0_tree / "etc/fstab").write_text(f"LABEL={ROOT_LABEL} / ext3 errors=remount-ro 0 1\n")
     (dom0_tree / "etc/hostname").write_text("dom0-boot-test\n")
     disk = tmp_path / "disk.img"

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from dom0 import layout
+from common import dom0_layout
 from dom0.firstboot import agent
-from dom0.overlay import AGENT_SOURCE, install_overlay
+from images.overlay import AGENT_SOURCE, install_overlay
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 MEMBER = {
@@ -93,7 +93,7 @@ def _root(tmp_path: Path, server_url: str, **extra: object) -> Path:
         "mac": "52:54:00:12:34:56",
         **extra,
     }
-    path = root / layout.FIRSTBOOT_CONFIG.lstrip("/")
+    path = root / dom0_layout.FIRSTBOOT_CONFIG.lstrip("/")
     path.write_text(json.dumps(config))
     return root
 
@@ -110,14 +110,14 @@ def _run_agent(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _hook(root: Path, script: str) -> Path:
-    hook = root / layout.POOL_JOIN_HOOK.lstrip("/")
+    hook = root / dom0_layout.POOL_JOIN_HOOK.lstrip("/")
     hook.write_text("#!/bin/sh\n" + script)
     hook.chmod(0o755)
     return hook
 
 
 def _enabled(root: Path) -> bool:
-    return (root / layout.UNIT_WANTS.lstrip("/")).is_symlink()
+    return (root / dom0_layout.UNIT_WANTS.lstrip("/")).is_symlink()
 
 
 def test_registers_writes_pool_conf_runs_hook_and_disables_itself(
@@ -152,7 +152,7 @@ def test_registers_writes_pool_conf_runs_hook_and_disables_itself(
     assert facts["memory"] > 0
     assert facts["cpu_vendor"]
 
-    pool_conf = root / layout.POOL_CONFIG.lstrip("/")
+    pool_conf = root / dom0_layout.POOL_CONFIG.lstrip("/")
     assert stat.S_IMODE(pool_conf.stat().st_mode) == 0o600
     sourced = subprocess.run(
         [
@@ -173,8 +173,8 @@ def test_registers_writes_pool_conf_runs_hook_and_disables_itself(
         "XCP_POOL_STATE=in-pool",
     ]
     assert not _enabled(root)
-    assert (root / layout.DONE_MARKER.lstrip("/")).is_file()
-    config = json.loads((root / layout.FIRSTBOOT_CONFIG.lstrip("/")).read_text())
+    assert (root / dom0_layout.DONE_MARKER.lstrip("/")).is_file()
+    config = json.loads((root / dom0_layout.FIRSTBOOT_CONFIG.lstrip("/")).read_text())
     assert "token" not in config
     assert config["server_url"] == registrar.url
 
@@ -194,7 +194,7 @@ def test_retries_while_the_server_answers_5xx(tmp_path: Path, registrar: Registr
     assert result.stderr.count("retrying in") == 2
     assert "HTTP 503" in result.stderr
     assert "reasons: CPU vendor differs" in result.stderr
-    assert "STATE=registered" in (root / layout.POOL_CONFIG.lstrip("/")).read_text()
+    assert "STATE=registered" in (root / dom0_layout.POOL_CONFIG.lstrip("/")).read_text()
     assert _enabled(root)  # refused by the pool: armed for the next try
 
 
@@ -208,7 +208,7 @@ def test_unreachable_server_is_retried_then_given_up_when_bounded(tmp_path: Path
     assert result.stderr.count("unreachable") == 3
     assert "giving up after 3 attempts" in result.stderr
     assert _enabled(root)
-    assert not (root / layout.DONE_MARKER.lstrip("/")).exists()
+    assert not (root / dom0_layout.DONE_MARKER.lstrip("/")).exists()
 
 
 def test_no_local_address_yet_is_waited_out_not_reported(tmp_path: Path) -> None:
@@ -229,7 +229,7 @@ def test_4xx_stops_at_once_with_a_clear_line(tmp_path: Path, registrar: Registra
     assert "registration refused, not retrying: HTTP 403" in result.stderr
     assert "token already spent" in result.stderr
     assert _enabled(root)
-    assert not (root / layout.POOL_CONFIG.lstrip("/")).exists()
+    assert not (root / dom0_layout.POOL_CONFIG.lstrip("/")).exists()
 
 
 def test_failing_hook_is_reported_but_the_agent_still_disables(
@@ -257,7 +257,7 @@ def test_a_refused_join_keeps_the_agent_armed_with_its_token(
     assert result.returncode == agent.EXIT_NOT_JOINED
     assert "still armed" in result.stderr
     assert _enabled(root) and not ran.exists()
-    config = json.loads((root / layout.FIRSTBOOT_CONFIG.lstrip("/")).read_text())
+    config = json.loads((root / dom0_layout.FIRSTBOOT_CONFIG.lstrip("/")).read_text())
     assert config["token"] == "tok-123"
 
     registrar.answers = [(200, MEMBER)]  # the operator set force on the pool
@@ -288,7 +288,7 @@ def test_bad_config_is_one_clear_error(tmp_path: Path, config: str | None, messa
     root = tmp_path / "root"
     install_overlay(root, "x")
     if config is not None:
-        (root / layout.FIRSTBOOT_CONFIG.lstrip("/")).write_text(config)
+        (root / dom0_layout.FIRSTBOOT_CONFIG.lstrip("/")).write_text(config)
     result = _run_agent(root)
     assert result.returncode == agent.EXIT_CONFIG
     assert message in result.stderr
@@ -305,12 +305,12 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
 
 
 def test_agent_paths_match_the_layout_contract() -> None:
-    assert "/" + agent.CONFIG == layout.FIRSTBOOT_CONFIG
-    assert "/" + agent.POOL_CONF == layout.POOL_CONFIG
-    assert "/" + agent.HOOK == layout.POOL_JOIN_HOOK
-    assert "/" + agent.UNIT_WANTS == layout.UNIT_WANTS
-    assert "/" + agent.DONE == layout.DONE_MARKER
-    assert "/" + agent.RELEASE == layout.RELEASE_FILE
-    unit = (AGENT_SOURCE.parent / layout.UNIT_NAME).read_text()
-    assert f"ExecStart=/usr/bin/python3 {layout.AGENT}" in unit
-    assert f"ConditionPathExists=!{layout.DONE_MARKER}" in unit
+    assert "/" + agent.CONFIG == dom0_layout.FIRSTBOOT_CONFIG
+    assert "/" + agent.POOL_CONF == dom0_layout.POOL_CONFIG
+    assert "/" + agent.HOOK == dom0_layout.POOL_JOIN_HOOK
+    assert "/" + agent.UNIT_WANTS == dom0_layout.UNIT_WANTS
+    assert "/" + agent.DONE == dom0_layout.DONE_MARKER
+    assert "/" + agent.RELEASE == dom0_layout.RELEASE_FILE
+    unit = (AGENT_SOURCE.parent / dom0_layout.UNIT_NAME).read_text()
+    assert f"ExecStart=/usr/bin/python3 {dom0_layout.AGENT}" in unit
+    assert f"ConditionPathExists=!{dom0_layout.DONE_MARKER}" in unit

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hypervisor import fetch, release
-from hypervisor.cache import BuildCache, package_versions
-from hypervisor.demo import build_demo_release
-from hypervisor.release import ArtefactKind
-from pxe.cli.main import main
+from common import release
+from common.release import ArtefactKind
+from images.cache import BuildCache, package_versions
+from images.demo import build_demo_release
+from xcp_provision.main import main
 
 
 @pytest.mark.slow
@@ -26,9 +26,9 @@ def test_real_xen_from_debian_cached_and_used_by_the_demo(tmp_path: Path) -> Non
     assert "fetched: Debian xen-hypervisor-4.17-amd64" in first.output
     manifest = release.load(out)
     xen = manifest.artefact(ArtefactKind.HYPERVISOR)
-    assert xen.version == package_versions([fetch.XEN_PACKAGE])[fetch.XEN_PACKAGE]
+    assert xen.version == package_versions([xen.XEN_PACKAGE])[xen.XEN_PACKAGE]
     assert xen.size > 500_000
-    fetch.check_multiboot2(out / xen.path)
+    xen.check_multiboot2(out / xen.path)
     assert release.verify(out) == []
 
     second = cli.invoke(main, args, catch_exceptions=False)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from hypervisor.cache import BuildCache, default_cache_dir
-from installer.bootimage import build
-from installer.runner import run, start
+from common.runner import run, start
+from images.bootimage import build
+from images.cache import BuildCache, default_cache_dir
 from tests.images.vm import stop_vm
 
 BOOT_TIMEOUT = 600

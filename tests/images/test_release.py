@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hypervisor import release
-from hypervisor.release import Artefact, ArtefactKind, Manifest, ReleaseError
+from common import release
+from common.release import Artefact, ArtefactKind, Manifest, ReleaseError
 
 
 def _file(directory: Path, name: str, data: bytes) -> Path:

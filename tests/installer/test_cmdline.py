@@ -9,7 +9,8 @@ import pytest
 from support.release_server import ReleaseServer
 
 from answerfiles.errors import AnswerFileError
-from installer import cmdline, runner, sources
+from common import runner
+from installer import cmdline, sources
 
 ANSWERS = b"""<?xml version="1.0"?>
 <installation srtype="ext">

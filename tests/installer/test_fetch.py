@@ -10,7 +10,7 @@ import pytest
 from support import small_release
 from support.release_server import ReleaseServer
 
-from hypervisor.release import ArtefactKind
+from common.release import ArtefactKind
 from installer import fetch
 
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from common import runner
 from hypervisor import grub
-from installer import runner
 
 GIB_KIB = 1024 * 1024
 

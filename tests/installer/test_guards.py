@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from support.loopdisk import GIB, content_hash, loop_image, sparse_image, sync
 
 from answerfiles.model import AnswerFile, PrimaryDisk
-from installer import runner
+from common import runner
+from common.errors import CommandForbiddenError
 from installer.cli.main import main
 from installer.discovery import Hardware, describe_disk
-from installer.errors import CommandForbiddenError
 from installer.guards import GuardError
 from installer.partition import apply_plan
 from installer.plan import BootMode, make_plan

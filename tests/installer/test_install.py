@@ -19,7 +19,8 @@ from support.release_server import ReleaseServer
 
 from answerfiles.model import AdminInterface, AnswerFile
 from answerfiles.parse import parse_answerfile
-from installer import fetch, install, laydown, runner
+from common import runner
+from installer import fetch, install, laydown
 from installer.block import loop
 from installer.discovery import Nic
 from installer.mounts import mounted

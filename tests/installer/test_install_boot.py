@@ -17,10 +17,10 @@ import pytest
 from support import small_release
 
 from answerfiles.parse import parse_answerfile
-from hypervisor import release
-from hypervisor.cache import BuildCache, default_cache_dir
-from hypervisor.fetch import fetch_xen
-from installer import install, runner
+from common import release, runner
+from images.cache import BuildCache, default_cache_dir
+from images.xen import fetch_xen
+from installer import install
 from installer.plan import BootMode
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]

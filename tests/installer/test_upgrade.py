@@ -11,7 +11,8 @@ from support import small_release
 from support.release_server import ReleaseServer
 
 from answerfiles.parse import parse_answerfile
-from installer import install, modes, runner
+from common import runner
+from installer import install, modes
 from installer.block import loop
 from installer.mounts import mounted
 from installer.plan import BootMode

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from support.postgres import PostgresCluster, postgres_cluster
 
-from hypervisor.demo import build_demo_release
+from images.demo import build_demo_release
 from pxe.config import Settings
 from pxe.db.session import Database
 from pxe.store.tokens import create_api_token

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from support.serve import EXE
 
 from answerfiles.parse import parse_answerfile
-from installer.runner import run
+from common.runner import run
 from pxe.boot import answerfile_for, host_answerfile
 from pxe.config import Settings
 from pxe.db.models import Profile

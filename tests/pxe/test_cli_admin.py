@@ -7,10 +7,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from pxe.cli.main import main
 from pxe.config import Settings
 from pxe.db.session import close_databases
 from pxe.web.app import create_app
+from xcp_provision.main import main
 
 
 def _run(*args: str) -> str:

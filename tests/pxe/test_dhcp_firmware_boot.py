@@ -1,6 +1,6 @@
 """Real PXE firmware against our ProxyDHCP and TFTP, beside a plain site DHCP server (dnsmasq).
 
-Two QEMU machines in the lab namespace (:mod:`pxe.lab`): SeaBIOS with Debian's iPXE option ROM
+Two QEMU machines in the lab namespace (:mod:`lab`): SeaBIOS with Debian's iPXE option ROM
 (a BIOS client that already is iPXE: it must get the HTTP URL at once), and OVMF with the
 firmware's own PXE client (x86-64 UEFI: it must get ``snponly.efi`` over our TFTP, whose iPXE
 then asks again and gets the HTTP URL). Each must end with an HTTP request for ``/boot/ipxe``.
@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from test_dhcp_proxy import in_netns
 
+from lab import dnsmasq, netns, qemu
 from pxe.bootplan import BootAction, BootPlan
 from pxe.dhcp import options as opt
 from pxe.dhcp.packet import DhcpPacket
 from pxe.dhcp.proxy import ProxyDhcpService
-from pxe.lab import dnsmasq, netns, qemu
 from pxe.tftp.files import GeneratedFiles
 from pxe.tftp.loaders import loader_for_arch, prepare_tftp_root
 from pxe.tftp.server import TftpService

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import pytest
 
-from installer.runner import run
+from common.runner import run
 from pxe.dhcp import options as opt
 from pxe.dhcp.packet import BOOTREQUEST, FLAG_BROADCAST, DhcpPacket
 from pxe.dhcp.pool import DhcpRange

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pxe.cli.main import main
 from pxe.config import Settings
 from pxe.db.session import close_databases, open_database
 from pxe.registration import register
 from tests.support.registering import facts, installed_host
+from xcp_provision.main import main
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import pytest
 from click.testing import CliRunner
 
 from dom0.firstboot import agent
-from pxe.cli.main import main
 from pxe.config import Settings
 from pxe.db.session import Database, close_databases
 from pxe.registration import on_host_removed
@@ -32,6 +31,7 @@ from tests.support.registering import (
     mac_of,
     post_register,
 )
+from xcp_provision.main import main
 
 
 @pytest.fixture

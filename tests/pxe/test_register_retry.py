@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from installer import runner
+from common import runner
 from pxe import write_retry
 from pxe.db.models import Pool
 from pxe.db.session import Database

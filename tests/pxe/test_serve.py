@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from support.serve import free_port, wait_healthy
 
-from installer import runner
+from common import runner
 
 
 def test_serve_demo_http_tftp_dhcp_then_sigterm(tmp_path: Path) -> None:

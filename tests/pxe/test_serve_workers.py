@@ -17,7 +17,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from support.serve import free_port, wait_healthy
 
-from installer import runner
+from common import runner
 from pxe.web.dashboard.login import secret_key
 
 EXE = Path(sys.executable).parent / "xcp-provision"

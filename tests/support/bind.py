@@ -23,7 +23,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from installer import runner
+from common import runner
 
 FORWARD_ZONE = "xcp.test."
 REVERSE_ZONE = "2.0.192.in-addr.arpa."

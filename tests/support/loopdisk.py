@@ -16,8 +16,8 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
+from common.runner import run
 from installer.block import loop
-from installer.runner import run
 
 GIB = 1 << 30
 MIB = 1 << 20

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from pathlib import Path
 
-from installer import runner
+from common import runner
 
 DEPLOY_NGINX = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 

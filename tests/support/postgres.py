@@ -21,7 +21,7 @@ from pathlib import Path
 
 import sqlalchemy
 
-from installer import runner
+from common import runner
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 _names = itertools.count(1)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from installer import runner
+from common import runner
 
 EXE = Path(sys.executable).parent / "xcp-provision"
 

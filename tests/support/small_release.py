@@ -14,8 +14,8 @@ from pathlib import Path
 
 import zstandard
 
-from hypervisor import release
-from hypervisor.release import ArtefactKind
+from common import release
+from common.release import ArtefactKind
 
 XEN_VERSION = "4.17"
 KERNEL_VERSION = "6.1.0-test-amd64"

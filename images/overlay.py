@@ -11,12 +11,13 @@ import os
 import shutil
 from pathlib import Path
 
-from dom0 import layout
-from dom0.rootfs import inside
+from common import dom0_layout
+from common.dom0_layout import inside
+from dom0 import firstboot
 
-FIRSTBOOT_DIR = Path(__file__).parent / "firstboot"
+FIRSTBOOT_DIR = Path(firstboot.__file__).parent
 AGENT_SOURCE = FIRSTBOOT_DIR / "agent.py"
-UNIT_SOURCE = FIRSTBOOT_DIR / layout.UNIT_NAME
+UNIT_SOURCE = FIRSTBOOT_DIR / dom0_layout.UNIT_NAME
 
 
 def _symlink(root: Path, link: str, target: str) -> None:
@@ -29,19 +30,19 @@ def _symlink(root: Path, link: str, target: str) -> None:
 
 def install_overlay(root: Path, release_name: str) -> None:
     """Install and enable the first-boot agent, the network base config and the hvc0 getty."""
-    agent = inside(root, layout.AGENT)
+    agent = inside(root, dom0_layout.AGENT)
     agent.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(AGENT_SOURCE, agent)
     agent.chmod(0o755)
-    unit = inside(root, layout.UNIT)
+    unit = inside(root, dom0_layout.UNIT)
     unit.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(UNIT_SOURCE, unit)
     unit.chmod(0o644)
-    _symlink(root, layout.UNIT_WANTS, layout.UNIT)
-    inside(root, layout.POOL_JOIN_HOOK).parent.mkdir(parents=True, exist_ok=True)
-    inside(root, layout.RELEASE_FILE).write_text(release_name + "\n")
+    _symlink(root, dom0_layout.UNIT_WANTS, dom0_layout.UNIT)
+    inside(root, dom0_layout.POOL_JOIN_HOOK).parent.mkdir(parents=True, exist_ok=True)
+    inside(root, dom0_layout.RELEASE_FILE).write_text(release_name + "\n")
 
-    inside(root, layout.NETWORK_INTERFACES_DIR).mkdir(parents=True, exist_ok=True)
-    inside(root, layout.NETWORK_INTERFACES).write_text(layout.BASE_INTERFACES)
-    _symlink(root, layout.NAMING_POLICY_MASK, "/dev/null")
-    _symlink(root, layout.HVC0_GETTY, layout.SERIAL_GETTY_UNIT)
+    inside(root, dom0_layout.NETWORK_INTERFACES_DIR).mkdir(parents=True, exist_ok=True)
+    inside(root, dom0_layout.NETWORK_INTERFACES).write_text(dom0_layout.BASE_INTERFACES)
+    _symlink(root, dom0_layout.NAMING_POLICY_MASK, "/dev/null")
+    _symlink(root, dom0_layout.HVC0_GETTY, dom0_layout.SERIAL_GETTY_UNIT)

@@ -1,6 +1,6 @@
 """The site's own DHCP server, as the lab plays it: dnsmasq handing out addresses, nothing else.
 
-It runs on its own "machine" (the site namespace, see :mod:`pxe.lab.netns`) at its own address.
+It runs on its own "machine" (the site namespace, see :mod:`lab.netns`) at its own address.
 
 It knows nothing about PXE (no boot file, no next-server, no TFTP, no DNS), exactly like the
 existing DHCP of a datacenter; everything network-boot comes from our ProxyDHCP beside it.
@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pxe.lab.errors import LabError
-from pxe.lab.netns import SITE_IFACE, LabNetwork
-from pxe.lab.process import Background, bounded, launch
+from lab.errors import LabError
+from lab.netns import SITE_IFACE, LabNetwork
+from lab.process import Background, bounded, launch
 
 LEASE_TIME = "1h"
 

@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from installer.errors import CommandError
-from installer.runner import run
-from pxe.lab.errors import LabError
-from pxe.lab.netns import LabNetwork
-from pxe.lab.process import Background, bounded, launch
+from common.errors import CommandError
+from common.runner import run
+from lab.errors import LabError
+from lab.netns import LabNetwork
+from lab.process import Background, bounded, launch
 
 HTTP_PORT = 8080
 TFTP_PORT = 69

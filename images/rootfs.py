@@ -10,12 +10,9 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from hypervisor.aptsources import AptSources
-from installer.runner import run
-
-
-def inside(root: Path, absolute: str) -> Path:
-    return Path(root) / absolute.lstrip("/")
+from common.dom0_layout import inside
+from common.runner import run
+from images.aptsources import AptSources
 
 
 @contextlib.contextmanager

@@ -17,10 +17,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from hypervisor import release
-from hypervisor.cache import BuildCache, package_versions
-from hypervisor.errors import ImageError
-from installer.runner import run
+from common import release
+from common.runner import run
+from images.cache import BuildCache, package_versions
+from images.errors import ImageError
 
 XEN_PACKAGE = "xen-hypervisor-4.17-amd64"
 XEN_FILE = "xen.gz"

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from installer.runner import start
+from common.runner import start
 
 log = logging.getLogger(__name__)
 

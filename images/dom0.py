@@ -16,13 +16,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dom0 import layout, rootfs
-from dom0.overlay import install_overlay
-from dom0.rootfs import inside
-from hypervisor import release
-from hypervisor.aptsources import host_sources
-from hypervisor.cache import BuildCache, key_of, package_versions, source_digest
-from hypervisor.errors import ImageError
+from common import dom0_layout, release
+from common.dom0_layout import inside
+from images import rootfs
+from images.aptsources import host_sources
+from images.cache import BuildCache, key_of, package_versions, source_digest
+from images.errors import ImageError
+from images.overlay import install_overlay
 
 SUITE = "bookworm"
 CACHE_KIND = "dom0"
@@ -48,7 +48,15 @@ PACKAGES = (
     "procps",
     "less",
 )
-_SOURCES = [Path(__file__).parent, Path(__file__).parents[1] / "hypervisor" / "aptsources.py"]
+# What the image is made from, for its cache key: this builder, the payload and its contract.
+_REPO = Path(__file__).resolve().parents[1]
+_SOURCES = [
+    Path(__file__),
+    _REPO / "images" / "rootfs.py",
+    _REPO / "images" / "aptsources.py",
+    _REPO / "dom0",
+    _REPO / "common" / "dom0_layout.py",
+]
 # Host keys made at first boot: hosts cloned from one image must not share them.
 _SSH_KEYGEN_UNIT = """\
 [Unit]
@@ -161,8 +169,10 @@ def _build_into(out: Path, version: str) -> None:
         kernel, initrd, kernel_version = _kernel_files(root)
         shutil.copyfile(kernel, out / KERNEL)
         shutil.copyfile(initrd, out / INITRD)
-        if not inside(root, layout.SERIAL_GETTY_UNIT).is_file():
-            raise BuildError(f"{layout.SERIAL_GETTY_UNIT} missing: the hvc0 getty would not start")
+        if not inside(root, dom0_layout.SERIAL_GETTY_UNIT).is_file():
+            raise BuildError(
+                f"{dom0_layout.SERIAL_GETTY_UNIT} missing: the hvc0 getty would not start"
+            )
         rootfs.pack_tar_zst(root, out / ROOTFS)
     (out / "dom0.json").write_text(
         json.dumps(

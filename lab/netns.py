@@ -18,9 +18,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from installer.errors import CommandError
-from installer.runner import run
-from pxe.lab.errors import LabError
+from common.errors import CommandError
+from common.runner import run
+from lab.errors import LabError
 
 log = logging.getLogger(__name__)
 

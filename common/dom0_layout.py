@@ -7,6 +7,8 @@ instead of repeating strings. All are absolute paths inside dom0.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 AGENT = "/usr/lib/xcp-provision/firstboot/agent.py"
 UNIT_NAME = "xcp-provision-firstboot.service"
 UNIT = f"/etc/systemd/system/{UNIT_NAME}"
@@ -40,3 +42,8 @@ iface lo inet loopback
 # The dom0 console under Xen is hvc0; a getty there is what an operator on the serial line sees.
 HVC0_GETTY = "/etc/systemd/system/getty.target.wants/serial-getty@hvc0.service"
 SERIAL_GETTY_UNIT = "/lib/systemd/system/serial-getty@.service"
+
+
+def inside(root: Path, absolute: str) -> Path:
+    """Where the dom0 path ``absolute`` lands under a root mounted (or unpacked) at ``root``."""
+    return Path(root) / absolute.lstrip("/")

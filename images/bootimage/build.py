@@ -19,13 +19,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dom0 import rootfs
-from dom0.rootfs import inside
-from hypervisor import release
-from hypervisor.aptsources import host_sources
-from hypervisor.cache import BuildCache, package_versions, source_digest
-from hypervisor.errors import ImageError
-from installer.runner import run
+from common import release
+from common.dom0_layout import inside
+from common.runner import run
+from images import rootfs
+from images.aptsources import host_sources
+from images.cache import BuildCache, package_versions, source_digest
+from images.errors import ImageError
 
 SUITE = "bookworm"
 CACHE_KIND = "installer"
@@ -68,9 +68,9 @@ DISTRIBUTIONS = (
     "zstandard",
     "libpass",
 )
-# Our code in the image: whole packages, plus the one pxe module the installer CLI uses.
-OUR_PACKAGES = ("answerfiles", "installer", "hypervisor", "dom0")
-OUR_FILES = ("pxe/__init__.py", "pxe/cli/__init__.py", "pxe/cli/lazy.py")
+# Our code in the image: the installer and the layers below it, nothing that builds images or
+# serves them (import-linter's layers keep the installer from reaching above this list).
+OUR_PACKAGES = ("common", "answerfiles", "hypervisor", "installer")
 SITE = "/usr/local/lib/python3.11/dist-packages"
 # Kernel module trees an installer needs: disks, NICs, USB keyboards and sticks, ext4, VLANs,
 # and efivarfs (a module in Debian's kernel) for the UEFI boot entry.
@@ -103,8 +103,8 @@ _RD_ZSTD = "CONFIG_RD_ZSTD=y"
 # fails here rather than on a host in the middle of an install.
 IMPORT_CHECK = """\
 import importlib, pkgutil
-import answerfiles, installer
-for package in (answerfiles, installer):
+import answerfiles, common, hypervisor, installer
+for package in (common, answerfiles, hypervisor, installer):
     for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
         importlib.import_module(module.name)
 """
@@ -166,10 +166,7 @@ def distribution_versions() -> dict[str, str]:
 
 
 def _our_sources() -> list[Path]:
-    return [
-        *(REPO / name for name in OUR_PACKAGES),
-        *(REPO / name for name in OUR_FILES),
-    ]
+    return [*(REPO / name for name in OUR_PACKAGES), HERE]
 
 
 def build_inputs() -> dict[str, object]:
@@ -261,9 +258,6 @@ def _copy_python(root: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for package in OUR_PACKAGES:
         shutil.copytree(REPO / package, site / package, ignore=ignore, dirs_exist_ok=True)
-    for file in OUR_FILES:
-        (site / file).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REPO / file, site / file)
     entry = inside(root, "/usr/local/bin/xcp-install")
     entry.parent.mkdir(parents=True, exist_ok=True)
     entry.write_text(_ENTRY_POINT)

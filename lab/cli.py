@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 
-from pxe.lab.harness import LabOptions, default_results, run_lab
+from lab.harness import LabOptions, default_results, run_lab
 
 
 @click.group()

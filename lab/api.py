@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from installer.errors import CommandError
-from installer.runner import run
-from pxe.lab.errors import LabError
-from pxe.lab.netns import LabNetwork
+from common.errors import CommandError
+from common.runner import run
+from lab.errors import LabError
+from lab.netns import LabNetwork
 
 _STATUS_MARK = "\n@@status="
 

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import click
 
-from dom0 import build as dom0_build
-from hypervisor import fetch, release
-from hypervisor.cache import BuildCache, default_cache_dir
-from hypervisor.demo import build_demo_release
-from hypervisor.errors import ImageError
-from installer.bootimage import build as bootimage
-from installer.errors import InstallerError
+from common import release
+from common.errors import ReportedError
+from images import dom0 as dom0_build
+from images import xen
+from images.bootimage import build as bootimage
+from images.cache import BuildCache, default_cache_dir
+from images.demo import build_demo_release
+from images.errors import ImageError
 
 _releases_option = click.option(
     "--releases",
@@ -56,7 +57,7 @@ def _clear_errors() -> Iterator[None]:
     """Every failure the user can meet reaches them as one sentence, without a traceback."""
     try:
         yield
-    except (release.ReleaseError, ImageError, InstallerError, OSError) as exc:
+    except (release.ReleaseError, ImageError, ReportedError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -152,11 +153,11 @@ def hypervisor(
     started = time.monotonic()
     with _clear_errors():
         if from_file:
-            image = fetch.import_xen(from_file, version)
+            image = xen.import_xen(from_file, version)
         else:
-            image, built = fetch.fetch_xen(BuildCache(cache_dir or default_cache_dir()))
+            image, built = xen.fetch_xen(BuildCache(cache_dir or default_cache_dir()))
             click.echo(f"{'fetched' if built else 'cached'}: {image.source}")
-        manifest = fetch.add_to_release(out_dir, image)
+        manifest = xen.add_to_release(out_dir, image)
     _report(manifest, out_dir, started)
 
 

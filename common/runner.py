@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from installer.errors import CommandError
+from common.errors import CommandError
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hypervisor.errors import ImageError
-from installer.runner import run
+from common.runner import run
+from images.errors import ImageError
 
 CACHE_ENV = "XCP_PROVISION_CACHE"
 DEFAULT_CACHE = Path("/var/cache/xcp-provision")

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import zstandard
 
-from dom0 import layout
-from dom0.overlay import install_overlay
-from hypervisor import fetch, release
-from hypervisor.cache import BuildCache, default_cache_dir
-from hypervisor.release import ArtefactKind
+from common import dom0_layout, release
+from common.dom0_layout import inside
+from common.release import ArtefactKind
+from images import xen
+from images.cache import BuildCache, default_cache_dir
+from images.overlay import install_overlay
 
 PLACEHOLDER_VERSION = "demo-placeholder"
 DEMO_VERSION = "demo"
@@ -82,7 +83,7 @@ def _demo_root(root: Path, release_name: str) -> None:
     install_overlay(root, release_name)
     # The real image has systemd's serial-getty unit; the demo carries a stand-in at its path
     # so the hvc0 getty symlink resolves inside the tree.
-    getty = root / layout.SERIAL_GETTY_UNIT.lstrip("/")
+    getty = inside(root, dom0_layout.SERIAL_GETTY_UNIT)
     getty.parent.mkdir(parents=True, exist_ok=True)
     getty.write_text("# " + placeholder("systemd unit").decode())
 
@@ -110,18 +111,18 @@ def build_demo_release(out_dir: Path, cache: BuildCache | None = None) -> releas
     artefacts = []
     placeholders = []
 
-    xen = fetch.cached_xen(cache)
-    if xen:
-        (out_dir / fetch.XEN_FILE).write_bytes(xen.path.read_bytes())
-        xen_version = xen.version
+    cached = xen.cached_xen(cache)
+    if cached:
+        (out_dir / xen.XEN_FILE).write_bytes(cached.path.read_bytes())
+        xen_version = cached.version
     else:
-        (out_dir / fetch.XEN_FILE).write_bytes(
+        (out_dir / xen.XEN_FILE).write_bytes(
             gzip.compress(placeholder("Xen hypervisor"), mtime=0)
         )
         xen_version = PLACEHOLDER_VERSION
         placeholders.append(ArtefactKind.HYPERVISOR.value)
     artefacts.append(
-        release.describe(out_dir, ArtefactKind.HYPERVISOR, fetch.XEN_FILE, xen_version)
+        release.describe(out_dir, ArtefactKind.HYPERVISOR, xen.XEN_FILE, xen_version)
     )
 
     with tempfile.TemporaryDirectory(prefix="demo-dom0-") as tmp:
@@ -142,6 +143,6 @@ def build_demo_release(out_dir: Path, cache: BuildCache | None = None) -> releas
     notes = {
         "demo": "true",
         "placeholders": ",".join(placeholders),
-        "hypervisor": xen.source if xen else "placeholder (no Xen in the build cache)",
+        "hypervisor": cached.source if cached else "placeholder (no Xen in the build cache)",
     }
     return release.add_artefacts(out_dir, artefacts, version=DEMO_VERSION, notes=notes)

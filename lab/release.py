@@ -10,12 +10,12 @@ import os
 import time
 from pathlib import Path
 
-from hypervisor import release
-from hypervisor.release import ArtefactKind, Manifest, ReleaseError
-from installer.errors import CommandError
-from installer.runner import run
-from pxe.lab.errors import LabError
-from pxe.lab.server import cli_path
+from common import release
+from common.errors import CommandError
+from common.release import ArtefactKind, Manifest, ReleaseError
+from common.runner import run
+from lab.errors import LabError
+from lab.server import cli_path
 
 BUILDERS = ("hypervisor", "dom0", "installer")
 # A cold build runs debootstrap twice (dom0 and installer) on a slow shared machine.

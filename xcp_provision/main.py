@@ -1,21 +1,21 @@
-"""Entry point of ``xcp-provision``, the server and its admin commands."""
+"""Entry point of ``xcp-provision``: the server and its admin commands, image building, the lab."""
 
 from __future__ import annotations
 
 import click
 
-from pxe.cli.lazy import LazyGroup
+from common.lazycli import LazyGroup
 
 COMMANDS = {
     "answerfile": "pxe.cli.answerfile:answerfile",
-    "serve": "pxe.cli.serve:serve",
+    "serve": "xcp_provision.serve:serve",
     "tokens": "pxe.cli.tokens:tokens",
     "hosts": "pxe.cli.hosts:hosts",
     "profiles": "pxe.cli.profiles:profiles",
     "pools": "pxe.cli.pools:pools",
     "events": "pxe.cli.events:events",
-    "images": "pxe.cli.images:images",
-    "lab": "pxe.cli.lab:lab",
+    "images": "images.cli:images",
+    "lab": "lab.cli:lab",
 }
 
 

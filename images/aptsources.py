@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hypervisor.errors import ImageError
+from images.errors import ImageError
 
 APT_DIR = Path("/etc/apt")
 

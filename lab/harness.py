@@ -17,13 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pxe.lab import dnsmasq, netns, qemu
-from pxe.lab.api import LabApi
-from pxe.lab.errors import LabError
-from pxe.lab.process import Background
-from pxe.lab.release import default_lab_home, prepare_release
-from pxe.lab.server import ServerSpec, create_token, start_server
-from pxe.lab.timeline import (
+from lab import dnsmasq, netns, qemu
+from lab.api import LabApi
+from lab.errors import LabError
+from lab.process import Background
+from lab.release import default_lab_home, prepare_release
+from lab.server import ServerSpec, create_token, start_server
+from lab.timeline import (
     CHAIN,
     SerialWatcher,
     ServerEvent,
