@@ -2,7 +2,7 @@
 
 TFTP and ProxyDHCP run in this process; HTTP runs here too when one worker is asked for, else in
 that many worker processes, each on a listening socket this process binds and keeps
-(:mod:`pxe.web.workers`), which this process keeps running. TFTP's per-host files and the HTTP
+(:mod:`pxe.httpd.workers`), which this process keeps running. TFTP's per-host files and the HTTP
 iPXE scripts ask the same inventory through the same :func:`pxe.boot.decide`. SIGTERM and
 SIGINT stop the workers and every service and close the database before exiting.
 """
@@ -26,17 +26,17 @@ from pxe.config import ConfigError, Settings, load_settings
 from pxe.db.session import Database, close_databases, open_database
 from pxe.dhcp.pool import DhcpRange
 from pxe.dhcp.proxy import ProxyDhcpService
+from pxe.httpd.server import make_socket_server
+from pxe.httpd.workers import HttpWorkers, listening_socket, listening_sockets
 from pxe.logging_json import configure_logging
 from pxe.store.errors import NotFoundError
 from pxe.store.profiles import create_profile, get_profile
+from pxe.tftp.counters import SharedTftpCounters
 from pxe.tftp.files import GeneratedFiles
 from pxe.tftp.loaders import loader_for_arch, prepare_tftp_root
 from pxe.tftp.server import TftpService
 from pxe.web.app import create_app
 from pxe.web.metrics import attach_tftp
-from pxe.web.server import make_socket_server
-from pxe.web.tftp_counters import SharedTftpCounters
-from pxe.web.workers import HttpWorkers, listening_socket, listening_sockets
 
 log = logging.getLogger("pxe.serve")
 

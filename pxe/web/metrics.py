@@ -29,9 +29,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from pxe.lifecycle import State
 from pxe.store.hosts import count_hosts_by_state
+from pxe.tftp.counters import SharedTftpCounters
 from pxe.tftp.server import TftpCounters
 from pxe.web.context import db
-from pxe.web.tftp_counters import SharedTftpCounters
 
 bp = Blueprint("metrics", __name__)
 

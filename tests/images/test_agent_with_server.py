@@ -19,9 +19,9 @@ from common import dom0_layout
 from images.overlay import AGENT_SOURCE, install_overlay
 from pxe.config import Settings
 from pxe.db.session import Database
+from pxe.httpd.server import running_server
 from pxe.store.pools import create_pool, get_pool, pool_members
 from pxe.web.app import create_app
-from pxe.web.server import running_server
 from tests.support.registering import installed_host, mac_of
 
 XL_INFO = """\

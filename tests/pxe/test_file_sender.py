@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from flask import Flask, send_file
 
-from pxe.web.file_sender import PIECE_BYTES, _ReadOnce
-from pxe.web.server import running_server
+from pxe.httpd.file_sender import PIECE_BYTES, _ReadOnce
+from pxe.httpd.server import running_server
 
 # More than a loopback send buffer (4 MiB), so sends to a slow client stop partway through
 # pieces; and a tail shorter than a piece.

@@ -13,9 +13,9 @@ import pytest
 
 from pxe.config import Settings
 from pxe.db.session import Database
+from pxe.httpd.server import running_server
 from pxe.store.tokens import create_api_token
 from pxe.web.app import create_app
-from pxe.web.server import running_server
 
 Reply = tuple[int, bytes, dict[str, str]]
 

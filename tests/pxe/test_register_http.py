@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from dom0.firstboot import agent
 from pxe.config import Settings
 from pxe.db.session import Database, close_databases
+from pxe.httpd.server import running_server
 from pxe.registration import on_host_removed
 from pxe.store.hosts import host_by_mac
 from pxe.store.pools import create_pool, get_pool
 from pxe.store.tokens import create_api_token
 from pxe.web.app import create_app
-from pxe.web.server import running_server
 from tests.support.bind import BindServer, running_bind
 from tests.support.registering import (
     events_of,

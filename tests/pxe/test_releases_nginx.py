@@ -13,8 +13,8 @@ import pytest
 
 from pxe.config import Settings
 from pxe.db.session import Database
+from pxe.httpd.server import running_server
 from pxe.web.app import create_app
-from pxe.web.server import running_server
 from tests.support.nginx import shipped_nginx
 from tests.support.serve import free_port
 

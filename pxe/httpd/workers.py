@@ -32,7 +32,7 @@ from pathlib import Path
 from common.runner import start
 from pxe.config import Settings
 
-log = logging.getLogger("pxe.web.workers")
+log = logging.getLogger("pxe.httpd.workers")
 
 # A worker that lived less than this died of its start-up, not of its work: back off.
 _YOUNG_SECONDS = 10.0
@@ -77,7 +77,7 @@ class _Slot:
 
 
 class HttpWorkers:
-    """One worker process of :mod:`pxe.web.worker` on each of ``socks``."""
+    """One worker process of :mod:`pxe.httpd.worker` on each of ``socks``."""
 
     def __init__(
         self,
@@ -88,7 +88,7 @@ class HttpWorkers:
     ) -> None:
         self._slots = [_Slot(n, sock) for n, sock in enumerate(socks)]
         self._metrics_dir = run_dir / "metrics"
-        self._argv = [sys.executable, "-m", "pxe.web.worker"]
+        self._argv = [sys.executable, "-m", "pxe.httpd.worker"]
         if tftp_counters is not None:
             self._argv += ["--tftp-counters", str(tftp_counters)]
         self._env = {

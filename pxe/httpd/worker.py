@@ -1,6 +1,6 @@
 """One HTTP worker process of ``serve``: the Flask app under waitress on an inherited socket.
 
-Started by :class:`pxe.web.workers.HttpWorkers` as ``python -m pxe.web.worker --fd N``, with the
+Started by :class:`pxe.httpd.workers.HttpWorkers` as ``python -m pxe.httpd.worker --fd N``, with the
 settings of its ``serve`` in ``XCP_PROVISION_*`` variables. It serves until SIGTERM or SIGINT,
 then closes its connections and the database and exits 0.
 """
@@ -17,11 +17,11 @@ from types import FrameType
 
 from pxe.config import load_settings
 from pxe.db.session import close_databases
+from pxe.httpd.server import make_socket_server
 from pxe.logging_json import configure_logging
+from pxe.tftp.counters import SharedTftpCounters
 from pxe.web.app import create_app
 from pxe.web.metrics import attach_tftp
-from pxe.web.server import make_socket_server
-from pxe.web.tftp_counters import SharedTftpCounters
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 

@@ -14,7 +14,7 @@ from flask import Flask
 from waitress import wasyncore
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
-from pxe.web.file_sender import read_once_files
+from pxe.httpd.file_sender import read_once_files
 
 
 def make_server(
