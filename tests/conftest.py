@@ -1,6 +1,7 @@
 """Suite-wide rules.
 
-Under CI (``CI=true``) a skipped test counts as a failure: a test that did not run proves
+Under CI (``CI=true``) a skipped test, a module skipped as a whole (``importorskip`` included) and
+an ``xfail`` each count as a failure: a test that did not run, or ran without counting, proves
 nothing, and CI installs every tool the suite needs.
 """
 
@@ -13,11 +14,31 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def _refuse(report: pytest.CollectReport | pytest.TestReport, what: str) -> None:
+    reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+    report.outcome = "failed"
+    report.longrepr = f"{what} under CI=true, which must run everything: {reason}"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A skip, an xfail or an unexpected pass of an xfail test fails the run under CI."""
     outcome = yield
     report = outcome.get_result()
-    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
-        report.outcome = "failed"
-        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.longrepr = f"skipped under CI=true, which must run everything: {reason}"
+    if not IN_CI:
+        return
+    if hasattr(report, "wasxfail"):
+        _refuse(report, "marked xfail")
+        del report.wasxfail  # else the session does not count it as failed
+    elif report.skipped:
+        _refuse(report, "skipped")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    """A module skipped as a whole (``pytest.skip(allow_module_level=True)``, a failed
+    ``importorskip``) is a collection report, never a test report: refuse it here too."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped:
+        _refuse(report, "skipped at collection")
