@@ -3,7 +3,7 @@ VENV := .venv
 DATA ?= ./data
 ARGS ?=
 
-.PHONY: setup setup-runtime run test lint e2e bench clean
+.PHONY: setup setup-runtime run test lint e2e bench-register bench-tftp bench-rack clean
 
 setup:
 	./scripts/setup.sh test
@@ -14,14 +14,18 @@ setup-runtime:
 run: setup-runtime
 	$(VENV)/bin/xcp-provision serve --demo --data-dir $(DATA) $(ARGS)
 
+# Style (ruff) and the layers of pyproject.toml's [tool.importlinter] (lint-imports).
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest $(ARGS)
 
-# The real boot (issue 11): a QEMU VM PXE-boots from `serve`, installs, boots Xen, joins a pool.
+# The real-boot lab: a QEMU VM PXE-boots from `serve`, installs, boots Xen and joins a pool;
+# exits 0 only when every step happened.
 e2e: setup
 	$(VENV)/bin/xcp-provision lab run --vms 1 $(ARGS)
 
@@ -29,10 +33,11 @@ e2e: setup
 bench-register: setup
 	$(VENV)/bin/python bench/register_bench.py $(ARGS)
 
-# TFTP: 50 curl clients x 1 MiB, ours vs tftpd-hpa; a 100-host rack boot vs tftpd-hpa + nginx.
+# TFTP: 50 curl clients x 1 MiB, ours vs tftpd-hpa.
 bench-tftp: setup
 	$(VENV)/bin/python bench/tftp_bench.py $(ARGS)
 
+# A rack of 100 hosts booting at once: ours (alone, then behind nginx) vs tftpd-hpa + nginx.
 bench-rack: setup
 	$(VENV)/bin/python bench/rack_boot_bench.py $(ARGS)
 

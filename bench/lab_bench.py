@@ -1,6 +1,6 @@
 """How long the real boot takes under TCG: one VM, then two at once (one BIOS, one UEFI).
 
-Goals (issue 11): one VM from power-on to in-pool in 5 minutes or less; two at once in 8.
+Goals: one VM from power-on to in-pool in 5 minutes or less; two at once in 8.
 Each figure is also given as a ratio to the firmware's own time to its first DHCP answer in the
 same run, a reference that moves with the machine's load and TCG speed rather than with our code.
 

@@ -1,1 +1,1 @@
-"""The dom0 payload: the first-boot agent and the overlay that places it in a root."""
+"""The dom0 payload: the first-boot agent and its systemd unit, as they run inside dom0."""

@@ -1,4 +1,4 @@
-"""``xcp-provision lab``: boot real VMs from this server and check the whole chain (issue 11)."""
+"""``xcp-provision lab``: boot real VMs from this server and check the chain from PXE to pool."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """The TFTP service: tftpy's protocol states behind a read-only, supervised, faster front.
 
-tftpy 0.8.7 gets the protocol right (RRQ, OACK, blksize, tsize, retransmission) but its server
-is unsafe and slow as shipped (``../shared/reference/libraries.md``): it follows symlinks out of
-the root, accepts uploads, crashes for good when a dynamic file is a ``BytesIO`` (#155), stops
-only after its next select timeout, and its ``listen()`` loop rebuilds the socket list, scans
-every session to find a packet's owner and re-checks every timeout on each packet, which makes
-it quadratic in the number of concurrent clients.
+tftpy 0.8.7 gets the protocol right (RRQ, OACK, blksize, tsize, retransmission) but its server is
+unsafe and slow as shipped: it follows symlinks out of the root, accepts uploads, crashes for good
+when a dynamic file is a ``BytesIO`` (#155), stops only after its next select timeout, and its
+``listen()`` loop rebuilds the socket list, scans every session to find a packet's owner and
+re-checks every timeout on each packet, which makes it quadratic in the number of concurrent
+clients.
 
 So this module keeps tftpy's packet codec, contexts and states, and replaces only the two things
 that cannot be wrapped from outside:
