@@ -26,11 +26,11 @@ from answerfiles.model import (
     ProtoV6,
     ServiceState,
 )
+from common import dom0_layout
+from common.dom0_layout import inside
 from installer.errors import FailedError
 
-FIRSTBOOT_CONFIG = "etc/xcp-provision/firstboot.json"
 INVENTORY = "etc/xensource-inventory"
-MGMT_IFACE_FILE = "etc/network/interfaces.d/management"
 NETWORK_CONF = "etc/xensource/network.conf"
 DEFAULT_NTP = tuple(f"{i}.debian.pool.ntp.org" for i in range(4))
 # XCP-ng names services as on CentOS; dom0 is Debian.
@@ -108,7 +108,7 @@ def configure(
 
 
 def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> Path:
-    path = root / rel
+    path = inside(root, rel)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -166,7 +166,7 @@ def write_network(
 ) -> None:
     if admin is None:
         return
-    _write(root, MGMT_IFACE_FILE, interfaces_stanza(admin, device))
+    _write(root, dom0_layout.MANAGEMENT_INTERFACE_FILE, interfaces_stanza(admin, device))
     if mac:
         # Pin the name: dom0's kernel may enumerate NICs differently from the installer's.
         _write(
@@ -335,4 +335,4 @@ def write_firstboot(root: Path, answers: AnswerFile, mac: str | None) -> None:
         "hostname": answers.hostname,
         "mac": mac,
     }
-    _write(root, FIRSTBOOT_CONFIG, json.dumps(config, indent=2) + "\n", mode=0o600)
+    _write(root, dom0_layout.FIRSTBOOT_CONFIG, json.dumps(config, indent=2) + "\n", mode=0o600)

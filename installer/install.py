@@ -1,4 +1,4 @@
-"""The install backend: one sequence that both front-ends (unattended and TUI) run.
+"""The fresh-install backend (also reinstall): one sequence, whichever front-end asked for it.
 
 Order is the safety contract. Everything that can refuse runs first and writes nothing: the plan
 (with every guard rail), the release manifest, the management NIC. Then the disk is partitioned,
@@ -10,41 +10,31 @@ and is uploaded to the provisioning server when the install fails.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import logging
-import os
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from answerfiles.model import (
-    AnswerFile,
-    BootloaderLocation,
-    Mode,
-    PrimaryDisk,
-    Proto,
-    ScriptStage,
-    SourceType,
-)
+from answerfiles.model import AnswerFile, BootloaderLocation, Proto, ScriptStage
 from common.errors import ReportedError
-from common.release import Artefact, ArtefactKind, Manifest
+from common.release import Artefact, Manifest
 from hypervisor import grub
-from installer import bootloader, discovery, fetch, hostconfig, laydown, partition, scripts
-from installer.block import loop
+from installer import bootloader, discovery, hostconfig, laydown, partition, scripts
+from installer.bootmode import booted_mode, on_serial_console
 from installer.discovery import Hardware, Nic, describe_disk, discover
 from installer.errors import RefusedError
+from installer.hostsize import HostSize
 from installer.mounts import mounted_tree
 from installer.plan import BootMode, Plan, make_plan
 from installer.progress import Progress, Reporter, Step
+from installer.release import load_release
+from installer.runlog import LogCapture, save_log
+from installer.target import image_only, target_device, with_target_disk
 
 log = logging.getLogger(__name__)
 
-LOG_DIR = "var/log/installer"
 PRODUCT_VERSION = "0.1.0"
-REQUIRED = (ArtefactKind.HYPERVISOR, ArtefactKind.DOM0_ROOTFS)
 STEPS = (
     Step("prepare", 1),
     Step("partition", 3),
@@ -55,25 +45,6 @@ STEPS = (
     Step("scripts", 1),
     Step("finish", 1),
 )
-
-
-class SourceRefusedError(RefusedError):
-    """The answer file's product source cannot be used."""
-
-
-@dataclass(frozen=True)
-class HostSize:
-    memory_kib: int
-    cpus: int
-
-    @classmethod
-    def of_this_host(cls) -> HostSize:
-        memory = 0
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    memory = int(line.split()[1])
-        return cls(memory, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -97,71 +68,6 @@ class Installed:
     labels: hostconfig.Labels
     devices: dict[str, str]
     scripts: tuple[scripts.ScriptRun, ...]
-
-
-def on_serial_console(proc_cmdline: Path = Path("/proc/cmdline")) -> bool:
-    """Whether the installer's own console is a serial line (``console=ttyS0,...``, the last
-    ``console=`` wins, as in Linux)."""
-    try:
-        words = proc_cmdline.read_text().split()
-    except OSError:
-        return False
-    consoles = [w.removeprefix("console=") for w in words if w.startswith("console=")]
-    return bool(consoles) and consoles[-1].startswith(("ttyS", "ttyAMA", "hvc"))
-
-
-def current_boot_mode() -> BootMode:
-    return BootMode.UEFI if Path("/sys/firmware/efi").is_dir() else BootMode.BIOS
-
-
-@contextlib.contextmanager
-def target_device(target: str | None) -> Iterator[str | None]:
-    """``--target-disk``: an image file is attached to a loop device for the whole run."""
-    if target is None or not Path(target).is_file():
-        yield target
-        return
-    with loop.attached(target) as device:
-        yield device
-
-
-def with_target_disk(answers: AnswerFile, device: str | None) -> AnswerFile:
-    """The answer file with its primary disk replaced by ``--target-disk``."""
-    if device is None:
-        return answers
-    if answers.mode in (Mode.FRESH, Mode.REINSTALL):
-        primary = answers.primary_disk
-        new = (
-            dataclasses.replace(primary, disk=device)
-            if primary is not None
-            else PrimaryDisk(disk=device)
-        )
-        return dataclasses.replace(answers, primary_disk=new)
-    if answers.mode == Mode.UPGRADE:
-        return dataclasses.replace(answers, existing_installation=device)
-    return dataclasses.replace(answers, backup_disk=device)
-
-
-def release_base(answers: AnswerFile) -> str:
-    for source in answers.sources:
-        if source.type == SourceType.URL and source.location:
-            return source.location
-    kinds = ", ".join(s.type.value for s in answers.sources) or "none"
-    raise SourceRefusedError(
-        f"the answer file names no URL source (found: {kinds}); point <source type=\"url\"> "
-        "at a release directory holding manifest.json"
-    )
-
-
-def load_release(answers: AnswerFile) -> tuple[str, Manifest]:
-    base = release_base(answers)
-    manifest = fetch.fetch_manifest(base)
-    missing = [k.value for k in REQUIRED if not manifest.has(k)]
-    if missing:
-        raise SourceRefusedError(
-            f"release {manifest.name!r} at {base} lacks {', '.join(missing)}, "
-            "so it cannot be installed"
-        )
-    return base, manifest
 
 
 def management_nic(answers: AnswerFile, nics: tuple[Nic, ...]) -> tuple[str, str | None]:
@@ -238,33 +144,6 @@ def _stable_partition_name(plan: Plan, role: str, device: str | None) -> str | N
     return f"{disk.by_id[0]}-part{spec.number}" if disk.by_id else device
 
 
-class LogCapture:
-    """Every installer log record of this run, kept to be written to the logs partition."""
-
-    def __init__(self) -> None:
-        self.buffer = io.StringIO()
-        self.handler = logging.StreamHandler(self.buffer)
-        self.handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
-        self.handler.setLevel(logging.DEBUG)
-
-    def __enter__(self) -> LogCapture:
-        root = logging.getLogger()
-        self._level = root.level
-        root.addHandler(self.handler)
-        root.setLevel(min(root.level or logging.DEBUG, logging.DEBUG))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        root = logging.getLogger()
-        root.removeHandler(self.handler)
-        root.setLevel(self._level)
-
-    def text(self) -> str:
-        return self.buffer.getvalue()
-
-
 def install(
     answers: AnswerFile,
     *,
@@ -280,8 +159,8 @@ def install(
     ``installer_disk`` (default: the disk this code runs from) can never be the target.
     """
     progress = Progress(STEPS, reporters)
-    mode = boot_mode or current_boot_mode()
-    answers = _image_only(answers, target)
+    mode = boot_mode or booted_mode()
+    answers = image_only(answers, target)
     with LogCapture() as capture, target_device(target) as device:
         progress.start("prepare", "checking the answer file, the disk and the release")
         try:
@@ -314,16 +193,6 @@ def install(
         ran += scripts.run_stage(answers.scripts, complete, "0")
         progress.done()
         return dataclasses.replace(result, scripts=tuple(ran))
-
-
-def _image_only(answers: AnswerFile, target: str | None) -> AnswerFile:
-    """Installing onto an image file touches that file only: the answers' guest disks are
-    real disks of this machine, so they are left out."""
-    if target is None or not Path(target).is_file() or not answers.guest_disks:
-        return answers
-    log.warning("installing onto the image %s: guest disks %s are left alone",
-                target, ", ".join(answers.guest_disks))
-    return dataclasses.replace(answers, guest_disks=())
 
 
 def _describe_plan(plan: Plan) -> str:
@@ -429,14 +298,3 @@ def _populate(
     )
     progress.start("scripts", "running filesystem-populated scripts")
     ran += scripts.run_stage(answers.scripts, ScriptStage.FILESYSTEM_POPULATED, str(root))
-
-
-def save_log(root: Path, text: str, kind: str = "install") -> None:
-    """The log on the logs partition; a failure to save it must not hide the cause."""
-    try:
-        directory = root / LOG_DIR
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / f"{kind}-{uuid.uuid4().hex[:8]}.log").write_text(text)
-        (directory / f"{kind}.log").write_text(text)
-    except OSError as exc:
-        log.warning("could not save the %s log under %s: %s", kind, root / LOG_DIR, exc)

@@ -21,13 +21,18 @@ from answerfiles.model import AnswerFile
 from common import runner
 from common.release import Manifest
 from hypervisor import grub
-from installer import bootloader, hostconfig, install, laydown
+from installer import bootloader, hostconfig, laydown
 from installer.block import mkfs
+from installer.bootmode import booted_mode
 from installer.discovery import Disk, DiskPartition, describe_disk, discover
 from installer.errors import RefusedError
+from installer.hostsize import HostSize
 from installer.mounts import mounted_tree
 from installer.plan import GPT_BASIC_DATA, GPT_BIOS_BOOT, GPT_ESP, BootMode
 from installer.progress import Progress, Reporter, Step
+from installer.release import load_release
+from installer.runlog import LogCapture, save_log
+from installer.target import disk_path, target_device
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +76,6 @@ class Installation:
         return bootloader.Firmware(
             self.disk.path, self.boot.path, self.boot.number, self.boot_mode is BootMode.UEFI
         )
-
-
-def _disk_path(name: str) -> str:
-    return name if name.startswith("/") else f"/dev/{name}"
 
 
 def find_installation(disk: Disk) -> Installation:
@@ -121,9 +122,9 @@ def _copy_tree(source: Path, dest: Path) -> None:
 @contextlib.contextmanager
 def _reporting(
     reporters: tuple[Reporter, ...],
-) -> Iterator[tuple[Progress, install.LogCapture]]:
+) -> Iterator[tuple[Progress, LogCapture]]:
     progress = Progress(STEPS, reporters)
-    with install.LogCapture() as capture:
+    with LogCapture() as capture:
         try:
             yield progress, capture
         except Exception as exc:
@@ -141,18 +142,18 @@ def upgrade(
     reporters: tuple[Reporter, ...] = (),
 ) -> Installation:
     """Back up the root, lay the new release into it, keep identity, logs and SR."""
-    wanted = boot_mode or install.current_boot_mode()
-    with install.target_device(target) as device:
+    wanted = boot_mode or booted_mode()
+    with target_device(target) as device:
         name = device or answers.existing_installation
         if name is None:
             raise ModeRefusedError("upgrade needs <existing-installation> naming the disk")
         with _reporting(reporters) as (progress, capture):
-            return _upgrade(progress, capture, answers, _disk_path(name), wanted)
+            return _upgrade(progress, capture, answers, disk_path(name), wanted)
 
 
 def _upgrade(
     progress: Progress,
-    capture: install.LogCapture,
+    capture: LogCapture,
     answers: AnswerFile,
     disk_path: str,
     wanted: BootMode,
@@ -162,7 +163,7 @@ def _upgrade(
     _check_firmware(found.boot_mode, wanted, f"the installation on {disk_path}")
     if found.backup is None:
         raise ModeRefusedError(f"{disk_path} has no backup partition, so it cannot be upgraded")
-    base, manifest = install.load_release(answers)
+    base, manifest = load_release(answers)
     suffix = found.root.label.removeprefix("root-")  # type: ignore[union-attr]
 
     progress.start("backup", f"copying the root to the backup partition {found.backup.path}")
@@ -186,7 +187,7 @@ def _upgrade(
         progress.start("bootloader", "writing GRUB")
         bootloader.install(found.firmware(), root, boot,
                            write_boot_entry=answers.bootloader.write_boot_entry)
-        install.save_log(root, capture.text(), "upgrade")
+        save_log(root, capture.text(), "upgrade")
     return found
 
 
@@ -199,7 +200,7 @@ def _carry_over(
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             runner.run(["cp", "-a", "--remove-destination", "-T", str(source), str(root / rel)])
     inventory = hostconfig.read_inventory(root)
-    host = install.HostSize.of_this_host()
+    host = HostSize.of_this_host()
     mem = int(inventory.get("DOM0_MEM") or grub.dom0_memory_mib(host.memory_kib))
     vcpus = int(inventory.get("DOM0_VCPUS") or grub.dom0_vcpus(host.cpus))
     inventory.update(
@@ -236,17 +237,17 @@ def restore(
     reporters: tuple[Reporter, ...] = (),
 ) -> Installation:
     """Put the one backup found back into the root partition of its disk."""
-    wanted = boot_mode or install.current_boot_mode()
-    with install.target_device(target) as device:
+    wanted = boot_mode or booted_mode()
+    with target_device(target) as device:
         name = device or answers.backup_disk
-        disks = (describe_disk(_disk_path(name)),) if name else discover().disks
+        disks = (describe_disk(disk_path(name)),) if name else discover().disks
         with _reporting(reporters) as (progress, capture):
             return _restore(progress, capture, answers, disks, wanted)
 
 
 def _restore(
     progress: Progress,
-    capture: install.LogCapture,
+    capture: LogCapture,
     answers: AnswerFile,
     disks: tuple[Disk, ...],
     wanted: BootMode,
@@ -277,5 +278,5 @@ def _restore(
                                      write_boot_entry=answers.bootloader.write_boot_entry)
         if found.logs is not None:
             mounts.mount(found.logs.path, "root/var/log")
-            install.save_log(root, capture.text(), "restore")
+            save_log(root, capture.text(), "restore")
     return found

@@ -20,6 +20,7 @@ from answerfiles.model import AnswerFile, DiskRule, Mode, PreserveFirstPartition
 from installer import guards
 from installer.discovery import Disk, DiskIdentity, DiskPartition, Hardware
 from installer.errors import RefusedError
+from installer.target import disk_path
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -203,8 +204,7 @@ def _primary(answers: AnswerFile, hardware: Hardware,
 
 
 def _resolve(name: str, hardware: Hardware) -> tuple[Disk, bool]:
-    """XCP-ng's disk naming: ``sda`` is ``/dev/sda``; ``disk/by-id/x`` is under ``/dev``."""
-    path = name if name.startswith("/") else f"/dev/{name}"
+    path = disk_path(name)
     for disk in hardware.disks:
         if path in disk.stable_paths:
             return disk, True

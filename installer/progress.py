@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, TextColumn
 from rich.progress import Progress as RichProgress
 
+from common import wire
+
 log = logging.getLogger(__name__)
 
 HTTP_TIMEOUT_S = 5
@@ -149,7 +151,7 @@ class HttpReporter:
     """
 
     def __init__(self, server_url: str, token: str | None, min_interval: float = 1.0) -> None:
-        self.base = server_url.rstrip("/") + "/api/v1/installs"
+        self.server_url = server_url
         self.token = token
         self.min_interval = min_interval
         self._last_sent = 0.0
@@ -161,7 +163,10 @@ class HttpReporter:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(  # noqa: S310 - the server URL comes from the answer file
-            f"{self.base}/{path}", data=json.dumps(body).encode(), headers=headers, method="POST"
+            wire.install_report_url(self.server_url, path),
+            data=json.dumps(body).encode(),
+            headers=headers,
+            method="POST",
         )
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S):  # noqa: S310
             pass
@@ -172,10 +177,10 @@ class HttpReporter:
             if event.step == self._last_step and now - self._last_sent < self.min_interval:
                 return
             self._last_step, self._last_sent = event.step, now
-        self._post("events", asdict(event))
+        self._post(wire.INSTALL_EVENTS, asdict(event))
 
     def failed(self, reason: str, log_text: str) -> None:
-        self._post("failed", {"reason": reason, "log": log_text[-LOG_UPLOAD_LIMIT:]})
+        self._post(wire.INSTALL_FAILED, {"reason": reason, "log": log_text[-LOG_UPLOAD_LIMIT:]})
 
     def done(self) -> None:
-        self._post("done", {})
+        self._post(wire.INSTALL_DONE, {})

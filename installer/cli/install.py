@@ -16,10 +16,10 @@ import sys
 import click
 
 from answerfiles.errors import AnswerFileError
-from answerfiles.model import AnswerFile, Mode
+from answerfiles.model import AnswerFile
 from common.errors import ReportedError
-from installer import cmdline, modes, sources
-from installer import install as backend
+from installer import cmdline, sources
+from installer.backends import run_answers
 from installer.errors import RefusedError
 from installer.plan import BootMode
 from installer.progress import ConsoleReporter, HttpReporter, JsonLinesReporter, Reporter
@@ -58,22 +58,6 @@ def install(
         click.echo(f"failed: unexpected {type(exc).__name__}: {exc}", err=True)
         return 1
     return 0
-
-
-def run_answers(
-    answers: AnswerFile,
-    *,
-    target_disk: str | None,
-    boot_mode: BootMode | None,
-    reporters: tuple[Reporter, ...],
-) -> None:
-    """The backend for the answer file's mode; shared by the unattended run and the TUI."""
-    if answers.mode == Mode.UPGRADE:
-        modes.upgrade(answers, target=target_disk, boot_mode=boot_mode, reporters=reporters)
-    elif answers.mode == Mode.RESTORE:
-        modes.restore(answers, target=target_disk, boot_mode=boot_mode, reporters=reporters)
-    else:
-        backend.install(answers, target=target_disk, boot_mode=boot_mode, reporters=reporters)
 
 
 def _log_warnings_to_stderr() -> None:

@@ -5,16 +5,11 @@ from __future__ import annotations
 import click
 from rich.console import Console
 
-from installer.cli.plan import (
-    booted_mode,
-    plan_for,
-    plan_table,
-    read_answers,
-    run_guarded,
-    target_device,
-)
+from installer.bootmode import booted_mode
+from installer.cli.plan import plan_for, plan_table, read_answers, run_guarded
 from installer.partition import apply_plan
 from installer.plan import BootMode
+from installer.target import target_device
 
 
 @click.command()

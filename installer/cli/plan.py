@@ -8,13 +8,9 @@ nothing to the image).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import stat
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import click
@@ -25,7 +21,7 @@ from answerfiles.errors import AnswerFileError
 from answerfiles.model import AnswerFile, PrimaryDisk
 from common.errors import ReportedError
 from installer import discovery, sources
-from installer.block import loop
+from installer.bootmode import booted_mode
 from installer.plan import (
     GPT_BASIC_DATA,
     GPT_BIOS_BOOT,
@@ -36,30 +32,15 @@ from installer.plan import (
     Plan,
     make_plan,
 )
+from installer.target import disk_path, target_device
 
-EFI_FIRMWARE = Path("/sys/firmware/efi")
 # gdisk's short codes, as the XCP-ng documentation writes the layout; fits in 80 columns.
 _TYPE_CODES = {GPT_BASIC_DATA: "0700", GPT_LINUX_LVM: "8e00", GPT_ESP: "ef00",
                GPT_BIOS_BOOT: "ef02", GPT_LINUX_SWAP: "8200"}
 
 
-def booted_mode() -> BootMode:
-    """How this machine booted: the default ``--boot-mode``."""
-    return BootMode.UEFI if EFI_FIRMWARE.exists() else BootMode.BIOS
-
-
 def read_answers(location: str) -> AnswerFile:
     return sources.parse_loaded(sources.load_answerfile(location)).answers
-
-
-@contextlib.contextmanager
-def target_device(target: str | None) -> Iterator[str | None]:
-    """``--target-disk`` as a block device path; an image file is attached for the duration."""
-    if target is None or not os.path.exists(target) or stat.S_ISBLK(os.stat(target).st_mode):
-        yield target
-        return
-    with loop.attached(target) as device:
-        yield device
 
 
 def plan_for(answers: AnswerFile, target: str | None, boot_mode: BootMode) -> Plan:
@@ -75,7 +56,7 @@ def plan_for(answers: AnswerFile, target: str | None, boot_mode: BootMode) -> Pl
 
 def _with_named_device(hardware: discovery.Hardware, name: str) -> discovery.Hardware:
     """Discovery skips loop devices and arrays; one named outright by path is described."""
-    path = name if name.startswith("/") else f"/dev/{name}"
+    path = disk_path(name)
     if "/dev/disk/" in path or not os.path.exists(path):
         return hardware
     disk = discovery.describe_disk(path)

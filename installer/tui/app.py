@@ -21,7 +21,7 @@ import urwid
 
 from answerfiles.model import AnswerFile
 from answerfiles.write import write_answerfile
-from installer.modes import find_installation
+from installer.modes import find_installation, has_backup_marker
 from installer.tui.draft import Draft
 from installer.tui.form import Field, Note
 from installer.tui.screens import Context, Screen, existing_installations, question_screens
@@ -309,8 +309,6 @@ def new_context(hardware: Any, *, target_image: str | None = None, memory_bytes:
 
 def _restorable(hardware: Any) -> frozenset[str]:
     """Disks with a backup to restore: read from the partitions without mounting them."""
-    from installer.modes import has_backup_marker  # noqa: PLC0415
-
     found = set()
     for disk in existing_installations(hardware):
         backup = find_installation(disk).backup
@@ -336,8 +334,9 @@ class _ScreenReporter:
 
 
 def install_backend(answers: AnswerFile, ctx: Context, on_event: OnEvent) -> None:
-    """The unattended backend, unchanged: the TUI only adds a reporter for its own screen."""
-    from installer.cli.install import run_answers  # noqa: PLC0415 - pyparted loads here only
+    """The backend an unattended install runs, unchanged: the TUI only adds a reporter for its
+    own screen."""
+    from installer.backends import run_answers  # noqa: PLC0415 - pyparted loads here only
     from installer.progress import HttpReporter  # noqa: PLC0415
 
     reporters: list[Any] = [_ScreenReporter(on_event)]

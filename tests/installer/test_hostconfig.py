@@ -19,6 +19,8 @@ from answerfiles.model import (
     Service,
     ServiceState,
 )
+from common import dom0_layout
+from common.dom0_layout import inside
 from installer import hostconfig
 
 LABELS = hostconfig.Labels("root-abcdef", "logs-abcdef", "swap-abcdef", "BOOT-ABCDEF")
@@ -114,7 +116,7 @@ def test_configure_writes_every_file(root: Path) -> None:
         ["LABEL=swap-abcdef", "none", "swap"],
         ["LABEL=BOOT-ABCDEF", "/boot/efi", "vfat"],
     ]
-    firstboot = json.loads((root / hostconfig.FIRSTBOOT_CONFIG).read_text())
+    firstboot = json.loads(inside(root, dom0_layout.FIRSTBOOT_CONFIG).read_text())
     assert firstboot == {"server_url": "https://prov.example", "token": "t0k", "pool": "p1",
                          "hostname": "h1.example.org", "mac": "52:54:00:aa:bb:cc"}
 

@@ -20,7 +20,7 @@ from support.release_server import ReleaseServer
 from answerfiles.model import AdminInterface, AnswerFile
 from answerfiles.parse import parse_answerfile
 from common import runner
-from installer import fetch, install, laydown
+from installer import bootmode, fetch, install, laydown
 from installer.block import loop
 from installer.discovery import Nic
 from installer.mounts import mounted
@@ -298,7 +298,7 @@ def test_laydown_keeps_versioned_files_behind_stable_names(tmp_path: Path) -> No
 def test_serial_console_is_the_last_console_word(tmp_path: Path, cmdline: str, serial: bool):
     proc = tmp_path / "cmdline"
     proc.write_text(cmdline + "\n")
-    assert install.on_serial_console(proc) is serial
+    assert bootmode.on_serial_console(proc) is serial
 
 
 def test_the_installers_own_disk_is_refused(served, tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from support.loopdisk import GIB, content_hash, sparse_image
 
+from installer.bootmode import booted_mode
 from installer.cli.main import main
-from installer.cli.plan import booted_mode
 
 pytestmark = [
     pytest.mark.root,
