@@ -31,7 +31,7 @@ from bench.http_bench import populate
 from pxe.config import Settings
 from pxe.db.models import Host
 from pxe.db.session import Database, close_databases
-from pxe.lifecycle import State
+from pxe.store.lifecycle import State
 from pxe.store.tokens import INSTALL_PREFIX, hash_token, new_token
 from pxe.web.app import create_app
 

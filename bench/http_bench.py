@@ -43,7 +43,7 @@ from images.demo import build_demo_release
 from pxe.config import Settings
 from pxe.db.models import Host, HostMac, utcnow
 from pxe.db.session import Database
-from pxe.lifecycle import State
+from pxe.store.lifecycle import State
 from pxe.store.profiles import create_profile
 from tests.support.nginx import running_nginx
 from tests.support.serve import free_port, serve_process

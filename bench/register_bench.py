@@ -38,7 +38,7 @@ from sqlalchemy import func, insert, select
 from pxe.config import Settings
 from pxe.db.models import Host, HostMac, utcnow
 from pxe.db.session import Database
-from pxe.lifecycle import State
+from pxe.store.lifecycle import State
 from pxe.store.pools import create_pool
 from pxe.store.tokens import hash_token, new_token
 from tests.support.bind import BindServer, running_bind

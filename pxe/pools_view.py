@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from pxe.db.models import Host, Pool
-from pxe.lifecycle import State
+from pxe.store.lifecycle import State
 from pxe.store.pools import pool_members
 from pxe.store.views import pool_view
 

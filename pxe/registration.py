@@ -31,19 +31,19 @@ from sqlalchemy.orm import Session
 from pxe.config import Settings
 from pxe.db.models import Event, Host, HostMac, Pool, utcnow
 from pxe.db.session import Database
+from pxe.db.write_retry import write_with_retries
 from pxe.dns.errors import DnsError
 from pxe.dns.settings import DnsSettings
 from pxe.dns.update import DnsUpdater, RecordStatus
 from pxe.host_report import HostReport, parse_report
-from pxe.lifecycle import State
 from pxe.pools import JoinFacts, check_join
 from pxe.store.errors import ConflictError, StoreError
 from pxe.store.events import record_event
 from pxe.store.hosts import host_by_mac, set_state
+from pxe.store.lifecycle import State
 from pxe.store.pools import create_pool
 from pxe.store.profiles import resolve_profile
 from pxe.store.tokens import host_for_install_token, spend_install_token
-from pxe.write_retry import write_with_retries
 
 log = logging.getLogger(__name__)
 

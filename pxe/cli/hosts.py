@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from pxe.cli.admin import emit, inventory_options, make_table, session_for, settings_for
-from pxe.lifecycle import parse_state
 from pxe.registration import on_host_removed
 from pxe.store import hosts as store
 from pxe.store.errors import StoreError
 from pxe.store.events import list_events
+from pxe.store.lifecycle import parse_state
 from pxe.store.views import event_view, host_view
 
 

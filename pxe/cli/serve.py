@@ -3,8 +3,9 @@
 TFTP and ProxyDHCP run in this process; HTTP runs here too when one worker is asked for, else in
 that many worker processes, each on a listening socket this process binds and keeps
 (:mod:`pxe.httpd.workers`), which this process keeps running. TFTP's per-host files and the HTTP
-iPXE scripts ask the same inventory through the same :func:`pxe.boot.decide`. SIGTERM and
-SIGINT stop the workers and every service and close the database before exiting.
+iPXE scripts ask the same inventory through one decision,
+:func:`pxe.boot.decide.decide_and_record`. SIGTERM and SIGINT stop the workers and every service
+and close the database before exiting.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pxe.boot import decide_and_record
-from pxe.bootplan import BootPlan
+from pxe.boot.decide import plan_for_mac
 from pxe.config import ConfigError, Settings, load_settings
 from pxe.db.session import Database, close_databases, open_database
 from pxe.dhcp.pool import DhcpRange
@@ -59,13 +59,6 @@ def seed_demo(settings: Settings, database: Database, write_release: DemoWriter)
         except NotFoundError:
             create_profile(session, DEMO, release=DEMO, template="fresh-dhcp")
             log.info("profile %r created", DEMO)
-
-
-def plan_for_mac(settings: Settings, database: Database) -> Callable[[str], BootPlan]:
-    def plan(mac: str) -> BootPlan:
-        return decide_and_record(database, settings, mac=mac)
-
-    return plan
 
 
 class Services:

@@ -40,7 +40,7 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         options = conn.get_execution_options()
         if options.get("isolation_level") == "AUTOCOMMIT":
-            return  # each statement is its own transaction (pxe.write_retry.write_alone)
+            return  # each statement is its own transaction (pxe.db.write_retry.write_alone)
         conn.exec_driver_sql(f"BEGIN {options.get(_BEGIN_OPTION, 'DEFERRED')}")
 
 

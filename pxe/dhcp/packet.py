@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from pxe.dhcp import options as opt
+from pxe.store.macs import format_mac
 
 MAGIC = b"\x63\x82\x53\x63"
 _HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")
@@ -59,7 +60,7 @@ class DhcpPacket:
 
     @property
     def mac(self) -> str:
-        return ":".join(f"{byte:02x}" for byte in self.chaddr)
+        return format_mac(self.chaddr)
 
     @classmethod
     def decode(cls, data: bytes) -> DhcpPacket:

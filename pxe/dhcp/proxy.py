@@ -24,6 +24,7 @@ import socket
 import threading
 from ipaddress import IPv4Address
 
+from common import wire
 from pxe.dhcp import options as opt
 from pxe.dhcp.packet import BOOTREPLY, BOOTREQUEST, ZERO, DhcpPacket, MalformedPacketError
 from pxe.dhcp.pool import DhcpRange, LeasePool
@@ -58,7 +59,7 @@ class ProxyDhcpService:
                  loaders: dict[int, str] | None = None,
                  full_dhcp: DhcpRange | None = None) -> None:
         self.server_ip = IPv4Address(server_ip)
-        self.boot_url = http_base_url.rstrip("/") + "/boot/ipxe"
+        self.boot_url = wire.boot_ipxe_url(http_base_url)
         self.bind = bind
         self.interface = interface
         self.requested_ports = ports

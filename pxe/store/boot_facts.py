@@ -22,6 +22,9 @@ _SEPARATOR = ","
 
 @dataclass(frozen=True)
 class BootFacts:
+    """A host as the boot decision sees it, whichever way it was read: so one decision serves
+    the fast path (:func:`boot_facts`) and a write session holding the ORM host (:meth:`of`)."""
+
     id: int
     hostname: str | None
     state: str
@@ -32,6 +35,14 @@ class BootFacts:
     arch: str | None
     updated_at: datetime
     mac_list: tuple[str, ...]
+
+    @classmethod
+    def of(cls, host: Host) -> BootFacts:
+        """The ORM ``host`` as its session has it, unflushed changes of its columns included."""
+        return cls(
+            host.id, host.hostname, host.state, host.state_reason, host.profile_id,
+            host.smbios_uuid, host.serial, host.arch, host.updated_at, tuple(host.mac_list),
+        )  # fmt: skip
 
 
 def _statement(column: ColumnElement[str], *, by_mac: bool) -> PreparedRead:
@@ -72,7 +83,7 @@ def boot_facts(
     engine: Engine, *, mac: str | None = None, uuid: str | None = None, serial: str | None = None
 ) -> BootFacts | None:
     """The host with this MAC, else this SMBIOS UUID, else this serial number (all normalised
-    by the caller, as :func:`pxe.boot.clean_identity` does)."""
+    by the caller, as :class:`pxe.boot.identity.Identity` is)."""
     given = {"mac": mac, "uuid": uuid, "serial": serial}
     for name, statement in _LOOKUPS:
         if not given[name]:

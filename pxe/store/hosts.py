@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, aliased, joinedload
 
 from pxe.db.models import Host, HostMac, Pool, Profile, utcnow
 from pxe.db.prepared import PreparedRead
-from pxe.lifecycle import State, check_transition
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.events import record_event
+from pxe.store.lifecycle import State, check_transition
 from pxe.store.macs import is_mac, normalise_mac
 from pxe.store.pools import get_pool
 from pxe.store.profiles import ResolvedProfile, chain_rows, get_profile

@@ -19,10 +19,10 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from pxe.db.models import Event, Host, utcnow
 from pxe.db.prepared import PreparedRead
 from pxe.db.session import Database
-from pxe.lifecycle import State, check_transition
+from pxe.db.write_retry import write_statements
 from pxe.store.errors import ConflictError, NotFoundError
+from pxe.store.lifecycle import State, check_transition
 from pxe.store.tokens import hash_token
-from pxe.write_retry import write_statements
 
 DONE_REASON = "build done"
 FINISHED = frozenset({State.INSTALLED, State.REGISTERED, State.IN_POOL})

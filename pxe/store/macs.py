@@ -11,6 +11,11 @@ _SEPARATED = re.compile(r"^[0-9a-f]{2}([:\-])(?:[0-9a-f]{2}\1){4}[0-9a-f]{2}$")
 _DOTTED = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
 
 
+def format_mac(octets: bytes) -> str:
+    """The one spelling of a hardware address: lower-case hex pairs joined by colons."""
+    return ":".join(f"{octet:02x}" for octet in octets)
+
+
 def normalise_mac(text: str) -> str:
     """``aa:bb:cc:dd:ee:ff`` from any usual spelling (``AA-BB-..``, ``aabb.ccdd.eeff``, bare hex).
 
@@ -25,7 +30,7 @@ def normalise_mac(text: str) -> str:
         raise InvalidInputError(
             f"{text!r} is not a MAC address (expected six hex pairs, aa:bb:cc:dd:ee:ff)"
         )
-    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+    return format_mac(bytes.fromhex(digits))
 
 
 def is_mac(text: str) -> bool:

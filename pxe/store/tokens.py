@@ -16,9 +16,9 @@ from sqlalchemy import Update, select
 from sqlalchemy.orm import Session
 
 from pxe.db.models import ApiToken, Host, utcnow
-from pxe.lifecycle import INSTALLER_STATES
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.hosts import update_unchanged_host
+from pxe.store.lifecycle import INSTALLER_STATES
 
 API_PREFIX = "xpa_"
 INSTALL_PREFIX = "xpi_"

@@ -16,7 +16,8 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from answerfiles.render import RenderError
-from pxe.boot import AnswerFileUnavailableError, answerfile_for
+from common import wire
+from pxe.boot.answerfile import AnswerFileUnavailableError, answerfile_for
 from pxe.store.events import record_event
 from pxe.store.hosts import answerfile_host, get_host
 from pxe.store.tokens import hash_token
@@ -26,7 +27,7 @@ from pxe.web.errors import error_response
 bp = Blueprint("answerfile", __name__)
 
 
-@bp.get("/answerfile/<ref>")
+@bp.get(f"{wire.ANSWERFILE}/<ref>")
 def answerfile(ref: str) -> Response | tuple[Response, int]:
     token = request.args.get("token", "")
     if not token:

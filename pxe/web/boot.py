@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from flask import Blueprint, Response, request
 
-from pxe.boot import decide_and_record
-from pxe.ipxe import chain_script, render_ipxe
+from common import wire
+from pxe.boot.decide import decide_and_record
+from pxe.boot.render.ipxe import again_url, chain_script, render_ipxe
 from pxe.web.context import base_url, settings, state
 
 bp = Blueprint("boot", __name__)
@@ -19,7 +18,7 @@ def _script(text: str, status: int = 200) -> Response:
     return response
 
 
-@bp.get("/boot/ipxe")
+@bp.get(wire.BOOT_IPXE)
 def ipxe_script() -> Response:
     args = request.args
     mac = args.get("mac", "").strip()
@@ -36,7 +35,4 @@ def ipxe_script() -> Response:
         remote_addr=request.remote_addr,
         base_url=base,
     )
-    again = f"{base}/boot/ipxe?" + urlencode(
-        {k: v for k, v in args.items() if k in ("mac", "uuid", "serial", "arch")}
-    )
-    return _script(render_ipxe(plan, again_url=again))
+    return _script(render_ipxe(plan, again_url=again_url(base, args.items())))

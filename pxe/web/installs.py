@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify
 
-from pxe.lifecycle import State
+from common import wire
 from pxe.store.errors import InvalidInputError
 from pxe.store.install_reports import mark_failed, mark_installed, record_progress
+from pxe.store.lifecycle import State
 from pxe.web.auth import install_reporter
 from pxe.web.context import json_body, settings, state
 
-bp = Blueprint("installs", __name__, url_prefix="/api/v1/installs")
+bp = Blueprint("installs", __name__)
 
 
 def _text(body: dict, key: str, limit: int, *, required: bool = False) -> str:
@@ -33,7 +34,7 @@ def _percent(body: dict) -> int | None:
     return int(value)
 
 
-@bp.post("/events")
+@bp.post(wire.INSTALL_EVENTS)
 def progress() -> tuple[Response, int]:
     body = json_body()
     step = _text(body, "step", 128, required=True)
@@ -45,7 +46,7 @@ def progress() -> tuple[Response, int]:
     return jsonify(state=State.INSTALLING.value), 202
 
 
-@bp.post("/failed")
+@bp.post(wire.INSTALL_FAILED)
 def failed() -> tuple[Response, int]:
     body = json_body()
     reason = _text(body, "reason", 1024, required=True)
@@ -62,7 +63,7 @@ def failed() -> tuple[Response, int]:
                    truncated=truncated), 202  # fmt: skip
 
 
-@bp.post("/done")
+@bp.post(wire.INSTALL_DONE)
 def done() -> tuple[Response, int]:
     """Once only (a replay is a 409); a spent token still counts: registration may spend it
     before a slow installer reports."""

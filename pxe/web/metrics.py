@@ -27,8 +27,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from pxe.lifecycle import State
 from pxe.store.hosts import count_hosts_by_state
+from pxe.store.lifecycle import State
 from pxe.tftp.counters import SharedTftpCounters
 from pxe.tftp.server import TftpCounters
 from pxe.web.context import db

@@ -14,6 +14,7 @@ import logging
 
 from flask import Blueprint, Response, jsonify, request
 
+from common import wire
 from pxe.dns.errors import DnsSettingsError
 from pxe.dns.settings import DnsSettings
 from pxe.host_report import ReportError
@@ -23,7 +24,7 @@ from pxe.web.context import settings, state
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("register", __name__, url_prefix="/api/v1")
+bp = Blueprint("register", __name__)
 
 
 def _dns() -> DnsSettings | None:
@@ -40,7 +41,7 @@ def _bad_field(exc: ReportError) -> tuple[Response, int]:
     return jsonify(error=str(exc), field=exc.field), 400
 
 
-@bp.post("/register")
+@bp.post(wire.REGISTER)
 def register_host() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
     body = request.get_json(silent=True) if request.get_data(cache=True) else None
     answer = register(state().database, bearer_token(), body, dns=_dns())

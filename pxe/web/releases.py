@@ -17,6 +17,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, send_file
 from werkzeug.exceptions import NotFound
 
+from common import wire
 from pxe.store.names import check_name
 from pxe.web.context import settings
 
@@ -31,7 +32,7 @@ def _resolve(name: str, path: str) -> str:
     return target
 
 
-@bp.get("/releases/<name>/<path:path>")
+@bp.get(f"{wire.RELEASES}/<name>/<path:path>")
 def release_file(name: str, path: str) -> Response:
     check_name("release", name)
     target = _resolve(name, path)
@@ -47,7 +48,7 @@ def release_file(name: str, path: str) -> Response:
     return response
 
 
-@bp.get("/releases/<name>/")
+@bp.get(f"{wire.RELEASES}/<name>/")
 def release_manifest(name: str) -> Response:
     """The release directory itself answers with its manifest, which lists every file."""
     check_name("release", name)

@@ -8,9 +8,9 @@ from flask.testing import FlaskClient
 
 from pxe.db.models import Host
 from pxe.db.session import Database
-from pxe.lifecycle import State
 from pxe.store.events import list_events
 from pxe.store.hosts import add_host, get_host
+from pxe.store.lifecycle import State
 from pxe.store.tokens import issue_install_token
 from tests.dashboard.conftest import ROOT_HASH
 from tests.support.registering import facts, installed_host

@@ -12,7 +12,7 @@ from support.serve import EXE
 
 from answerfiles.parse import parse_answerfile
 from common.runner import run
-from pxe.boot import answerfile_for, host_answerfile
+from pxe.boot.answerfile import answerfile_for, host_answerfile
 from pxe.config import Settings
 from pxe.db.models import Profile
 from pxe.db.session import Database

@@ -9,23 +9,27 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from pxe.boot import PendingBoot, decide, decide_and_record, decide_from_read
-from pxe.bootplan import BootAction, BootPlan
+from pxe.boot.decide import PendingBoot, decide_and_record, decide_from_read, decide_in_session
+from pxe.boot.identity import Identity
+from pxe.boot.plan import BootAction, BootPlan
+from pxe.boot.render.ipxe import chain_script, render_ipxe
 from pxe.config import Settings
 from pxe.db.session import Database
-from pxe.ipxe import chain_script, render_ipxe
-from pxe.lifecycle import State
 from pxe.store import hosts, profiles, selectors
 from pxe.store.errors import InvalidInputError
 from pxe.store.events import list_events
+from pxe.store.lifecycle import State
 from pxe.store.tokens import host_for_install_token
 
 MAC = "52:54:00:12:34:56"
 
 
-def _decide(database: Database, settings: Settings, **kwargs) -> BootPlan:
+def _decide(
+    database: Database, settings: Settings, remote_addr: str | None = None, **identity
+) -> BootPlan:
     with database.scope() as session:
-        return decide(session, settings, **{"mac": MAC, **kwargs})
+        ident = Identity.clean(**{"mac": MAC, **identity})
+        return decide_in_session(session, settings, ident, remote_addr=remote_addr)
 
 
 def test_unknown_mac_is_discovered_and_waits(database: Database, settings: Settings) -> None:
@@ -224,8 +228,8 @@ def test_a_ready_host_is_planned_from_a_read_and_its_token_stored_only_if_unchan
     with database.scope() as s:
         profiles.create_profile(s, "p", release="demo", template="fresh-dhcp")
         host_id = hosts.add_host(s, macs=[MAC], profile="p").id
-    pending = decide_from_read(database, settings, mac=MAC)
-    again = decide_from_read(database, settings, mac=MAC)
+    pending = decide_from_read(database, settings, Identity.clean(mac=MAC))
+    again = decide_from_read(database, settings, Identity.clean(mac=MAC))
     assert isinstance(pending, PendingBoot) and isinstance(again, PendingBoot)
     assert pending.plan.action == BootAction.INSTALL
     token = pending.plan.cmdline.split("token=")[1].split()[0]
@@ -245,7 +249,7 @@ def test_a_host_finished_between_read_and_write_is_decided_again(
     with database.scope() as s:
         profiles.create_profile(s, "p", release="demo", template="fresh-dhcp")
         host_id = hosts.add_host(s, macs=[MAC], profile="p").id
-    pending = decide_from_read(database, settings, mac=MAC)
+    pending = decide_from_read(database, settings, Identity.clean(mac=MAC))
     with database.scope() as s:
         hosts.set_state(s, hosts.get_host(s, host_id), State.INSTALLED, "build-done")
     assert not pending.store(database)
@@ -267,8 +271,9 @@ def test_a_first_boot_reporting_its_identity_is_one_update_of_the_host_row(
         ready_id = hosts.add_host(s, macs=[MAC], profile="p").id
         installed = hosts.add_host(s, macs=[installed_mac], profile="p", state=State.INSTALLED)
         installed_id = installed.id
-    ready = decide_from_read(database, settings, mac=MAC, uuid=UUID, serial="SN1", arch="x86_64")
-    installed = decide_from_read(database, settings, mac=installed_mac, arch="x86_64")
+    ready_ident = Identity.clean(mac=MAC, uuid=UUID, serial="SN1", arch="x86_64")
+    ready = decide_from_read(database, settings, ready_ident)
+    installed = decide_from_read(database, settings, Identity.clean(installed_mac, arch="x86_64"))
     assert isinstance(ready, PendingBoot) and ready.token_hash is not None
     assert ready.reported == {"smbios_uuid": UUID, "serial": "SN1", "arch": "x86_64"}
     assert isinstance(installed, PendingBoot) and installed.token_hash is None
@@ -281,7 +286,7 @@ def test_a_first_boot_reporting_its_identity_is_one_update_of_the_host_row(
         assert host_for_install_token(s, token).id == ready_id
         assert hosts.get_host(s, installed_id).arch == "x86_64"
     # Nothing new the second time: nothing to write.
-    again = decide_from_read(database, settings, mac=installed_mac, arch="x86_64")
+    again = decide_from_read(database, settings, Identity.clean(mac=installed_mac, arch="x86_64"))
     assert isinstance(again, BootPlan) and again.action == BootAction.LOCAL
 
 
@@ -294,7 +299,7 @@ def test_a_reported_serial_that_a_selector_matches_is_decided_in_a_write(
         profile = profiles.create_profile(s, "rack", release="demo", template="fresh-dhcp")
         selectors.add_selector(s, profile, "serial", "RACK-*")
         hosts.add_host(s, macs=[MAC])
-    assert decide_from_read(database, settings, mac=MAC, serial="RACK-07") is None
+    assert decide_from_read(database, settings, Identity.clean(mac=MAC, serial="RACK-07")) is None
     assert decide_and_record(database, settings, mac=MAC, serial="RACK-07").action == (
         BootAction.INSTALL
     )

@@ -6,10 +6,10 @@ import pytest
 
 from pxe.db.models import Profile
 from pxe.db.session import Database
-from pxe.lifecycle import State
 from pxe.store import hosts, pools, profiles
 from pxe.store.boot_facts import boot_facts, effective_profile
 from pxe.store.errors import ConflictError
+from pxe.store.lifecycle import State
 
 UUID = "4c4c4544-0042-3510-8052-b4c04f564433"
 

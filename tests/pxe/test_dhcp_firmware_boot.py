@@ -23,7 +23,7 @@ import pytest
 from test_dhcp_proxy import in_netns
 
 from lab import dnsmasq, netns, qemu
-from pxe.bootplan import BootAction, BootPlan
+from pxe.boot.plan import BootAction, BootPlan
 from pxe.dhcp import options as opt
 from pxe.dhcp.packet import DhcpPacket
 from pxe.dhcp.proxy import ProxyDhcpService

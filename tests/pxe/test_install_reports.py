@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from pxe.db.session import Database
-from pxe.lifecycle import State, TransitionError
 from pxe.store import hosts, profiles, tokens
 from pxe.store.errors import ConflictError, NotFoundError
 from pxe.store.events import list_events
@@ -19,6 +18,7 @@ from pxe.store.install_reports import (
     record_progress,
     token_holder,
 )
+from pxe.store.lifecycle import State, TransitionError
 
 
 def _host(database: Database, state: State = State.INSTALLING, *, spent: bool = False) -> str:

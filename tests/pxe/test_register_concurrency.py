@@ -17,9 +17,9 @@ from pxe.config import Settings
 from pxe.db.models import Event, Host, HostMac, Pool
 from pxe.db.session import Database
 from pxe.httpd.server import running_server
-from pxe.lifecycle import State
 from pxe.registration import JOINED, REFUSED, register
 from pxe.store.hosts import add_host
+from pxe.store.lifecycle import State
 from pxe.store.pools import create_pool, get_pool, pool_members
 from pxe.store.tokens import issue_install_token
 from pxe.web.app import create_app

@@ -15,11 +15,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from common import runner
-from pxe import write_retry
+from pxe.db import write_retry
 from pxe.db.models import Pool
 from pxe.db.session import Database
+from pxe.db.write_retry import ATTEMPTS, write_with_retries
 from pxe.store.pools import create_pool
-from pxe.write_retry import ATTEMPTS, write_with_retries
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ _OTHER_PROCESS_WRITER = """
 import sys
 from pxe.db.session import Database
 from pxe.store.pools import create_pool
-from pxe.write_retry import write_with_retries
+from pxe.db.write_retry import write_with_retries
 database = Database(sys.argv[1])
 with database.engine.connect() as conn:  # SQLite's own busy handler would give up at once
     conn.exec_driver_sql("PRAGMA busy_timeout=0")

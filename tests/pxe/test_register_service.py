@@ -12,10 +12,10 @@ from sqlalchemy import update
 from pxe.db.models import Event, Host, Pool, utcnow
 from pxe.db.session import Database
 from pxe.host_report import ReportError
-from pxe.lifecycle import State, TransitionError
 from pxe.pools_view import pool_detail
 from pxe.registration import JOINED, REPLAY_WINDOW, ForbiddenError, TokenError, register
 from pxe.store.hosts import add_host
+from pxe.store.lifecycle import State, TransitionError
 from pxe.store.pools import create_pool, get_pool
 from pxe.store.profiles import create_profile
 from pxe.store.tokens import issue_install_token

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from pxe.db.session import Database
-from pxe.lifecycle import State, TransitionError
 from pxe.store import hosts, pools, profiles, selectors, tokens
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.events import list_events, record_event
+from pxe.store.lifecycle import State, TransitionError
 from pxe.store.macs import normalise_mac
 
 

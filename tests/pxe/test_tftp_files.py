@@ -7,15 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pxe.bootplan import BootAction, BootPlan
-from pxe.tftp.files import (
-    GeneratedFiles,
-    UnrenderablePlanError,
-    grub_path,
-    render_grub,
-    render_ipxe_script,
-    render_pxelinux,
-)
+from pxe.boot.plan import BootAction, BootPlan
+from pxe.boot.render import UnrenderablePlanError
+from pxe.boot.render.grub import grub_path, render_grub
+from pxe.boot.render.ipxe import render_ipxe_script
+from pxe.boot.render.pxelinux import render_pxelinux
+from pxe.tftp.files import GeneratedFiles
 
 INSTALL = BootPlan(
     BootAction.INSTALL,

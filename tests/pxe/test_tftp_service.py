@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from pxe.bootplan import BootAction, BootPlan
+from pxe.boot.plan import BootAction, BootPlan
+from pxe.boot.render.grub import render_grub
+from pxe.boot.render.ipxe import render_ipxe_script
+from pxe.boot.render.pxelinux import render_pxelinux
 from pxe.tftp import server as tftp_server
 from pxe.tftp.filecache import FileCache, OutsideRootError
-from pxe.tftp.files import GeneratedFiles, render_grub, render_ipxe_script, render_pxelinux
+from pxe.tftp.files import GeneratedFiles
 from pxe.tftp.loaders import IPXE_DIR, prepare_tftp_root
 from pxe.tftp.server import LOOP_NICE, TftpService
 

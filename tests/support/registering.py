@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from pxe.db.models import Event, Host
 from pxe.db.session import Database
-from pxe.lifecycle import State
 from pxe.store.hosts import add_host
+from pxe.store.lifecycle import State
 from pxe.store.tokens import issue_install_token
 
 

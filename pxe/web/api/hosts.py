@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Response, jsonify, request
 
-from pxe.lifecycle import parse_state
 from pxe.registration import on_host_removed
 from pxe.store import hosts as store
 from pxe.store.errors import InvalidInputError
 from pxe.store.events import list_events
+from pxe.store.lifecycle import parse_state
 from pxe.store.views import event_view, host_view
 from pxe.web.api import admin_blueprint
 from pxe.web.api.params import int_arg, time_arg

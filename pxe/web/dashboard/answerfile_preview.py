@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from answerfiles.render import RenderError
-from pxe.boot import AnswerFileUnavailableError, host_answerfile
+from pxe.boot.answerfile import AnswerFileUnavailableError, host_answerfile
 from pxe.config import Settings
 from pxe.db.models import Host
 from pxe.store.errors import ConflictError

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pxe.db.models import Event, Host
-from pxe.lifecycle import State
+from pxe.store.lifecycle import State
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,12 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from pxe.lifecycle import State
 from pxe.pools_view import pool_detail
 from pxe.registration import on_host_removed
 from pxe.store import hosts as store
 from pxe.store.errors import NotFoundError, StoreError
 from pxe.store.events import list_events
+from pxe.store.lifecycle import State
 from pxe.store.pools import list_pools
 from pxe.store.profiles import list_profiles
 from pxe.web.context import base_url, db, settings

@@ -1,4 +1,4 @@
-"""A BootPlan as an iPXE script.
+"""A BootPlan as an iPXE script, and the scripts that bring iPXE to the server to ask for one.
 
 The script is short and self-healing: a failed download or an unknown host sleeps and chains
 back to the server, so a rack that powers on before its profile exists picks it up later
@@ -8,14 +8,19 @@ without anyone touching it.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from collections.abc import Iterable
+from urllib.parse import urlencode, urlsplit
 
-from pxe.bootplan import BootAction, BootPlan
+from common import wire
+from pxe.boot.plan import BootAction, BootPlan
 
 # iPXE expands ${...} and chains on && and ||; keep our text literal.
 _UNSAFE = re.compile(r"[^\x20-\x7e]|[$&|]")
 # When the caller does not know its own URL, ${filename} is the boot URL DHCP handed iPXE.
 _AGAIN = "${filename}"
+# The identity a request for a plan carries: each query parameter and the iPXE setting it is.
+_IDENTITY = {"mac": "${net0/mac}", "uuid": "${uuid}", "serial": "${serial:uristring}",
+            "arch": "${buildarch}"}
 
 
 def _text(value: str) -> str:
@@ -62,10 +67,36 @@ def render_ipxe(plan: BootPlan, *, again_url: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def identity_url(base_url: str) -> str:
+    """The boot URL with iPXE filling in who is asking (MAC, UUID, serial, architecture)."""
+    query = "&".join(f"{name}={setting}" for name, setting in _IDENTITY.items())
+    return f"{wire.boot_ipxe_url(base_url)}?{query}"
+
+
+def again_url(base_url: str, asked: Iterable[tuple[str, str]]) -> str:
+    """The boot URL asking again with the identity a request sent (``asked``: its query
+    parameters, in order)."""
+    return f"{wire.boot_ipxe_url(base_url)}?" + urlencode(
+        {name: value for name, value in asked if name in _IDENTITY}
+    )
+
+
 def chain_script(base_url: str) -> str:
     """What a bare ``/boot/ipxe`` returns: ask again, this time saying who we are."""
-    return (
-        "#!ipxe\n"
-        f"chain {base_url}/boot/ipxe?mac=${{net0/mac}}&uuid=${{uuid}}"
-        "&serial=${serial:uristring}&arch=${buildarch}\n"
-    )
+    return f"#!ipxe\nchain {identity_url(base_url)}\n"
+
+
+def render_ipxe_script(http_base_url: str, retry_seconds: int = 10) -> str:
+    """The script iPXE runs when a site's DHCP points it at TFTP (``boot.ipxe``): hand over to
+    HTTP at once, and keep trying until the server answers."""
+    base = http_base_url.rstrip("/")
+    return "\n".join([
+        "#!ipxe",
+        "# xcp-provision: the server decides per host over HTTP",
+        ":start",
+        f"chain --replace --autofree {identity_url(base)} || goto retry",
+        ":retry",
+        f"echo xcp-provision: {base} did not answer, asking again in {retry_seconds} s",
+        f"sleep {retry_seconds}",
+        "goto start",
+    ]) + "\n"

@@ -1,0 +1,307 @@
+"""What a host boots, decided on every request from the inventory (nothing is pre-generated).
+
+An unknown machine is recorded as discovered and told to wait; a selector may give it a profile
+on the spot; a ready host gets the installer with a fresh one-time token on its answer-file URL;
+an installed host boots its disk.
+
+:func:`decide` is that rule, over a :class:`~pxe.store.boot_facts.BootFacts` snapshot of the
+host. It is reached two ways, because a booting rack must not queue behind the inventory's
+writers: :func:`decide_from_read` works from reads alone and stores what the plan adds with one
+conditional UPDATE of the host's row; :func:`decide_in_session` is the full write, for what that
+cannot do (a new host or MAC to record, a selector to apply). :func:`decide_and_record` tries
+the first, then the second.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from common import wire
+from common.release import ArtefactKind, ReleaseError
+from pxe.boot.answerfile import load_release
+from pxe.boot.identity import Identity
+from pxe.boot.plan import BootAction, BootPlan
+from pxe.config import Settings
+from pxe.db.models import Host, HostMac
+from pxe.db.session import Database
+from pxe.db.write_retry import write_alone, write_with_retries
+from pxe.store.boot_facts import BootFacts, boot_facts, effective_profile
+from pxe.store.errors import ConflictError
+from pxe.store.events import record_event
+from pxe.store.hosts import add_host, find_host, set_state, update_unchanged_host
+from pxe.store.lifecycle import INSTALLER_STATES, LOCAL_BOOT_STATES, State
+from pxe.store.profiles import EffectiveProfile, resolve_profile
+from pxe.store.selectors import match_profile
+from pxe.store.tokens import (
+    INSTALL_PREFIX,
+    hash_token,
+    issue_install_token,
+    new_token,
+    store_install_token,
+)
+
+log = logging.getLogger(__name__)
+
+
+def decide(
+    settings: Settings,
+    host: BootFacts,
+    ident: Identity,
+    base_url: str | None,
+    *,
+    profile_of: Callable[[], EffectiveProfile],
+    token_for: Callable[[], str],
+) -> BootPlan:
+    """The plan of ``host``, as this request leaves it (what it reported recorded, a matching
+    selector applied). ``profile_of`` gives the host's effective profile and ``token_for`` a
+    new install token, each asked only when the plan installs."""
+    who = f"host {host.hostname or host.id} ({ident.mac})"
+    state = State(host.state)
+    if state in INSTALLER_STATES and host.profile_id is not None:
+        return _install_plan(
+            settings, host, settings.base_url(base_url), who,
+            profile_of=profile_of, token_for=token_for,
+        )  # fmt: skip
+    if state in LOCAL_BOOT_STATES:
+        return BootPlan(
+            BootAction.LOCAL,
+            retry_seconds=settings.retry_seconds,
+            reason=f"{who} is {state.value}: boot the local disk",
+        )
+    if state == State.FAILED:
+        return _wait(settings, f"{who} failed to install ({host.state_reason}); reinstall it")
+    return _wait(settings, f"{who} is {state.value}: assign it a profile to install it")
+
+
+def _wait(settings: Settings, reason: str) -> BootPlan:
+    return BootPlan(BootAction.WAIT, retry_seconds=settings.retry_seconds, reason=reason)
+
+
+def _install_plan(
+    settings: Settings,
+    host: BootFacts,
+    base_url: str,
+    who: str,
+    *,
+    profile_of: Callable[[], EffectiveProfile],
+    token_for: Callable[[], str],
+) -> BootPlan:
+    """The installer for ``host`` with the token ``token_for`` hands out, or a wait when the
+    profile or release cannot give one (then no token is asked for)."""
+    try:
+        profile = profile_of()
+    except ConflictError as exc:
+        return _wait(settings, f"{who}: {exc}")
+    if not profile.release:
+        return _wait(settings, f"{who}: profile {profile.name} names no release")
+    try:
+        manifest = load_release(settings, profile.release)
+        kernel = manifest.artefact(ArtefactKind.INSTALLER_KERNEL)
+        initrd = manifest.artefact(ArtefactKind.INSTALLER_INITRD)
+    except ReleaseError as exc:
+        log.warning("cannot install %s: %s", who, exc)
+        return _wait(settings, f"{who}: {exc}")
+    token = token_for()
+    args = [
+        "install",
+        f"answerfile={wire.answerfile_url(base_url, host.id, token)}",
+        settings.kernel_args,
+        profile.kernel_args,
+        "atexit=reboot",
+    ]
+    return BootPlan(
+        BootAction.INSTALL,
+        kernel_url=wire.release_url(base_url, profile.release, kernel.path),
+        initrd_urls=(wire.release_url(base_url, profile.release, initrd.path),),
+        cmdline=" ".join(a for a in args if a),
+        retry_seconds=settings.retry_seconds,
+        reason=f"{who} is {host.state}: installing {profile.release} (profile {profile.name})",
+    )
+
+
+def _reported(host: BootFacts, ident: Identity) -> dict[str, str]:
+    """The columns of ``host``'s row that this request fills in or corrects: the write path
+    sets them on the ORM host, the read path in its one UPDATE."""
+    news = {}
+    if ident.uuid and not host.smbios_uuid:
+        news["smbios_uuid"] = ident.uuid
+    if ident.serial and not host.serial:
+        news["serial"] = ident.serial
+    if ident.arch and host.arch != ident.arch:
+        news["arch"] = ident.arch
+    return news
+
+
+def _awaits_selector(host: BootFacts) -> bool:
+    """A discovered host without a profile, which a selector may give one now."""
+    return host.state == State.DISCOVERED and host.profile_id is None
+
+
+def decide_in_session(
+    session: Session,
+    settings: Settings,
+    ident: Identity,
+    *,
+    remote_addr: str | None = None,
+    base_url: str | None = None,
+) -> BootPlan:
+    """:func:`decide`, recording in ``session`` what the request changes (a discovered host, a
+    new MAC, what it reported, a selector's profile, an install token); the caller commits."""
+    host = _locate_host(session, ident, remote_addr)
+    facts = BootFacts.of(host)
+    if _awaits_selector(facts):
+        profile = match_profile(session, facts.mac_list, facts.smbios_uuid, facts.serial)
+        if profile is not None:
+            host.profile = profile
+            set_state(session, host, State.READY, f"selector matched profile {profile.name}")
+            # The row's profile_id follows the relationship only when the session flushes.
+            facts = replace(BootFacts.of(host), profile_id=profile.id)
+    return decide(
+        settings, facts, ident, base_url,
+        profile_of=lambda: resolve_profile(host.profile),
+        token_for=lambda: issue_install_token(host),
+    )  # fmt: skip
+
+
+def _locate_host(session: Session, ident: Identity, remote_addr: str | None) -> Host:
+    """The asking machine's host, recorded as discovered when unknown; a MAC it is not known
+    by yet and the identity it reports (:func:`_reported`) are written to it."""
+    host = find_host(session, mac=ident.mac, uuid=ident.uuid, serial=ident.serial)
+    if host is None:
+        host = add_host(
+            session,
+            macs=[ident.mac],
+            uuid=ident.uuid,
+            serial=ident.serial,
+            facts={"first_seen_from": remote_addr} if remote_addr else {},
+        )
+        record_event(session, host, "discovered", f"first PXE request from {ident.mac}")
+        log.info("discovered host %d (%s) from %s", host.id, ident.mac, remote_addr)
+    elif ident.mac not in host.mac_list:
+        # Found by UUID or serial: this is another NIC of a known machine.
+        host.macs.append(HostMac(mac=ident.mac))
+        record_event(session, host, "identity", f"new MAC {ident.mac} seen")
+    for column, value in _reported(BootFacts.of(host), ident).items():
+        setattr(host, column, value)
+    return host
+
+
+@dataclass(frozen=True)
+class PendingBoot:
+    """A plan computed in a read transaction that holds once one UPDATE of the host's row
+    stores what it adds (an install token, the identity the host reported), checking the host
+    did not change since it was read."""
+
+    plan: BootPlan
+    host_id: int
+    seen: datetime
+    token_hash: str | None
+    reported: Mapping[str, str]
+
+    def store(self, database: Database) -> bool:
+        """True when the row was written; False when the host changed since it was read."""
+        if self.token_hash is None:
+            statement = update_unchanged_host(self.host_id, self.seen, self.reported)
+        else:
+            statement = store_install_token(
+                self.host_id, self.token_hash, self.seen, self.reported
+            )
+        return write_alone(database, statement) == 1
+
+
+def decide_from_read(
+    database: Database, settings: Settings, ident: Identity, base_url: str | None = None
+) -> BootPlan | PendingBoot | None:
+    """What :func:`decide_in_session` would answer, worked out without writing: a plan when it
+    writes nothing, a :class:`PendingBoot` when it writes only the host's own row, else None.
+
+    A booting rack's requests are mostly installed hosts asking for their disk, waiting hosts
+    asking again and ready hosts asking for the installer, on their first boot with the
+    architecture, UUID and serial iPXE reports: none of them queues behind the other writers
+    for its reads, and each holds the write lock for one UPDATE at most.
+
+    The reads are prepared statements, each its own snapshot: what a plan stores is checked
+    against the host's row by that UPDATE, and a plan that stores nothing is what a request a
+    moment earlier or later would have been given.
+    """
+    engine = database.engine
+    found = boot_facts(engine, mac=ident.mac, uuid=ident.uuid, serial=ident.serial)
+    if found is None or ident.mac not in found.mac_list:
+        return None  # a host or a MAC to record
+    news = _reported(found, ident)
+    host = replace(found, **news)
+    if _awaits_selector(host) and _matches_a_selector(database, host):
+        return None
+    issued: list[str] = []
+
+    def token_for() -> str:
+        issued.append(new_token(INSTALL_PREFIX))
+        return issued[-1]
+
+    profile_id = host.profile_id
+    plan = decide(
+        settings, host, ident, base_url,
+        profile_of=lambda: effective_profile(engine, profile_id), token_for=token_for,
+    )  # fmt: skip
+    token_hash = hash_token(issued[0]) if issued else None
+    if token_hash is None and not news:
+        return plan
+    return PendingBoot(plan, host.id, host.updated_at, token_hash, news)
+
+
+def _matches_a_selector(database: Database, host: BootFacts) -> bool:
+    with database.scope(write=False) as session:
+        return match_profile(session, host.mac_list, host.smbios_uuid, host.serial) is not None
+
+
+def decide_and_record(
+    database: Database,
+    settings: Settings,
+    *,
+    mac: str,
+    uuid: str | None = None,
+    serial: str | None = None,
+    arch: str | None = None,
+    remote_addr: str | None = None,
+    base_url: str | None = None,
+) -> BootPlan:
+    """The plan for the machine asking now, from reads as far as it can (see
+    :func:`decide_from_read`), else in its own committed write transaction (queued behind other
+    writers). Raises InvalidInputError for a malformed MAC.
+
+    A machine's first two requests can race to record it (PostgreSQL lets both try; one meets
+    the other's MAC): the loser asks once more and finds the host the winner recorded.
+    """
+    ident = Identity.clean(mac, uuid, serial, arch)
+    outcome = decide_from_read(database, settings, ident, base_url)
+    if isinstance(outcome, BootPlan):
+        return outcome
+    if outcome is not None and outcome.store(database):
+        return outcome.plan
+    for attempt in range(2):
+        try:
+            return write_with_retries(
+                database,
+                lambda session: decide_in_session(
+                    session, settings, ident, remote_addr=remote_addr, base_url=base_url
+                ),
+            )
+        except (IntegrityError, ConflictError):
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def plan_for_mac(settings: Settings, database: Database) -> Callable[[str], BootPlan]:
+    """The plan for a MAC alone: what a TFTP file request tells us of its asker."""
+
+    def plan(mac: str) -> BootPlan:
+        return decide_and_record(database, settings, mac=mac)
+
+    return plan
