@@ -1,4 +1,7 @@
-"""Calls an installing host makes with its install token: progress, failure, build-done."""
+"""Calls an installing host makes with its install token: progress, failure, build-done.
+
+Every route checks the token before it reads the body: 401/403 for a caller without a valid
+token whatever it sent, 400 only for a host that may report."""
 
 from __future__ import annotations
 
@@ -36,11 +39,11 @@ def _percent(body: dict) -> int | None:
 
 @bp.post(wire.INSTALL_EVENTS)
 def progress() -> tuple[Response, int]:
+    host = install_reporter()  # first: a caller without a valid token learns nothing of the body
     body = json_body()
     step = _text(body, "step", 128, required=True)
     message = _text(body, "message", 4096)
     percent = _percent(body)
-    host = install_reporter()
     # For the installs-started counter (pxe.web.metrics): only a ready host's first report.
     g.xcp_install_starting = record_progress(state().database, host, step, percent, message)
     return jsonify(state=State.INSTALLING.value), 202
@@ -48,6 +51,7 @@ def progress() -> tuple[Response, int]:
 
 @bp.post(wire.INSTALL_FAILED)
 def failed() -> tuple[Response, int]:
+    host = install_reporter()  # first, as for progress
     body = json_body()
     reason = _text(body, "reason", 1024, required=True)
     log_text = body.get("log", "")
@@ -58,7 +62,7 @@ def failed() -> tuple[Response, int]:
     truncated = len(raw) > cap
     if truncated:  # keep the end: that is where an install log says what went wrong
         log_text = raw[-cap:].decode("utf-8", "ignore")
-    mark_failed(state().database, install_reporter(), reason, log_text)
+    mark_failed(state().database, host, reason, log_text)
     return jsonify(state=State.FAILED.value, log_bytes=len(log_text.encode()),
                    truncated=truncated), 202  # fmt: skip
 

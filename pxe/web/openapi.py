@@ -85,6 +85,27 @@ POOL = _path_param("name", "pool name")
 _OBJ = {"type": "object", "additionalProperties": True}
 _STR = {"type": "string"}
 _STRN = {"type": ["string", "null"]}
+_OBJN = {"type": ["object", "null"], "additionalProperties": True}
+
+# What adding and editing take (pxe.web.api checks these types; a wrong one is a 400).
+_HOST_FIELDS: dict[str, Any] = {
+    "macs": {"type": "array", "items": _STR},
+    "hostname": _STRN,
+    "uuid": _STRN,
+    "serial": _STRN,
+    "profile": _STRN,
+    "pool": _STRN,
+    "facts": _OBJ,
+}
+_PROFILE_FIELDS: dict[str, Any] = {
+    "parent": _STRN,
+    "release": _STRN,
+    "template": {"type": ["string", "null"], "description": "bundled name or text"},
+    "variables": _OBJN,
+    "kernel_args": _STRN,
+    "disk_rule": _OBJN,
+    "pool": _STRN,
+}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": _STR}},
@@ -121,17 +142,16 @@ SCHEMAS: dict[str, Any] = {
     },
     "HostInput": {
         "type": "object",
-        "description": "At least one of macs, mac, uuid, serial when adding.",
-        "properties": {
-            "mac": _STR,
-            "macs": {"type": "array", "items": _STR},
-            "hostname": _STR,
-            "uuid": _STR,
-            "serial": _STR,
-            "profile": _STRN,
-            "pool": _STRN,
-            "facts": _OBJ,
-        },
+        "description": "At least one of macs, mac, uuid, serial.",
+        "properties": {"mac": _STR, **_HOST_FIELDS},
+        "additionalProperties": False,
+    },
+    "HostChanges": {
+        "type": "object",
+        "description": "The fields to change, at least one; null clears a field (not macs).",
+        "properties": _HOST_FIELDS,
+        "minProperties": 1,
+        "additionalProperties": False,
     },
     "Profile": {
         "type": "object",
@@ -149,16 +169,16 @@ SCHEMAS: dict[str, Any] = {
     },
     "ProfileInput": {
         "type": "object",
-        "properties": {
-            "name": _STR,
-            "parent": _STRN,
-            "release": _STRN,
-            "template": _STRN,
-            "variables": _OBJ,
-            "kernel_args": _STR,
-            "disk_rule": _OBJ,
-            "pool": _STRN,
-        },
+        "required": ["name"],
+        "properties": {"name": _STR, **_PROFILE_FIELDS},
+        "additionalProperties": False,
+    },
+    "ProfileChanges": {
+        "type": "object",
+        "description": "The fields to change, at least one; null clears a field.",
+        "properties": _PROFILE_FIELDS,
+        "minProperties": 1,
+        "additionalProperties": False,
     },
     "Selector": {
         "type": "object",
@@ -262,7 +282,7 @@ PATHS: dict[str, Any] = {
         "patch": _op(
             "Edit a host; a profile given to a discovered host makes it ready",
             _ref("Host"),
-            body="HostInput",
+            body="HostChanges",
             errors=(400, 401, 404, 409),
         ),
         "delete": _op("Remove a host", status=204, errors=(401, 404)),
@@ -296,7 +316,7 @@ PATHS: dict[str, Any] = {
         "parameters": [PROFILE],
         "get": _op("Show a profile", _ref("Profile"), errors=(401, 404)),
         "patch": _op(
-            "Edit a profile", _ref("Profile"), body="ProfileInput", errors=(400, 401, 404, 409)
+            "Edit a profile", _ref("Profile"), body="ProfileChanges", errors=(400, 401, 404, 409)
         ),
         "delete": _op(
             "Delete a profile (not while hosts or children use it)",

@@ -11,12 +11,31 @@ from pxe.store.events import list_events
 from pxe.store.lifecycle import parse_state
 from pxe.store.views import event_view, host_view
 from pxe.web.api import admin_blueprint
-from pxe.web.api.params import int_arg, time_arg
+from pxe.web.api.params import (
+    changes_body,
+    check_types,
+    int_arg,
+    mapping,
+    text,
+    texts,
+    time_arg,
+)
 from pxe.web.context import db, json_body, settings
 
 bp = admin_blueprint("hosts")
 
-_CREATE_FIELDS = {"macs", "mac", "hostname", "uuid", "serial", "profile", "pool", "facts"}
+# The JSON type of every field a host takes when added; null clears a field when editing.
+FIELDS = {
+    "mac": text("a MAC address string"),
+    "macs": texts("a list of MAC address strings"),
+    "hostname": text("a host name string", null=True),
+    "uuid": text("an SMBIOS UUID string", null=True),
+    "serial": text("a serial number string", null=True),
+    "profile": text("a profile name", null=True),
+    "pool": text("a pool name", null=True),
+    "facts": mapping(),
+}
+_EDITABLE = {name: FIELDS[name] for name in store.EDITABLE}
 
 
 @bp.get("/hosts")
@@ -38,14 +57,15 @@ def list_hosts() -> Response:
 @bp.post("/hosts")
 def add_host() -> tuple[Response, int]:
     body = json_body()
-    unknown = set(body) - _CREATE_FIELDS
+    unknown = set(body) - set(FIELDS)
     if unknown:
-        raise InvalidInputError(f"unknown host field(s): {', '.join(sorted(unknown))}")
+        raise InvalidInputError(
+            f"unknown host field(s) {', '.join(sorted(unknown))}; known: {', '.join(FIELDS)}"
+        )
+    check_types(body, FIELDS)
     macs = body.get("macs", [])
     if "mac" in body:
         macs = [body["mac"], *macs]
-    if not isinstance(macs, list) or not all(isinstance(m, str) for m in macs):
-        raise InvalidInputError("'macs' must be a list of MAC address strings")
     session = db(write=True)
     host = store.add_host(
         session,
@@ -69,7 +89,7 @@ def show_host(ref: str) -> Response:
 
 @bp.patch("/hosts/<ref>")
 def edit_host(ref: str) -> Response:
-    body = json_body()
+    body = changes_body(_EDITABLE)
     session = db(write=True)
     host = store.update_host(session, store.get_host(session, ref), **body)
     session.commit()

@@ -9,9 +9,12 @@ from pxe.store import pools as store
 from pxe.store.errors import InvalidInputError
 from pxe.store.views import pool_view
 from pxe.web.api import admin_blueprint
+from pxe.web.api.params import check_types, flag, text
 from pxe.web.context import db, json_body
 
 bp = admin_blueprint("pools")
+
+_CREATE_FIELDS = {"name": text("a pool name"), "force": flag()}
 
 
 @bp.get("/pools")
@@ -22,13 +25,11 @@ def list_pools() -> Response:
 @bp.post("/pools")
 def create_pool() -> tuple[Response, int]:
     body = json_body()
+    check_types(body, _CREATE_FIELDS)
     if not body.get("name"):
         raise InvalidInputError("a pool needs a 'name'")
-    force = body.get("force", False)
-    if not isinstance(force, bool):
-        raise InvalidInputError("'force' must be true or false")
     session = db(write=True)
-    pool = store.create_pool(session, body["name"], force=force)
+    pool = store.create_pool(session, body["name"], force=body.get("force", False))
     session.commit()
     return jsonify(pool_view(pool)), 201
 

@@ -11,9 +11,27 @@ from pxe.store import selectors
 from pxe.store.errors import InvalidInputError
 from pxe.store.views import profile_view, selector_view
 from pxe.web.api import admin_blueprint
+from pxe.web.api.params import changes_body, check_types, mapping, text
 from pxe.web.context import db, json_body
 
 bp = admin_blueprint("profiles")
+
+# The JSON type of every field a profile takes; null clears a field.
+FIELDS = {
+    "parent": text("a profile name", null=True),
+    "release": text("a release name", null=True),
+    "template": text("a bundled template's name or a template's text", null=True),
+    "variables": mapping(null=True),
+    "kernel_args": text(null=True),
+    "disk_rule": mapping(null=True),
+    "pool": text("a pool name", null=True),
+}
+_CREATE_FIELDS = {"name": text("a profile name"), **FIELDS}
+_SELECTOR_FIELDS = {
+    "profile": text("a profile name"),
+    "field": text("mac, uuid or serial"),
+    "pattern": text("a wildcard pattern string"),
+}
 
 
 @bp.get("/profiles")
@@ -24,6 +42,7 @@ def list_profiles() -> Response:
 @bp.post("/profiles")
 def create_profile() -> tuple[Response, int]:
     body = json_body()
+    check_types(body, _CREATE_FIELDS)
     name = body.pop("name", None)
     if not name:
         raise InvalidInputError("a profile needs a 'name'")
@@ -47,7 +66,8 @@ def effective_profile(name: str) -> Response:
 @bp.patch("/profiles/<name>")
 def edit_profile(name: str) -> Response:
     session = db(write=True)
-    profile = store.update_profile(session, store.get_profile(session, name), **json_body())
+    changes = changes_body(FIELDS)
+    profile = store.update_profile(session, store.get_profile(session, name), **changes)
     session.commit()
     return jsonify(profile_view(profile))
 
@@ -71,6 +91,7 @@ def list_selectors() -> Response:
 @bp.post("/selectors")
 def add_selector() -> tuple[Response, int]:
     body = json_body()
+    check_types(body, _SELECTOR_FIELDS)
     for key in ("profile", "field", "pattern"):
         if not body.get(key):
             raise InvalidInputError(f"a selector needs '{key}'")
