@@ -13,7 +13,7 @@ import queue
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,11 @@ class Wizard(urwid.WidgetWrap):
     @property
     def screen(self) -> Screen:
         return self.screens[self.index]
+
+    def selectable(self) -> bool:
+        """Always: urwid's loop hands keys only to a selectable top widget, and the wizard must
+        hear Esc, F10 and the rest whatever it shows, the text of an overlay included."""
+        return True
 
     def text(self, size: tuple[int, int] = (80, 24)) -> str:
         """What a person would read on the terminal (used by tests and logs)."""
@@ -284,16 +289,69 @@ class _Poster:
         return True
 
 
-def run_wizard(ctx: Context, backend: Backend, *, plain: bool | None = None) -> int:
+LEAVE_SIGNALS = frozenset({signal.SIGHUP, signal.SIGTERM})
+
+
+class _Leaving:
+    """SIGHUP and SIGTERM as a request to leave, never as an exception.
+
+    An exception raised from a signal handler lands wherever the main thread is at that moment,
+    the detach of the loop device included, which it would cut short and leave attached for
+    good; and a hang-up rarely comes alone. So the handler only notes the first signal and wakes
+    the wizard's loop, which stops; the cleanup then runs whole, whatever else arrives.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.wake: Callable[[], None] | None = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self.wake is not None:
+            self.wake()
+
+    @property
+    def code(self) -> int | None:
+        return None if self.signum is None else 128 + self.signum
+
+
+def run_wizard(ctx: Context, backend: Backend, *, plain: bool | None = None,
+               leaving: _Leaving | None = None) -> int:
     """Run the wizard on this terminal; the exit code follows ``xcp-install``'s contract."""
     plain = plain_wanted() if plain is None else plain
+    leaving = leaving or _Leaving()
     wizard = Wizard(ctx, backend)
     loop = urwid.MainLoop(wizard, PLAIN if plain else COLOUR, handle_mouse=False)
     if plain:
         loop.screen.set_terminal_properties(colors=1)
     wizard.post = _Poster(loop)
-    loop.run()
-    return 2 if wizard.exit_code is None else wizard.exit_code
+
+    def stop() -> None:
+        if wizard.exit_code is None:
+            wizard.exit_code = leaving.code
+        raise urwid.ExitMainLoop
+
+    # Woken before the check: a signal between the two still reaches the loop through the pipe.
+    leaving.wake = lambda: wizard.post(stop)
+    try:
+        if leaving.code is not None:
+            return leaving.code
+        try:
+            loop.run()
+        except urwid.InputClosedError:
+            # The console hung up and its input ended before the SIGHUP came: leave the same way.
+            if leaving.signum is None:
+                leaving.signum = signal.SIGHUP
+        except OSError:
+            if leaving.code is None:
+                raise
+            # A hung-up terminal refuses the screen's last writes; nobody is there to read them.
+    finally:
+        leaving.wake = None
+    if wizard.exit_code is not None:
+        return wizard.exit_code
+    return 2 if leaving.code is None else leaving.code
 
 
 def new_context(hardware: Any, *, target_image: str | None = None, memory_bytes: int,
@@ -348,9 +406,34 @@ def install_backend(answers: AnswerFile, ctx: Context, on_event: OnEvent) -> Non
                 reporters=tuple(reporters))
 
 
-def _leave(signum: int, _frame: object) -> None:
-    """A hung-up console or a kill unwinds like an exception, so the loop device is detached."""
-    raise SystemExit(128 + signum)
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGHUP and SIGTERM back, from this process and from the commands it starts.
+
+    When the console hangs up, the kernel signals the whole foreground process group once the
+    session leader (the shell) dies: a ``losetup`` caught mid-attach or mid-detach would die
+    with its work half done. Held signals arrive, to the handler, when the hold ends.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, LEAVE_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def _attached(image: str) -> Iterator[str]:
+    """``loop.attached`` with its attach and its detach shielded from a hang-up."""
+    from installer.block import loop  # noqa: PLC0415 - pyparted loads here only
+
+    with _signals_held():
+        device = loop.attach(image)
+    try:
+        loop.refresh(device)
+        yield device
+    finally:
+        with _signals_held():
+            loop.detach(device)
 
 
 def _host_facts() -> tuple[int, bool]:
@@ -373,23 +456,25 @@ def run(*, target_image: str | None = None, plain: bool = False) -> int:
     the whole session: the screens, the guard rails and the backend then see a real block
     device, exactly as they would see a disk.
     """
-    from installer.block import loop  # noqa: PLC0415 - pyparted and pyudev load here only
     from installer.discovery import Hardware, describe_disk, discover  # noqa: PLC0415
 
+    leaving = _Leaving()
     for signum in (signal.SIGHUP, signal.SIGTERM):
-        signal.signal(signum, _leave)
+        signal.signal(signum, leaving)
     hardware = discover()
     memory, virtualisation = _host_facts()
     if target_image is None:
         ctx = new_context(hardware, memory_bytes=memory, virtualisation=virtualisation,
                           restorable=_restorable(hardware))
-        return run_wizard(ctx, install_backend, plain=plain or None)
+        return run_wizard(ctx, install_backend, plain=plain or None, leaving=leaving)
     image = Path(target_image).resolve()
     if not image.is_file():
         print(f"xcp-install: --target-image {target_image}: no such file", file=sys.stderr)
         return 2
-    with loop.attached(str(image)) as device:
+    if leaving.code is not None:  # hung up while discovering: attach nothing
+        return leaving.code
+    with _attached(str(image)) as device:
         hardware = Hardware((describe_disk(device),), hardware.nics, hardware.missing_facts)
         ctx = new_context(hardware, target_image=str(image), memory_bytes=memory,
                           virtualisation=virtualisation, restorable=_restorable(hardware))
-        return run_wizard(ctx, install_backend, plain=plain or None)
+        return run_wizard(ctx, install_backend, plain=plain or None, leaving=leaving)

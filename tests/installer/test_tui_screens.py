@@ -137,6 +137,22 @@ def test_primary_disk_lists_disks_marks_usb_and_f5_shows_details():
     assert w.screen.key == "primary-disk"
 
 
+def test_overlays_let_keys_through_urwids_own_loop():
+    """Calling ``keypress`` directly skips the loop's own rule (keys go only to a selectable
+    top widget) that froze the installer behind F1 and F5; ``process_input`` applies it."""
+    w = wizard()
+    loop = urwid.MainLoop(w)
+    loop.screen_size = SIZE
+    loop.process_input(["f1"])
+    assert w.overlay_open
+    loop.process_input(["esc"])
+    assert not w.overlay_open
+    loop.process_input(["f12", "f12", "down", "enter", "f12", "f12", "f5"])
+    assert w.screen.key == "primary-disk" and "Serial: QM0001" in w.text()
+    loop.process_input(["enter", "f12"])
+    assert not w.overlay_open and w.screen.key != "primary-disk"
+
+
 def test_too_small_disk_is_refused_on_screen():
     hw = Hardware((Disk("sda", "/dev/sda", 20 * GIB, model="small"),), hardware().nics)
     w = wizard(hw)
