@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from common import release
 from common.release import ArtefactKind
+from images import xen
 from images.cache import BuildCache, package_versions
 from images.demo import build_demo_release
 from xcp_provision.main import main
@@ -25,19 +26,19 @@ def test_real_xen_from_debian_cached_and_used_by_the_demo(tmp_path: Path) -> Non
     assert first.exit_code == 0, first.output
     assert "fetched: Debian xen-hypervisor-4.17-amd64" in first.output
     manifest = release.load(out)
-    xen = manifest.artefact(ArtefactKind.HYPERVISOR)
-    assert xen.version == package_versions([xen.XEN_PACKAGE])[xen.XEN_PACKAGE]
-    assert xen.size > 500_000
-    xen.check_multiboot2(out / xen.path)
+    hypervisor = manifest.artefact(ArtefactKind.HYPERVISOR)
+    assert hypervisor.version == package_versions([xen.XEN_PACKAGE])[xen.XEN_PACKAGE]
+    assert hypervisor.size > 500_000
+    xen.check_multiboot2(out / hypervisor.path)
     assert release.verify(out) == []
 
     second = cli.invoke(main, args, catch_exceptions=False)
     assert second.exit_code == 0, second.output
     assert "cached: " in second.output
-    assert release.load(out).artefact(ArtefactKind.HYPERVISOR).sha256 == xen.sha256
+    assert release.load(out).artefact(ArtefactKind.HYPERVISOR).sha256 == hypervisor.sha256
 
     demo = build_demo_release(tmp_path / "releases" / "demo", BuildCache(cache_dir))
     demo_xen = demo.artefact(ArtefactKind.HYPERVISOR)
-    assert demo_xen.sha256 == xen.sha256
-    assert demo_xen.version == xen.version
+    assert demo_xen.sha256 == hypervisor.sha256
+    assert demo_xen.version == hypervisor.version
     assert "hypervisor" not in demo.notes["placeholders"]
