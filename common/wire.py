@@ -17,6 +17,7 @@ INSTALL_EVENTS = f"{INSTALLS}/events"
 INSTALL_FAILED = f"{INSTALLS}/failed"
 INSTALL_DONE = f"{INSTALLS}/done"
 REGISTER = "/api/v1/register"  # the installed host's first boot calls home
+LOADERS = "/loaders"  # /loaders/<name>: network boot loaders for UEFI HTTP Boot
 
 
 def _join(base_url: str, path: str) -> str:
@@ -25,6 +26,10 @@ def _join(base_url: str, path: str) -> str:
 
 def boot_ipxe_url(base_url: str) -> str:
     return _join(base_url, BOOT_IPXE)
+
+
+def loader_url(base_url: str, name: str) -> str:
+    return _join(base_url, f"{LOADERS}/{quote(name)}")
 
 
 def answerfile_url(base_url: str, host_ref: int | str, token: str) -> str:

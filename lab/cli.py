@@ -21,9 +21,20 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _firmware(*, uefi: bool, uefi_http: bool) -> str:
+    if uefi and uefi_http:
+        raise click.UsageError("--uefi and --uefi-http exclude each other: pick one firmware path")
+    return "uefi-http" if uefi_http else "uefi" if uefi else "bios"
+
+
 @lab.command("run")
 @click.option("--vms", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--uefi", is_flag=True, help="UEFI firmware (OVMF, its own PXE client) for all VMs.")
+@click.option(
+    "--uefi-http",
+    is_flag=True,
+    help="UEFI HTTP Boot (OVMF with its PXE off) for all VMs; the server runs without TFTP.",
+)
 @click.option(
     "--results",
     type=click.Path(file_okay=False, path_type=Path),
@@ -52,6 +63,7 @@ def run(
     *,
     vms: int,
     uefi: bool,
+    uefi_http: bool,
     results: Path | None,
     timeout: float,
     release_dir: Path | None,
@@ -61,7 +73,7 @@ def run(
     """Run the lab; exit 0 only when every VM is in the pool with Xen and dom0 up."""
     options = LabOptions(
         results=results or default_results(),
-        firmwares=("uefi" if uefi else "bios",) * vms,
+        firmwares=(_firmware(uefi=uefi, uefi_http=uefi_http),) * vms,
         timeout=timeout,
         release_dir=release_dir,
         build=not no_build,

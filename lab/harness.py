@@ -22,7 +22,7 @@ from lab.api import LabApi
 from lab.errors import LabError
 from lab.process import Background
 from lab.release import default_lab_home, prepare_release
-from lab.server import ServerSpec, create_token, start_server
+from lab.server import TFTP_PORT, ServerSpec, create_token, start_server
 from lab.timeline import (
     CHAIN,
     SerialWatcher,
@@ -49,7 +49,7 @@ PROCESS_MARGIN = 600
 @dataclass(frozen=True)
 class LabOptions:
     results: Path
-    firmwares: tuple[str, ...] = ("bios",)  # one entry per VM: "bios" or "uefi"
+    firmwares: tuple[str, ...] = ("bios",)  # one entry per VM: one of qemu.FIRMWARES
     timeout: float = 1800.0  # seconds from the first power-on until every check must hold
     release_dir: Path | None = None
     cache_dir: Path | None = None
@@ -60,6 +60,11 @@ class LabOptions:
     @property
     def release_path(self) -> Path:
         return self.release_dir or default_lab_home() / "releases" / RELEASE
+
+    @property
+    def needs_tftp(self) -> bool:
+        """UEFI HTTP Boot machines alone boot without TFTP: the server then runs none."""
+        return any(firmware != "uefi-http" for firmware in self.firmwares)
 
 
 @dataclass(frozen=True)
@@ -208,11 +213,13 @@ def _run(
     if not link.exists():
         link.symlink_to(release_dir.resolve(), target_is_directory=True)
     token = create_token(data_dir)
-    spec = ServerSpec(data_dir, results / "server.log")
+    spec = ServerSpec(data_dir, results / "server.log",
+                      tftp_port=TFTP_PORT if options.needs_tftp else 0)
     server = start_server(spec, net, max_seconds)
     teardown.callback(server.stop)
     api = LabApi.with_token(net, spec.base_url(net), token, results)
-    progress(f"server: {spec.base_url(net)} (log {spec.log_path})")
+    tftp = f"TFTP on {spec.tftp_port}" if spec.tftp_port else "TFTP off"
+    progress(f"server: {spec.base_url(net)}, {tftp} (log {spec.log_path})")
 
     vms = [
         VmRun(
@@ -221,7 +228,8 @@ def _run(
                 mac=qemu.mac_for(i),
                 tap=f"tap{i}",
                 workdir=results,
-                uefi=firmware == "uefi",
+                uefi=firmware in ("uefi", "uefi-http"),
+                http_boot=firmware == "uefi-http",
                 disk_bus=options.disk_bus,
                 memory_mib=options.memory_mib,
             ),
@@ -360,6 +368,7 @@ def _checks(api: LabApi, vms: list[VmRun]) -> list[Check]:
         if vm.failure_log:
             detail += f"; failure log ends: {vm.failure_log.strip().splitlines()[-1][:200]}"
         checks.append(Check(f"{name} install events", install_ok, detail))
+        checks.append(_boot_path(vm))
         checks.append(
             Check(f"{name} Xen banner", tl.reached(Stage.XEN), tl.evidence.get(Stage.XEN, "absent"))
         )
@@ -372,6 +381,22 @@ def _checks(api: LabApi, vms: list[VmRun]) -> list[Check]:
         )
     checks.append(_one_master(api, vms))
     return checks
+
+
+# How each lab firmware starts its network boot, as the server's ``boot`` event names it: BIOS
+# VMs have iPXE as their NIC's option ROM, UEFI VMs the firmware's own PXE or HTTP Boot client.
+EXPECTED_BOOT_PATH = {"bios": "iPXE", "uefi": "UEFI PXE", "uefi-http": "UEFI HTTP"}
+
+
+def _boot_path(vm: VmRun) -> Check:
+    """The first network boot the server recorded is the one the firmware was set up for."""
+    paths = [str(e.get("step")) for e in vm.events if e.get("kind") == "boot"]
+    expected = EXPECTED_BOOT_PATH[vm.timeline.firmware]
+    return Check(
+        f"{vm.spec.name} boot path",
+        paths[:1] == [expected],
+        f"recorded {', '.join(paths) or 'none'}; expected {expected}",
+    )
 
 
 def _one_master(api: LabApi, vms: list[VmRun]) -> Check:

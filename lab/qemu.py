@@ -5,11 +5,15 @@ guests triple-fault there, ``-cpu max`` crashes dom0). ``-boot order=c,once=n`` 
 ``-no-reboot``: the first boot asks the network, the installer's reboot then finds the disk, as a
 real host with "network once" would. BIOS machines get Debian's iPXE option ROM; UEFI machines get
 OVMF and an empty ``romfile=`` so the firmware's own PXE client asks for an x86-64 UEFI loader.
+UEFI HTTP Boot machines get the 4 MiB OVMF as flash (code read-only, a copy of the variable store
+per VM) with its PXE clients switched off through fw_cfg, so the firmware's network boot is HTTP
+Boot over IPv4 from the start instead of after PXEv4 and PXEv6 have each timed out.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,11 @@ OVMF_CANDIDATES = (
     Path("/usr/share/OVMF/OVMF.fd"),
     Path("/usr/share/qemu/OVMF.fd"),
 )
+OVMF_4M_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_4M_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# OVMF reads these fw_cfg switches at start: no PXE over IPv4 or IPv6; HTTP Boot stays on.
+NO_PXE_FW_CFG = ("opt/org.tianocore/IPv4PXESupport", "opt/org.tianocore/IPv6PXESupport")
+FIRMWARES = ("bios", "uefi", "uefi-http")
 DISK_GIB = 60
 MEMORY_MIB = 2048
 
@@ -40,10 +49,17 @@ class VmSpec:
     disk_gib: int = DISK_GIB
     # virtio-blk shows up as /dev/vda in the guest; "sata" gives /dev/sda behind AHCI.
     disk_bus: str = "virtio"
+    http_boot: bool = False  # UEFI HTTP Boot instead of the firmware's PXE (implies uefi)
 
     @property
     def firmware(self) -> str:
+        if self.http_boot:
+            return "uefi-http"
         return "uefi" if self.uefi else "bios"
+
+    @property
+    def efi_vars(self) -> Path:
+        return self.workdir / f"{self.name}.efivars.fd"
 
     @property
     def disk(self) -> Path:
@@ -63,6 +79,25 @@ def ovmf_firmware() -> Path:
         if path.is_file():
             return path
     raise LabError("firmware", "no OVMF.fd found; install the Debian package ovmf")
+
+
+def _firmware_args(spec: VmSpec) -> list[str]:
+    if spec.http_boot:
+        for path in (OVMF_4M_CODE, OVMF_4M_VARS):
+            if not path.is_file():
+                raise LabError("firmware", f"{path} is missing; install the Debian package ovmf")
+        if not spec.efi_vars.exists():
+            shutil.copyfile(OVMF_4M_VARS, spec.efi_vars)
+        args = [
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_4M_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={spec.efi_vars}",
+        ]  # fmt: skip
+        for name in NO_PXE_FW_CFG:
+            args += ["-fw_cfg", f"name={name},string=no"]
+        return args
+    if spec.uefi:
+        return ["-bios", str(ovmf_firmware())]
+    return []
 
 
 def mac_for(index: int, seed: int | None = None) -> str:
@@ -100,10 +135,9 @@ def _disk_args(spec: VmSpec) -> list[str]:
 def command(spec: VmSpec, net: LabNetwork, max_seconds: float) -> list[str]:
     """The full command line, bounded by ``timeout`` so a VM never outlives a crashed harness."""
     nic = f"virtio-net-pci,netdev=net0,mac={spec.mac}"
-    firmware: list[str] = []
-    if spec.uefi:
-        nic += ",romfile="
-        firmware = ["-bios", str(ovmf_firmware())]
+    if spec.uefi or spec.http_boot:
+        nic += ",romfile="  # the firmware's own network stack, not an iPXE option ROM
+    firmware = _firmware_args(spec)
     return [
         *net.exec_prefix(),
         *bounded(max_seconds),

@@ -2,9 +2,10 @@
 
 Inside the namespace the only links are loopback and the bridge, so the server binds the wildcard
 address: a DHCP socket bound to a unicast address never sees the clients' broadcasts. ProxyDHCP
-is tied to the bridge (``dhcp_interface``), TFTP is on port 69 because PXE firmware knows no
-other port, and the public URL is pinned to the bridge address so every URL handed to a VM
-(iPXE script, answer file, release files) and the TFTP next-server point where it can reach.
+serves the bridge only (``dhcp_interfaces``), TFTP is on port 69 because PXE firmware knows no
+other port (or off, for a lab of UEFI HTTP Boot machines, which need none), and the public URL is
+pinned to the bridge address so every URL handed to a VM (iPXE script, answer file, release
+files, HTTP Boot loader) and the TFTP next-server point where it can reach.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def start_server(
     env = {
         "XCP_PROVISION_PUBLIC_URL": spec.base_url(net),
         "XCP_PROVISION_SERVER_IP": net.server_ip,
-        "XCP_PROVISION_DHCP_INTERFACE": net.bridge,
+        "XCP_PROVISION_DHCP_INTERFACES": net.bridge,
         "PYTHONUNBUFFERED": "1",
     }
     server = launch("serve", argv, spec.log_path, env=env)

@@ -50,6 +50,7 @@ SERIAL_MARKERS: tuple[SerialMarker, ...] = (
     SerialMarker(Stage.DHCP, re.compile(r"Configuring \(net\d [0-9a-f:]+\)[ .]*ok")),
     SerialMarker(Stage.DHCP, re.compile(r"Station IP address is \d+\.\d+\.\d+\.\d+")),
     SerialMarker(Stage.LOADER, re.compile(r"NBP file downloaded successfully")),
+    SerialMarker(Stage.LOADER, re.compile(r"Downloading\.\.\.100%")),  # OVMF's HTTP Boot
     SerialMarker(Stage.LOADER, re.compile(r"tftp://\S+\.\.\. ok")),
     SerialMarker(Stage.LOADER, re.compile(r"https?://\S+/boot/ipxe\S*\.\.\. ok")),
     SerialMarker(Stage.BOOT_SCRIPT, re.compile(r"https?://\S+/boot/ipxe\S*\.\.\. ok")),

@@ -42,6 +42,10 @@ class Settings:
     # The IPv4 address PXE clients fetch loaders from (DHCP next-server); empty: derived from
     # public_url, then bind, then the default route's interface.
     server_ip: str = ""
+    # The interfaces ProxyDHCP serves (comma-separated, or a TOML list); empty: every interface
+    # with an IPv4 address except loopback. Each request is answered out of the interface it
+    # came in on. dhcp_interface is the older name, for one interface; both lists are served.
+    dhcp_interfaces: str = ""
     dhcp_interface: str = ""
     # Full DHCP for an isolated lab network, off unless a range is given.
     dhcp_range_start: str = ""
@@ -67,6 +71,28 @@ class Settings:
     release_accel_prefix: str = ""
     # Failure logs uploaded by installers are cut to this many bytes.
     max_log_bytes: int = 1 << 20
+    # Proxies whose X-Forwarded-For names the client (comma-separated addresses); any other
+    # peer is the client itself. Loopback: nginx on this machine (deploy/nginx.conf).
+    trusted_proxies: str = "127.0.0.1,::1"
+    # Unknown machines asking to boot are recorded as discovered (off: told they are not
+    # allowed, nothing written), up to max_discovered discovered hosts, and at most
+    # discovery_rate new hosts or MACs a minute from one source address (per process).
+    discovery: bool = True
+    max_discovered: int = 10000
+    discovery_rate: int = 10
+    # An install with no word from its installer for this many seconds fails; the check runs
+    # every watchdog_interval seconds in serve.
+    install_timeout: int = 1800
+    watchdog_interval: int = 30
+    # A failed install is retried at the host's next network boot until it has made this many.
+    max_install_attempts: int = 3
+    # Hosts installing at once; a ready host past it waits, queued, for a free slot.
+    max_concurrent_installs: int = 50
+    # A BMC call (pxe.bmc) gives up after bmc_timeout seconds, so no request waits longer for
+    # a BMC; a host's power state read from its BMC is reused for bmc_status_cache_seconds
+    # (per server process), so a dashboard of many hosts does not ask every BMC each refresh.
+    bmc_timeout: int = 6
+    bmc_status_cache_seconds: int = 5
     log_format: str = "text"  # text | json
     dns_server: str = ""
     dns_port: int = 53
@@ -111,6 +137,11 @@ class Settings:
         except ValueError:
             return _primary_address()
 
+    def dhcp_interface_names(self) -> tuple[str, ...]:
+        """dhcp_interfaces and its older alias dhcp_interface, in order, each name once."""
+        names = f"{self.dhcp_interfaces},{self.dhcp_interface}".replace(" ", ",").split(",")
+        return tuple(dict.fromkeys(name for name in names if name))
+
     def workers(self) -> int:
         return self.http_workers if self.http_workers > 0 else max(1, os.cpu_count() or 1)
 
@@ -143,10 +174,16 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
 
 
+# Comma-separated settings that a TOML file may also give as a list.
+_LIST_SETTINGS = frozenset({"dhcp_interfaces", "dhcp_dns"})
+
+
 def _coerce(name: str, value: Any) -> Any:
     if name not in _FIELDS:
         raise ConfigError(f"unknown setting {name!r}; known settings: {', '.join(sorted(_FIELDS))}")
     default = _FIELDS[name].default
+    if isinstance(value, list) and name in _LIST_SETTINGS:
+        value = ",".join(str(item) for item in value)
     try:
         if isinstance(default, bool):
             if isinstance(value, bool):

@@ -56,6 +56,8 @@ def _optional_int(body: Mapping[str, Any], field: str, low: int, high: int) -> i
     value = body.get(field)
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():  # 2.0 is an integer in JSON too
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ReportError(field, f"must be an integer from {low} to {high}, not {value!r}")
     return value

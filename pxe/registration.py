@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from pxe.boot.identity import Identity
 from pxe.config import Settings
 from pxe.db.models import Event, Host, HostMac, Pool, utcnow
 from pxe.db.session import Database
@@ -43,6 +44,8 @@ from pxe.store.hosts import host_by_mac, set_state
 from pxe.store.lifecycle import State
 from pxe.store.pools import create_pool
 from pxe.store.profiles import resolve_profile
+from pxe.store.security_events import KIND as SECURITY
+from pxe.store.security_events import REGISTER_IDENTITY, WRONG_ADDRESS
 from pxe.store.tokens import host_for_install_token, spend_install_token
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,15 @@ class ForbiddenError(StoreError):
     """A token of another host, or one spent by an earlier join (403)."""
 
     status = 403
+
+
+class IdentityMismatchError(ForbiddenError):
+    """A registration that does not match what the server knows of the token's host (403),
+    recorded as a security event; ``check`` names the security check."""
+
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__(message)
+        self.check = check
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,8 @@ class _Placed:
     dns_now: tuple[str, str] | None = None
     dns_before: tuple[str, str] | None = None
     changed: bool = True
+    # A refusal whose security event is committed with this transaction, raised after it.
+    mismatch: IdentityMismatchError | None = None
 
 
 def dns_settings(settings: Settings) -> DnsSettings | None:
@@ -116,13 +130,22 @@ def dns_settings(settings: Settings) -> DnsSettings | None:
 
 
 def register(
-    database: Database, token: str | None, body: Any, *, dns: DnsSettings | None = None
+    database: Database,
+    token: str | None,
+    body: Any,
+    *,
+    dns: DnsSettings | None = None,
+    source: str | None = None,
 ) -> Answer:
-    """Handle one registration; raises a :class:`StoreError` whose ``status`` is the HTTP code."""
+    """Handle one registration from client address ``source`` (None: a caller in this process,
+    not the network, so no address to check); raises a :class:`StoreError` whose ``status`` is
+    the HTTP code."""
     if not token:
         raise TokenError("registration needs 'Authorization: Bearer <install token>'")
     report = parse_report(body)
-    placed = write_with_retries(database, lambda session: _place(session, token, report))
+    placed = write_with_retries(database, lambda session: _place(session, token, report, source))
+    if placed.mismatch is not None:
+        raise placed.mismatch
     if dns is not None and placed.changed:
         _update_dns(database, dns, placed)
     return placed.answer
@@ -146,11 +169,20 @@ def on_host_removed(settings: Settings, host: Host) -> list[str]:
     return []
 
 
-def _place(session: Session, token: str, report: HostReport) -> _Placed:
+def _place(session: Session, token: str, report: HostReport, source: str | None) -> _Placed:
     host = host_for_install_token(session, token)
     if host is None:
         raise TokenError("this install token is not valid (it may have been replaced)")
+    mismatch = _mismatch(host, report, source)
+    if mismatch is not None:
+        record_event(session, host, SECURITY, f"registration refused: {mismatch}",
+                     step=mismatch.check)  # fmt: skip
+        log.warning("security: host %d: %s: %s", host.id, mismatch.check, mismatch)
+        return _Placed(Answer(state=host.state), host.id, changed=False, mismatch=mismatch)
     _check_identity(session, host, report.mac)
+    if source is not None and host.token_bound_addr is None:
+        host.token_bound_addr = source
+        host.token_claimed_at = utcnow()
     if host.token_spent:
         return _replay(session, host, report)
     before = _dns_target(host)
@@ -190,6 +222,51 @@ def _place(session: Session, token: str, report: HostReport) -> _Placed:
         record_event(session, host, JOINED, f"pool {pool.name} as {verdict.role}")
         answer = _admitted(pool, verdict)
     return _Placed(answer, host.id, _dns_target(host), before)
+
+
+def _mismatch(host: Host, report: HostReport, source: str | None) -> IdentityMismatchError | None:
+    """Why this registration is not the token's host, or None: its MAC (when the inventory
+    lists some), the SMBIOS UUID and serial the host reported at PXE time (when it did and the
+    registration reports them), and the client address (when the token is bound: the address
+    its install used, or the static management address of its profile, ``ipaddr``)."""
+    refused = None
+    if host.mac_list and report.mac not in host.mac_list:
+        refused = f"this install token belongs to another host than the one with MAC {report.mac}"
+    uuid = Identity.clean(report.mac, uuid=_reported_text(report, "smbios_uuid")).uuid
+    if refused is None and uuid and host.smbios_uuid and uuid != host.smbios_uuid:
+        refused = ("the SMBIOS UUID this host reports is not the one it reported when it booted "
+                   "its installer")  # fmt: skip
+    serial = Identity.clean(report.mac, serial=_reported_text(report, "serial")).serial
+    if refused is None and serial and host.serial and serial != host.serial:
+        refused = ("the serial number this host reports is not the one it reported when it "
+                   "booted its installer")  # fmt: skip
+    if refused is not None:
+        return IdentityMismatchError(REGISTER_IDENTITY, refused)
+    allowed = {host.token_bound_addr, _static_address(host)} - {None}
+    if source is not None and host.token_bound_addr is not None and source not in allowed:
+        return IdentityMismatchError(
+            WRONG_ADDRESS,
+            f"this install token is bound to the address its install used, not {source}; "
+            "register from the host itself",
+        )
+    return None
+
+
+def _reported_text(report: HostReport, field: str) -> str | None:
+    value = report.facts.get(field)
+    return value if isinstance(value, str) and value else None
+
+
+def _static_address(host: Host) -> str | None:
+    """The management address the host's profile gives it (fresh-static's ``ipaddr``): where
+    its dom0 comes up, rather than its installer's DHCP address."""
+    if host.profile is None:
+        return None
+    try:
+        value = resolve_profile(host.profile).variables.get("ipaddr")
+    except ConflictError:
+        return None
+    return str(value).split("/")[0] if value else None
 
 
 def _check_identity(session: Session, host: Host, mac: str) -> None:

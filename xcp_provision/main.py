@@ -14,6 +14,7 @@ COMMANDS = {
     "profiles": "pxe.cli.profiles:profiles",
     "pools": "pxe.cli.pools:pools",
     "events": "pxe.cli.events:events",
+    "audit": "pxe.cli.audit:audit",
     "images": "images.cli:images",
     "lab": "lab.cli:lab",
 }

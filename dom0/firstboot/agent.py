@@ -253,6 +253,18 @@ def mac_of(interface: str | None) -> str:
     return _read(f"/sys/class/net/{interface}/address") if interface else ""
 
 
+def firmware_identity(dmi: Path = Path("/sys/class/dmi/id")) -> dict[str, str]:
+    """The SMBIOS UUID and serial, as the firmware also told the server at PXE time: the server
+    gives the pool secret only to a host whose registration matches what it reported then.
+    Absent where the kernel exposes no DMI (then the server has nothing to compare)."""
+    found = {}
+    for key, name in (("smbios_uuid", "product_uuid"), ("serial", "product_serial")):
+        value = _read(dmi / name)
+        if value:
+            found[key] = value
+    return found
+
+
 def collect_facts(root: Path, config: dict) -> dict:
     info = xl_info()
     ip = management_ip(config["server_url"])
@@ -272,6 +284,7 @@ def collect_facts(root: Path, config: dict) -> dict:
         "management_vlan": vlan_of(interface),
         "nics": nics(),
         "disks": disks(),
+        **firmware_identity(),
     }
 
 

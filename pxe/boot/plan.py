@@ -15,6 +15,7 @@ class BootAction(StrEnum):
     INSTALL = "install"  # boot the release's installer with the host's answer-file URL
     LOCAL = "local"  # boot the local disk
     WAIT = "wait"  # unknown or unassigned host: wait and ask again
+    DENY = "deny"  # a machine this server will not boot (discovery off): say so, hand back
 
 
 @dataclass(frozen=True)
@@ -26,3 +27,5 @@ class BootPlan:
     retry_seconds: int = 30
     # Why the server chose this plan, shown in scripts as a comment and in logs.
     reason: str = ""
+    # A WAIT because every install slot is taken (max_concurrent_installs): the host is queued.
+    queued: bool = False

@@ -9,6 +9,7 @@ import click
 from rich.console import Group
 
 from pxe.cli.admin import emit, inventory_options, make_table, session_for
+from pxe.cli.audited import audited_session
 from pxe.pools_view import pool_detail
 from pxe.store import pools as store
 from pxe.store.errors import ConflictError
@@ -72,7 +73,9 @@ def create(
     as_json: bool,
 ) -> None:
     """Create pool NAME; its master is --master, else the first host admitted."""
-    with session_for(config_file, data_dir) as session:
+    fields = [k for k, v in (("force", force), ("master", master)) if v]
+    with audited_session(config_file, data_dir, "pools.create", name, fields=fields) as work:
+        session = work.session
         pool = store.create_pool(session, name, force=force)
         if master is not None:
             host = get_host(session, master)

@@ -10,8 +10,10 @@ from typing import Any
 import click
 
 from pxe.cli.admin import emit, inventory_options, make_table, parse_assignments, session_for
+from pxe.cli.audited import audited_session
 from pxe.store import profiles as store
 from pxe.store import selectors
+from pxe.store.audit import hidden_values
 from pxe.store.views import profile_view, selector_view
 
 
@@ -99,8 +101,10 @@ def _profile_options(func: Any) -> Any:
 def create(name: str, config_file: Path | None, data_dir: Path | None, as_json: bool,
            **options: Any) -> None:  # fmt: skip
     """Create profile NAME."""
-    with session_for(config_file, data_dir) as session:
-        row = profile_view(store.create_profile(session, name, **_fields(**options)))
+    fields = _fields(**options)
+    with audited_session(config_file, data_dir, "profiles.create", name, fields=fields,
+                         hide=hidden_values(fields)) as work:  # fmt: skip
+        row = profile_view(store.create_profile(work.session, name, **fields))
     emit(row, as_json, lambda: _table([row]))
 
 
@@ -111,9 +115,11 @@ def create(name: str, config_file: Path | None, data_dir: Path | None, as_json: 
 def edit(name: str, config_file: Path | None, data_dir: Path | None, as_json: bool,
          **options: Any) -> None:  # fmt: skip
     """Change profile NAME (variables given replace all of them)."""
-    with session_for(config_file, data_dir) as session:
-        profile = store.get_profile(session, name)
-        row = profile_view(store.update_profile(session, profile, **_fields(**options)))
+    fields = _fields(**options)
+    with audited_session(config_file, data_dir, "profiles.edit", name, fields=fields,
+                         hide=hidden_values(fields)) as work:  # fmt: skip
+        profile = store.get_profile(work.session, name)
+        row = profile_view(store.update_profile(work.session, profile, **fields))
     emit(row, as_json, lambda: _table([row]))
 
 
@@ -150,8 +156,8 @@ def show(name: str, config_file: Path | None, data_dir: Path | None, as_json: bo
 @inventory_options
 def delete(name: str, config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """Delete profile NAME (refused while hosts or child profiles use it)."""
-    with session_for(config_file, data_dir) as session:
-        store.delete_profile(session, store.get_profile(session, name))
+    with audited_session(config_file, data_dir, "profiles.delete", name) as work:
+        store.delete_profile(work.session, store.get_profile(work.session, name))
     emit({"deleted": name}, as_json, lambda: f"deleted profile {name}")
 
 
@@ -163,7 +169,8 @@ def delete(name: str, config_file: Path | None, data_dir: Path | None, as_json: 
 def select(*, name: str, field: str, pattern: str, config_file: Path | None,
            data_dir: Path | None, as_json: bool) -> None:  # fmt: skip
     """Give profile NAME to discovered hosts whose FIELD matches PATTERN (wildcards * ? [..])."""
-    with session_for(config_file, data_dir) as session:
-        profile = store.get_profile(session, name)
-        row = selector_view(selectors.add_selector(session, profile, field, pattern))
+    with audited_session(config_file, data_dir, "profiles.select", name,
+                         fields=["field", "pattern"]) as work:  # fmt: skip
+        profile = store.get_profile(work.session, name)
+        row = selector_view(selectors.add_selector(work.session, profile, field, pattern))
     emit(row, as_json, lambda: f"selector {row['id']}: {field} {row['pattern']} -> {name}")

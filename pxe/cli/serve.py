@@ -18,12 +18,15 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
 from pxe.boot.decide import plan_for_mac
+from pxe.boot.watchdog import InstallWatchdog
 from pxe.config import ConfigError, Settings, load_settings
 from pxe.db.session import Database, close_databases, open_database
+from pxe.dhcp.bootpath import BootPathRecorder
 from pxe.dhcp.pool import DhcpRange
 from pxe.dhcp.proxy import ProxyDhcpService
 from pxe.httpd.server import make_socket_server
@@ -33,7 +36,7 @@ from pxe.store.errors import NotFoundError
 from pxe.store.profiles import create_profile, get_profile
 from pxe.tftp.counters import SharedTftpCounters
 from pxe.tftp.files import GeneratedFiles
-from pxe.tftp.loaders import loader_for_arch, prepare_tftp_root
+from pxe.tftp.loaders import http_loader_for_arch, loader_for_arch, prepare_tftp_root
 from pxe.tftp.server import TftpService
 from pxe.web.app import create_app
 from pxe.web.metrics import attach_tftp
@@ -61,6 +64,20 @@ def seed_demo(settings: Settings, database: Database, write_release: DemoWriter)
             log.info("profile %r created", DEMO)
 
 
+_WILDCARD = ("0.0.0.0", "::", "")  # noqa: S104
+
+
+def _pinned_server_ip(settings: Settings, base: str | None) -> str | None:
+    """The boot server address every network gets, if one is set (server_ip, or the IPv4
+    address of the public URL or bind address); ``None``: each its own interface's."""
+    if settings.server_ip:
+        return settings.server_ip
+    try:
+        return str(IPv4Address(urlsplit(base).hostname or "")) if base else None
+    except ValueError:
+        return None
+
+
 class Services:
     """The UDP services started next to HTTP, stopped in reverse order."""
 
@@ -80,7 +97,7 @@ class Services:
         self.running.append(service)
         return service
 
-    def start_dhcp(self, settings: Settings) -> None:
+    def start_dhcp(self, settings: Settings, database: Database) -> None:
         full = None
         if settings.dhcp_range_start:
             full = DhcpRange(
@@ -92,15 +109,26 @@ class Services:
                     IPv4Address(a.strip()) for a in settings.dhcp_dns.split(",") if a.strip()
                 ),
             )
+        # The loaders UEFI HTTP Boot fetches over HTTP live where TFTP's do, TFTP on or off.
+        root = settings.tftp_root if settings.tftp_port else prepare_tftp_root(settings.data_dir)
+        # Without a public URL or a bind address, each network gets its own interface's address.
+        pinned = settings.public_url or settings.bind not in _WILDCARD
+        base = settings.base_url() if pinned else None
+        recorder = BootPathRecorder(database)
         service = ProxyDhcpService(
-            settings.pxe_server_ip(),
-            settings.base_url(),
+            _pinned_server_ip(settings, base),
+            base,
             bind=settings.bind,
-            interface=settings.dhcp_interface or None,
+            interfaces=settings.dhcp_interface_names(),
+            http_port=settings.http_port,
             ports=(settings.dhcp_port, settings.pxe_port),
-            loaders=loader_for_arch(settings.tftp_root) if settings.tftp_port else None,
+            loaders=loader_for_arch(root) if settings.tftp_port else {},
+            http_loaders=http_loader_for_arch(root),
             full_dhcp=full,
+            on_answer=recorder.note,
         )
+        recorder.start()
+        self.running.append(recorder)
         service.start()
         self.running.append(service)
 
@@ -223,6 +251,8 @@ def run_server(
     signals = _Signals()
     previous = {s: signal.signal(s, signals) for s in (signal.SIGTERM, signal.SIGINT)}
     pool: HttpWorkers | None = None
+    watchdog = InstallWatchdog(settings, database)  # fails silent installs (pxe.boot.watchdog)
+    watchdog.start()
     try:
         if settings.workers() > 1:
             pool = _serve_with_workers(settings, database, services)
@@ -239,6 +269,7 @@ def run_server(
         if pool is not None:
             pool.stop()
         services.stop()
+        watchdog.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         close_databases()
@@ -253,7 +284,7 @@ def _start_udp(
             settings, database, tftp_counters))  # fmt: skip
     if settings.dhcp_enabled:
         ports = f"{settings.dhcp_port} and {settings.pxe_port}"
-        _start("ProxyDHCP", ports, lambda: services.start_dhcp(settings))
+        _start("ProxyDHCP", ports, lambda: services.start_dhcp(settings, database))
     return tftp
 
 

@@ -1,4 +1,5 @@
-"""The inventory's tables: hosts and their MACs, profiles, selectors, pools, events, API tokens.
+"""The inventory's tables: hosts and their MACs, profiles, selectors, pools, events, API tokens,
+the audit log.
 
 Alembic migrations in ``pxe/migrations`` create these; the models are the source the
 migrations are written from, and a test checks the two agree.
@@ -123,6 +124,13 @@ class Host(Base):
     # sha256 hex of the one-time install token; the token itself is never stored.
     install_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     token_spent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The install cycle (pxe.boot.decide): when the current token was first used, and the
+    # client address it is bound to from then on; install attempts since an operator's last
+    # reinstall; since when a ready host waits for an install slot (None: not queued).
+    token_claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    token_bound_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    install_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -164,12 +172,17 @@ class Selector(Base):
 
 class Event(Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_host_id_time", "host_id", "time"),)
+    # By kind and time: the dashboard lists the latest security events of every host.
+    __table_args__ = (
+        Index("ix_events_host_id_time", "host_id", "time"),
+        Index("ix_events_kind_time", "kind", "time"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
     time: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    # discovered | state | progress | failed | done | registered | ... (free, short)
+    # discovered | state | progress | failed | done | registered | security | ... (free, short);
+    # a security event's step says which check refused (token-address, register-identity).
     kind: Mapped[str] = mapped_column(String(32))
     step: Mapped[str] = mapped_column(String(128), default="")
     percent: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -184,3 +197,49 @@ class ApiToken(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the token
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # admin | viewer (pxe.store.tokens.ROLES); rows made before roles existed are admin.
+    role: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
+
+
+class Audit(Base):
+    """One admin action (API call, CLI command, dashboard action) and how it ended.
+
+    Never a secret: ``fields`` holds the names of the fields a request set, not their values.
+    """
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    # The API token's name, or cli:<unix user> for the command line.
+    actor: Mapped[str] = mapped_column(String(160))
+    # hosts.reinstall, profiles.update, ... or "POST /api/v1/hosts/<int:host_id>/reinstall".
+    action: Mapped[str] = mapped_column(String(160))
+    target: Mapped[str] = mapped_column(String(255), default="")
+    source: Mapped[str] = mapped_column(String(64), default="")  # client address, "" for the CLI
+    result: Mapped[str] = mapped_column(Text)  # ok | an HTTP status | the error sentence
+    fields: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class Bmc(Base):
+    """How to reach a host's baseboard management controller for power control (pxe.bmc).
+
+    Never the password in clear: ``password_encrypted`` is a Fernet token made with the data
+    directory's key (pxe.bmc.crypto). Removed with its host (ON DELETE CASCADE).
+    """
+
+    __tablename__ = "bmcs"
+
+    host_id: Mapped[int] = mapped_column(
+        ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    driver: Mapped[str] = mapped_column(String(16))  # ipmi | redfish (pxe.bmc.driver.DRIVERS)
+    address: Mapped[str] = mapped_column(String(255))  # host name, IP, or a Redfish URL
+    port: Mapped[int] = mapped_column(Integer)
+    username: Mapped[str] = mapped_column(String(128))
+    password_encrypted: Mapped[str] = mapped_column(Text)
+    # Redfish only: the system's path (/redfish/v1/Systems/1); empty: the BMC's only system.
+    system_path: Mapped[str] = mapped_column(String(255), default="")
+    verify_tls: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

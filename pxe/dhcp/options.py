@@ -1,7 +1,8 @@
 """DHCP option codes and the PXE-specific values a ProxyDHCP server reads and writes.
 
-Codes from RFC 2132 (DHCP), RFC 4578 (PXE client options) and the PXE 2.1 specification
-(vendor-encapsulated option 43 sub-options).
+Codes from RFC 2132 (DHCP), RFC 4578 (PXE client options), the PXE 2.1 specification
+(vendor-encapsulated option 43 sub-options) and the UEFI specification's HTTP Boot section
+(vendor class ``HTTPClient``, a URL as the boot file).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ END = 255
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = range(1, 9)
 
 PXE_CLIENT = b"PXEClient"
+HTTP_CLIENT = b"HTTPClient"
 # PXE 2.1 sub-option 6 (discovery control), bit 3: boot the file named in this offer,
 # no boot-server discovery and no menu.
 PXE_DISCOVERY_CONTROL = 6
@@ -49,6 +51,11 @@ class PxeRequest:
 
 def is_pxe_client(options: dict[int, bytes]) -> bool:
     return options.get(VENDOR_CLASS, b"").startswith(PXE_CLIENT)
+
+
+def is_http_client(options: dict[int, bytes]) -> bool:
+    """A UEFI HTTP Boot client: it wants a URL, not a TFTP file name."""
+    return options.get(VENDOR_CLASS, b"").startswith(HTTP_CLIENT)
 
 
 def client_arch(options: dict[int, bytes]) -> int:

@@ -53,9 +53,11 @@ class DhcpRange:
 class LeasePool:
     """Who holds which address until when; one writer (the DHCP service thread)."""
 
-    def __init__(self, dhcp_range: DhcpRange, *, server_ip: IPv4Address,
+    def __init__(self, dhcp_range: DhcpRange, *, server_ip: IPv4Address | None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if server_ip in dhcp_range:
+        """``server_ip`` ``None``: the server's address on the range's network is not known
+        yet (it is the receiving interface's); requests are then checked one by one."""
+        if server_ip is not None and server_ip in dhcp_range:
             raise InvalidRangeError(f"the range contains the server's own address {server_ip}")
         self.range = dhcp_range
         self._clock = clock

@@ -2,7 +2,8 @@
 
 Every PXE request of a rack asks this first (by MAC, then SMBIOS UUID, then serial): loading the
 ORM host with its profile, pools and MACs cost more than the rest of an installed host's answer.
-Only the columns the decision reads come back, the MACs folded into one column.
+Only the columns the decision reads come back, the MACs folded into one column, with the count
+of install slots taken (for ``max_concurrent_installs``) as a subquery of the same statement.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Engine, bindparam, func, literal_column, select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from pxe.db.models import Host, HostMac
 from pxe.db.prepared import PreparedRead
+from pxe.store.lifecycle import State
 from pxe.store.profiles import EffectiveProfile, ResolvedProfile, chain_rows
+from pxe.store.tokens import slots_taken
 
 _SEPARATOR = ","
 
@@ -23,7 +26,10 @@ _SEPARATOR = ","
 @dataclass(frozen=True)
 class BootFacts:
     """A host as the boot decision sees it, whichever way it was read: so one decision serves
-    the fast path (:func:`boot_facts`) and a write session holding the ORM host (:meth:`of`)."""
+    the fast path (:func:`boot_facts`) and a write session holding the ORM host (:meth:`of`).
+
+    ``slots_taken`` is the whole inventory's: hosts holding an install slot
+    (:func:`pxe.store.tokens.holds_install_slot`), read in the same statement."""
 
     id: int
     hostname: str | None
@@ -34,14 +40,28 @@ class BootFacts:
     serial: str | None
     arch: str | None
     updated_at: datetime
+    token_held: bool  # an install token was handed out in this install cycle
+    token_claimed: bool  # ... and used (the answer file fetched with it)
+    install_attempts: int
+    queued: bool
+    slots_taken: int
     mac_list: tuple[str, ...]
 
+    @property
+    def claimed(self) -> bool:
+        """The install of this cycle has started: its token is used, or the installer reports
+        (an install begun before the claim was recorded, too)."""
+        return self.token_claimed or self.state == State.INSTALLING
+
     @classmethod
-    def of(cls, host: Host) -> BootFacts:
+    def of(cls, host: Host, slots_taken: int = 0) -> BootFacts:
         """The ORM ``host`` as its session has it, unflushed changes of its columns included."""
         return cls(
             host.id, host.hostname, host.state, host.state_reason, host.profile_id,
-            host.smbios_uuid, host.serial, host.arch, host.updated_at, tuple(host.mac_list),
+            host.smbios_uuid, host.serial, host.arch, host.updated_at,
+            host.install_token_hash is not None, host.token_claimed_at is not None,
+            host.install_attempts or 0, host.queued_at is not None, slots_taken,
+            tuple(host.mac_list),
         )  # fmt: skip
 
 
@@ -54,7 +74,10 @@ def _statement(column: ColumnElement[str], *, by_mac: bool) -> PreparedRead:
     )
     query = select(
         Host.id, Host.hostname, Host.state, Host.state_reason, Host.profile_id,
-        Host.smbios_uuid, Host.serial, Host.arch, Host.updated_at, macs.label("macs"),
+        Host.smbios_uuid, Host.serial, Host.arch, Host.updated_at,
+        Host.install_token_hash.label("token_held"), Host.token_claimed_at.label("claimed_at"),
+        Host.install_attempts, Host.queued_at, slots_taken().label("slots_taken"),
+        macs.label("macs"),
     )  # fmt: skip
     if by_mac:
         query = query.join(HostMac, HostMac.host_id == Host.id)
@@ -90,6 +113,16 @@ def boot_facts(
             continue
         row = statement.first(engine, value=given[name])
         if row is not None:
-            *fields, macs = row
-            return BootFacts(*fields, mac_list=tuple(macs.split(_SEPARATOR)) if macs else ())
+            *fields, held, claimed_at, attempts, queued_at, slots, macs = row
+            return BootFacts(
+                *fields, token_held=held is not None, token_claimed=claimed_at is not None,
+                install_attempts=attempts or 0, queued=queued_at is not None,
+                slots_taken=int(slots or 0),
+                mac_list=tuple(macs.split(_SEPARATOR)) if macs else (),
+            )  # fmt: skip
     return None
+
+
+def count_slots_taken(session: Session) -> int:
+    """Hosts holding an install slot, as a write session sees them now."""
+    return int(session.scalar(select(slots_taken())) or 0)

@@ -17,6 +17,7 @@ from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.events import record_event
 from pxe.store.lifecycle import State, check_transition
 from pxe.store.macs import is_mac, normalise_mac
+from pxe.store.names import row_id
 from pxe.store.pools import get_pool
 from pxe.store.profiles import ResolvedProfile, chain_rows, get_profile
 
@@ -28,7 +29,7 @@ EDITABLE = ("hostname", "macs", "uuid", "serial", "profile", "pool", "facts")
 
 
 def check_hostname(name: Any) -> str:
-    if not isinstance(name, str) or not _HOSTNAME.match(name):
+    if not isinstance(name, str) or not _HOSTNAME.fullmatch(name):  # not "name\n"
         raise InvalidInputError(
             f"{name!r} is not a valid host name (RFC 1123 labels joined by dots)"
         )
@@ -76,17 +77,19 @@ def add_host(
 ) -> Host:
     """A new host; ready when it has a profile, discovered otherwise (unless ``state`` says)."""
     mac_list = _normalise_macs(macs)
+    serial = str(serial).strip() or None if serial else None  # blanks are no serial number
     if not (mac_list or uuid or serial):
         raise InvalidInputError("a host needs at least one MAC, SMBIOS UUID or serial number")
     host = Host(
         hostname=check_hostname(hostname) if hostname else None,
         smbios_uuid=normalise_uuid(uuid) if uuid else None,
-        serial=str(serial).strip() if serial else None,
+        serial=serial,
         facts=dict(facts or {}),
         refusal_reasons=[],
         state_reason="",
         failure_log="",
         token_spent=False,
+        install_attempts=0,
     )
     if profile is not None and profile != "":
         host.profile = get_profile(session, profile)
@@ -106,13 +109,14 @@ _WITH_PROFILE = (joinedload(Host.profile).joinedload(Profile.pool), joinedload(H
 
 
 def get_host(session: Session, ref: str | int) -> Host:
-    """By id, MAC or host name, whichever ``ref`` looks like."""
-    host: Host | None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        host = session.get(Host, int(ref), options=_WITH_PROFILE)
-    elif is_mac(ref):
+    """By id, MAC or host name, whichever ``ref`` looks like, in that order (twelve digits are
+    an id and a MAC)."""
+    host: Host | None = None
+    if row_id(ref) is not None:
+        host = session.get(Host, row_id(ref), options=_WITH_PROFILE)
+    if host is None and is_mac(ref):
         host = host_by_mac(session, ref)
-    else:
+    elif host is None and row_id(ref) is None:
         query = select(Host).options(*_WITH_PROFILE).where(Host.hostname == str(ref).lower())
         host = session.scalar(query)
     if host is None:
@@ -131,6 +135,8 @@ class AnswerFileHost:
     pool_name: str | None  # the host's own pool, not one inherited from its profile
     install_token_hash: str | None
     profile: ResolvedProfile | None  # None: the host has no profile
+    # The address the token is bound to once used (pxe.boot.decide's install cycle).
+    token_bound_addr: str | None = None
 
     @property
     def effective_pool(self) -> str | None:
@@ -144,7 +150,8 @@ class AnswerFileHost:
         macs = host.mac_list
         return cls(host.id, host.hostname, macs[0] if macs else None,
                    host.pool.name if host.pool is not None else None, host.install_token_hash,
-                   ResolvedProfile.of(host.profile) if host.profile is not None else None)
+                   ResolvedProfile.of(host.profile) if host.profile is not None else None,
+                   host.token_bound_addr)
 
 
 def _answerfile_query(target: ColumnElement[Any]) -> Select[Any]:
@@ -159,7 +166,7 @@ def _answerfile_query(target: ColumnElement[Any]) -> Select[Any]:
     return (
         select(Host.id.label("host_id"), Host.hostname, first_mac.label("mac"),
                own_pool.name.label("host_pool_name"), Host.install_token_hash,
-               Host.profile_id.label("host_profile_id"), *chain.c)
+               Host.token_bound_addr, Host.profile_id.label("host_profile_id"), *chain.c)
         .outerjoin(own_pool, own_pool.id == Host.pool_id)
         .outerjoin(chain, true())
         .where(Host.id == target)
@@ -189,8 +196,8 @@ def answerfile_host(engine: Engine, ref: str | int) -> AnswerFileHost:
     profile an operator just edited must be what the next host gets. Raises NotFoundError like
     :func:`get_host`, ConflictError for a profile that inherits from itself.
     """
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        by, value = "id", int(ref)
+    if row_id(ref) is not None:
+        by, value = "id", row_id(ref)
     elif is_mac(ref):
         by, value = "mac", normalise_mac(ref)
     else:
@@ -203,7 +210,7 @@ def answerfile_host(engine: Engine, ref: str | int) -> AnswerFileHost:
     if host.host_profile_id is not None:
         profile = ResolvedProfile.from_rows(host.host_profile_id, rows)
     return AnswerFileHost(host.host_id, host.hostname, host.mac, host.host_pool_name,
-                          host.install_token_hash, profile)
+                          host.install_token_hash, profile, host.token_bound_addr)
 
 
 def host_by_mac(session: Session, mac: str) -> Host | None:
@@ -251,6 +258,10 @@ def list_hosts(
     return list(session.scalars(query))
 
 
+def count_hosts_in_state(session: Session, state: State) -> int:
+    return int(session.scalar(select(func.count()).where(Host.state == state.value)) or 0)
+
+
 def count_hosts_by_state(session: Session) -> dict[str, int]:
     rows = session.execute(select(Host.state, func.count()).group_by(Host.state)).all()
     return {str(state): int(count) for state, count in rows}
@@ -281,7 +292,7 @@ def update_host(session: Session, host: Host, **changes: Any) -> Host:
     if "uuid" in changes:
         host.smbios_uuid = normalise_uuid(changes["uuid"]) if changes["uuid"] else None
     if "serial" in changes:
-        host.serial = str(changes["serial"]).strip() if changes["serial"] else None
+        host.serial = str(changes["serial"]).strip() or None if changes["serial"] else None
     if "facts" in changes:
         if not isinstance(changes["facts"], Mapping):
             raise InvalidInputError("host facts must be an object")
@@ -289,10 +300,13 @@ def update_host(session: Session, host: Host, **changes: Any) -> Host:
     if "pool" in changes:
         host.pool = get_pool(session, changes["pool"]) if changes["pool"] else None
     if "macs" in changes:
-        macs = _normalise_macs(changes["macs"] or [])
-        if not (macs or host.smbios_uuid or host.serial):
-            raise InvalidInputError("a host needs at least one MAC, SMBIOS UUID or serial number")
-        _claim_macs(session, host, macs)
+        _claim_macs(session, host, _normalise_macs(changes["macs"] or []))
+    if not (host.macs or host.smbios_uuid or host.serial):
+        # Valid or not depends on what else the host has: a conflict, not a malformed edit.
+        raise ConflictError(
+            f"host {host.hostname or host.id} needs at least one MAC, SMBIOS UUID or serial "
+            "number; this edit would leave it none"
+        )
     if "profile" in changes:
         ref = changes["profile"]
         host.profile = get_profile(session, ref) if ref else None
@@ -306,7 +320,8 @@ def update_host(session: Session, host: Host, **changes: Any) -> Host:
 
 
 def reinstall_host(session: Session, host: Host, reason: str = "reinstall requested") -> Host:
-    """Back to ready: its next PXE boot runs the installer with a new token."""
+    """Back to ready: a new install cycle (pxe.boot.decide), whose first boot gets the
+    installer with a new token, with its install attempts counted from zero again."""
     if host.profile_id is None:
         raise ConflictError(
             f"host {host.hostname or host.id} has no profile; assign one to install it"
@@ -314,6 +329,10 @@ def reinstall_host(session: Session, host: Host, reason: str = "reinstall reques
     set_state(session, host, State.READY, reason)
     host.install_token_hash = None
     host.token_spent = False
+    host.token_claimed_at = None
+    host.token_bound_addr = None
+    host.install_attempts = 0
+    host.queued_at = None
     host.failure_log = ""
     host.refusal_reasons = []
     session.flush()

@@ -19,17 +19,24 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from pxe.db.models import Event, Host, utcnow
 from pxe.db.prepared import PreparedRead
 from pxe.db.session import Database
-from pxe.db.write_retry import write_statements
+from pxe.db.write_retry import write_alone, write_statements
 from pxe.store.errors import ConflictError, NotFoundError
+from pxe.store.hosts import AnswerFileHost
 from pxe.store.lifecycle import State, check_transition
-from pxe.store.tokens import hash_token
+from pxe.store.security_events import WRONG_ADDRESS, SecurityRefusalError, record_security_event
+from pxe.store.tokens import claim_install_token, hash_token
 
 DONE_REASON = "build done"
 FINISHED = frozenset({State.INSTALLED, State.REGISTERED, State.IN_POOL})
 
 _HOLDER = PreparedRead(
-    select(Host.id, Host.hostname, Host.token_spent).where(
+    select(Host.id, Host.hostname, Host.token_spent, Host.token_bound_addr).where(
         Host.install_token_hash == bindparam("token_hash")
+    )
+)
+_BOUND = PreparedRead(
+    select(Host.token_bound_addr).where(
+        Host.id == bindparam("host_id"), Host.install_token_hash == bindparam("token_hash")
     )
 )
 # FOR UPDATE on PostgreSQL; SQLite's write transactions hold the database's lock from BEGIN.
@@ -53,6 +60,9 @@ class Reporter:
     id: int
     hostname: str | None
     token_spent: bool
+    # The address the token is bound to (None: unused yet), and the token's hash.
+    bound_addr: str | None = None
+    token_hash: str = ""
 
     @property
     def who(self) -> str:
@@ -63,8 +73,44 @@ def token_holder(database: Database, token: str) -> Reporter | None:
     """The host holding install ``token`` (spent or not), or None."""
     if not token:
         return None
-    row = _HOLDER.first(database.engine, token_hash=hash_token(token))
-    return None if row is None else Reporter(row.id, row.hostname, bool(row.token_spent))
+    digest = hash_token(token)
+    row = _HOLDER.first(database.engine, token_hash=digest)
+    if row is None:
+        return None
+    return Reporter(row.id, row.hostname, bool(row.token_spent), row.token_bound_addr, digest)
+
+
+def use_install_token(
+    database: Database, host: Reporter | AnswerFileHost, token_hash: str, address: str
+) -> None:
+    """Check a use of the host's install token from client ``address``, before it counts.
+
+    The first use binds the token to ``address`` and counts an install attempt
+    (:func:`pxe.store.tokens.claim_install_token`); a later use from another address records a
+    security event and raises SecurityRefusalError (403). A use from the bound address reads
+    nothing more and writes nothing.
+    """
+    bound = host.bound_addr if isinstance(host, Reporter) else host.token_bound_addr
+    if bound is None:
+        if write_alone(database, claim_install_token(host.id, token_hash, address)) == 1:
+            return
+        row = _BOUND.first(database.engine, host_id=host.id, token_hash=token_hash)
+        bound = row.token_bound_addr if row is not None else None
+        if bound is None:  # replaced since it was read: a new cycle began
+            raise SecurityRefusalError(WRONG_ADDRESS, "this install token was just replaced")
+    if bound == address:
+        return
+    who = f"host {host.hostname or host.id}"
+    record_security_event(
+        database, host.id, WRONG_ADDRESS,
+        f"{who}'s install token was used from {address}; it is bound to {bound}, the address "
+        "that used it first: refused",
+    )  # fmt: skip
+    raise SecurityRefusalError(
+        WRONG_ADDRESS,
+        f"this install token is bound to the address that used it first, not {address}; "
+        "reinstall the host to start a new install",
+    )
 
 
 def record_progress(

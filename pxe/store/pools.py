@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from pxe.db.models import Host, Pool
 from pxe.store.errors import ConflictError, NotFoundError
-from pxe.store.names import check_name
+from pxe.store.names import check_name, row_id
 
 
 def create_pool(session: Session, name: str, *, force: bool = False) -> Pool:
@@ -23,10 +23,12 @@ def create_pool(session: Session, name: str, *, force: bool = False) -> Pool:
 
 
 def get_pool(session: Session, ref: str | int) -> Pool:
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        pool = session.get(Pool, int(ref))
-    else:
+    """By name, else by id: a name may be all digits ("42"), and then it is the name."""
+    pool = None
+    if isinstance(ref, str):
         pool = session.scalar(select(Pool).where(Pool.name == ref))
+    if pool is None and row_id(ref) is not None:
+        pool = session.get(Pool, row_id(ref))
     if pool is None:
         raise NotFoundError("pool", ref)
     return pool

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from pxe.db.models import Host, Pool, Profile, utcnow
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
-from pxe.store.names import check_name
+from pxe.store.names import check_name, row_id
 from pxe.store.pools import get_pool
 
 FIELDS = ("parent", "release", "template", "variables", "kernel_args", "disk_rule", "pool")
@@ -34,10 +34,12 @@ class EffectiveProfile:
 
 
 def get_profile(session: Session, ref: str | int) -> Profile:
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        profile = session.get(Profile, int(ref))
-    else:
+    """By name, else by id: a name may be all digits ("2024"), and then it is the name."""
+    profile = None
+    if isinstance(ref, str):
         profile = session.scalar(select(Profile).where(Profile.name == ref))
+    if profile is None and row_id(ref) is not None:
+        profile = session.get(Profile, row_id(ref))
     if profile is None:
         raise NotFoundError("profile", ref)
     return profile
@@ -229,4 +231,9 @@ def delete_profile(session: Session, profile: Profile) -> None:
     users = session.scalar(select(Host.id).where(Host.profile_id == profile.id).limit(1))
     if users is not None:
         raise ConflictError(f"profile {profile.name!r} is assigned to hosts; reassign them first")
+    # Not silently with its selectors: they decide which new hosts get it.
+    if profile.selectors:
+        raise ConflictError(
+            f"profile {profile.name!r} has {len(profile.selectors)} selector(s); remove them first"
+        )
     session.delete(profile)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from pxe.db.models import Profile, Selector
 from pxe.store.errors import InvalidInputError, NotFoundError
+from pxe.store.names import row_id
 
 FIELDS = ("mac", "uuid", "serial")
 
@@ -38,7 +39,7 @@ def list_selectors(session: Session, profile: Profile | None = None) -> list[Sel
 
 
 def get_selector(session: Session, selector_id: int) -> Selector:
-    selector = session.get(Selector, selector_id)
+    selector = session.get(Selector, selector_id) if row_id(selector_id) is not None else None
     if selector is None:
         raise NotFoundError("selector", selector_id)
     return selector

@@ -11,17 +11,23 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Update, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, ScalarSelect, Update, and_, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from pxe.db.models import ApiToken, Host, utcnow
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.hosts import update_unchanged_host
-from pxe.store.lifecycle import INSTALLER_STATES
+from pxe.store.lifecycle import INSTALLER_STATES, State
 
 API_PREFIX = "xpa_"
 INSTALL_PREFIX = "xpi_"
+# What an API token may do: an admin changes things; a viewer only reads (GET and HEAD on the
+# API, the dashboard without its actions).
+ADMIN = "admin"
+VIEWER = "viewer"
+ROLES = (ADMIN, VIEWER)
 
 
 def hash_token(token: str) -> str:
@@ -32,17 +38,19 @@ def new_token(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
 
 
-def create_api_token(session: Session, name: str) -> str:
+def create_api_token(session: Session, name: str, role: str = ADMIN) -> str:
     """A new API token; the value is returned once and never stored."""
     name = name.strip()
     if not name:
         raise InvalidInputError("an API token needs a name")
+    if role not in ROLES:
+        raise InvalidInputError(f"unknown API token role {role!r}; known: {', '.join(ROLES)}")
     if session.scalar(select(ApiToken).where(ApiToken.name == name)) is not None:
         raise ConflictError(
             f"an API token named {name!r} exists; revoke it first or pick another name"
         )
     token = new_token(API_PREFIX)
-    session.add(ApiToken(name=name, hash=hash_token(token)))
+    session.add(ApiToken(name=name, hash=hash_token(token), role=role))
     session.flush()
     return token
 
@@ -72,26 +80,71 @@ def revoke_api_token(session: Session, name: str) -> None:
 def issue_install_token(host: Host) -> str:
     """A fresh install token for ``host``; any earlier one stops working.
 
-    Called each time the host is told to boot the installer, so the token in its iPXE script,
-    its answer file and its installer's calls is always the latest one handed out.
+    The boot decision calls this only while the current token is unused (no answer file
+    fetched with it yet): see :mod:`pxe.boot.decide` for the once-per-cycle rule.
     """
     token = new_token(INSTALL_PREFIX)
     host.install_token_hash = hash_token(token)
     host.token_spent = False
+    host.token_claimed_at = None
+    host.token_bound_addr = None
+    host.queued_at = None
     host.updated_at = utcnow()
     return token
 
 
+def holds_install_slot(host: type[Host] | Any) -> ColumnElement[bool]:
+    """Whether ``host`` (the Host model or an alias of it) takes one of the
+    ``max_concurrent_installs`` slots: installing, or ready with a token handed out."""
+    return or_(
+        host.state == State.INSTALLING.value,
+        and_(host.state == State.READY.value, host.install_token_hash.is_not(None)),
+    )
+
+
+def slots_taken() -> ScalarSelect[int]:
+    """The number of hosts holding an install slot, as a subquery."""
+    other = aliased(Host)
+    query = select(func.count()).select_from(other).where(holds_install_slot(other))
+    return query.scalar_subquery()
+
+
 def store_install_token(
-    host_id: int, token_hash: str, seen: datetime, also: Mapping[str, str] | None = None
+    host_id: int,
+    token_hash: str,
+    seen: datetime,
+    also: Mapping[str, Any] | None = None,
+    *,
+    cap: int | None = None,
 ) -> Update:
     """The statement making ``token_hash`` the host's install token (and writing the columns
-    in ``also``) if the host is still as it was read at ``seen`` and still boots the
-    installer; it changes no row otherwise."""
-    values = {"install_token_hash": token_hash, "token_spent": False, **(also or {})}
-    return update_unchanged_host(host_id, seen, values).where(
-        Host.state.in_([s.value for s in INSTALLER_STATES])
+    in ``also``) if the host is still as it was read at ``seen``, still boots the installer
+    and its current token is unused; with ``cap``, only while fewer hosts than that hold an
+    install slot (one statement, so exact where writers are serialised). It changes no row
+    otherwise."""
+    values = {"install_token_hash": token_hash, "token_spent": False, "queued_at": None,
+              **(also or {})}  # fmt: skip
+    statement = update_unchanged_host(host_id, seen, values).where(
+        Host.state.in_([s.value for s in INSTALLER_STATES]), Host.token_claimed_at.is_(None)
     )
+    if cap is not None:
+        statement = statement.where(slots_taken() < cap)
+    return statement
+
+
+def claim_install_token(host_id: int, token_hash: str, address: str) -> Update:
+    """The statement recording the first use of the host's unused token ``token_hash``: bound
+    to ``address`` from now on, one more install attempt; no row changes when the token was
+    used already (or replaced). It moves ``updated_at``, so a boot decision read before it
+    cannot hand out another token over it."""
+    now = utcnow()
+    return (
+        update(Host)
+        .where(Host.id == host_id, Host.install_token_hash == token_hash,
+               Host.token_bound_addr.is_(None))
+        .values(token_bound_addr=address, token_claimed_at=now,
+                install_attempts=Host.install_attempts + 1, updated_at=now)
+    )  # fmt: skip
 
 
 def host_for_install_token(session: Session, token: str) -> Host | None:

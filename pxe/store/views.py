@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pxe.db.models import ApiToken, Event, Host, Pool, Profile, Selector
+from pxe.db.models import ApiToken, Bmc, Event, Host, Pool, Profile, Selector
+from pxe.store.bmc import bmc_of
+from pxe.store.lifecycle import State
 
 
 def _time(value: Any) -> str | None:
@@ -26,9 +28,20 @@ def host_view(host: Host) -> dict[str, Any]:
         "facts": host.facts or {},
         "refusal_reasons": host.refusal_reasons or [],
         "token_spent": host.token_spent,
+        # The install cycle (pxe.boot.decide): attempts since the last reinstall, the address
+        # its token is bound to, whether it waits for an install slot.
+        "install_attempts": host.install_attempts or 0,
+        "install_address": host.token_bound_addr,
+        "queued": is_queued(host),
+        "bmc": bmc_view(bmc_of(host)),  # never its password (pxe.bmc)
         "created_at": _time(host.created_at),
         "updated_at": _time(host.updated_at),
     }
+
+
+def is_queued(host: Host) -> bool:
+    """A ready host waiting for one of the ``max_concurrent_installs`` slots."""
+    return host.state == State.READY and host.queued_at is not None
 
 
 def event_view(event: Event) -> dict[str, Any]:
@@ -84,4 +97,19 @@ def token_view(token: ApiToken) -> dict[str, Any]:
         "name": token.name,
         "created_at": _time(token.created_at),
         "last_used_at": _time(token.last_used_at),
+    }
+
+
+def bmc_view(bmc: Bmc | None) -> dict[str, Any] | None:
+    """A host's BMC without its password, which no view ever shows."""
+    if bmc is None:
+        return None
+    return {
+        "driver": bmc.driver,
+        "address": bmc.address,
+        "port": bmc.port,
+        "username": bmc.username,
+        "system_path": bmc.system_path or None,
+        "verify_tls": bmc.verify_tls,
+        "updated_at": _time(bmc.updated_at),
     }

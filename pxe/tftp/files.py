@@ -23,7 +23,8 @@ from pxe.boot.render.ipxe import render_ipxe_script
 from pxe.boot.render.pxelinux import render_pxelinux
 from pxe.store.macs import normalise_mac
 
-PlanForMac = Callable[[str], BootPlan]
+# (MAC, the asking client's address) -> its plan; the address counts for discovery's limits.
+PlanForMac = Callable[[str, str], BootPlan]
 
 _MAC = r"(?P<mac>[0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){5})"
 _PXELINUX = re.compile(rf"(?:.*/)?pxelinux\.cfg/01-{_MAC}")
@@ -33,7 +34,9 @@ _GRUB = re.compile(rf"(?P<dir>(?:.*/)?)grub\.cfg-(?:01-)?{_MAC}")
 class GeneratedFiles:
     """The ``generated`` callable of :class:`pxe.tftp.server.TftpService`.
 
-    ``plan_for_mac`` receives a lower-case, colon-separated MAC address.
+    ``plan_for_mac`` receives a lower-case, colon-separated MAC address and the client's IP
+    address. It is :func:`pxe.boot.decide.plan_for_mac`, the one decision HTTP asks too: the
+    install cycle's rule (one token per cycle) and discovery's limits hold for these files.
     """
 
     def __init__(self, plan_for_mac: PlanForMac, http_base_url: str) -> None:
@@ -44,7 +47,9 @@ class GeneratedFiles:
         if path == "boot.ipxe":
             return self.ipxe_script
         if match := _PXELINUX.fullmatch(path):
-            return render_pxelinux(self.plan_for_mac(normalise_mac(match["mac"]))).encode()
+            plan = self.plan_for_mac(normalise_mac(match["mac"]), client_ip)
+            return render_pxelinux(plan).encode()
         if match := _GRUB.fullmatch(path):
-            return render_grub(self.plan_for_mac(normalise_mac(match["mac"])), path).encode()
+            plan = self.plan_for_mac(normalise_mac(match["mac"]), client_ip)
+            return render_grub(plan, path).encode()
         return None

@@ -28,6 +28,10 @@ ARCH_X86_UEFI = 6
 ARCH_X64_UEFI = 7
 ARCH_EBC = 9  # announced by many x86-64 UEFI firmwares instead of 7
 ARCH_ARM64_UEFI = 11
+# The same firmwares booting by UEFI HTTP Boot announce these instead.
+ARCH_X86_UEFI_HTTP = 15
+ARCH_X64_UEFI_HTTP = 16
+ARCH_ARM64_UEFI_HTTP = 19
 
 
 @dataclass(frozen=True)
@@ -80,11 +84,18 @@ def loader_for_arch(root: Path) -> dict[int, str]:
     """Which file in ``root`` each client architecture boots first (what ProxyDHCP hands out)."""
     loaders = {ARCH_BIOS: "undionly.kpxe"}
     uefi = "snponly.efi" if (root / "snponly.efi").is_file() else "ipxe.efi"
-    loaders[ARCH_X64_UEFI] = loaders[ARCH_EBC] = uefi
+    loaders[ARCH_X64_UEFI] = loaders[ARCH_EBC] = loaders[ARCH_X64_UEFI_HTTP] = uefi
     arm64 = "grub/arm64-efi/core.efi"
     if (root / arm64).is_file():
         loaders[ARCH_ARM64_UEFI] = arm64
     return loaders
+
+
+def http_loader_for_arch(root: Path) -> dict[int, str]:
+    """What UEFI HTTP Boot clients fetch from ``/loaders/``, by architecture: the x86-64 UEFI
+    loader, for the HTTP code and for the PXE codes a client may send with ``HTTPClient``."""
+    uefi = loader_for_arch(root)[ARCH_X64_UEFI]
+    return dict.fromkeys((ARCH_X64_UEFI_HTTP, ARCH_X64_UEFI, ARCH_EBC), uefi)
 
 
 def _refresh(source: Path, target: Path) -> None:

@@ -15,14 +15,17 @@ from pxe.web import (
     dashboard,
     errors,
     installs,
+    loaders,
     metrics,
     openapi,
     register,
     releases,
 )
+from pxe.web.api import audit as api_audit
 from pxe.web.api import events as api_events
 from pxe.web.api import hosts as api_hosts
 from pxe.web.api import pools as api_pools
+from pxe.web.api import power as api_power
 from pxe.web.api import profiles as api_profiles
 
 log = logging.getLogger(__name__)
@@ -32,11 +35,14 @@ BLUEPRINTS = (
     boot.bp,
     answerfile.bp,
     releases.bp,
+    loaders.bp,
     installs.bp,
     api_hosts.bp,
     api_profiles.bp,
     api_pools.bp,
     api_events.bp,
+    api_power.bp,
+    api_audit.bp,
     openapi.bp,
     register.bp,
     dashboard.bp,

@@ -33,6 +33,7 @@ def require_api_token() -> None:
     if record is None:
         raise Unauthorized("unknown or revoked API token")
     g.api_token_name = record.name
+    g.api_token_role = record.role
     _note_use(record)
 
 

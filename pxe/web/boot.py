@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
 
 from common import wire
 from pxe.boot.decide import decide_and_record
+from pxe.boot.discovery import DiscoveryGate
 from pxe.boot.render.ipxe import again_url, chain_script, render_ipxe
-from pxe.web.context import base_url, settings, state
+from pxe.web.context import EXTENSION, base_url, client_address, settings, state
+from pxe.web.metrics import count_discovery_refused
 
 bp = Blueprint("boot", __name__)
+
+# This app's discovery limits (pxe.boot.discovery), refusals counted on its /metrics.
+GATE_EXTENSION = "xcp_provision_discovery"
+
+
+def _setup(setup: BlueprintSetupState) -> None:
+    app = setup.app
+    app.extensions[GATE_EXTENSION] = DiscoveryGate(
+        app.extensions[EXTENSION].settings,
+        on_refused=lambda reason: count_discovery_refused(app, reason),
+    )
+
+
+bp.record_once(_setup)
 
 
 def _script(text: str, status: int = 200) -> Response:
@@ -32,7 +49,8 @@ def ipxe_script() -> Response:
         uuid=args.get("uuid") or None,
         serial=args.get("serial") or None,
         arch=args.get("arch") or None,
-        remote_addr=request.remote_addr,
+        remote_addr=client_address(),
         base_url=base,
+        gate=current_app.extensions[GATE_EXTENSION],
     )
     return _script(render_ipxe(plan, again_url=again_url(base, args.items())))

@@ -1,7 +1,8 @@
 """Calls an installing host makes with its install token: progress, failure, build-done.
 
 Every route checks the token before it reads the body: 401/403 for a caller without a valid
-token whatever it sent, 400 only for a host that may report."""
+token whatever it sent, 403 for one sent from another address than the token is bound to (a
+security event), 400 only for a host that may report."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ from flask import Blueprint, Response, g, jsonify
 
 from common import wire
 from pxe.store.errors import InvalidInputError
-from pxe.store.install_reports import mark_failed, mark_installed, record_progress
+from pxe.store.install_reports import (
+    Reporter,
+    mark_failed,
+    mark_installed,
+    record_progress,
+    use_install_token,
+)
 from pxe.store.lifecycle import State
 from pxe.web.auth import install_reporter
-from pxe.web.context import json_body, settings, state
+from pxe.web.context import client_address, json_body, settings, state
+from pxe.web.metrics import counting_refusals
 
 bp = Blueprint("installs", __name__)
 
@@ -37,9 +45,18 @@ def _percent(body: dict) -> int | None:
     return int(value)
 
 
+def _reporter(*, allow_spent: bool = False) -> Reporter:
+    """The token's host, once this use of its token passed the address check (a first use
+    binds it: :func:`pxe.store.install_reports.use_install_token`)."""
+    host = install_reporter(allow_spent=allow_spent)
+    with counting_refusals():
+        use_install_token(state().database, host, host.token_hash, client_address())
+    return host
+
+
 @bp.post(wire.INSTALL_EVENTS)
 def progress() -> tuple[Response, int]:
-    host = install_reporter()  # first: a caller without a valid token learns nothing of the body
+    host = _reporter()  # first: a caller without a valid token learns nothing of the body
     body = json_body()
     step = _text(body, "step", 128, required=True)
     message = _text(body, "message", 4096)
@@ -51,7 +68,7 @@ def progress() -> tuple[Response, int]:
 
 @bp.post(wire.INSTALL_FAILED)
 def failed() -> tuple[Response, int]:
-    host = install_reporter()  # first, as for progress
+    host = _reporter()  # first, as for progress
     body = json_body()
     reason = _text(body, "reason", 1024, required=True)
     log_text = body.get("log", "")
@@ -71,5 +88,5 @@ def failed() -> tuple[Response, int]:
 def done() -> tuple[Response, int]:
     """Once only (a replay is a 409); a spent token still counts: registration may spend it
     before a slow installer reports."""
-    mark_installed(state().database, install_reporter(allow_spent=True))
+    mark_installed(state().database, _reporter(allow_spent=True))
     return jsonify(state=State.INSTALLED.value), 200

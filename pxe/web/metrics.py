@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -27,11 +28,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from pxe.boot.discovery import REASONS
 from pxe.store.hosts import count_hosts_by_state
 from pxe.store.lifecycle import State
+from pxe.store.security_events import CHECKS, SecurityRefusalError
 from pxe.tftp.counters import SharedTftpCounters
 from pxe.tftp.server import TftpCounters
-from pxe.web.context import db
+from pxe.web.context import client_address, db
 
 bp = Blueprint("metrics", __name__)
 
@@ -54,6 +57,8 @@ class AppMetrics:
     installs_finished: Counter
     latency: Histogram
     requests: Counter
+    security_events: Counter
+    discovery_refused: Counter
 
 
 class _ScrapeTimeCollector:
@@ -113,6 +118,22 @@ def _setup(state: BlueprintSetupState) -> None:
     )
     for result in ("succeeded", "failed"):
         finished.labels(result)
+    security = Counter(
+        f"{PREFIX}_security_events",
+        "Requests refused by a security check (pxe.store.security_events), by check.",
+        ["kind"],
+        registry=registry,
+    )
+    for check in CHECKS:
+        security.labels(check)
+    refused = Counter(
+        f"{PREFIX}_discovery_refused",
+        "Unknown machines not recorded (pxe.boot.discovery), by reason.",
+        ["reason"],
+        registry=registry,
+    )
+    for reason in REASONS:
+        refused.labels(reason)
     state.app.extensions[EXTENSION] = AppMetrics(
         registry=scraped,
         installs_started=Counter(
@@ -134,6 +155,8 @@ def _setup(state: BlueprintSetupState) -> None:
             ["method", "route", "status"],
             registry=registry,
         ),
+        security_events=security,
+        discovery_refused=refused,
     )
 
 
@@ -147,6 +170,26 @@ def attach_tftp(app: Flask, counters: TftpCounters | SharedTftpCounters) -> None
 
 def _metrics() -> AppMetrics:
     return current_app.extensions[EXTENSION]
+
+
+def count_security_event(check: str) -> None:
+    """One more request of this app refused by security check ``check``."""
+    _metrics().security_events.labels(check).inc()
+
+
+@contextmanager
+def counting_refusals() -> Iterator[None]:
+    """Count a security check's refusal raised inside, and let it go on to its 403."""
+    try:
+        yield
+    except SecurityRefusalError as exc:
+        count_security_event(exc.check)
+        raise
+
+
+def count_discovery_refused(app: Flask, reason: str) -> None:
+    """One more discovery refused by ``app`` (pxe.boot.discovery's ``on_refused``)."""
+    app.extensions[EXTENSION].discovery_refused.labels(reason).inc()
 
 
 @bp.before_app_request
@@ -180,7 +223,7 @@ def _observe(response: Response) -> Response:
             "route": route,
             "status": response.status_code,
             "duration_ms": round(seconds * 1000, 3),
-            "remote_addr": request.remote_addr,
+            "remote_addr": client_address(),
         },
     )
     return response

@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from pxe.web import openapi_power
+
 bp = Blueprint("openapi", __name__)
 
 
@@ -61,18 +63,20 @@ def _op(
     return op
 
 
-def _path_param(name: str, description: str) -> dict[str, Any]:
+def _path_param(name: str, description: str, kind: str = "string") -> dict[str, Any]:
     return {
         "name": name,
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "string"},
+        "schema": {"type": kind},
     }
 
 
-def _query(name: str, kind: str = "string", description: str = "") -> dict[str, Any]:
-    return {"name": name, "in": "query", "description": description, "schema": {"type": kind}}
+def _query(name: str, kind: str = "string", description: str = "", **limits: Any) -> dict[str, Any]:
+    """``limits``: JSON Schema keywords (minimum, maximum, enum) the route enforces."""
+    schema = {"type": kind, **limits}
+    return {"name": name, "in": "query", "description": description, "schema": schema}
 
 
 def _list_of(key: str, item: str) -> dict[str, Any]:
@@ -87,25 +91,51 @@ _STR = {"type": "string"}
 _STRN = {"type": ["string", "null"]}
 _OBJN = {"type": ["object", "null"], "additionalProperties": True}
 
+# The values the store accepts (pxe.store.macs, names, hosts), so that what this document calls
+# valid is valid. Patterns apply to strings only: null still passes where the type allows it.
+_MAC_PATTERN = (
+    r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$|^([0-9A-Fa-f]{2}-){5}[0-9A-Fa-f]{2}$"
+    r"|^[0-9A-Fa-f]{12}$|^[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}$"
+)
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME_PATTERN = rf"^{_LABEL}(\.{_LABEL})*$"
+_UUID_PATTERN = r"^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$"
+_MAC = {"type": "string", "pattern": _MAC_PATTERN, "description": "aa:bb:cc:dd:ee:ff"}
+_NAME = {"type": "string", "pattern": _NAME_PATTERN}
+_HOSTNAME = {"type": "string", "maxLength": 253, "pattern": _HOSTNAME_PATTERN}
+_UUID = {"type": "string", "pattern": _UUID_PATTERN, "description": "SMBIOS UUID"}
+_TEXT = {"type": "string", "minLength": 1}
+_SERIAL = {"type": "string", "pattern": r"\S"}  # not only blanks
+_STATES = ["discovered", "ready", "installing", "installed", "registered", "in-pool", "failed"]
+
+
+def _or_none(schema: dict[str, Any], pattern: str) -> dict[str, Any]:
+    """``schema`` (a string), or null or the empty string: both mean none, or clear it."""
+    return {**schema, "type": ["string", "null"], "pattern": f"^$|{pattern}"}
+
+
 # What adding and editing take (pxe.web.api checks these types; a wrong one is a 400).
 _HOST_FIELDS: dict[str, Any] = {
-    "macs": {"type": "array", "items": _STR},
-    "hostname": _STRN,
-    "uuid": _STRN,
+    "macs": {"type": "array", "items": _MAC},
+    "hostname": _or_none(_HOSTNAME, _HOSTNAME_PATTERN),
+    "uuid": _or_none(_UUID, _UUID_PATTERN),
     "serial": _STRN,
-    "profile": _STRN,
-    "pool": _STRN,
+    "profile": _or_none(_NAME, _NAME_PATTERN),
+    "pool": _or_none(_NAME, _NAME_PATTERN),
     "facts": _OBJ,
 }
 _PROFILE_FIELDS: dict[str, Any] = {
-    "parent": _STRN,
-    "release": _STRN,
+    "parent": _or_none(_NAME, _NAME_PATTERN),
+    "release": _or_none(_NAME, _NAME_PATTERN),
     "template": {"type": ["string", "null"], "description": "bundled name or text"},
     "variables": _OBJN,
     "kernel_args": _STRN,
     "disk_rule": _OBJN,
-    "pool": _STRN,
+    "pool": _or_none(_NAME, _NAME_PATTERN),
 }
+_LIMIT = _query("limit", "integer", minimum=1, maximum=100_000)
+_OFFSET = _query("offset", "integer", minimum=0, maximum=100_000)
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": _STR}},
@@ -118,18 +148,7 @@ SCHEMAS: dict[str, Any] = {
             "uuid": _STRN,
             "serial": _STRN,
             "arch": _STRN,
-            "state": {
-                "type": "string",
-                "enum": [
-                    "discovered",
-                    "ready",
-                    "installing",
-                    "installed",
-                    "registered",
-                    "in-pool",
-                    "failed",
-                ],
-            },
+            "state": {"type": "string", "enum": _STATES},
             "state_reason": _STR,
             "profile": _STRN,
             "pool": _STRN,
@@ -143,8 +162,14 @@ SCHEMAS: dict[str, Any] = {
     "HostInput": {
         "type": "object",
         "description": "At least one of macs, mac, uuid, serial.",
-        "properties": {"mac": _STR, **_HOST_FIELDS},
+        "properties": {"mac": _MAC, **_HOST_FIELDS},
         "additionalProperties": False,
+        "anyOf": [
+            {"required": ["mac"]},
+            {"required": ["macs"], "properties": {"macs": {"minItems": 1}}},
+            {"required": ["uuid"], "properties": {"uuid": _UUID}},
+            {"required": ["serial"], "properties": {"serial": _SERIAL}},
+        ],
     },
     "HostChanges": {
         "type": "object",
@@ -170,7 +195,7 @@ SCHEMAS: dict[str, Any] = {
     "ProfileInput": {
         "type": "object",
         "required": ["name"],
-        "properties": {"name": _STR, **_PROFILE_FIELDS},
+        "properties": {"name": _NAME, **_PROFILE_FIELDS},
         "additionalProperties": False,
     },
     "ProfileChanges": {
@@ -189,6 +214,20 @@ SCHEMAS: dict[str, Any] = {
             "pattern": {"type": "string", "description": "shell wildcards * ? [...]"},
         },
     },
+    "SelectorInput": {
+        "type": "object",
+        "required": ["profile", "field", "pattern"],
+        "properties": {
+            "profile": _NAME,
+            "field": {"type": "string", "enum": ["mac", "uuid", "serial"]},
+            "pattern": {
+                "type": "string",
+                "maxLength": 255,
+                "pattern": r"\S",
+                "description": "shell wildcards * ? [...]; not only blanks",
+            },
+        },
+    },
     "Pool": {
         "type": "object",
         "properties": {
@@ -205,7 +244,7 @@ SCHEMAS: dict[str, Any] = {
     "PoolInput": {
         "type": "object",
         "required": ["name"],
-        "properties": {"name": _STR, "force": {"type": "boolean"}},
+        "properties": {"name": _NAME, "force": {"type": "boolean"}},
     },
     "Event": {
         "type": "object",
@@ -234,6 +273,20 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"reason": _STR, "log": {"type": "string", "description": "size-capped"}},
     },
     "State": {"type": "object", "properties": {"state": _STR}},
+    "AuditEntry": {
+        "type": "object",
+        "description": "One admin action; request fields by name only, never their values.",
+        "properties": {
+            "id": {"type": "integer"},
+            "time": _STR,
+            "actor": {"type": "string", "description": "API token name, or cli:<unix user>"},
+            "action": {"type": "string", "description": "METHOD /route, or hosts.reinstall..."},
+            "target": _STR,
+            "source": {"type": "string", "description": "client address; empty for the CLI"},
+            "result": {"type": "string", "description": "ok, or the status and the reason"},
+            "fields": {"type": "array", "items": _STR},
+        },
+    },
     "Registration": {
         "type": "object",
         "description": "What the first-boot agent reports; more facts are kept as they come.",
@@ -246,34 +299,57 @@ SCHEMAS: dict[str, Any] = {
             "management_ip",
         ],
         "properties": {
-            "mac": _STR,
-            "cpu_vendor": _STR,
-            "xen_version": _STR,
-            "dom0_release": _STR,
-            "network_backend": _STR,
-            "management_ip": _STR,
+            "mac": _MAC,
+            "cpu_vendor": _TEXT,
+            "xen_version": _TEXT,
+            "dom0_release": _TEXT,
+            "network_backend": _TEXT,
+            "management_ip": {
+                "type": "string",
+                "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+                "description": "an IP address, or one with its /prefix",
+            },
+            "management_vlan": {"type": ["integer", "null"], "minimum": 0, "maximum": 4094},
+            "cores": {"type": ["integer", "null"], "minimum": 1, "maximum": 1 << 20},
+            "memory": {"type": ["integer", "null"], "minimum": 0, "maximum": 1 << 50},
+            "cpu_flags": {"type": ["array", "null"]},
+            "nics": {"type": ["array", "null"]},
+            "disks": {"type": ["array", "null"]},
+            "hostname": _or_none(_HOSTNAME, _HOSTNAME_PATTERN),
+            "pool": _or_none(_NAME, _NAME_PATTERN),
         },
         "additionalProperties": True,
     },
 }
 
 _HOST_FILTERS = [
-    _query("state"),
+    _query("state", description="empty: any state", enum=[*_STATES, ""]),
     _query("pool"),
     _query("profile"),
-    _query("limit", "integer"),
-    _query("offset", "integer"),
+    _LIMIT,
+    _OFFSET,
 ]
-_EVENT_FILTERS = [_query("since", description="ISO 8601 time"), _query("limit", "integer")]
+_SINCE = {
+    **_query("since", description="RFC 3339 time, with its zone; empty: from the start"),
+    "schema": {"type": "string", "anyOf": [{"format": "date-time"}, {"maxLength": 0}]},
+}
+_EVENT_FILTERS = [_SINCE, _LIMIT]
 
 PATHS: dict[str, Any] = {
     "/api/v1/openapi.json": {"get": _op("This document", _OBJ, security="", errors=())},
     "/api/v1/hosts": {
         "get": _op(
-            "List hosts", _list_of("hosts", "Host"), params=_HOST_FILTERS, errors=(400, 401)
+            "List hosts",
+            _list_of("hosts", "Host"),
+            params=_HOST_FILTERS,
+            errors=(400, 401, 404),  # 404: no such pool or profile to filter by
         ),
         "post": _op(
-            "Add a host", _ref("Host"), status=201, body="HostInput", errors=(400, 401, 404, 409)
+            "Add a host (409: a MAC taken, or a profile or pool that does not exist)",
+            _ref("Host"),
+            status=201,
+            body="HostInput",
+            errors=(400, 401, 409),
         ),
     },
     "/api/v1/hosts/{ref}": {
@@ -290,7 +366,9 @@ PATHS: dict[str, Any] = {
     "/api/v1/hosts/{ref}/reinstall": {
         "parameters": [HOST_REF],
         "post": _op(
-            "Back to ready: the next boot installs again", _ref("Host"), errors=(401, 404, 409)
+            "Back to ready: the next boot installs again",
+            _ref("Host"),
+            errors=(400, 401, 404, 409),
         ),
     },
     "/api/v1/hosts/{ref}/events": {
@@ -305,11 +383,11 @@ PATHS: dict[str, Any] = {
     "/api/v1/profiles": {
         "get": _op("List profiles", _list_of("profiles", "Profile")),
         "post": _op(
-            "Create a profile",
+            "Create a profile (409: the name taken, or a parent or pool that does not exist)",
             _ref("Profile"),
             status=201,
             body="ProfileInput",
-            errors=(400, 401, 404, 409),
+            errors=(400, 401, 409),
         ),
     },
     "/api/v1/profiles/{name}": {
@@ -319,7 +397,7 @@ PATHS: dict[str, Any] = {
             "Edit a profile", _ref("Profile"), body="ProfileChanges", errors=(400, 401, 404, 409)
         ),
         "delete": _op(
-            "Delete a profile (not while hosts or children use it)",
+            "Delete a profile (not while hosts, children or selectors use it)",
             status=204,
             errors=(401, 404, 409),
         ),
@@ -336,11 +414,15 @@ PATHS: dict[str, Any] = {
             errors=(401, 404),
         ),
         "post": _op(
-            "Add a selector", _ref("Selector"), status=201, body="Selector", errors=(400, 401, 404)
+            "Add a selector",
+            _ref("Selector"),
+            status=201,
+            body="SelectorInput",
+            errors=(400, 401, 409),  # 409: no such profile
         ),
     },
     "/api/v1/selectors/{selector_id}": {
-        "parameters": [_path_param("selector_id", "selector id")],
+        "parameters": [_path_param("selector_id", "selector id", "integer")],
         "delete": _op("Remove a selector", status=204, errors=(401, 404)),
     },
     "/api/v1/pools": {
@@ -360,6 +442,25 @@ PATHS: dict[str, Any] = {
             _list_of("events", "Event"),
             params=[_query("host"), _query("kind"), *_EVENT_FILTERS],
             errors=(400, 401, 404),
+        ),
+    },
+    "/api/v1/audit": {
+        "get": _op(
+            "The audit log of admin actions (API, dashboard, CLI), newest first",
+            _list_of("audit", "AuditEntry"),
+            params=[
+                {
+                    **_query("since", description="RFC 3339 time, or a span back: 30m, 1h, 2d"),
+                    "schema": {
+                        "anyOf": [
+                            {"type": "string", "format": "date-time"},
+                            {"type": "string", "pattern": "^([0-9]{1,6}[smhdw])?$"},
+                        ]
+                    },
+                },
+                _query("limit", "integer", minimum=1, maximum=10_000),
+            ],
+            errors=(400, 401),
         ),
     },
     "/api/v1/installs/events": {
@@ -402,6 +503,109 @@ PATHS: dict[str, Any] = {
 }
 
 
+def _operation(path: str, method: str = "get") -> str:
+    """A link's ``operationRef``: the JSON pointer to the operation in this document."""
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+_HOST = "/api/v1/hosts/{ref}"
+_PROFILE = "/api/v1/profiles/{name}"
+_POOL = "/api/v1/pools/{name}"
+_BY_ID = {"ref": "$response.body#/id"}
+_NAME_OF = "$response.body#/name"
+_BY_NAME = {"name": _NAME_OF}
+
+
+def _to(path: str, method: str = "get", params: Any = None, body: Any = None) -> dict[str, Any]:
+    link: dict[str, Any] = {"operationRef": _operation(path, method)}
+    if params:
+        link["parameters"] = params
+    if body:
+        link["requestBody"] = body
+    return link
+
+
+# What a created (or changed) resource leads to: the links clients follow, and the stateful
+# tests use (tests/pxe/test_api_fuzz.py) to act on what they created.
+LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("/api/v1/hosts", "post", "201"): {
+        "ShowHost": _to(_HOST, params=_BY_ID),
+        "EditHost": _to(_HOST, "patch", _BY_ID),
+        "RemoveHost": _to(_HOST, "delete", _BY_ID),
+        "ReinstallHost": _to(f"{_HOST}/reinstall", "post", _BY_ID),
+        "HostEvents": _to(f"{_HOST}/events", params=_BY_ID),
+        "EventsOfHost": _to("/api/v1/events", params={"query.host": "$response.body#/id"}),
+    },
+    (_HOST, "patch", "200"): {
+        "ShowHost": _to(_HOST, params=_BY_ID),
+        "RemoveHost": _to(_HOST, "delete", _BY_ID),
+    },
+    (f"{_HOST}/reinstall", "post", "200"): {
+        "ShowHost": _to(_HOST, params=_BY_ID),
+        "HostEvents": _to(f"{_HOST}/events", params=_BY_ID),
+    },
+    ("/api/v1/profiles", "post", "201"): {
+        "ShowProfile": _to(_PROFILE, params=_BY_NAME),
+        "EditProfile": _to(_PROFILE, "patch", _BY_NAME),
+        "DeleteProfile": _to(_PROFILE, "delete", _BY_NAME),
+        "EffectiveProfile": _to(f"{_PROFILE}/effective", params=_BY_NAME),
+        "AddSelector": _to("/api/v1/selectors", "post", body={"profile": _NAME_OF}),
+        "ListSelectors": _to("/api/v1/selectors", params={"query.profile": _NAME_OF}),
+        "AddHostWithProfile": _to("/api/v1/hosts", "post", body={"profile": _NAME_OF}),
+        "HostsWithProfile": _to("/api/v1/hosts", params={"query.profile": _NAME_OF}),
+        "AddChildProfile": _to("/api/v1/profiles", "post", body={"parent": _NAME_OF}),
+    },
+    (_PROFILE, "patch", "200"): {
+        "ShowProfile": _to(_PROFILE, params=_BY_NAME),
+        "EffectiveProfile": _to(f"{_PROFILE}/effective", params=_BY_NAME),
+    },
+    ("/api/v1/selectors", "post", "201"): {
+        "RemoveSelector": _to(
+            "/api/v1/selectors/{selector_id}", "delete", {"selector_id": "$response.body#/id"}
+        ),
+        "ShowProfile": _to(_PROFILE, params={"name": "$response.body#/profile"}),
+    },
+    ("/api/v1/pools", "post", "201"): {
+        "ShowPool": _to(_POOL, params=_BY_NAME),
+        "DeletePool": _to(_POOL, "delete", _BY_NAME),
+        "AddHostInPool": _to("/api/v1/hosts", "post", body={"pool": _NAME_OF}),
+        "HostsInPool": _to("/api/v1/hosts", params={"query.pool": _NAME_OF}),
+        "AddProfileWithPool": _to("/api/v1/profiles", "post", body={"pool": _NAME_OF}),
+    },
+}
+for (_path, _method, _status), _links in LINKS.items():
+    PATHS[_path][_method]["responses"][_status]["links"] = _links
+
+openapi_power.merge(PATHS, SCHEMAS)  # a host's BMC and power (pxe.web.api.power)
+
+
+_READ_METHODS = ("get", "head")
+_ROLE_NOTES = {
+    "viewer": "Any API token may call this: admin or viewer.",
+    "admin": "Needs an API token with the admin role; a viewer token gets 403. Audited.",
+}
+
+
+def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every API-token operation says the least role it needs (``x-required-role``): a read
+    any token, anything else admin, with the 403 a viewer token gets."""
+    out: dict[str, Any] = {}
+    for path, item in paths.items():
+        out[path] = dict(item)
+        for method, op in item.items():
+            if method == "parameters" or {"apiToken": []} not in op.get("security", []):
+                continue
+            role = "viewer" if method in _READ_METHODS else "admin"
+            note = _ROLE_NOTES[role]
+            described = f"{op['description']} {note}" if op.get("description") else note
+            noted = {**op, "description": described, "x-required-role": role}
+            if role == "admin":
+                denied = _json(_ref("Error"), "The token's role (viewer) may only read")
+                noted["responses"] = {**op["responses"], "403": denied}
+            out[path][method] = noted
+    return out
+
+
 def spec() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -410,7 +614,7 @@ def spec() -> dict[str, Any]:
             "version": "1",
             "description": "Inventory, boot and install tracking of Xen hosts.",
         },
-        "paths": PATHS,
+        "paths": _with_roles(PATHS),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {

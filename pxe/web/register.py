@@ -3,7 +3,9 @@
 The wire protocol the first-boot agent (dom0/firstboot/agent.py) is written against; the rules
 (tokens, pools, DNS) live in :mod:`pxe.registration`. Statuses: 200 with the answer (in the pool,
 or registered with the reasons it was refused); 400 naming the bad field; 401 without a token or
-with one no host holds; 403 for another host's token or one spent by an earlier join; 409 for a
+with one no host holds; 403 for another host's token, one spent by an earlier join, or a
+registration that does not match the host (MAC, SMBIOS UUID, serial, the address its install
+used: a security event, see :mod:`pxe.registration`); 409 for a
 host that never finished installing; 503 + Retry-After while the pool's named master has not
 registered (the agent retries 5xx, so it joins once the master is up).
 """
@@ -18,9 +20,10 @@ from common import wire
 from pxe.dns.errors import DnsSettingsError
 from pxe.dns.settings import DnsSettings
 from pxe.host_report import ReportError
-from pxe.registration import dns_settings, register
+from pxe.registration import IdentityMismatchError, dns_settings, register
 from pxe.web.auth import bearer_token
-from pxe.web.context import settings, state
+from pxe.web.context import client_address, settings, state
+from pxe.web.metrics import count_security_event
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,13 @@ def _bad_field(exc: ReportError) -> tuple[Response, int]:
 @bp.post(wire.REGISTER)
 def register_host() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
     body = request.get_json(silent=True) if request.get_data(cache=True) else None
-    answer = register(state().database, bearer_token(), body, dns=_dns())
+    try:
+        answer = register(
+            state().database, bearer_token(), body, dns=_dns(), source=client_address()
+        )
+    except IdentityMismatchError as exc:
+        count_security_event(exc.check)
+        raise
     if answer.retry_after is not None:
         headers = {"Retry-After": str(answer.retry_after)}
         return jsonify(error=" ".join(answer.reasons), **answer.to_json()), 503, headers

@@ -260,3 +260,95 @@ def test_operator_assigns_a_discovered_host(server: Server, browser: WebDriver) 
     assert mac not in browser.find_element(By.TAG_NAME, "main").text
     # Its next boot runs the installer.
     assert "token=xpi_" in server.call("GET", f"/boot/ipxe?mac={mac}")[1]
+
+
+def sign_in(server: Server, browser: WebDriver, token: str) -> None:
+    browser.get(f"{server.url}/ui/login")
+    shown(browser, "#token").send_keys(token)
+    browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+    wait(browser).until(ec.presence_of_element_located((By.ID, "host-rows")))
+
+
+def audit_rows(browser: WebDriver) -> list[list[str]]:
+    """The audit page's rows, reached from the nav link, as the cells' texts."""
+    browser.find_element(By.LINK_TEXT, "Audit").click()
+    shown(browser, "#audit")
+    return [
+        [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+        for row in browser.find_elements(By.CSS_SELECTOR, "#audit tr.audit-row")
+    ]
+
+
+def test_viewer_sees_no_actions_and_the_audit_shows_every_change(
+    server: Server, browser: WebDriver
+) -> None:
+    """A viewer token signs in, finds no button to press, is refused a forged action; an admin
+    then reinstalls the host, and the Audit page shows both, and no secret."""
+    secret = "Hunter2-dashboard-s3cret"  # what the audit must never show
+    made = runner.run(
+        [EXE, "tokens", "create", "auditor", "--role", "viewer", "--data-dir", server.data_dir]
+    )
+    viewer = made.stdout.strip().splitlines()[-1]
+    status, profile = server.call(
+        "POST", "/api/v1/profiles", {"name": "vault", "variables": {"root_password": secret}}
+    )
+    assert status == 201, profile
+    status, host = server.call(
+        "POST", "/api/v1/hosts", {"mac": mac_of(60), "hostname": "node0060", "profile": "demo"}
+    )
+    assert status == 201, host
+
+    sign_in(server, browser, viewer)
+    assert text_of(browser, "#read-only") == "read-only"
+    browser.get(f"{server.url}/ui/hosts/{host['id']}")
+    shown(browser, "#host-live")
+    assert not browser.find_elements(By.ID, "reinstall")
+    assert not browser.find_elements(By.ID, "remove")
+    assert not browser.find_elements(By.CSS_SELECTOR, "form.assign")
+    browser.find_element(By.LINK_TEXT, "Discovered").click()
+    shown(browser, "table.hosts")
+    assert not browser.find_elements(By.CSS_SELECTOR, "form.assign")
+
+    # The form a viewer cannot see, posted anyway from its own signed-in page (CSRF included).
+    browser.execute_script(
+        """const form = document.createElement('form');
+        form.method = 'post';
+        form.action = arguments[0];
+        const csrf = document.querySelector('input[name=csrf]').cloneNode();
+        form.appendChild(csrf);
+        document.body.appendChild(form);
+        form.submit();""",
+        f"/ui/hosts/{host['id']}/reinstall",
+    )
+    refusal = wait(browser).until(
+        ec.text_to_be_present_in_element((By.CSS_SELECTOR, "main .card"), "403")
+    )
+    assert refusal
+    assert "role is viewer" in text_of(browser, "main .card")
+    assert server.call("GET", f"/api/v1/hosts/{host['id']}")[1]["state"] == "ready"
+    # A viewer reads the audit too: its own refusal is in it.
+    rows = audit_rows(browser)
+    assert rows[0][1:4] == ["auditor", "hosts.reinstall", str(host["id"])]
+    assert rows[0][5].startswith("403 your API token's role is viewer")
+
+    # Signed out, then in again as the admin token: the actions are there and work.
+    browser.find_element(By.CSS_SELECTOR, ".who button").click()
+    wait(browser).until(ec.url_contains("/ui/login"))
+    sign_in(server, browser, server.api_token)
+    assert not browser.find_elements(By.ID, "read-only")
+    browser.get(f"{server.url}/ui/hosts/{host['id']}")
+    wait(browser).until(ec.presence_of_element_located((By.ID, "reinstall"))).click()
+    wait(browser).until(ec.alert_is_present()).accept()
+    wait(browser).until(
+        ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".flash.ok"), "will reinstall")
+    )
+    rows = audit_rows(browser)
+    browser.save_screenshot(str(RESULTS / "audit.png"))
+    assert rows[0][1:6] == ["browser", "hosts.reinstall", str(host["id"]), "127.0.0.1", "ok"]
+    assert rows[1][1:4] == ["auditor", "hosts.reinstall", str(host["id"])]
+    api_rows = [r for r in rows if r[2] == "POST /api/v1/profiles" and r[3] == "vault"]
+    assert api_rows and api_rows[0][1] == "browser" and api_rows[0][5] == "ok"
+    assert api_rows[0][6] == "name, variables"
+    assert any(r[1].startswith("cli:") and r[2:4] == ["tokens.create", "auditor"] for r in rows)
+    assert secret[:8] not in browser.page_source
+    assert viewer not in browser.page_source

@@ -314,3 +314,15 @@ def test_agent_paths_match_the_layout_contract() -> None:
     unit = (AGENT_SOURCE.parent / dom0_layout.UNIT_NAME).read_text()
     assert f"ExecStart=/usr/bin/python3 {dom0_layout.AGENT}" in unit
     assert f"ConditionPathExists=!{dom0_layout.DONE_MARKER}" in unit
+
+
+def test_firmware_identity_is_read_from_dmi_and_left_out_when_absent(tmp_path: Path) -> None:
+    dmi = tmp_path / "dmi"
+    assert agent.firmware_identity(dmi) == {}
+    dmi.mkdir()
+    (dmi / "product_uuid").write_text("4c4c4544-0042-3010-8052-b4c04f4e4d32\n")
+    (dmi / "product_serial").write_text("CZ1234\n")
+    assert agent.firmware_identity(dmi) == {
+        "smbios_uuid": "4c4c4544-0042-3010-8052-b4c04f4e4d32",
+        "serial": "CZ1234",
+    }

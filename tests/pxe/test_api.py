@@ -73,7 +73,7 @@ def test_host_crud_and_errors(client, auth) -> None:
     bad_edit = client.patch("/api/v1/hosts/n1", json={"colour": "red"}, headers=auth)
     assert bad_edit.status_code == 400
     missing_profile = client.patch("/api/v1/hosts/n1", json={"profile": "nope"}, headers=auth)
-    assert missing_profile.status_code == 404
+    assert missing_profile.status_code == 409  # the host is there; the profile it names is not
     assert client.get("/api/v1/hosts?state=sideways", headers=auth).status_code == 400
     assert client.get("/api/v1/hosts?limit=ten", headers=auth).status_code == 400
     listed = client.get("/api/v1/hosts?state=discovered", headers=auth).json["hosts"]

@@ -139,10 +139,12 @@ def test_installed_hosts_boot_their_disk(
 
 
 def test_failed_host_waits_for_an_operator(database: Database, settings: Settings) -> None:
+    """Once its automatic retries are used up (tests/pxe/test_install_watchdog.py)."""
     with database.scope() as s:
         profiles.create_profile(s, "p", release="demo")
         host = hosts.add_host(s, macs=[MAC], profile="p", state=State.FAILED)
         host.state_reason = "disk sda not found"
+        host.install_attempts = settings.max_install_attempts
     plan = _decide(database, settings)
     assert plan.action == BootAction.WAIT
     assert "disk sda not found" in plan.reason and "reinstall" in plan.reason
@@ -201,7 +203,9 @@ def test_lookups_that_change_nothing_do_not_wait_for_writers(
         profiles.create_profile(s, "p", release="demo", template="fresh-dhcp")
         for state, mac in macs.items():
             profile = None if state == State.DISCOVERED else "p"
-            hosts.add_host(s, macs=[mac], profile=profile, state=state)
+            host = hosts.add_host(s, macs=[mac], profile=profile, state=state)
+            if state == State.FAILED:  # retries used up: it waits (a retry is a write)
+                host.install_attempts = settings.max_install_attempts
     blocker = sqlite3.connect(settings.data_dir / "inventory.sqlite3", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     impatient = Database(settings.database)

@@ -88,10 +88,9 @@ def in_netns(ns: str, action: Callable[[], T]) -> T:
 
 @pytest.fixture
 def proxy(link: Link, request: pytest.FixtureRequest) -> Iterator[ProxyDhcpService]:
-    kwargs = getattr(request, "param", {})
-    service = ProxyDhcpService(SERVER_IP, BASE_URL, interface=link.server_if,
-                               loaders={0: "undionly.kpxe", 7: "snponly.efi", 9: "snponly.efi",
-                                        11: "grub/arm64-efi/core.efi"}, **kwargs)
+    kwargs = {"loaders": {0: "undionly.kpxe", 7: "snponly.efi", 9: "snponly.efi",
+                          11: "grub/arm64-efi/core.efi"}, **getattr(request, "param", {})}
+    service = ProxyDhcpService(SERVER_IP, BASE_URL, interface=link.server_if, **kwargs)
     in_netns(link.server_ns, service.start)
     yield service
     service.stop()
@@ -235,6 +234,75 @@ def test_malformed_datagrams_are_dropped_and_service_keeps_answering(proxy, clie
             break
     assert [r.file for r in replies] == [b"undionly.kpxe"]
     assert proxy.counters.malformed >= 100  # the rest overflowed the socket buffer
+
+
+def http_discover(xid: int, *, arch: int = 16, vendor: bytes | None = None) -> DhcpPacket:
+    """A DHCPDISCOVER as the UEFI specification's HTTP Boot section has an HTTP Boot client
+    send it: vendor class ``HTTPClient:Arch:xxxxx:UNDI:yyyzzz``, option 93 the HTTP Boot
+    architecture (16: x86-64 UEFI HTTP), option 94 the UNDI version, option 97 the UUID,
+    asking for the boot file (67) and the vendor class (60) among the usual options."""
+    return DhcpPacket(
+        op=BOOTREQUEST, xid=xid, chaddr=b"\x52\x54\x00\xab\xcd\x16", flags=FLAG_BROADCAST,
+        options={
+            opt.MESSAGE_TYPE: bytes([opt.DISCOVER]),
+            opt.PARAMETER_LIST: bytes([1, 3, 6, 15, 28, 43, 60, 66, 67, 97, 128]),
+            opt.VENDOR_CLASS: vendor or b"HTTPClient:Arch:%05d:UNDI:003001" % arch,
+            opt.CLIENT_ARCH: arch.to_bytes(2, "big"),
+            opt.CLIENT_NDI: b"\x01\x03\x01",
+            opt.CLIENT_UUID: b"\x00" + bytes(range(16, 32)),
+        },
+    )
+
+
+LOADER_URL = f"{BASE_URL}/loaders/snponly.efi"
+
+
+def test_http_boot_discover_gets_the_loader_url(proxy, client):
+    discover = http_discover(0x8001)
+    [offer] = client.exchange(discover, BROADCAST)
+    assert offer.op == 2  # BOOTREPLY
+    assert (offer.htype, offer.hops, offer.xid) == (1, 0, discover.xid)
+    assert offer.chaddr == discover.chaddr
+    assert offer.flags == FLAG_BROADCAST
+    assert offer.ciaddr == offer.yiaddr == offer.giaddr == IPv4Address(0)  # a proxy offer
+    assert offer.siaddr == IPv4Address(SERVER_IP)
+    assert offer.sname == b""
+    assert offer.file == LOADER_URL.encode()
+    assert offer.options == {
+        opt.MESSAGE_TYPE: bytes([opt.OFFER]),
+        opt.SERVER_ID: IPv4Address(SERVER_IP).packed,
+        opt.VENDOR_CLASS: b"HTTPClient",
+        opt.BOOTFILE: LOADER_URL.encode(),
+    }
+
+
+@pytest.mark.parametrize(("vendor", "arch", "expected_class", "expected_file"), [
+    (b"HTTPClient:Arch:00007:UNDI:003001", 7, b"HTTPClient", LOADER_URL),
+    (b"PXEClient:Arch:00007:UNDI:003016", 16, b"PXEClient", "snponly.efi"),
+    (b"HTTPClient", 9, b"HTTPClient", LOADER_URL),
+], ids=["http-class-pxe-arch", "pxe-class-http-arch", "bare-http-class"])
+def test_the_vendor_class_decides_between_http_and_pxe(proxy, client, vendor, arch,
+                                                       expected_class, expected_file):
+    proxy.loaders[16] = "snponly.efi"  # as serve's loader_for_arch has it
+    [offer] = client.exchange(http_discover(0x8100 + arch, arch=arch, vendor=vendor), BROADCAST)
+    assert offer.options[opt.VENDOR_CLASS] == expected_class
+    assert offer.options[opt.BOOTFILE].decode() == expected_file
+    assert (opt.VENDOR_SPECIFIC in offer.options) == (expected_class == b"PXEClient")
+
+
+def test_http_boot_for_an_architecture_without_loader_is_silent(proxy, client):
+    assert client.exchange(http_discover(0x8201, arch=19), BROADCAST, timeout=0.5) == []
+    assert proxy.counters.ignored == 1
+
+
+@pytest.mark.parametrize("proxy", [{"loaders": {}}], indirect=True)
+def test_without_tftp_loaders_pxe_firmware_is_silent_but_http_and_ipxe_are_answered(proxy,
+                                                                                    client):
+    assert client.exchange(pxe_packet(opt.DISCOVER, 7, xid=0x8301), BROADCAST, timeout=0.5) == []
+    [http] = client.exchange(http_discover(0x8302), BROADCAST)
+    assert http.file == LOADER_URL.encode()
+    [ipxe] = client.exchange(pxe_packet(opt.DISCOVER, 7, xid=0x8303, ipxe=True), BROADCAST)
+    assert ipxe.file == f"{BASE_URL}/boot/ipxe".encode()
 
 
 LAB = DhcpRange(IPv4Address("10.99.0.100"), IPv4Address("10.99.0.101"),

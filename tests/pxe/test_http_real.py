@@ -91,7 +91,9 @@ def test_concurrent_discovery_records_each_host_once(
     macs = [f"52:54:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(60)]
     with any_database.scope() as session:
         token = create_api_token(session, "tests")
-    app = create_app(Settings(data_dir=tmp_path / "data"), database=any_database)
+    # Every machine asks from loopback here: no per-address discovery limit.
+    settings = Settings(data_dir=tmp_path / "data", discovery_rate=0)
+    app = create_app(settings, database=any_database)
     with running_server(app) as server:
 
         def boot(mac: str) -> int:

@@ -99,7 +99,8 @@ def test_ipxe_script_chains_to_http_with_identity():
 def test_generated_files_route_by_name_and_normalise_the_mac():
     asked: list[str] = []
 
-    def plan_for_mac(mac: str) -> BootPlan:
+    def plan_for_mac(mac: str, client_ip: str) -> BootPlan:
+        assert client_ip == "10.0.0.9"  # discovery's limits count per address
         asked.append(mac)
         return LOCAL
 

@@ -34,7 +34,7 @@ INSTALL = BootPlan(
 BASE_URL = "http://10.0.0.1:8080"
 
 
-def plans(mac: str) -> BootPlan:
+def plans(mac: str, client_ip: str) -> BootPlan:
     """Stands in for the inventory's decision: one known host, everyone else waits."""
     if mac == MAC:
         return INSTALL

@@ -48,6 +48,8 @@ def render_grub(plan: BootPlan, self_path: str) -> str:
     elif plan.action is BootAction.LOCAL:
         # Leaving GRUB hands control back to the firmware, which boots the next entry: the disk.
         lines += ["menuentry 'local disk' {", "  exit", "}"]
+    elif plan.action is BootAction.DENY:
+        lines += [f"echo {_grub_word(reason)}", f"sleep {plan.retry_seconds}", "exit"]
     else:
         lines += [f"echo {_grub_word(reason)}",
                   f"echo 'asking again in {plan.retry_seconds} s'",

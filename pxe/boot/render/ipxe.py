@@ -62,6 +62,10 @@ def render_ipxe(plan: BootPlan, *, again_url: str | None = None) -> str:
             "iseq ${platform} efi && exit ||",
             "sanboot --no-describe --drive 0x80 || exit",
         ]
+    elif plan.action == BootAction.DENY:
+        # Not a loop back to us: the firmware goes on to its next boot entry.
+        lines += [f"echo xcp-provision: {_text(plan.reason)}", f"sleep {plan.retry_seconds}",
+                  "exit 1"]
     else:
         lines += _retry(plan, again, _text(plan.reason))
     return "\n".join(lines) + "\n"

@@ -28,6 +28,9 @@ def render_pxelinux(plan: BootPlan) -> str:
             lines.append(f"  APPEND {one_line('pxelinux', plan.cmdline)}")
     elif plan.action is BootAction.LOCAL:
         lines += ["DEFAULT local", "LABEL local", "  LOCALBOOT 0"]
+    elif plan.action is BootAction.DENY:
+        lines += [f"SAY {one_line('pxelinux', plan.reason)}", "DEFAULT local",
+                  f"TIMEOUT {max(1, plan.retry_seconds * 10)}", "LABEL local", "  LOCALBOOT 0"]
     else:
         # TIMEOUT counts tenths of a second; the reboot brings the host back to us.
         lines += [f"SAY {one_line('pxelinux', plan.reason or 'waiting for the server')}",

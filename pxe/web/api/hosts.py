@@ -11,11 +11,13 @@ from pxe.store.events import list_events
 from pxe.store.lifecycle import parse_state
 from pxe.store.views import event_view, host_view
 from pxe.web.api import admin_blueprint
+from pxe.web.api import power as api_power
 from pxe.web.api.params import (
     changes_body,
     check_types,
     int_arg,
     mapping,
+    references,
     text,
     texts,
     time_arg,
@@ -67,16 +69,17 @@ def add_host() -> tuple[Response, int]:
     if "mac" in body:
         macs = [body["mac"], *macs]
     session = db(write=True)
-    host = store.add_host(
-        session,
-        macs=macs,
-        hostname=body.get("hostname"),
-        uuid=body.get("uuid"),
-        serial=body.get("serial"),
-        profile=body.get("profile"),
-        pool=body.get("pool"),
-        facts=body.get("facts"),
-    )
+    with references():
+        host = store.add_host(
+            session,
+            macs=macs,
+            hostname=body.get("hostname"),
+            uuid=body.get("uuid"),
+            serial=body.get("serial"),
+            profile=body.get("profile"),
+            pool=body.get("pool"),
+            facts=body.get("facts"),
+        )
     session.commit()
     return jsonify(host_view(host)), 201
 
@@ -91,7 +94,9 @@ def show_host(ref: str) -> Response:
 def edit_host(ref: str) -> Response:
     body = changes_body(_EDITABLE)
     session = db(write=True)
-    host = store.update_host(session, store.get_host(session, ref), **body)
+    host = store.get_host(session, ref)
+    with references():
+        host = store.update_host(session, host, **body)
     session.commit()
     return jsonify(host_view(host))
 
@@ -108,6 +113,8 @@ def remove_host(ref: str) -> tuple[str, int]:
 
 @bp.post("/hosts/<ref>/reinstall")
 def reinstall_host(ref: str) -> Response:
+    if api_power.reinstall_power_requested():  # {"power": true}: now, through its BMC
+        return api_power.reinstall_with_power(ref)
     session = db(write=True)
     host = store.reinstall_host(session, store.get_host(session, ref))
     session.commit()

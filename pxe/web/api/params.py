@@ -8,24 +8,28 @@ type (a number for a name, null for a list) would otherwise crash it or be store
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from flask import request
 
-from pxe.store.errors import InvalidInputError
+from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
+
+_WHOLE = re.compile(r"-?[0-9]+")
 
 
 def int_arg(name: str, default: int | None, *, low: int = 0, high: int = 100_000) -> int | None:
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise InvalidInputError(f"query parameter {name}={raw!r} is not a whole number") from exc
+    # Digits only: int() would also take " 5", "5_0" and other scripts' digits.
+    if not _WHOLE.fullmatch(raw):
+        raise InvalidInputError(f"query parameter {name}={raw!r} is not a whole number")
+    value = int(raw)
     if not low <= value <= high:
         raise InvalidInputError(f"query parameter {name} must be between {low} and {high}")
     return value
@@ -36,12 +40,22 @@ def time_arg(name: str) -> datetime | None:
     if not raw:
         return None
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(raw[:-1] + "+00:00" if raw[-1] in "Zz" else raw)
     except ValueError as exc:
         raise InvalidInputError(f"query parameter {name}={raw!r} is not an ISO 8601 time") from exc
     if value.tzinfo is None:
         raise InvalidInputError(f"query parameter {name} needs a time zone (e.g. a trailing Z)")
     return value
+
+
+@contextmanager
+def references() -> Iterator[None]:
+    """Around the use of a body's references (a profile, a pool): one that names nothing is a
+    409, never a 404, which would say the resource of the URL is gone."""
+    try:
+        yield
+    except NotFoundError as exc:
+        raise ConflictError(f"{exc}: create it first, or name another {exc.kind}") from exc
 
 
 @dataclass(frozen=True)

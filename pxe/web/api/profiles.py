@@ -11,7 +11,7 @@ from pxe.store import selectors
 from pxe.store.errors import InvalidInputError
 from pxe.store.views import profile_view, selector_view
 from pxe.web.api import admin_blueprint
-from pxe.web.api.params import changes_body, check_types, mapping, text
+from pxe.web.api.params import changes_body, check_types, mapping, references, text
 from pxe.web.context import db, json_body
 
 bp = admin_blueprint("profiles")
@@ -47,7 +47,8 @@ def create_profile() -> tuple[Response, int]:
     if not name:
         raise InvalidInputError("a profile needs a 'name'")
     session = db(write=True)
-    profile = store.create_profile(session, name, **body)
+    with references():
+        profile = store.create_profile(session, name, **body)
     session.commit()
     return jsonify(profile_view(profile)), 201
 
@@ -67,7 +68,9 @@ def effective_profile(name: str) -> Response:
 def edit_profile(name: str) -> Response:
     session = db(write=True)
     changes = changes_body(FIELDS)
-    profile = store.update_profile(session, store.get_profile(session, name), **changes)
+    profile = store.get_profile(session, name)
+    with references():
+        profile = store.update_profile(session, profile, **changes)
     session.commit()
     return jsonify(profile_view(profile))
 
@@ -96,7 +99,8 @@ def add_selector() -> tuple[Response, int]:
         if not body.get(key):
             raise InvalidInputError(f"a selector needs '{key}'")
     session = db(write=True)
-    profile = store.get_profile(session, body["profile"])
+    with references():
+        profile = store.get_profile(session, body["profile"])
     selector = selectors.add_selector(session, profile, body["field"], body["pattern"])
     session.commit()
     return jsonify(selector_view(selector)), 201

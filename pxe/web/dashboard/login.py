@@ -102,8 +102,10 @@ def sign_out() -> None:
     session.clear()
 
 
-def signed_in_as() -> str | None:
-    """The name of the session's API token, or None (no session, expired, token revoked)."""
+def signed_in_token() -> ApiToken | None:
+    """The session's API token (its name and role), or None (no session, expired, revoked).
+
+    The role is read from the row on every request, never kept in the cookie."""
     token_id, token_hash, since = (session.get(k) for k in ("token_id", "token_hash", "since"))
     if not (isinstance(token_id, int) and isinstance(token_hash, str) and isinstance(since, str)):
         return None
@@ -116,7 +118,7 @@ def signed_in_as() -> str | None:
     record = db().get(ApiToken, token_id)
     if record is None or not hmac.compare_digest(record.hash, token_hash):
         return None
-    return record.name
+    return record
 
 
 def csrf_token() -> str:

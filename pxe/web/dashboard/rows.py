@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from pxe.db.models import Event, Host
 from pxe.store.lifecycle import State
+from pxe.store.views import is_queued
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class HostRow:
     pool: str | None
     progress: Progress | None  # only while installing
     last_event: LastEvent | None
+    queued: bool = False  # ready, waiting for an install slot (max_concurrent_installs)
+    install_attempts: int = 0
 
 
 def host_name(host: Host) -> str:
@@ -85,6 +88,8 @@ def host_rows(session: Session, hosts: list[Host]) -> list[HostRow]:
                 pool=host.pool.name if host.pool else None,
                 progress=Progress(step.step, step.percent, step.message) if step else None,
                 last_event=LastEvent(last.time, last.kind, event_text(last)) if last else None,
+                queued=is_queued(host),
+                install_attempts=host.install_attempts or 0,
             )
         )
     return rows

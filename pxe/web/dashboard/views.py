@@ -8,7 +8,7 @@ fragments and actions answer 401; every form post must carry the session's CSRF 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,11 +30,17 @@ from werkzeug.wrappers import Response as BaseResponse
 from pxe.pools_view import pool_detail
 from pxe.registration import on_host_removed
 from pxe.store import hosts as store
+from pxe.store.audit import audit_view, list_audit, parse_since
+from pxe.store.bmc import bmc_of
 from pxe.store.errors import NotFoundError, StoreError
 from pxe.store.events import list_events
 from pxe.store.lifecycle import State
 from pxe.store.pools import list_pools
 from pxe.store.profiles import list_profiles
+from pxe.store.security_events import count_security_events, recent_security_events
+from pxe.store.tokens import ADMIN
+from pxe.store.views import bmc_view
+from pxe.web import audit_trail
 from pxe.web.context import base_url, db, settings
 from pxe.web.dashboard import login
 from pxe.web.dashboard.answerfile_preview import preview
@@ -50,7 +56,16 @@ bp = Blueprint(
 
 PAGE_SIZE = 100
 TIMELINE = 100
+SECURITY_LIST = 5  # the latest security events listed above the hosts
 _PUBLIC = {"dashboard.login_form", "dashboard.login_post", "dashboard.static", "dashboard.root"}
+# Every other POST is an action: audited, and refused to a viewer token. Names as the CLI's.
+_NOT_ACTIONS = {"dashboard.login_post", "dashboard.logout"}
+_ACTION_NAMES = {
+    "dashboard.assign": "hosts.assign",
+    "dashboard.reinstall": "hosts.reinstall",
+    "dashboard.remove": "hosts.remove",
+}
+_FORM_PLUMBING = {"csrf", "next"}
 
 
 def _setup(state: BlueprintSetupState) -> None:
@@ -83,16 +98,41 @@ def _is_fragment() -> bool:
 def _require_session() -> BaseResponse | None:
     if request.endpoint in _PUBLIC:
         return None
-    user = login.signed_in_as()
-    if user is None:
+    token = login.signed_in_token()
+    if token is None:
         login.sign_out()
         if request.method == "GET" and not _is_fragment():
             return redirect(url_for("dashboard.login_form", next=request.full_path.rstrip("?")))
         abort(401, "sign in to the dashboard first")
-    g.dashboard_user = user
+    g.dashboard_user = token.name
+    g.dashboard_admin = token.role == ADMIN
+    action = request.method == "POST" and request.endpoint not in _NOT_ACTIONS
+    if action:
+        _begin_audit()
     if request.method == "POST" and not login.csrf_valid(request.form.get("csrf")):
         abort(403, "this form has expired or did not come from the dashboard; reload the page")
+    if action and not g.dashboard_admin:
+        abort(403, f"your API token's role is {token.role}, which may look but not act")
     return None
+
+
+def _begin_audit() -> None:
+    endpoint = request.endpoint or ""
+    fields = sorted(set(request.form) - _FORM_PLUMBING)
+    audit_trail.begin(
+        actor=g.dashboard_user,
+        action=_ACTION_NAMES.get(endpoint, endpoint),
+        target="/".join(str(v) for v in (request.view_args or {}).values()),
+        fields=fields,
+        keep=[v for k in fields for v in request.form.getlist(k)],
+    )
+
+
+@bp.after_request
+def _audit_result(response: Response) -> Response:
+    status, error = g.pop("dashboard_refusal", (response.status_code, None))
+    audit_trail.finish(status, error)
+    return response
 
 
 # Our own script and styles only (the progress bars' widths are inline style attributes),
@@ -121,6 +161,7 @@ def _template_globals() -> dict[str, Any]:
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> tuple[str, int]:
     code = exc.code or 500
+    g.dashboard_refusal = (code, exc.description or exc.name)
     if _is_fragment():
         return exc.description or exc.name, code
     return render_template("dashboard/error.html", code=code, exc=exc), code
@@ -129,6 +170,7 @@ def _http_error(exc: HTTPException) -> tuple[str, int]:
 @bp.errorhandler(StoreError)
 def _store_error(exc: StoreError) -> BaseResponse | tuple[str, int]:
     """Refused actions come back to the page they were made from, with the reason on top."""
+    g.dashboard_refusal = (exc.status, str(exc))
     if isinstance(exc, NotFoundError) or request.method == "GET":
         return render_template("dashboard/error.html", code=exc.status, exc=exc), exc.status
     flash(str(exc), "error")
@@ -210,11 +252,14 @@ def _host_page(filters: dict[str, Any]) -> dict[str, Any]:
 def hosts() -> str:
     filters = _filters()
     session = db()
+    day_ago = datetime.now(UTC) - timedelta(days=1)
     return render_template(
         "dashboard/hosts.html",
         **_host_page(filters),
         counts=store.count_hosts_by_state(session),
         pools=[p.name for p in list_pools(session)],
+        security_count=count_security_events(session, since=day_ago),
+        security_events=recent_security_events(session, since=day_ago, limit=SECURITY_LIST),
     )
 
 
@@ -262,6 +307,7 @@ def host(host_id: int) -> str:
         answerfile=preview(settings(), context["host"], base_url()),
         profiles=[p.name for p in list_profiles(session)],
         pools=[p.name for p in list_pools(session)],
+        bmc=bmc_view(bmc_of(context["host"])),  # never its password
     )
 
 
@@ -324,3 +370,14 @@ def pools() -> str:
     return render_template(
         "dashboard/pools.html", pools=[pool_detail(session, p) for p in list_pools(session)]
     )
+
+
+# Audit --------------------------------------------------------------------------------------
+
+
+@bp.get("/ui/audit")
+def audit() -> str:
+    since = request.args.get("since") or ""
+    after = parse_since(since) if since else None  # a bad one: the error page, 400
+    rows = [audit_view(r) for r in list_audit(db(), since=after, limit=PAGE_SIZE * 2)]
+    return render_template("dashboard/audit.html", rows=rows, since=since)
