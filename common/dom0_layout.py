@@ -39,6 +39,13 @@ auto lo
 iface lo inet loopback
 """
 
+# ifupdown starts dhclient with -i (an RFC 4361 identifier made of a DUID), which a DHCP server
+# takes for another client than the firmware's iPXE and the installer (both send 01 + MAC): the
+# installed host would get another address than its install had, the address the server binds
+# the install token to. This line makes dhclient send 01 + MAC too.
+DHCLIENT_CONF = "/etc/dhcp/dhclient.conf"
+DHCLIENT_IDENTIFIER = "send dhcp-client-identifier = hardware;"
+
 # The dom0 console under Xen is hvc0; a getty there is what an operator on the serial line sees.
 HVC0_GETTY = "/etc/systemd/system/getty.target.wants/serial-getty@hvc0.service"
 SERIAL_GETTY_UNIT = "/lib/systemd/system/serial-getty@.service"

@@ -46,3 +46,13 @@ def install_overlay(root: Path, release_name: str) -> None:
     inside(root, dom0_layout.NETWORK_INTERFACES).write_text(dom0_layout.BASE_INTERFACES)
     _symlink(root, dom0_layout.NAMING_POLICY_MASK, "/dev/null")
     _symlink(root, dom0_layout.HVC0_GETTY, dom0_layout.SERIAL_GETTY_UNIT)
+    _append_line(inside(root, dom0_layout.DHCLIENT_CONF), dom0_layout.DHCLIENT_IDENTIFIER)
+
+
+def _append_line(path: Path, line: str) -> None:
+    """``line`` at the end of ``path`` (made if absent), once however often the overlay runs."""
+    text = path.read_text() if path.exists() else ""
+    if line in text.splitlines():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")

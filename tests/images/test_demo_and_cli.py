@@ -48,6 +48,8 @@ def test_demo_rootfs_has_the_real_layout(tmp_path: Path, empty_cache: BuildCache
         assert members["." + dom0_layout.UNIT_WANTS].linkname == dom0_layout.UNIT
         assert members["." + dom0_layout.HVC0_GETTY].linkname == dom0_layout.SERIAL_GETTY_UNIT
         assert members["." + dom0_layout.NAMING_POLICY_MASK].linkname == "/dev/null"
+        dhclient = tar.extractfile(members["." + dom0_layout.DHCLIENT_CONF]).read().decode()
+        assert dhclient.splitlines() == [dom0_layout.DHCLIENT_IDENTIFIER]
         agent = members["." + dom0_layout.AGENT]
         assert agent.mode & 0o111
         agent_source = Path(__file__).parents[2] / "dom0" / "firstboot" / "agent.py"

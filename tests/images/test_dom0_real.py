@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from common import dom0_layout
+from common.dom0_layout import inside
 from common.runner import run, start
 from dom0.firstboot import agent as agent_module
 from images import xen
@@ -62,6 +63,9 @@ def test_dom0_image_contents(dom0_image: Dom0Image, dom0_tree: Path) -> None:
         Path(agent_module.__file__)
     ).read_bytes()
     assert (root / dom0_layout.HVC0_GETTY.lstrip("/")).is_symlink()
+    dhclient = inside(root, dom0_layout.DHCLIENT_CONF).read_text().splitlines()
+    assert dom0_layout.DHCLIENT_IDENTIFIER in dhclient
+    assert any(line.startswith("request ") for line in dhclient)  # Debian's own file, kept
     assert (root / dom0_layout.SERIAL_GETTY_UNIT.lstrip("/")).is_file()
     assert not list((root / "etc" / "ssh").glob("ssh_host_*"))
     assert (root / "etc" / "machine-id").read_text() == ""
