@@ -3,8 +3,12 @@
 An image is never staged in RAM or on a scratch disk: the bytes go from the socket through
 sha256 and zstd straight into their consumer (tar, or a file on the target). A connection cut
 midway resumes with an HTTP ``Range`` request from the byte where it stopped, so a flaky rack
-network costs a reconnect, not a restart. The digest is checked when the last byte arrives;
-the caller must not make the disk bootable before that.
+network costs a reconnect, not a restart. The resume budget counts interrupted tries in a row,
+a try that brought bytes starting the count again, and each waits longer (0.5 s doubling, at
+most 10 s): a transfer cut every few hundred megabytes goes on, and so does one whose server is
+restarted (``serve`` killed and started again is seconds away; the budget outlasts ~45 s).
+The digest is checked when the last byte arrives; the caller must not make the disk bootable
+before that.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60
-RETRIES = 5
+RETRIES = 8
+BACKOFF_START_S = 0.5
+BACKOFF_MAX_S = 10.0
 
 Sink = Callable[[bytes], object]
 Progress = Callable[[int], None]
@@ -91,8 +97,7 @@ def fetch_manifest(base: str) -> Manifest:
         )
     try:
         if urllib.parse.urlsplit(location).scheme in ("http", "https"):
-            with urllib.request.urlopen(location, timeout=TIMEOUT_S) as resp:  # noqa: S310
-                text = resp.read().decode()
+            text = _read_small(location).decode()
         else:
             text = _local_path(location).read_text()
         return Manifest.from_json(text, location)
@@ -105,6 +110,26 @@ def fetch_manifest(base: str) -> Manifest:
         raise ReleaseUnavailableError(f"no release at {base}: {location}: {reason}") from exc
     except ReleaseError as exc:
         raise ReleaseUnavailableError(str(exc)) from exc
+
+
+def _read_small(url: str, retries: int = RETRIES) -> bytes:
+    """A small file over HTTP, tried again (as a cut download is) while the server cannot be
+    reached or answers 5xx: a server restarting is no reason to fail an install."""
+    for attempt in range(1, retries + 2):
+        try:
+            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp:  # noqa: S310
+                return resp.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500 or attempt > retries:
+                raise
+            reason: object = f"HTTP {exc.code}"
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            if attempt > retries:
+                raise
+            reason = exc
+        log.warning("reading %s failed (%s); trying again", url, reason)
+        time.sleep(min(BACKOFF_START_S * 2 ** (attempt - 1), BACKOFF_MAX_S))
+    raise AssertionError("unreachable")
 
 
 class _Pipeline:
@@ -165,8 +190,10 @@ def _copy(fh: BinaryIO, pipe: _Pipeline, progress: Progress | None, limit: int) 
 
 
 def _http(url: str, size: int, pipe: _Pipeline, progress: Progress | None, retries: int) -> int:
-    """Download with resume; returns how many times the transfer resumed."""
+    """Download with resume; returns how many times the transfer resumed. ``retries`` bounds
+    the interrupted tries in a row; one that brought bytes starts the count again."""
     resumes = 0
+    in_a_row = 0
     while True:
         start = pipe.bytes_in
         request = urllib.request.Request(url)  # noqa: S310
@@ -183,11 +210,12 @@ def _http(url: str, size: int, pipe: _Pipeline, progress: Progress | None, retri
             raise FetchError(url, f"HTTP {exc.code} {exc.reason}") from exc
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             reason = f"{exc} after {pipe.bytes_in} of {size} bytes"
-        if resumes >= retries:
-            raise FetchError(url, f"{reason}; gave up after {retries} resumes")
+        in_a_row = 1 if pipe.bytes_in > start else in_a_row + 1
+        if in_a_row > retries:
+            raise FetchError(url, f"{reason}; gave up after {resumes} resumes")
         resumes += 1
         log.warning("download of %s interrupted (%s); resuming", url, reason)
-        time.sleep(min(2**resumes * 0.1, 5))
+        time.sleep(min(BACKOFF_START_S * 2 ** (in_a_row - 1), BACKOFF_MAX_S))
 
 
 def _read_response(

@@ -8,12 +8,15 @@ down, a closed pipe) is logged and dropped from that call: it never stops an ins
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol, TextIO
@@ -28,6 +31,14 @@ log = logging.getLogger(__name__)
 
 HTTP_TIMEOUT_S = 5
 LOG_UPLOAD_LIMIT = 256 * 1024
+# How long an outage of the server a report waits out (HttpReporter): progress for a few
+# minutes, the install's end far longer. Statuses worth another try: the server is (re)starting,
+# overloaded, or behind a proxy that lost it.
+PROGRESS_PATIENCE_S = 180.0
+FINAL_PATIENCE_S = 900.0
+BACKOFF_START_S = 0.5
+BACKOFF_MAX_S = 15.0
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -143,20 +154,64 @@ class ConsoleReporter:
         self._console.print("[bold green]Installation complete.[/]")
 
 
+class ReportUndeliveredError(Exception):
+    """A report the server refused, or did not take within the reporter's patience."""
+
+
+@dataclass(frozen=True)
+class _Report:
+    path: str
+    body: dict[str, object]
+
+
 class HttpReporter:
     """POSTs to the provisioning server's install API with the host's one-time token.
 
-    Events go out at most every ``min_interval`` seconds (always on a step change), from the
-    install thread with a short timeout, so a slow server slows nothing for long.
+    Events go out at most every ``min_interval`` seconds (always on a step change). Every
+    report carries a sequence number (``seq``: 1, 2, 3... for this install), so one can be
+    sent again when its answer never came: the server records it once (a replay of a report
+    it did record is answered as the first was).
+
+    Nothing is lost to a server that restarts. Events queue in order and a sender thread
+    posts them, so the install never waits for the server: a failed post (no connection, a
+    timeout, a 5xx or 429) is retried after 0.5, 1, 2... seconds (at most ``BACKOFF_MAX_S``
+    apart) while the outage is shorter than ``patience``; past that, progress is dropped
+    (each later event still gets one try). A refusal (any other 4xx) is final. ``done`` and
+    ``failed`` first let the queued events go, then are retried for ``final_patience``: the
+    server has to learn how the install ended, or it fails the host after its
+    ``install_timeout`` and installs it again.
     """
 
-    def __init__(self, server_url: str, token: str | None, min_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        server_url: str,
+        token: str | None,
+        min_interval: float = 1.0,
+        *,
+        patience: float = PROGRESS_PATIENCE_S,
+        final_patience: float = FINAL_PATIENCE_S,
+        backoff: float = BACKOFF_START_S,
+    ) -> None:
         self.server_url = server_url
         self.token = token
         self.min_interval = min_interval
+        self.patience = patience
+        self.final_patience = final_patience
+        self.backoff = backoff
         self._last_sent = 0.0
         self._last_step = ""
+        self._seq = 0
         self._lock = threading.Lock()
+        self._pending: deque[_Report] = deque()
+        self._busy = False  # the sender holds a report it took from the queue
+        self._wake = threading.Condition(self._lock)
+        self._sender: threading.Thread | None = None
+        self._outage_since: float | None = None
+
+    def _numbered(self, path: str, body: dict[str, object]) -> _Report:
+        """The next report; the caller holds the lock, so numbers follow the queue's order."""
+        self._seq += 1
+        return _Report(path, {**body, "seq": self._seq})
 
     def _post(self, path: str, body: dict[str, object]) -> None:
         headers = {"Content-Type": "application/json"}
@@ -171,16 +226,78 @@ class HttpReporter:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S):  # noqa: S310
             pass
 
+    def _deliver(self, report: _Report, patience: float) -> None:
+        """Post ``report`` until it lands, is refused, or the outage outlasts ``patience``."""
+        delay = self.backoff
+        while True:
+            try:
+                self._post(report.path, report.body)
+            except urllib.error.HTTPError as exc:
+                if exc.code not in RETRY_STATUSES:
+                    raise ReportUndeliveredError(f"{report.path}: HTTP {exc.code}") from exc
+                failure: Exception = exc
+            except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+                failure = exc
+            else:
+                self._outage_since = None
+                return
+            now = time.monotonic()
+            if self._outage_since is None:
+                self._outage_since = now
+            if now - self._outage_since + delay > patience:
+                raise ReportUndeliveredError(
+                    f"{report.path} #{report.body['seq']}: no answer from the server for "
+                    f"{now - self._outage_since:.0f} s: {failure}"
+                ) from failure
+            log.info("report %s #%s not delivered (%s); again in %.1f s",
+                     report.path, report.body["seq"], failure, delay)  # fmt: skip
+            time.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
+
+    def _send_queued(self) -> None:
+        while True:
+            with self._wake:
+                self._busy = False
+                self._wake.notify_all()
+                self._wake.wait_for(lambda: bool(self._pending))
+                report = self._pending.popleft()
+                self._busy = True
+            try:
+                self._deliver(report, self.patience)
+            except ReportUndeliveredError as exc:
+                log.warning("install progress not reported: %s", exc)
+
     def event(self, event: Event) -> None:
         now = time.monotonic()
-        with self._lock:
+        with self._wake:
             if event.step == self._last_step and now - self._last_sent < self.min_interval:
                 return
             self._last_step, self._last_sent = event.step, now
-        self._post(wire.INSTALL_EVENTS, asdict(event))
+            self._pending.append(self._numbered(wire.INSTALL_EVENTS, asdict(event)))
+            if self._sender is None:
+                self._sender = threading.Thread(
+                    target=self._send_queued, name="install-reports", daemon=True
+                )
+                self._sender.start()
+            self._wake.notify_all()
+
+    def _final(self, path: str, body: dict[str, object]) -> None:
+        """After the queued events (each within its patience), ``report`` until it lands."""
+        with self._wake:
+            report = self._numbered(path, body)
+            drained = self._wake.wait_for(
+                lambda: not self._pending and not self._busy,
+                timeout=self.patience + 2 * HTTP_TIMEOUT_S,
+            )
+            if not drained:  # the sender is stuck: what it holds no longer matters
+                log.warning("%d progress reports dropped", len(self._pending))
+                self._pending.clear()
+        self._deliver(report, self.final_patience)
 
     def failed(self, reason: str, log_text: str) -> None:
-        self._post(wire.INSTALL_FAILED, {"reason": reason, "log": log_text[-LOG_UPLOAD_LIMIT:]})
+        self._final(
+            wire.INSTALL_FAILED, {"reason": reason, "log": log_text[-LOG_UPLOAD_LIMIT:]}
+        )
 
     def done(self) -> None:
-        self._post(wire.INSTALL_DONE, {})
+        self._final(wire.INSTALL_DONE, {})

@@ -22,7 +22,7 @@ from lab.api import LabApi
 from lab.errors import LabError
 from lab.process import Background
 from lab.release import default_lab_home, prepare_release
-from lab.server import TFTP_PORT, ServerSpec, create_token, start_server
+from lab.server import TFTP_PORT, ServerSpec, create_token, kill_server, start_server
 from lab.timeline import (
     CHAIN,
     SerialWatcher,
@@ -56,6 +56,8 @@ class LabOptions:
     build: bool = True  # run the image builders (cached); False: use release_dir as it is
     disk_bus: str = "virtio"
     memory_mib: int = qemu.MEMORY_MIB
+    # Called after every poll of the server while VMs run: fault tests act on the lab here.
+    on_poll: Callable[[LabRun], None] | None = None
 
     @property
     def release_path(self) -> Path:
@@ -85,6 +87,42 @@ class VmRun:
     state: str = ""
     failure_log: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class LabRun:
+    """The running lab as a hook (:attr:`LabOptions.on_poll`) sees it between two polls, with
+    the faults it may cause: the server killed and started again on the same data directory
+    and port, a VM's power cut and restored (same disk and MAC)."""
+
+    net: netns.LabNetwork
+    server_spec: ServerSpec
+    server: Background
+    api: LabApi
+    vms: list[VmRun]
+    max_seconds: float
+    teardown: contextlib.ExitStack
+    progress: Callable[[str], None]
+
+    def kill_server(self) -> int:
+        pid = kill_server(self.server)
+        self.progress(f"server: serve (pid {pid}) killed with SIGKILL")
+        return pid
+
+    def restart_server(self) -> None:
+        self.server = start_server(self.server_spec, self.net, self.max_seconds)
+        self.teardown.callback(self.server.stop)
+        self.progress(f"server: started again (pid {self.server.pid}) on the same data")
+
+    def power_cut(self, vm: VmRun) -> None:
+        assert vm.process is not None
+        qemu.power_cut(vm.process)
+        self.progress(f"{vm.spec.name}: power cut")
+
+    def power_on_again(self, vm: VmRun) -> None:
+        vm.process = qemu.power_on_again(vm.spec, self.net, self.max_seconds)
+        self.teardown.callback(vm.process.stop)
+        self.progress(f"{vm.spec.name}: powered on again (same disk and MAC)")
 
 
 @dataclass
@@ -247,7 +285,8 @@ def _run(
         vm.watcher = SerialWatcher(vm.spec.serial_log, vm.timeline, vm.process.started).start()
         teardown.callback(vm.watcher.stop)
         progress(f"{vm.spec.name}: powered on ({vm.timeline.firmware}, MAC {vm.spec.mac})")
-    _wait(api, server, vms, options.timeout, progress)
+    lab = LabRun(net, spec, server, api, vms, max_seconds, teardown, progress)
+    _wait(api, server, vms, options.timeout, progress, lab=lab, on_poll=options.on_poll)
     for vm in vms:
         assert vm.watcher is not None
         vm.watcher.read_once(final=True)
@@ -309,6 +348,9 @@ def _wait(
     vms: list[VmRun],
     timeout: float,
     progress: Callable[[str], None],
+    *,
+    lab: LabRun | None = None,
+    on_poll: Callable[[LabRun], None] | None = None,
 ) -> None:
     """Until every VM reached every stage, one broke, all VMs died, or the deadline passed.
 
@@ -332,6 +374,9 @@ def _wait(
             if time.monotonic() - unanswered_since > SERVER_PATIENCE:
                 raise
             log.warning("server API did not answer, trying again: %s", exc)
+        if lab is not None and on_poll is not None:
+            on_poll(lab)
+            server = lab.server  # the hook may have started it again
         for vm in vms:
             last = vm.timeline.last_reached()
             if reported.get(vm.spec.name) != last and last is not None:

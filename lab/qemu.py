@@ -12,8 +12,11 @@ Boot over IPv4 from the start instead of after PXEv4 and PXEv6 have each timed o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,8 +135,15 @@ def _disk_args(spec: VmSpec) -> list[str]:
     raise LabError("disk", f"unknown disk bus {spec.disk_bus!r}; use virtio or sata")
 
 
-def command(spec: VmSpec, net: LabNetwork, max_seconds: float) -> list[str]:
-    """The full command line, bounded by ``timeout`` so a VM never outlives a crashed harness."""
+def command(
+    spec: VmSpec, net: LabNetwork, max_seconds: float, *, append_serial: bool = False
+) -> list[str]:
+    """The full command line, bounded by ``timeout`` so a VM never outlives a crashed harness.
+    ``append_serial``: the serial log goes on after what an earlier power-on wrote."""
+    serial = ["-serial", f"file:{spec.serial_log}"]
+    if append_serial:
+        serial = ["-chardev", f"file,id=serial0,path={spec.serial_log},append=on",
+                  "-serial", "chardev:serial0"]  # fmt: skip
     nic = f"virtio-net-pci,netdev=net0,mac={spec.mac}"
     if spec.uefi or spec.http_boot:
         nic += ",romfile="  # the firmware's own network stack, not an iPXE option ROM
@@ -153,8 +163,7 @@ def command(spec: VmSpec, net: LabNetwork, max_seconds: float) -> list[str]:
         "-m",
         str(spec.memory_mib),
         "-nographic",
-        "-serial",
-        f"file:{spec.serial_log}",
+        *serial,
         "-monitor",
         "none",
         *firmware,
@@ -176,3 +185,21 @@ def power_on(spec: VmSpec, net: LabNetwork, max_seconds: float) -> Background:
     spec.serial_log.touch()
     net.add_tap(spec.tap)
     return launch(spec.name, command(spec, net, max_seconds), spec.qemu_log)
+
+
+def power_cut(process: Background, timeout: float = 30) -> None:
+    """Pull the plug: SIGKILL to the VM's whole process group, no shutdown of any kind."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    try:
+        process.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise LabError("vm", f"{process.name} (pid {process.pid}) outlived SIGKILL") from exc
+
+
+def power_on_again(spec: VmSpec, net: LabNetwork, max_seconds: float) -> Background:
+    """Start a VM that ran before with the same disk, MAC and tap, network boot first again (as
+    its ``-boot`` says); its serial log goes on where the last run's ended."""
+    if not spec.disk.exists():
+        raise LabError("disk", f"{spec.disk} is gone; power_on_again needs the VM's disk")
+    return launch(spec.name, command(spec, net, max_seconds, append_serial=True), spec.qemu_log)

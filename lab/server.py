@@ -10,7 +10,10 @@ files, HTTP Boot loader) and the TFTP next-server point where it can reach.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -99,3 +102,25 @@ def start_server(
         time.sleep(1)
     server.stop()
     raise LabError("server", f"{url} did not answer within {ready_timeout:.0f} s")
+
+
+def kill_server(server: Background, timeout: float = 30) -> int:
+    """SIGKILL the ``xcp-provision serve`` process itself, as a crash or the OOM killer would:
+    no clean shutdown, no answer to the requests in flight. Its HTTP workers die with it (they
+    ask the kernel for that). Returns the killed pid; the data directory stays as it was, so
+    :func:`start_server` with the same spec starts it again on the same data and port."""
+    wrapper = server.pid  # `ip netns exec` execs `timeout`, which runs serve as its child
+    children = Path(f"/proc/{wrapper}/task/{wrapper}/children")
+    try:
+        pids = [int(pid) for pid in children.read_text().split()]
+    except OSError as exc:
+        raise LabError("server", f"no serve process under pid {wrapper}: {exc}") from exc
+    if len(pids) != 1:
+        raise LabError("server", f"expected serve as the one child of pid {wrapper}, found {pids}")
+    os.kill(pids[0], signal.SIGKILL)
+    try:
+        server.proc.wait(timeout=timeout)  # `timeout` exits once its child is gone
+    except subprocess.TimeoutExpired as exc:
+        raise LabError("server", f"serve (pid {pids[0]}) did not die of SIGKILL") from exc
+    server.stop()  # reaps what is left of its session
+    return pids[0]

@@ -172,6 +172,12 @@ def _primary_address() -> str:
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 # Names the config file itself, so it is not a setting.
 _CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
+# What the admin CLI reads on an operator's machine (pxe.cli.client_config): never settings.
+# The admin CLI's own variables (pxe.cli.client_config), not settings of the server.
+CLIENT_SERVER_ENV = f"{ENV_PREFIX}SERVER"
+CLIENT_TOKEN_ENV = f"{ENV_PREFIX}TOKEN"
+CLIENT_CONFIG_ENV = f"{ENV_PREFIX}CLI_CONFIG"
+CLIENT_ENV = frozenset({CLIENT_SERVER_ENV, CLIENT_TOKEN_ENV, CLIENT_CONFIG_ENV})
 
 
 # Comma-separated settings that a TOML file may also give as a list.
@@ -240,7 +246,7 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
     for key, value in env.items():
-        if key.startswith(ENV_PREFIX) and key != _CONFIG_ENV:
+        if key.startswith(ENV_PREFIX) and key != _CONFIG_ENV and key not in CLIENT_ENV:
             values[key[len(ENV_PREFIX) :].lower()] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**_coerce_all(values))

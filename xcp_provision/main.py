@@ -15,6 +15,7 @@ COMMANDS = {
     "pools": "pxe.cli.pools:pools",
     "events": "pxe.cli.events:events",
     "audit": "pxe.cli.audit:audit",
+    "reinstalls": "pxe.cli.reinstalls:reinstalls",
     "images": "images.cli:images",
     "lab": "lab.cli:lab",
 }

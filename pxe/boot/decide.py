@@ -20,6 +20,16 @@ The cycle ends when the install finishes, fails (reported, or no word from the i
 host is retried at its next network boot (a new cycle, a new token) until it made
 ``max_install_attempts``; then it waits for an operator, and never loops through installs.
 
+One boot request during an install is the installer's own machine: an installer never boots
+the network, so a boot request of a host whose token is claimed, coming from the address the
+token is bound to and with a MAC the host already had, means the machine rebooted (power cut,
+reset, a crash) and its installer is gone. That attempt fails at once with the reason
+"rebooted during the install" (a ``failed`` event), and the request is answered as the failed
+host's next boot is: a new cycle (a new token, the installer again) while attempts remain,
+else the wait. Waiting for the watchdog instead would leave the machine asking for
+``install_timeout`` and then install it anyway. A boot request from any other address, or with
+another MAC, still gets the wait; it uses no token, so it is no security event either.
+
 At most ``max_concurrent_installs`` hosts hold an install slot (installing, or ready with a
 token handed out); a ready host past that waits, queued, and starts at a boot after a slot
 frees. A token handed out and never used frees its slot after ``install_timeout``.
@@ -40,6 +50,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,6 +62,7 @@ from pxe.boot.identity import Identity
 from pxe.boot.plan import BootAction, BootPlan
 from pxe.config import Settings
 from pxe.db.models import Host, HostMac, utcnow
+from pxe.db.prepared import PreparedRead
 from pxe.db.session import Database
 from pxe.db.write_retry import write_alone, write_with_retries
 from pxe.store.boot_facts import BootFacts, boot_facts, count_slots_taken, effective_profile
@@ -75,6 +87,10 @@ from pxe.store.tokens import (
 )
 
 log = logging.getLogger(__name__)
+
+REBOOTED = "rebooted during the install"
+
+_BOUND_ADDR = PreparedRead(select(Host.token_bound_addr).where(Host.id == bindparam("host_id")))
 
 
 def decide(
@@ -139,6 +155,17 @@ def _retries(settings: Settings, host: BootFacts) -> bool:
         host.state == State.FAILED
         and host.profile_id is not None
         and host.install_attempts < settings.max_install_attempts
+    )
+
+
+def _installer_gone(host: Host, remote_addr: str | None, *, known_mac: bool) -> bool:
+    """The module's reboot rule: the machine installing this host asks to boot again."""
+    return (
+        remote_addr is not None
+        and known_mac
+        and State(host.state) in INSTALLER_STATES
+        and host.token_claimed_at is not None
+        and host.token_bound_addr == remote_addr
     )
 
 
@@ -230,6 +257,12 @@ def decide_in_session(
         host = _locate_host(session, settings, ident, remote_addr, gate or DiscoveryGate(settings))
     except _RefusedError as refused:
         return refused.plan
+    # Before any query flushes it: a MAC this request added has no id yet.
+    known_mac = any(m.mac == ident.mac and m.id is not None for m in host.macs)
+    if _installer_gone(host, remote_addr, known_mac=known_mac):
+        log.warning("host %s (%s) asked to boot from %s during its install: %s",
+                    host.hostname or host.id, ident.mac, remote_addr, REBOOTED)  # fmt: skip
+        set_state(session, host, State.FAILED, REBOOTED, kind="failed")
     slots = count_slots_taken(session)
     facts = BootFacts.of(host, slots)
     if _awaits_selector(facts):
@@ -327,7 +360,11 @@ class PendingBoot:
 
 
 def decide_from_read(
-    database: Database, settings: Settings, ident: Identity, base_url: str | None = None
+    database: Database,
+    settings: Settings,
+    ident: Identity,
+    base_url: str | None = None,
+    remote_addr: str | None = None,
 ) -> BootPlan | PendingBoot | Unknown | None:
     """What :func:`decide_in_session` would answer, worked out without writing: a plan when it
     writes nothing, a :class:`PendingBoot` when it writes only the host's own row,
@@ -350,7 +387,7 @@ def decide_from_read(
     host = replace(found, **news)
     if _awaits_selector(host) and _matches_a_selector(database, host):
         return None
-    if _retries(settings, host):
+    if _retries(settings, host) or _may_be_gone(engine, host, remote_addr):
         return None  # a state move and its event: the write path's
     issued: list[str] = []
 
@@ -369,6 +406,15 @@ def decide_from_read(
         return plan
     cap = None if host.token_held else settings.max_concurrent_installs
     return PendingBoot(plan, host.id, host.updated_at, token_hash, news, cap)
+
+
+def _may_be_gone(engine: Engine, host: BootFacts, remote_addr: str | None) -> bool:
+    """A claimed host asked from its token's address: the reboot rule, for the write path.
+    (The bound address is read only then: a claimed host asking to boot is rare.)"""
+    if remote_addr is None or not host.token_claimed or State(host.state) not in INSTALLER_STATES:
+        return False
+    row = _BOUND_ADDR.first(engine, host_id=host.id)
+    return row is not None and row[0] == remote_addr
 
 
 def _matches_a_selector(database: Database, host: BootFacts) -> bool:
@@ -400,7 +446,7 @@ def decide_and_record(
     """
     ident = Identity.clean(mac, uuid, serial, arch)
     gate = gate or DiscoveryGate(settings)
-    outcome = decide_from_read(database, settings, ident, base_url)
+    outcome = decide_from_read(database, settings, ident, base_url, remote_addr)
     if isinstance(outcome, BootPlan):
         return outcome
     if isinstance(outcome, Unknown):

@@ -1,4 +1,4 @@
-"""``xcp-provision hosts``: the inventory of machines, on the local data directory."""
+"""``xcp-provision hosts``: the inventory of machines, their BMCs and their power."""
 
 from __future__ import annotations
 
@@ -6,18 +6,14 @@ from pathlib import Path
 
 import click
 
-from pxe.bmc import service as bmc_service
 from pxe.bmc.driver import PowerAction
-from pxe.cli.admin import emit, inventory_options, make_table, session_for, settings_for
-from pxe.cli.audited import audited_session, cli_actor
-from pxe.db.session import open_database
-from pxe.registration import on_host_removed
-from pxe.store import hosts as store
+from pxe.cli.admin import emit, make_table
+from pxe.cli.backend import Backend, backend_options
+from pxe.cli.reinstalls import announce_roll
+from pxe.store import rolls as store_rolls
 from pxe.store.bmc import BmcSettings
 from pxe.store.errors import StoreError
-from pxe.store.events import list_events
 from pxe.store.lifecycle import parse_state
-from pxe.store.views import event_view, host_view
 
 
 @click.group()
@@ -51,7 +47,7 @@ def _host_table(rows: list[dict]) -> object:
 @click.option("--serial", default=None, help="Serial number.")
 @click.option("--profile", default=None, help="Profile name; the host is ready to install.")
 @click.option("--pool", default=None, help="Pool name.")
-@inventory_options
+@backend_options
 def add(
     *,
     macs: tuple[str, ...],
@@ -60,28 +56,13 @@ def add(
     serial: str | None,
     profile: str | None,
     pool: str | None,
-    config_file: Path | None,
-    data_dir: Path | None,
+    backend: Backend,
     as_json: bool,
 ) -> None:
     """Add a host known by MAC, UUID or serial."""
-    given = {"macs": macs, "hostname": hostname, "uuid": uuid, "serial": serial,
-             "profile": profile, "pool": pool}  # fmt: skip
-    target = hostname or next(iter(macs), None) or uuid or serial or ""
-    fields = [k for k, v in given.items() if v]
-    with audited_session(config_file, data_dir, "hosts.add", target, fields=fields) as work:
-        host = store.add_host(
-            work.session,
-            macs=list(macs),
-            hostname=hostname,
-            uuid=uuid,
-            serial=serial,
-            profile=profile,
-            pool=pool,
-        )
-        work.session.flush()
-        work.target = host.hostname or str(host.id)
-        row = host_view(host)
+    row = backend.add_host(
+        macs=macs, hostname=hostname, uuid=uuid, serial=serial, profile=profile, pool=pool
+    )
     emit(row, as_json, lambda: _host_table([row]))
 
 
@@ -89,15 +70,9 @@ def add(
 @click.option("--state", default=None, help="Only hosts in this state.")
 @click.option("--pool", default=None, help="Only hosts of this pool.")
 @click.option("--profile", default=None, help="Only hosts with this profile.")
-@inventory_options
+@backend_options
 def list_(
-    *,
-    state: str | None,
-    pool: str | None,
-    profile: str | None,
-    config_file: Path | None,
-    data_dir: Path | None,
-    as_json: bool,
+    *, state: str | None, pool: str | None, profile: str | None, backend: Backend, as_json: bool
 ) -> None:
     """List hosts."""
     try:
@@ -105,25 +80,16 @@ def list_(
             parse_state(state)
     except StoreError as exc:
         raise click.BadParameter(str(exc), param_hint="--state") from exc
-    with session_for(config_file, data_dir) as session:
-        rows = [
-            host_view(h) for h in store.list_hosts(session, state=state, pool=pool, profile=profile)
-        ]
+    rows = backend.list_hosts(state=state, pool=pool, profile=profile)
     emit(rows, as_json, lambda: _host_table(rows))
 
 
 @hosts.command("show")
 @click.argument("ref")
-@inventory_options
-def show(ref: str, config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+@backend_options
+def show(ref: str, backend: Backend, as_json: bool) -> None:
     """Show host REF (id, MAC or host name) with its latest events."""
-    with session_for(config_file, data_dir) as session:
-        host = store.get_host(session, ref)
-        row = {
-            **host_view(host),
-            "failure_log": host.failure_log,
-            "events": [event_view(e) for e in list_events(session, host=host, limit=20)],
-        }
+    row = backend.show_host(ref, events=20)
 
     def table() -> object:
         fields = [(k, v) for k, v in row.items() if k not in ("events", "failure_log")]
@@ -143,15 +109,14 @@ def show(ref: str, config_file: Path | None, data_dir: Path | None, as_json: boo
     "--profile", default=None, help="Profile name ('' removes it); a discovered host becomes ready."
 )
 @click.option("--pool", default=None, help="Pool name ('' removes it).")
-@inventory_options
+@backend_options
 def edit(
     *,
     ref: str,
     hostname: str | None,
     profile: str | None,
     pool: str | None,
-    config_file: Path | None,
-    data_dir: Path | None,
+    backend: Backend,
     as_json: bool,
 ) -> None:
     """Change host REF: name it, assign a profile or a pool."""
@@ -162,54 +127,76 @@ def edit(
     }
     if not changes:
         raise click.UsageError("nothing to change: give --hostname, --profile or --pool")
-    with audited_session(config_file, data_dir, "hosts.edit", ref, fields=changes) as work:
-        session = work.session
-        row = host_view(store.update_host(session, store.get_host(session, ref), **changes))
+    row = backend.edit_host(ref, changes)
     emit(row, as_json, lambda: _host_table([row]))
 
 
 @hosts.command("reinstall")
-@click.argument("ref")
+@click.argument("refs", nargs=-1, metavar="[REF]...")
 @click.option(
     "--power",
     is_flag=True,
     help="Also through its BMC: next boot from the network (once), then a power cycle (or on).",
 )
-@inventory_options
+@click.option("--pool", default=None, help="Roll through this pool's hosts.")
+@click.option("--profile", default=None, help="Roll through the hosts of this profile.")
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(1, store_rolls.MAX_PARALLEL),
+    default=None,
+    help="A rolling reinstall: this many hosts at a time; the next starts when one is "
+    "installed or back in its pool (default 1 with --pool or --profile).",
+)
+@click.option("--continue-on-failure", is_flag=True, help="A roll goes on past a failed host.")
+@click.option(
+    "--host-timeout",
+    type=click.IntRange(60),
+    default=store_rolls.DEFAULT_HOST_TIMEOUT,
+    show_default=True,
+    help="Seconds a rolled host may take to install before it counts as failed.",
+)
+@backend_options
 def reinstall(
-    ref: str, config_file: Path | None, data_dir: Path | None, as_json: bool, power: bool = False
+    *,
+    refs: tuple[str, ...],
+    backend: Backend,
+    as_json: bool,
+    power: bool = False,
+    pool: str | None = None,
+    profile: str | None = None,
+    max_parallel: int | None = None,
+    continue_on_failure: bool = False,
+    host_timeout: int = store_rolls.DEFAULT_HOST_TIMEOUT,
 ) -> None:
-    """Put host REF back to ready: its next PXE boot installs it again."""
-    if power:
-        _reinstall_with_power(ref, config_file, data_dir, as_json)
+    """Put host REF back to ready: its next PXE boot installs it again.
+
+    With --pool, --profile, --max-parallel or several hosts, a rolling reinstall: 'serve'
+    reinstalls the hosts a few at a time and stops at a failed one (see 'reinstalls show').
+    """
+    if pool or profile or max_parallel is not None or len(refs) != 1:
+        request = store_rolls.RollRequest(
+            pool=pool, profile=profile, hosts=refs, power=power,
+            max_parallel=max_parallel or 1, continue_on_failure=continue_on_failure,
+            host_timeout=host_timeout,
+        )  # fmt: skip
+        try:
+            store_rolls.check_request(request)
+        except StoreError as exc:
+            raise click.UsageError(str(exc)) from exc
+        announce_roll(backend.start_roll(request), as_json)
         return
-    with audited_session(config_file, data_dir, "hosts.reinstall", ref) as work:
-        session = work.session
-        row = host_view(store.reinstall_host(session, store.get_host(session, ref)))
+    [ref] = refs
+    row = backend.reinstall_host(ref, power=power)
     emit(row, as_json, lambda: _host_table([row]))
 
 
 @hosts.command("remove")
 @click.argument("ref")
-@inventory_options
-def remove(ref: str, config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+@backend_options
+def remove(ref: str, backend: Backend, as_json: bool) -> None:
     """Remove host REF and its events."""
-    with audited_session(config_file, data_dir, "hosts.remove", ref) as work:
-        session = work.session
-        host = store.get_host(session, ref)
-        host_id = host.id
-        on_host_removed(settings_for(config_file, data_dir), host)  # DNS; problems are logged
-        store.remove_host(session, host)
+    host_id = backend.remove_host(ref)
     emit({"removed": host_id}, as_json, lambda: f"removed host {host_id}")
-
-
-def _reinstall_with_power(
-    ref: str, config_file: Path | None, data_dir: Path | None, as_json: bool
-) -> None:
-    settings = settings_for(config_file, data_dir)
-    with audited_session(config_file, data_dir, "hosts.reinstall", ref, fields=["power"]):
-        row = bmc_service.reinstall_with_power(open_database(settings), settings, ref, cli_actor())
-    emit(row, as_json, lambda: _host_table([row]))
 
 
 def _read_password(path: str) -> str:
@@ -244,7 +231,7 @@ def _read_password(path: str) -> str:
 @click.option("--system-path", default="", help="Redfish: /redfish/v1/Systems/<id>.")
 @click.option("--no-verify-tls", is_flag=True, help="Redfish: accept any TLS certificate.")
 @click.option("--remove", is_flag=True, help="Remove the host's BMC.")
-@inventory_options
+@backend_options
 def bmc(
     *,
     ref: str,
@@ -256,17 +243,12 @@ def bmc(
     system_path: str,
     no_verify_tls: bool,
     remove: bool,
-    config_file: Path | None,
-    data_dir: Path | None,
+    backend: Backend,
     as_json: bool,
 ) -> None:
     """Set (or --remove) the BMC of host REF, through which it is powered."""
-    settings = settings_for(config_file, data_dir)
     if remove:
-        with audited_session(config_file, data_dir, "hosts.bmc.remove", ref) as work:
-            host = store.get_host(work.session, ref)
-            if not bmc_service.remove_bmc(work.session, host, cli_actor()):
-                raise bmc_service.NoBmcError(host)
+        backend.remove_bmc(ref)
         emit({"removed": ref}, as_json, lambda: f"removed the BMC of host {ref}")
         return
     missing = [
@@ -286,12 +268,7 @@ def bmc(
         system_path=system_path,
         verify_tls=not no_verify_tls,
     )
-    fields = ["driver", "address", "username"]
-    fields += [name for name, value in (("port", port), ("password", password_file),
-               ("system_path", system_path), ("verify_tls", no_verify_tls)) if value]  # fmt: skip
-    with audited_session(config_file, data_dir, "hosts.bmc", ref, fields=fields) as work:
-        host = store.get_host(work.session, ref)
-        row = bmc_service.set_bmc(work.session, settings, host, given, cli_actor())
+    row = backend.set_bmc(ref, given)
     emit(row, as_json, lambda: make_table(f"BMC of host {ref}", ["field", "value"], row.items()))
 
 
@@ -299,27 +276,19 @@ def bmc(
 @click.argument("ref")
 @click.argument("action", type=click.Choice(["status", *(a.value for a in PowerAction)]))
 @click.option("--fresh", is_flag=True, help="status: ask the BMC now, not a recent reading.")
-@inventory_options
+@backend_options
 def power(
     *,
     ref: str,
     action: str,
     fresh: bool,
-    config_file: Path | None,
-    data_dir: Path | None,
+    backend: Backend,
     as_json: bool,
 ) -> None:
     """Power host REF on, off or cycle it through its BMC, or show its power status."""
-    settings = settings_for(config_file, data_dir)
-    database = open_database(settings)
     if action == "status":
-        try:
-            reading = bmc_service.power_status(database, settings, ref, fresh=fresh)
-        except StoreError as exc:
-            raise click.ClickException(str(exc)) from exc
-        row = {"host": ref, **reading.view()}
-        emit(row, as_json, lambda: f"host {ref}: power {reading.state.value}")
+        row = backend.power_status(ref, fresh=fresh)
+        emit(row, as_json, lambda: f"host {ref}: power {row['power']}")
         return
-    with audited_session(config_file, data_dir, f"hosts.power.{action}", ref, fields=["action"]):
-        row = bmc_service.power_action(database, settings, ref, PowerAction(action), cli_actor())
+    row = backend.power_action(ref, action)
     emit(row, as_json, lambda: f"host {ref}: power {action} acknowledged by its BMC")

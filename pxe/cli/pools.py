@@ -1,20 +1,14 @@
-"""``xcp-provision pools``: the pools hosts join at first boot, on the local data directory."""
+"""``xcp-provision pools``: the pools hosts join at first boot."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Group
 
-from pxe.cli.admin import emit, inventory_options, make_table, session_for
-from pxe.cli.audited import audited_session
-from pxe.pools_view import pool_detail
-from pxe.store import pools as store
-from pxe.store.errors import ConflictError
-from pxe.store.hosts import get_host
-from pxe.store.views import pool_view
+from pxe.cli.admin import emit, make_table
+from pxe.cli.backend import Backend, backend_options
 
 
 @click.group()
@@ -23,11 +17,10 @@ def pools() -> None:
 
 
 @pools.command("list")
-@inventory_options
-def list_pools(config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+@backend_options
+def list_pools(backend: Backend, as_json: bool) -> None:
     """Every pool with its master and how many hosts joined or were refused."""
-    with session_for(config_file, data_dir) as session:
-        rows = [pool_detail(session, pool) for pool in store.list_pools(session)]
+    rows = backend.list_pools()
     data = {"pools": rows}
     emit(
         data,
@@ -62,29 +55,10 @@ def list_pools(config_file: Path | None, data_dir: Path | None, as_json: bool) -
     default=None,
     help="Host (id, MAC or name) to be the master; members wait for it to register.",
 )
-@inventory_options
-def create(
-    *,
-    name: str,
-    force: bool,
-    master: str | None,
-    config_file: Path | None,
-    data_dir: Path | None,
-    as_json: bool,
-) -> None:
+@backend_options
+def create(*, name: str, force: bool, master: str | None, backend: Backend, as_json: bool) -> None:
     """Create pool NAME; its master is --master, else the first host admitted."""
-    fields = [k for k, v in (("force", force), ("master", master)) if v]
-    with audited_session(config_file, data_dir, "pools.create", name, fields=fields) as work:
-        session = work.session
-        pool = store.create_pool(session, name, force=force)
-        if master is not None:
-            host = get_host(session, master)
-            if host.pool is not None:
-                raise ConflictError(f"host {master} is already in pool {host.pool.name}")
-            host.pool = pool
-            pool.master = host
-            session.flush()
-        row = pool_view(pool)
+    row = backend.create_pool(name, force=force, master=master)
     emit(row, as_json, lambda: f"created pool {row['name']}")
 
 
@@ -126,9 +100,8 @@ def _show_tables(row: dict[str, Any]) -> Group:
 
 @pools.command("show")
 @click.argument("name")
-@inventory_options
-def show(name: str, config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+@backend_options
+def show(name: str, backend: Backend, as_json: bool) -> None:
     """Pool NAME: its master, members with states, refused hosts with their reasons."""
-    with session_for(config_file, data_dir) as session:
-        row = pool_detail(session, store.get_pool(session, name))
+    row = backend.show_pool(name)
     emit(row, as_json, lambda: _show_tables(row))

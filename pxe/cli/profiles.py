@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
 
-from pxe.cli.admin import emit, inventory_options, make_table, parse_assignments, session_for
-from pxe.cli.audited import audited_session
-from pxe.store import profiles as store
+from pxe.cli.admin import emit, make_table, parse_assignments
+from pxe.cli.backend import Backend, backend_options
 from pxe.store import selectors
-from pxe.store.audit import hidden_values
-from pxe.store.views import profile_view, selector_view
 
 
 @click.group()
@@ -97,49 +93,37 @@ def _profile_options(func: Any) -> Any:
 @profiles.command("create")
 @click.argument("name")
 @_profile_options
-@inventory_options
-def create(name: str, config_file: Path | None, data_dir: Path | None, as_json: bool,
-           **options: Any) -> None:  # fmt: skip
+@backend_options
+def create(name: str, backend: Backend, as_json: bool, **options: Any) -> None:
     """Create profile NAME."""
-    fields = _fields(**options)
-    with audited_session(config_file, data_dir, "profiles.create", name, fields=fields,
-                         hide=hidden_values(fields)) as work:  # fmt: skip
-        row = profile_view(store.create_profile(work.session, name, **fields))
+    row = backend.create_profile(name, _fields(**options))
     emit(row, as_json, lambda: _table([row]))
 
 
 @profiles.command("edit")
 @click.argument("name")
 @_profile_options
-@inventory_options
-def edit(name: str, config_file: Path | None, data_dir: Path | None, as_json: bool,
-         **options: Any) -> None:  # fmt: skip
+@backend_options
+def edit(name: str, backend: Backend, as_json: bool, **options: Any) -> None:
     """Change profile NAME (variables given replace all of them)."""
-    fields = _fields(**options)
-    with audited_session(config_file, data_dir, "profiles.edit", name, fields=fields,
-                         hide=hidden_values(fields)) as work:  # fmt: skip
-        profile = store.get_profile(work.session, name)
-        row = profile_view(store.update_profile(work.session, profile, **fields))
+    row = backend.edit_profile(name, _fields(**options))
     emit(row, as_json, lambda: _table([row]))
 
 
 @profiles.command("list")
-@inventory_options
-def list_(config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+@backend_options
+def list_(backend: Backend, as_json: bool) -> None:
     """List profiles."""
-    with session_for(config_file, data_dir) as session:
-        rows = [profile_view(p) for p in store.list_profiles(session)]
+    rows = backend.list_profiles()
     emit(rows, as_json, lambda: _table(rows))
 
 
 @profiles.command("show")
 @click.argument("name")
-@inventory_options
-def show(name: str, config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+@backend_options
+def show(name: str, backend: Backend, as_json: bool) -> None:
     """Show profile NAME and what its hosts get once its parents are folded in."""
-    with session_for(config_file, data_dir) as session:
-        profile = store.get_profile(session, name)
-        row = {**profile_view(profile), "effective": asdict(store.resolve_profile(profile))}
+    row = backend.show_profile(name)
     emit(
         row,
         as_json,
@@ -153,11 +137,10 @@ def show(name: str, config_file: Path | None, data_dir: Path | None, as_json: bo
 
 @profiles.command("delete")
 @click.argument("name")
-@inventory_options
-def delete(name: str, config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+@backend_options
+def delete(name: str, backend: Backend, as_json: bool) -> None:
     """Delete profile NAME (refused while hosts or child profiles use it)."""
-    with audited_session(config_file, data_dir, "profiles.delete", name) as work:
-        store.delete_profile(work.session, store.get_profile(work.session, name))
+    backend.delete_profile(name)
     emit({"deleted": name}, as_json, lambda: f"deleted profile {name}")
 
 
@@ -165,12 +148,8 @@ def delete(name: str, config_file: Path | None, data_dir: Path | None, as_json: 
 @click.argument("name")
 @click.argument("field", type=click.Choice(selectors.FIELDS))
 @click.argument("pattern")
-@inventory_options
-def select(*, name: str, field: str, pattern: str, config_file: Path | None,
-           data_dir: Path | None, as_json: bool) -> None:  # fmt: skip
+@backend_options
+def select(*, name: str, field: str, pattern: str, backend: Backend, as_json: bool) -> None:
     """Give profile NAME to discovered hosts whose FIELD matches PATTERN (wildcards * ? [..])."""
-    with audited_session(config_file, data_dir, "profiles.select", name,
-                         fields=["field", "pattern"]) as work:  # fmt: skip
-        profile = store.get_profile(work.session, name)
-        row = selector_view(selectors.add_selector(work.session, profile, field, pattern))
+    row = backend.add_selector(name, field, pattern)
     emit(row, as_json, lambda: f"selector {row['id']}: {field} {row['pattern']} -> {name}")

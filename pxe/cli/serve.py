@@ -32,6 +32,7 @@ from pxe.dhcp.proxy import ProxyDhcpService
 from pxe.httpd.server import make_socket_server
 from pxe.httpd.workers import HttpWorkers, listening_socket, listening_sockets
 from pxe.logging_json import configure_logging
+from pxe.rolls import RollDriver
 from pxe.store.errors import NotFoundError
 from pxe.store.profiles import create_profile, get_profile
 from pxe.tftp.counters import SharedTftpCounters
@@ -253,6 +254,8 @@ def run_server(
     pool: HttpWorkers | None = None
     watchdog = InstallWatchdog(settings, database)  # fails silent installs (pxe.boot.watchdog)
     watchdog.start()
+    rolls = RollDriver(settings, database)  # rolling reinstalls (pxe.rolls), this process only
+    rolls.start()
     try:
         if settings.workers() > 1:
             pool = _serve_with_workers(settings, database, services)
@@ -269,6 +272,7 @@ def run_server(
         if pool is not None:
             pool.stop()
         services.stop()
+        rolls.stop()
         watchdog.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

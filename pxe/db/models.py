@@ -131,6 +131,10 @@ class Host(Base):
     token_bound_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
     install_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # The highest sequence number of the installer reports recorded in this install cycle
+    # (pxe.store.install_reports): a report numbered no higher is a replay. None since the
+    # token's first use.
+    report_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -187,6 +191,8 @@ class Event(Base):
     step: Mapped[str] = mapped_column(String(128), default="")
     percent: Mapped[int | None] = mapped_column(Integer, nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
+    # The installer's sequence number of the report that made this event (None for the rest).
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ApiToken(Base):
@@ -243,3 +249,71 @@ class Bmc(Base):
     verify_tls: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Roll(Base):
+    """A rolling reinstall: a group of hosts reinstalled a few at a time (pxe.rolls).
+
+    ``driver`` and ``lease_until`` say which server process drives the roll; another takes it
+    over only once the lease ran out, so exactly one process advances a roll at a time.
+    """
+
+    __tablename__ = "rolls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # running | done | failed (pxe.store.rolls)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    pool: Mapped[str] = mapped_column(String(128), default="")  # the selection, as asked
+    profile: Mapped[str] = mapped_column(String(128), default="")
+    power: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_parallel: Mapped[int] = mapped_column(Integer)
+    continue_on_failure: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A started host that reached neither installed nor failed after this long has failed.
+    host_timeout: Mapped[int] = mapped_column(Integer)
+    requested_by: Mapped[str] = mapped_column(String(160))
+    message: Mapped[str] = mapped_column(Text, default="")
+    driver: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    hosts: Mapped[list[RollHost]] = relationship(
+        back_populates="roll", cascade="all, delete-orphan", order_by="RollHost.position"
+    )
+
+
+class RollHost(Base):
+    """One host of a roll: waiting, starting (its reinstall being asked), running, done or
+    failed. The host's name is kept too, for the roll's history once the host is removed."""
+
+    __tablename__ = "roll_hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    roll_id: Mapped[int] = mapped_column(ForeignKey("rolls.id", ondelete="CASCADE"), index=True)
+    host_id: Mapped[int | None] = mapped_column(
+        ForeignKey("hosts.id", ondelete="SET NULL"), nullable=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    hostname: Mapped[str] = mapped_column(String(253))
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    roll: Mapped[Roll] = relationship(back_populates="hosts")
+
+
+class RollStep(Base):
+    """The history of a roll, one row per step (created, host started, done, failed, ...)."""
+
+    __tablename__ = "roll_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    roll_id: Mapped[int] = mapped_column(ForeignKey("rolls.id", ondelete="CASCADE"), index=True)
+    time: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    host_id: Mapped[int | None] = mapped_column(
+        ForeignKey("hosts.id", ondelete="SET NULL"), nullable=True
+    )
+    step: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")

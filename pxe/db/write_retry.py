@@ -2,6 +2,13 @@
 
 A thousand hosts booting at once make every writer wait for the same lock; this module is where
 that waiting is made cheap (SQLite) and where the rare abort is retried (both backends).
+
+A database that went away (PostgreSQL restarted, a connection cut) is retried the same way: the
+pool drops every connection of the old server at the first one found dead, checks each one it
+hands out (``pool_pre_ping``, :mod:`pxe.db.session`), and a unit of work that met the outage runs
+again whole, which each of them may (their writes are conditional or idempotent). An outage
+longer than the retries is :func:`database_unavailable`, which the web layer answers with 503
+and Retry-After: the caller tries again, and nothing it sent was half recorded.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
@@ -78,8 +85,8 @@ def _retried(attempt: Callable[[], T]) -> T:
     for tries in range(1, ATTEMPTS + 1):
         try:
             return attempt()
-        except OperationalError as exc:
-            if tries == ATTEMPTS or not _transient(exc):
+        except DBAPIError as exc:
+            if tries == ATTEMPTS or not (_transient(exc) or database_unavailable(exc)):
                 raise
             time.sleep(random.uniform(0.01, 0.05) * 2 ** (tries - 1))  # noqa: S311 (jitter)
     raise AssertionError("unreachable")
@@ -126,7 +133,49 @@ def _lock_file(database: Database) -> int | None:
     return os.open(f"{path}.writers", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
-def _transient(exc: OperationalError) -> bool:
+def _transient(exc: DBAPIError) -> bool:
+    if not isinstance(exc, OperationalError):
+        return False
     sqlstate = getattr(exc.orig, "sqlstate", None)
     text = str(exc.orig).lower()
     return sqlstate in ("40001", "40P01") or "locked" in text or "busy" in text
+
+
+# PostgreSQL shutting down or starting (admin_shutdown, crash_shutdown, cannot_connect_now),
+# and what retries may not have outlasted: serialization failures and deadlocks.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "40001", "40P01"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """``exc`` says the database cannot answer now, not that the request is wrong: the
+    server down or restarting, the connection lost, SQLite's lock or PostgreSQL's aborts
+    outlasting the retries. Wrapped by SQLAlchemy or raw from the driver (prepared reads
+    use the driver's cursor)."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        wrapped = isinstance(exc, OperationalError | InterfaceError) and exc.orig is not None
+        return wrapped and _driver_unavailable(exc.orig)
+    return _driver_unavailable(exc)
+
+
+def _driver_unavailable(error: BaseException) -> bool:
+    """:func:`database_unavailable` for the driver's own exception."""
+    kind = type(error).__name__
+    if kind not in ("OperationalError", "InterfaceError"):
+        return False
+    driver = type(error).__module__.split(".")[0]
+    if driver == "sqlite3":
+        text = str(error).lower()
+        return "locked" in text or "busy" in text
+    if not driver.startswith("psycopg"):
+        return False
+    sqlstate = getattr(error, "sqlstate", None)
+    # An InterfaceError is psycopg's "the connection is closed"; no SQLSTATE: no server
+    # answered (refused, reset, closed while the query ran).
+    return (
+        kind == "InterfaceError"
+        or sqlstate is None
+        or sqlstate.startswith("08")
+        or sqlstate in _UNAVAILABLE_STATES
+    )

@@ -7,6 +7,13 @@ of CPU for an INSERT and at most one UPDATE) while holding the write lock: a hun
 took 0.2 s. Here the token's host is read by a prepared statement, and the write transaction,
 in the writers' queue, reads the host's state under the write lock, moves it if the report
 does, and records the event.
+
+Reports are idempotent. An installer numbers its reports 1, 2, 3... in each install cycle
+(``seq``, :class:`installer.progress.HttpReporter`) and retries one whose answer it did not
+get: the server may have recorded it and died before answering, or the answer was lost on the
+way. The host keeps the highest number it recorded in the cycle (``report_seq``, forgotten when
+a token is first used); a report numbered no higher is a replay, answered as the first try was
+and recorded nothing. A report without a number (an older installer) is recorded as it comes.
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ _BOUND = PreparedRead(
     )
 )
 # FOR UPDATE on PostgreSQL; SQLite's write transactions hold the database's lock from BEGIN.
-_STATE = select(Host.state).where(Host.id == bindparam("host_id")).with_for_update()
+_STATE = (
+    select(Host.state, Host.report_seq).where(Host.id == bindparam("host_id")).with_for_update()
+)
 _MOVE = (
     update(Host)
     .where(Host.id == bindparam("host_id"))
@@ -50,6 +59,7 @@ _MOVE = (
 _FAILURE_LOG = update(Host).where(Host.id == bindparam("host_id")).values(
     failure_log=bindparam("log")
 )
+_SEQ = update(Host).where(Host.id == bindparam("host_id")).values(report_seq=bindparam("seq"))
 _EVENT = insert(Event)
 
 
@@ -92,7 +102,9 @@ def use_install_token(
     """
     bound = host.bound_addr if isinstance(host, Reporter) else host.token_bound_addr
     if bound is None:
-        if write_alone(database, claim_install_token(host.id, token_hash, address)) == 1:
+        # A new cycle's first use: its installer numbers its reports from 1 again.
+        claim = claim_install_token(host.id, token_hash, address).values(report_seq=None)
+        if write_alone(database, claim) == 1:
             return
         row = _BOUND.first(database.engine, host_id=host.id, token_hash=token_hash)
         bound = row.token_bound_addr if row is not None else None
@@ -114,13 +126,22 @@ def use_install_token(
 
 
 def record_progress(
-    database: Database, host: Reporter, step: str, percent: int | None, message: str
+    database: Database,
+    host: Reporter,
+    step: str,
+    percent: int | None,
+    message: str,
+    *,
+    seq: int | None = None,
 ) -> bool:
     """Record a progress event; the first one of a ready host moves it to installing (True).
-    ConflictError when the host is neither ready nor installing."""
+    ConflictError when the host is neither ready nor installing. A replay of report ``seq``
+    records nothing (False)."""
 
     def write(connection: Connection) -> bool:
-        state = _locked_state(connection, host)
+        state, last = _locked(connection, host)
+        if _replayed(seq, last):
+            return False
         now = utcnow()
         starting = state == State.READY
         if starting:
@@ -129,48 +150,69 @@ def record_progress(
             _event(connection, host, now, "state", reason)
         elif state != State.INSTALLING:
             raise ConflictError(f"{host.who} is {state.value}, not installing")
-        _event(connection, host, now, "progress", message, step=step, percent=percent)
+        _event(connection, host, now, "progress", message, step=step, percent=percent, seq=seq)
+        _numbered(connection, host, seq)
         return starting
 
     return write_statements(database, write)
 
 
-def mark_installed(database: Database, host: Reporter) -> None:
+def mark_installed(database: Database, host: Reporter, *, seq: int | None = None) -> None:
     """Move the host to installed, once: ConflictError when it already reported build-done,
-    TransitionError (a conflict too) when its state does not allow it."""
+    TransitionError (a conflict too) when its state does not allow it; a replay of report
+    ``seq`` (the same build-done retried) changes nothing and is no error."""
 
     def write(connection: Connection) -> None:
-        state = _locked_state(connection, host)
+        state, last = _locked(connection, host)
+        if _replayed(seq, last):
+            return
         if state in FINISHED:
             raise ConflictError(f"{host.who} already reported build-done (it is {state.value})")
         check_transition(state, State.INSTALLED, host.who)
         now = utcnow()
         _move(connection, host, State.INSTALLED, DONE_REASON, now)
-        _event(connection, host, now, "done", DONE_REASON)
+        _event(connection, host, now, "done", DONE_REASON, seq=seq)
+        _numbered(connection, host, seq)
 
     write_statements(database, write)
 
 
-def mark_failed(database: Database, host: Reporter, reason: str, log: str) -> None:
+def mark_failed(
+    database: Database, host: Reporter, reason: str, log: str, *, seq: int | None = None
+) -> None:
     """Move the host to failed with the installer's reason and log; TransitionError (a
-    conflict) when its state does not allow it (a second failure report, for one)."""
+    conflict) when its state does not allow it (a second failure report, for one); a replay
+    of report ``seq`` changes nothing and is no error."""
 
     def write(connection: Connection) -> None:
-        state = _locked_state(connection, host)
+        state, last = _locked(connection, host)
+        if _replayed(seq, last):
+            return
         check_transition(state, State.FAILED, host.who)
         now = utcnow()
         _move(connection, host, State.FAILED, reason, now)
         connection.execute(_FAILURE_LOG, {"host_id": host.id, "log": log})
-        _event(connection, host, now, "failed", reason)
+        _event(connection, host, now, "failed", reason, seq=seq)
+        _numbered(connection, host, seq)
 
     write_statements(database, write)
 
 
-def _locked_state(connection: Connection, host: Reporter) -> State:
-    state = connection.execute(_STATE, {"host_id": host.id}).scalar_one_or_none()
-    if state is None:  # removed since its token was read
+def _locked(connection: Connection, host: Reporter) -> tuple[State, int | None]:
+    """The host's state and the highest report number of its cycle, its row locked."""
+    row = connection.execute(_STATE, {"host_id": host.id}).one_or_none()
+    if row is None:  # removed since its token was read
         raise NotFoundError("host", host.id)
-    return State(state)
+    return State(row.state), row.report_seq
+
+
+def _replayed(seq: int | None, last: int | None) -> bool:
+    return seq is not None and last is not None and seq <= last
+
+
+def _numbered(connection: Connection, host: Reporter, seq: int | None) -> None:
+    if seq is not None:
+        connection.execute(_SEQ, {"host_id": host.id, "seq": seq})
 
 
 def _move(connection: Connection, host: Reporter, state: State, reason: str, now: datetime) -> None:
@@ -188,6 +230,7 @@ def _event(
     *,
     step: str = "",
     percent: int | None = None,
+    seq: int | None = None,
 ) -> None:
     connection.execute(_EVENT, {"host_id": host.id, "time": now, "kind": kind, "step": step,
-                                "percent": percent, "message": message})  # fmt: skip
+                                "percent": percent, "message": message, "seq": seq})  # fmt: skip

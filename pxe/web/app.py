@@ -27,6 +27,7 @@ from pxe.web.api import hosts as api_hosts
 from pxe.web.api import pools as api_pools
 from pxe.web.api import power as api_power
 from pxe.web.api import profiles as api_profiles
+from pxe.web.api import reinstalls as api_reinstalls
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ BLUEPRINTS = (
     api_pools.bp,
     api_events.bp,
     api_power.bp,
+    api_reinstalls.bp,
     api_audit.bp,
     openapi.bp,
     register.bp,

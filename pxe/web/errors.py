@@ -1,4 +1,9 @@
-"""Errors as JSON ``{"error": "..."}`` with the status their class names."""
+"""Errors as JSON ``{"error": "..."}`` with the status their class names.
+
+A database outage (PostgreSQL restarting, a connection lost) is a 503 with Retry-After, never a
+500: the request was fine, the caller should send it again (the first-boot agent and the
+installer do), and nothing of it was committed in part.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import logging
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from pxe.db.write_retry import database_unavailable
 from pxe.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -34,7 +40,17 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
     return response, status
 
 
+DATABASE_RETRY_AFTER_S = 2
+
+
 def _unexpected(exc: Exception) -> tuple[Response, int]:
+    if database_unavailable(exc):
+        log.warning("database unavailable, answered 503: %s", exc)
+        response, status = error_response(
+            503, "the inventory database is unavailable right now; try again shortly"
+        )
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        return response, status
     log.exception("unhandled error")
     return error_response(500, f"internal error: {type(exc).__name__}; see the server log")
 

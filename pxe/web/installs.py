@@ -2,7 +2,11 @@
 
 Every route checks the token before it reads the body: 401/403 for a caller without a valid
 token whatever it sent, 403 for one sent from another address than the token is bound to (a
-security event), 400 only for a host that may report."""
+security event), 400 only for a host that may report.
+
+Each report may carry ``seq``, the installer's number for it in this install cycle (1, 2, 3...):
+a retried report the server recorded already is answered as the first try was and recorded
+once (:mod:`pxe.store.install_reports`)."""
 
 from __future__ import annotations
 
@@ -45,6 +49,15 @@ def _percent(body: dict) -> int | None:
     return int(value)
 
 
+def _seq(body: dict) -> int | None:
+    value = body.get("seq")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1:
+        raise InvalidInputError("'seq' must be a whole number from 1")
+    return value
+
+
 def _reporter(*, allow_spent: bool = False) -> Reporter:
     """The token's host, once this use of its token passed the address check (a first use
     binds it: :func:`pxe.store.install_reports.use_install_token`)."""
@@ -61,8 +74,11 @@ def progress() -> tuple[Response, int]:
     step = _text(body, "step", 128, required=True)
     message = _text(body, "message", 4096)
     percent = _percent(body)
+    seq = _seq(body)
     # For the installs-started counter (pxe.web.metrics): only a ready host's first report.
-    g.xcp_install_starting = record_progress(state().database, host, step, percent, message)
+    g.xcp_install_starting = record_progress(
+        state().database, host, step, percent, message, seq=seq
+    )
     return jsonify(state=State.INSTALLING.value), 202
 
 
@@ -79,14 +95,16 @@ def failed() -> tuple[Response, int]:
     truncated = len(raw) > cap
     if truncated:  # keep the end: that is where an install log says what went wrong
         log_text = raw[-cap:].decode("utf-8", "ignore")
-    mark_failed(state().database, host, reason, log_text)
+    mark_failed(state().database, host, reason, log_text, seq=_seq(body))
     return jsonify(state=State.FAILED.value, log_bytes=len(log_text.encode()),
                    truncated=truncated), 202  # fmt: skip
 
 
 @bp.post(wire.INSTALL_DONE)
 def done() -> tuple[Response, int]:
-    """Once only (a replay is a 409); a spent token still counts: registration may spend it
-    before a slow installer reports."""
-    mark_installed(state().database, _reporter(allow_spent=True))
+    """Once only: a second build-done is a 409, unless it is a retry of the first (the same
+    ``seq``); a spent token still counts: registration may spend it before a slow installer
+    reports."""
+    host = _reporter(allow_spent=True)
+    mark_installed(state().database, host, seq=_seq(json_body()))
     return jsonify(state=State.INSTALLED.value), 200

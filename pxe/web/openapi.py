@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from pxe.web import openapi_power
+from pxe.web import openapi_power, openapi_rolls
 
 bp = Blueprint("openapi", __name__)
 
@@ -265,12 +265,27 @@ SCHEMAS: dict[str, Any] = {
             "step": _STR,
             "percent": {"type": "number", "minimum": 0, "maximum": 100},
             "message": _STR,
+            "seq": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "the report's number in this install; a number already recorded "
+                "is answered again and not recorded twice",
+            },
         },
     },
     "Failure": {
         "type": "object",
         "required": ["reason"],
-        "properties": {"reason": _STR, "log": {"type": "string", "description": "size-capped"}},
+        "properties": {
+            "reason": _STR,
+            "log": {"type": "string", "description": "size-capped"},
+            "seq": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "the report's number in this install; a number already recorded "
+                "is answered again and not recorded twice",
+            },
+        },
     },
     "State": {"type": "object", "properties": {"state": _STR}},
     "AuditEntry": {
@@ -494,7 +509,7 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/installs/done": {
         "post": _op(
-            "Build done (-> installed); once only",
+            "Build done (-> installed); once only (a body {\"seq\": n} makes a retry safe)",
             _ref("State"),
             errors=(401, 403, 409),
             security="installToken",
@@ -577,6 +592,7 @@ for (_path, _method, _status), _links in LINKS.items():
     PATHS[_path][_method]["responses"][_status]["links"] = _links
 
 openapi_power.merge(PATHS, SCHEMAS)  # a host's BMC and power (pxe.web.api.power)
+openapi_rolls.merge(PATHS, SCHEMAS)  # rolling reinstalls (pxe.web.api.reinstalls)
 
 
 _READ_METHODS = ("get", "head")

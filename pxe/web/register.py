@@ -7,7 +7,10 @@ with one no host holds; 403 for another host's token, one spent by an earlier jo
 registration that does not match the host (MAC, SMBIOS UUID, serial, the address its install
 used: a security event, see :mod:`pxe.registration`); 409 for a
 host that never finished installing; 503 + Retry-After while the pool's named master has not
-registered (the agent retries 5xx, so it joins once the master is up).
+registered, or while the inventory database cannot be reached (restarting, a lost connection:
+:mod:`pxe.web.errors`; the registration is then not recorded, or recorded whole, which a retry
+within :data:`pxe.registration.REPLAY_WINDOW` gets answered again). The agent retries 5xx, so
+it joins once the master or the database is up.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ def dashboard_routes(app: Flask) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("dashboard.") or rule.endpoint in PUBLIC:
             continue
-        url = rule.rule.replace("<int:host_id>", "1")
+        url = rule.rule.replace("<int:host_id>", "1").replace("<int:roll_id>", "1")
+        url = url.replace("<name>", "rack1")
         assert "<" not in url, f"test does not know how to fill {rule.rule}"
         routes.extend((method, url) for method in sorted(rule.methods - {"HEAD", "OPTIONS"}))
     return routes

@@ -48,7 +48,8 @@ def test_http_reporter_posts_with_the_token(tmp_path: Path) -> None:
     assert [p.path for p in posts] == [
         "/api/v1/installs/events", "/api/v1/installs/events", "/api/v1/installs/failed"]
     assert all(p.authorization == "Bearer secret" for p in posts)
-    assert posts[1].body == {"step": "b", "percent": 50, "message": "b"}
+    assert posts[1].body == {"step": "b", "percent": 50, "message": "b", "seq": 2}
+    assert [p.body["seq"] for p in posts] == [1, 2, 3]
     assert posts[2].body["reason"] == "disk on fire"
     assert len(posts[2].body["log"]) == 256 * 1024
 
@@ -57,7 +58,8 @@ def test_unreachable_server_does_not_stop_progress(tmp_path: Path) -> None:
     with ReleaseServer(tmp_path) as srv:
         dead = srv.url
     out = io.StringIO()
-    progress = Progress([Step("a", 1)], [HttpReporter(dead, "t"), JsonLinesReporter(out)])
+    reporter = HttpReporter(dead, "t", patience=0.5, final_patience=1, backoff=0.1)
+    progress = Progress([Step("a", 1)], [reporter, JsonLinesReporter(out)])
     progress.start("a")
     progress.done()
     assert json.loads(out.getvalue().splitlines()[-1]) == {"done": True}

@@ -15,6 +15,7 @@ import pwd
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,13 @@ class PostgresCluster:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
 
+def _options(directory: Path, port: int) -> str:
+    return (
+        f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+    )
+
+
 @contextlib.contextmanager
 def postgres_cluster() -> Iterator[PostgresCluster]:
     directory = Path(tempfile.mkdtemp(prefix="xcp-pg-"))
@@ -72,10 +80,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     try:
         initdb = [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
         runner.run(_as_postgres([*initdb, "-E", "UTF8", "--no-sync"]), timeout=120)
-        options = (
-            f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-        )
+        options = _options(directory, port)
         log_file = str(directory / "server.log")
         pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", log_file]
         runner.run(_as_postgres([*pg_ctl, "-w", "-t", "60", "start"]), timeout=90)
@@ -89,3 +94,18 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
                 timeout=60,
             )
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def restart(cluster: PostgresCluster, mode: str = "fast", down_seconds: float = 0.0) -> None:
+    """Stop the cluster and start it again in place (same port, data and options) after
+    ``down_seconds``, as an operator, a crash or a failover would: ``fast`` ends every session
+    with admin_shutdown, ``immediate`` as a crash. The log goes on in the same file, which also
+    keeps the new server off our pipes."""
+    pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", str(cluster.directory / "data")]
+    runner.run(_as_postgres([*pg_ctl, "-m", mode, "-w", "-t", "60", "stop"]), timeout=90)
+    time.sleep(down_seconds)
+    options = _options(cluster.directory, cluster.port)
+    log_file = str(cluster.directory / "server.log")
+    runner.run(_as_postgres([*pg_ctl, "-o", options, "-l", log_file, "-w", "-t", "60", "start"]),
+               timeout=90)  # fmt: skip
+

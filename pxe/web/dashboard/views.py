@@ -64,6 +64,9 @@ _ACTION_NAMES = {
     "dashboard.assign": "hosts.assign",
     "dashboard.reinstall": "hosts.reinstall",
     "dashboard.remove": "hosts.remove",
+    "dashboard.power": "hosts.power",
+    "dashboard.reinstall_power": "hosts.reinstall",
+    "dashboard.reinstall_pool": "reinstalls.create",
 }
 _FORM_PLUMBING = {"csrf", "next"}
 

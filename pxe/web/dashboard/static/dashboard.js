@@ -16,18 +16,49 @@
         return response.text().then(function (html) {
           el.innerHTML = html;
           el.classList.remove("stale");
+          showPower();
         });
       })
       .catch(function () { el.classList.add("stale"); });
   }
 
+  // Power cells (data-power-host="ID" under an element with data-power="URL"): the page is
+  // drawn without them; their readings come from the URL afterwards, and again every tick.
+  var power = {};
+
+  function showPower() {
+    document.querySelectorAll("[data-power-host]").forEach(function (cell) {
+      var reading = power[cell.dataset.powerHost];
+      var text = "…";
+      var kind = "pending";
+      if (reading && reading.bmc === false) { text = "—"; kind = "none"; }
+      else if (reading && reading.error) { text = "unknown"; kind = "error"; cell.title = reading.error; }
+      else if (reading && reading.power) { text = reading.power; kind = reading.power; cell.title = ""; }
+      cell.textContent = text;
+      cell.className = cell.className.replace(/\bpower-\S+/g, "").trim() + " power-" + kind;
+    });
+  }
+
+  function fetchPower() {
+    var source = document.querySelector("[data-power]");
+    var cells = document.querySelectorAll("[data-power-host]");
+    if (!source || !cells.length) { return; }
+    var ids = Array.prototype.map.call(cells, function (cell) { return cell.dataset.powerHost; });
+    fetch(source.dataset.power + "?ids=" + ids.join(","), { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) { return response.ok ? response.json() : {}; })
+      .then(function (readings) { Object.assign(power, readings); showPower(); })
+      .catch(function () { /* the next tick asks again */ });
+  }
+
   function tick() {
     if (document.hidden) { return; }
     document.querySelectorAll("[data-live]").forEach(refresh);
+    fetchPower();
   }
 
   document.addEventListener("DOMContentLoaded", function () {
     setInterval(tick, PERIOD_MS);
+    fetchPower();
     document.querySelectorAll("form[data-autosubmit] select").forEach(function (select) {
       select.addEventListener("change", function () { select.form.submit(); });
     });
