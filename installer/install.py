@@ -21,7 +21,7 @@ from common.errors import ReportedError
 from common.release import Artefact, Manifest
 from hypervisor import grub
 from installer import bootloader, discovery, hostconfig, laydown, partition, scripts
-from installer.bootmode import booted_mode, on_serial_console
+from installer.bootmode import booted_mode, on_serial_console, refuse_secure_boot
 from installer.discovery import Hardware, Nic, describe_disk, discover
 from installer.errors import RefusedError
 from installer.hostsize import HostSize
@@ -30,7 +30,7 @@ from installer.plan import BootMode, Plan, make_plan
 from installer.progress import Progress, Reporter, Step
 from installer.release import load_release
 from installer.runlog import LogCapture, save_log
-from installer.target import image_only, target_device, with_target_disk
+from installer.target import image_only, is_image_file, target_device, with_target_disk
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,8 @@ def install(
     with LogCapture() as capture, target_device(target) as device:
         progress.start("prepare", "checking the answer file, the disk and the release")
         try:
+            if not is_image_file(target):  # an image file boots on some other firmware
+                refuse_secure_boot()
             own = installer_disk or discovery.installer_disks()
             prepared = prepare(answers, device, mode, installer_disk=own)
             if serial_console is None:

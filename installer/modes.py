@@ -23,7 +23,7 @@ from common.release import Manifest
 from hypervisor import grub
 from installer import bootloader, hostconfig, laydown
 from installer.block import mkfs
-from installer.bootmode import booted_mode
+from installer.bootmode import booted_mode, refuse_secure_boot
 from installer.discovery import Disk, DiskPartition, describe_disk, discover
 from installer.errors import RefusedError
 from installer.hostsize import HostSize
@@ -32,7 +32,7 @@ from installer.plan import GPT_BASIC_DATA, GPT_BIOS_BOOT, GPT_ESP, BootMode
 from installer.progress import Progress, Reporter, Step
 from installer.release import load_release
 from installer.runlog import LogCapture, save_log
-from installer.target import disk_path, target_device
+from installer.target import disk_path, is_image_file, target_device
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,8 @@ def upgrade(
         if name is None:
             raise ModeRefusedError("upgrade needs <existing-installation> naming the disk")
         with _reporting(reporters) as (progress, capture):
+            if not is_image_file(target):
+                refuse_secure_boot()
             return _upgrade(progress, capture, answers, disk_path(name), wanted)
 
 
@@ -242,6 +244,8 @@ def restore(
         name = device or answers.backup_disk
         disks = (describe_disk(disk_path(name)),) if name else discover().disks
         with _reporting(reporters) as (progress, capture):
+            if not is_image_file(target):
+                refuse_secure_boot()
             return _restore(progress, capture, answers, disks, wanted)
 
 
