@@ -73,8 +73,22 @@ class IpmiDriver:
     @contextmanager
     def _session(self) -> Iterator[Any]:
         with _lock_for(self.config):
+            cmd = self._open()
             try:
-                cmd = ipmi_command.Command(
+                yield cmd
+            finally:
+                # The session is dropped on our side even if the BMC missed the logout.
+                with suppress(pyghmi_errors.PyghmiException, OSError):
+                    cmd.ipmi_session.logout()
+
+    def _open(self) -> Any:
+        """A logged-in pyghmi command object. pyghmi 1.6 has a race in a failed login: its I/O
+        thread marks the session broken before it stores the reason, and the constructor can
+        read the flag first and raise AttributeError ('errormsg'). A login has no side effect on
+        the host, so that one case is tried once more, when the reason is normally there."""
+        for _ in range(2):
+            try:
+                return ipmi_command.Command(
                     bmc=self.config.address,
                     userid=self.config.username.encode(),
                     password=self.config.password.encode(),
@@ -82,12 +96,9 @@ class IpmiDriver:
                 )
             except (pyghmi_errors.PyghmiException, OSError) as exc:
                 raise _translate(exc) from None
-            try:
-                yield cmd
-            finally:
-                # The session is dropped on our side even if the BMC missed the logout.
-                with suppress(pyghmi_errors.PyghmiException, OSError):
-                    cmd.ipmi_session.logout()
+            except AttributeError:
+                continue
+        raise BmcCommandError("the IPMI session failed and the library lost the reason")
 
     def _run(self, work: Callable[[Any], T]) -> T:
         with self._session() as cmd:
