@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.bmc_sim import IpmiSim, running_ipmi_sim
 from support.postgres import PostgresCluster, postgres_cluster
 
 from images.demo import build_demo_release
@@ -75,3 +76,20 @@ def api_token(database: Database) -> str:
 @pytest.fixture
 def auth(api_token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_token}"}
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[IpmiSim]:
+    """A real BMC (OpenIPMI's ipmi_sim) on a loopback port, its chassis powered off."""
+    with running_ipmi_sim(tmp_path / "ipmi") as running:
+        yield running
+
+
+@pytest.fixture
+def fresh_bmc_cache() -> Iterator[None]:
+    """BMC readings are cached per process: each test starts and ends without any."""
+    from pxe.bmc import service  # noqa: PLC0415 - only the BMC tests pay for pyghmi and sushy
+
+    service.forget_cached()
+    yield
+    service.forget_cached()

@@ -8,12 +8,10 @@ independent IPMI client) confirms what the BMC reports.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from support.bmc_sim import IpmiSim, free_udp_port, running_ipmi_sim
+from support.bmc_sim import IpmiSim, free_udp_port
 
 from pxe.bmc import service
 from pxe.bmc.driver import BmcAuthError, BmcUnreachableError, PowerAction, PowerState
@@ -25,25 +23,16 @@ from pxe.store.bmc import BmcSettings
 from pxe.store.lifecycle import State
 from pxe.store.profiles import create_profile
 
+pytestmark = pytest.mark.usefixtures("fresh_bmc_cache")
+
 ACTOR = "cli:tester"
 
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[IpmiSim]:
-    with running_ipmi_sim(tmp_path / "ipmi") as running:
-        yield running
 
 
 @pytest.fixture
 def bmc_settings(settings: Settings) -> Settings:
     return settings.replace(bmc_timeout=3, bmc_status_cache_seconds=60)
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    service.forget_cached()
-    yield
-    service.forget_cached()
 
 
 def _host(

@@ -31,6 +31,8 @@ from pxe.store.bmc import BmcSettings
 from pxe.store.lifecycle import State
 from pxe.store.profiles import create_profile
 
+pytestmark = pytest.mark.usefixtures("fresh_bmc_cache")
+
 ACTOR = "ops-token"
 
 
@@ -44,12 +46,6 @@ def emulator(tmp_path: Path) -> Iterator[RedfishEmulator]:
 def bmc_settings(settings: Settings) -> Settings:
     return settings.replace(bmc_timeout=4, bmc_status_cache_seconds=60)
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    service.forget_cached()
-    yield
-    service.forget_cached()
 
 
 def _host(

@@ -8,15 +8,13 @@ import json
 import re
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
-from support.bmc_sim import IpmiSim, free_udp_port, running_ipmi_sim
+from support.bmc_sim import IpmiSim, free_udp_port
 
-from pxe.bmc import service
 from pxe.bmc.crypto import KEY_FILE
 from pxe.config import Settings
 from pxe.db.models import Bmc
@@ -28,23 +26,12 @@ from pxe.store.tokens import VIEWER, create_api_token
 from pxe.web.app import create_app
 from xcp_provision.main import main
 
-
-@pytest.fixture
-def sim_with_password(tmp_path: Path) -> Iterator[IpmiSim]:
-    with running_ipmi_sim(tmp_path / "ipmi") as running:
-        yield running
-
+pytestmark = pytest.mark.usefixtures("fresh_bmc_cache")
 
 @pytest.fixture
 def bmc_settings(settings: Settings) -> Settings:
     return settings.replace(bmc_timeout=3, bmc_status_cache_seconds=60)
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    service.forget_cached()
-    yield
-    service.forget_cached()
 
 
 @pytest.fixture
@@ -73,10 +60,9 @@ def _put(api, auth, sim: IpmiSim, password: str | None, port: int | None = None)
 
 
 def test_bmc_password_is_never_shown_nor_stored_in_clear(
-    api, auth, sim_with_password: IpmiSim, installed_host: int, bmc_settings: Settings,
+    api, auth, sim: IpmiSim, installed_host: int, bmc_settings: Settings,
     database: Database,
 ) -> None:  # fmt: skip
-    sim = sim_with_password
     put = _put(api, auth, sim, sim.password)
     assert put.status_code == 200, put.get_json()
     assert put.get_json()["driver"] == "ipmi" and "password" not in put.get_json()
@@ -101,8 +87,7 @@ def test_bmc_password_is_never_shown_nor_stored_in_clear(
     assert Fernet(key.read_bytes().strip()).decrypt(token.encode()).decode() == sim.password
 
 
-def test_bmc_input_is_checked(api, auth, sim_with_password: IpmiSim, installed_host: int) -> None:
-    sim = sim_with_password
+def test_bmc_input_is_checked(api, auth, sim: IpmiSim, installed_host: int) -> None:
     assert _put(api, auth, sim, None).status_code == 400  # a new BMC needs its password
     too_long = "x" * 21
     refused = _put(api, auth, sim, too_long)
@@ -130,9 +115,8 @@ def test_bmc_input_is_checked(api, auth, sim_with_password: IpmiSim, installed_h
 
 
 def test_power_actions_and_status(
-    api, auth, sim_with_password: IpmiSim, installed_host: int, database: Database
+    api, auth, sim: IpmiSim, installed_host: int, database: Database
 ) -> None:
-    sim = sim_with_password
     assert api.get("/api/v1/hosts/web01/power", headers=auth).status_code == 409  # no BMC
     assert _put(api, auth, sim, sim.password).status_code == 200
     status = api.get("/api/v1/hosts/web01/power", headers=auth)
@@ -163,9 +147,8 @@ def test_power_actions_and_status(
 
 
 def test_reinstall_with_power_failing_bmc_leaves_the_host_as_it_was(
-    api, auth, sim_with_password: IpmiSim, installed_host: int
+    api, auth, sim: IpmiSim, installed_host: int
 ) -> None:
-    sim = sim_with_password
     assert _put(api, auth, sim, "not-the-password").status_code == 200
     before = api.get("/api/v1/hosts/web01", headers=auth).get_json()
     reply = api.post("/api/v1/hosts/web01/reinstall", json={"power": True}, headers=auth)
@@ -182,9 +165,8 @@ def test_reinstall_with_power_failing_bmc_leaves_the_host_as_it_was(
 
 
 def test_reinstall_with_power_and_without(
-    api, auth, sim_with_password: IpmiSim, installed_host: int
+    api, auth, sim: IpmiSim, installed_host: int
 ) -> None:
-    sim = sim_with_password
     assert _put(api, auth, sim, sim.password).status_code == 200
     reply = api.post("/api/v1/hosts/web01/reinstall", json={"power": True}, headers=auth)
     assert reply.status_code == 200, reply.get_json()
@@ -197,10 +179,10 @@ def test_reinstall_with_power_and_without(
 
 
 def test_a_bmc_that_does_not_answer_is_a_502_within_the_bound(
-    api, auth, sim_with_password: IpmiSim, installed_host: int, bmc_settings: Settings
+    api, auth, sim: IpmiSim, installed_host: int, bmc_settings: Settings
 ) -> None:
     port = free_udp_port()
-    assert _put(api, auth, sim_with_password, "whatever", port=port).status_code == 200
+    assert _put(api, auth, sim, "whatever", port=port).status_code == 200
     started = time.monotonic()
     reply = api.post("/api/v1/hosts/web01/power", json={"action": "cycle"}, headers=auth)
     assert time.monotonic() - started < bmc_settings.bmc_timeout + 1.5
@@ -226,8 +208,7 @@ def _cli(*args: str, code: int = 0) -> str:
     return result.output
 
 
-def test_cli_bmc_power_and_reinstall(tmp_path: Path, sim_with_password: IpmiSim) -> None:
-    sim = sim_with_password
+def test_cli_bmc_power_and_reinstall(tmp_path: Path, sim: IpmiSim) -> None:
     data = ("--data-dir", str(tmp_path / "cli-data"))
     try:
         _cli("profiles", "create", "base", "--release", "demo", "--template", "fresh-dhcp", *data)
@@ -263,9 +244,8 @@ def test_cli_bmc_power_and_reinstall(tmp_path: Path, sim_with_password: IpmiSim)
 
 
 def test_dashboard_host_page_shows_the_bmc_without_its_password(
-    api, auth, api_token: str, sim_with_password: IpmiSim, installed_host: int
+    api, auth, api_token: str, sim: IpmiSim, installed_host: int
 ) -> None:
-    sim = sim_with_password
     assert _put(api, auth, sim, sim.password).status_code == 200
     form = api.get("/ui/login").get_data(as_text=True)
     csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)

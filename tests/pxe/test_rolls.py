@@ -32,6 +32,8 @@ from pxe.store.tokens import VIEWER, create_api_token
 from pxe.web.app import create_app
 from xcp_provision.main import main
 
+pytestmark = pytest.mark.usefixtures("fresh_bmc_cache")
+
 OWNER = "test-driver"
 
 
@@ -46,12 +48,6 @@ def sim(tmp_path: Path) -> Iterator[IpmiSim]:
 def fast(settings: Settings) -> Settings:
     return settings.replace(bmc_timeout=4, bmc_status_cache_seconds=0)
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    service.forget_cached()
-    yield
-    service.forget_cached()
 
 
 @pytest.fixture
