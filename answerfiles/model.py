@@ -22,6 +22,9 @@ class Mode(StrEnum):
 class SrType(StrEnum):
     EXT = "ext"
     LVM = "lvm"
+    # XCP-ng 8.3's SR type for disks with 4096-byte logical sectors (4Kn), which ext and lvm
+    # SRs cannot hold.
+    LARGEBLOCK = "largeblock"
 
 
 class SourceType(StrEnum):
@@ -79,10 +82,16 @@ class ServiceState(StrEnum):
 
 @dataclass(frozen=True)
 class Source:
-    """Where the product comes from; ``location`` is empty for ``local``."""
+    """Where the product comes from; ``location`` is empty for ``local``.
+
+    ``gpgcheck``/``repo_gpgcheck`` are this element's own attributes; None (not written) lets
+    the root's value, then the installer's default, decide, as XCP-ng does.
+    """
 
     type: SourceType
     location: str = ""
+    gpgcheck: bool | None = None
+    repo_gpgcheck: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +125,7 @@ class Raid:
 
 @dataclass(frozen=True)
 class AdminInterface:
-    """The management NIC, chosen by ``name`` or by ``hwaddr`` (exactly one is set)."""
+    """The management NIC, chosen by ``name``, by ``hwaddr``, or by both naming the same NIC."""
 
     name: str | None = None
     hwaddr: str | None = None
@@ -171,12 +180,19 @@ class Provisioning:
 
 @dataclass(frozen=True)
 class AnswerFile:
-    """One whole answer file, defaults applied as XCP-ng 8.3 applies them."""
+    """One whole answer file, defaults applied as XCP-ng 8.3 applies them.
+
+    ``sr_type`` None is the one default that depends on the hardware: XCP-ng 8.3 picks
+    ``largeblock`` when a disk of the local SR has 4096-byte logical sectors, else ``ext``, so it
+    is decided with the disks in hand (``installer.plan``), not here.
+    """
 
     mode: Mode = Mode.FRESH
-    sr_type: SrType = SrType.EXT
-    gpgcheck: bool = True
-    repo_gpgcheck: bool = True
+    sr_type: SrType | None = None
+    # None: not written. The default then depends on the installer (a site key makes it true,
+    # see installer/release_trust.py), so "not said" must stay distinct from "true".
+    gpgcheck: bool | None = None
+    repo_gpgcheck: bool | None = None
     sources: tuple[Source, ...] = ()
     driver_sources: tuple[Source, ...] = ()
     scripts: tuple[Script, ...] = ()

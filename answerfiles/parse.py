@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from answerfiles import namespace
+from answerfiles import namespace, unsupported
 from answerfiles.errors import AnswerFileError, Problem
 from answerfiles.locations import Locations
 from answerfiles.model import (
@@ -44,12 +44,12 @@ from answerfiles.validate import validate_answers
 from answerfiles.xmltree import Node, parse_xml
 
 _COMMON = {"driver-source", "script", "post-install-script", "install-failed-script",
-           "ui-confirmation-prompt"}
+           "ui-confirmation-prompt", *unsupported.ELEMENTS}
 _INSTALL = {"source", "bootloader", "network-backend"}
 _FRESH = {"primary-disk", "guest-disk", "raid", "disk", "admin-interface", "ipaddr", "ip",
           "subnet", "subnet-mask", "gateway", "ipv6", "gatewayv6", "root-password",
           "name-server", "nameserver", "hostname", "timezone", "keymap", "ntp", "ntp-server",
-          "service"}
+          "ntp-servers", "service"}
 _UPGRADE = {"existing-installation"}
 _RESTORE = {"backup-disk"}
 _KNOWN = _COMMON | _INSTALL | _FRESH | _UPGRADE | _RESTORE | {
@@ -63,6 +63,8 @@ _NESTED = {"disk": "raid", "ipaddr": "admin-interface", "ip": "admin-interface",
 
 E = TypeVar("E", bound=StrEnum)
 
+# A type="hash" root password of "!!" leaves root without a password, as in XCP-ng's shadow.
+LOCKED = "!!"
 _TRUE = {"yes", "true"}
 _FALSE = {"no", "false"}
 
@@ -169,9 +171,17 @@ class _Reader:
         self.error(node, f"{what} is {value!r}, not a boolean: allowed yes|no|true|false")
         return default
 
-    def bool_attr(self, node: Node, name: str, default: bool) -> bool:
-        return self.boolean(node, self.attr(node, name), f'{name}="{node.attrs.get(name)}"',
-                            default)
+    def bool_attr(self, node: Node, name: str, default: bool, *, also: tuple[str, ...] = ()
+                  ) -> bool:
+        """``also``: other spellings XCP-ng reads; the first one given wins, as there."""
+        given = [n for n in (name, *also) if n in node.attrs]
+        values = [self.boolean(node, self.attr(node, n), f'{n}="{node.attrs[n]}"', default)
+                  for n in given]
+        if len(set(values)) > 1:
+            self.warn(node, f'{given[0]}="{node.attrs[given[0]]}" and {given[1]}='
+                            f'"{node.attrs[given[1]]}" are two spellings of one attribute and '
+                            f"disagree: {given[0]} applies, as in XCP-ng; remove the other")
+        return values[0] if values else default
 
     def choice(self, node: Node, names: tuple[str, ...], enum: type[E], default: E,
                            aliases: dict[str, E] | None = None) -> E:
@@ -238,6 +248,7 @@ class _Reader:
         # The model is built once from all its fields: a frozen dataclass copied per stage
         # (dataclasses.replace) cost a fifth of the reading time.
         self._report_ignored()
+        self._refuse_unsupported_elements()
         fields: dict[str, object] = {
             "mode": self.mode,
             "driver_sources": self._sources("driver-source"),
@@ -248,13 +259,13 @@ class _Reader:
         if self.mode is Mode.RESTORE:
             return AnswerFile(**fields, backup_disk=self.text("backup-disk"))
         fields.update(
-            gpgcheck=self.bool_attr(self.root, "gpgcheck", True),
-            repo_gpgcheck=self.bool_attr(self.root, "repo-gpgcheck", True),
+            **self._gpg_attrs(self.root),
             sources=self._sources("source"),
             bootloader=self._bootloader(),
             network_backend=self._network_backend(),
         )
         if self.mode is Mode.UPGRADE:
+            self._report_sr_type_ignored()
             return AnswerFile(**fields, existing_installation=self.text("existing-installation"))
         return AnswerFile(**fields, **self._fresh())
 
@@ -271,11 +282,23 @@ class _Reader:
             if not any(d.tag in _KNOWN for d in node.iter()):
                 self.warn(node, f"unknown element <{_name(node)}> is ignored")
 
+    def _refuse_unsupported_elements(self) -> None:
+        for tag, reason in unsupported.ELEMENTS.items():
+            for node in self.nodes(tag):
+                self.error(node, reason)
+
+    def _report_sr_type_ignored(self) -> None:
+        for name in ("sr-type", "srtype"):
+            if name in self.root.attrs:
+                self.warn(self.root, f'{name}="{self.root.attrs[name]}" does nothing in mode '
+                                     f"{self.mode} and is ignored: an upgrade keeps the local SR")
+
     def _fresh(self) -> dict[str, object]:
         admin = self._admin_interface()
-        ntp_servers = tuple(n.text for n in self.repeated("ntp-server"))
+        ntp_servers = tuple(n.text for n in self.repeated("ntp-server", "ntp-servers",
+                                                          key="ntp-server"))
         return {
-            "sr_type": self.choice(self.root, ("sr-type", "srtype"), SrType, SrType.EXT),
+            "sr_type": self._sr_type(),
             "primary_disk": self._primary_disk(),
             "guest_disks": tuple(n.text for n in self.repeated("guest-disk")),
             "raid": self._raid(),
@@ -300,8 +323,16 @@ class _Reader:
                 continue
             kind = self.choice(node, ("type",), SourceType, SourceType.URL)
             self.kept(tag, sources, node)
-            sources.append(Source(kind, node.text))
+            sources.append(Source(kind, node.text, **self._gpg_attrs(node)))
         return tuple(sources)
+
+    def _gpg_attrs(self, node: Node) -> dict[str, bool | None]:
+        """``gpgcheck``/``repo-gpgcheck`` as written, None when absent: the default is the
+        installer's to decide (it depends on whether it holds a site key)."""
+        return {
+            field: None if self.attr(node, name) is None else self.bool_attr(node, name, True)
+            for field, name in (("gpgcheck", "gpgcheck"), ("repo_gpgcheck", "repo-gpgcheck"))
+        }
 
     def _scripts(self) -> tuple[Script, ...]:
         old = {"post-install-script": ScriptStage.FILESYSTEM_POPULATED,
@@ -357,13 +388,19 @@ class _Reader:
                              "openvswitch|vswitch")
             return NetworkBackend.OPENVSWITCH
 
+    def _sr_type(self) -> SrType | None:
+        """Absent stays None: XCP-ng's default depends on the disks' sector size."""
+        if self.attr(self.root, "sr-type", "srtype") is None:
+            return None
+        return self.choice(self.root, ("sr-type", "srtype"), SrType, SrType.EXT)
+
     def _primary_disk(self) -> PrimaryDisk | None:
         node = self.first("primary-disk")
         if node is None:
             return None
         return PrimaryDisk(
             node.text,
-            guest_storage=self.bool_attr(node, "guest-storage", True),
+            guest_storage=self.bool_attr(node, "guest-storage", True, also=("gueststorage",)),
             sr_at_end=self.bool_attr(node, "sr-at-end", True),
             preserve_first_partition=self.choice(
                 node, ("preserve-first-partition",), PreserveFirstPartition,
@@ -418,6 +455,8 @@ class _Reader:
         if node is None:
             return None
         kind = self.attr(node, "type") or "plaintext"
+        if kind.lower() == "hash" and node.text == LOCKED:
+            return None  # XCP-ng's documented way of leaving root without a password
         if kind.lower() == "hash":
             return node.text
         if kind.lower() != "plaintext":
@@ -433,8 +472,13 @@ class _Reader:
         return hash_password(node.text)
 
     def _ntp_source(self, servers: tuple[str, ...], admin: AdminInterface | None) -> NtpSource:
-        node = self.first("ntp")
+        found = self.nodes("ntp")
+        for extra in found[1:]:
+            self.error(extra, f"<ntp> is given again (first on line {found[0].line}): give at "
+                              "most one, as XCP-ng 8.3 also refuses more")
+        node = found[0] if found else None
         if node is not None:
+            self.where.note("ntp", node.line, node.path)
             if self.attr(node, "source") is None:
                 self.error(node, '<ntp> needs source="dhcp|default|manual|none"')
             return self.choice(node, ("source",), NtpSource, NtpSource.DEFAULT)

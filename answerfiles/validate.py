@@ -25,10 +25,13 @@ from answerfiles.model import (
     Proto,
     ProtoV6,
     Provisioning,
+    ScriptStage,
     Source,
     SourceType,
 )
 from answerfiles.password import WEAK_SCHEMES, crypt_scheme
+from answerfiles.unsupported import disk_problem, unsupported_problems
+from common.release import LOCAL_MEDIA_LABEL
 
 _DISK = re.compile(r"(/dev/)?[A-Za-z0-9][A-Za-z0-9._:+@=/-]*")
 _IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,14}")
@@ -50,6 +53,7 @@ def validate_answers(answers: AnswerFile, where: Locations | None = None) -> lis
         where = Locations("answers", root)
     problems: list[Problem] = []
     problems += _sources(answers, where)
+    problems += _installable_sources(answers, where)
     problems += _scripts(answers, where)
     if answers.mode in (Mode.FRESH, Mode.REINSTALL):
         problems += _fresh(answers, where)
@@ -59,6 +63,7 @@ def validate_answers(answers: AnswerFile, where: Locations | None = None) -> lis
     if answers.mode is Mode.RESTORE and answers.backup_disk is not None:
         problems += _disk(answers.backup_disk, "backup-disk", where)
     problems += _provisioning(answers.provisioning, where)
+    problems += unsupported_problems(answers, where)
     return problems
 
 
@@ -88,6 +93,23 @@ def _location_problem(source: Source) -> str | None:
     return None
 
 
+def _installable_sources(answers: AnswerFile, where: Locations) -> list[Problem]:
+    """What XCP-ng's grammar allows but this installer cannot do, refused rather than ignored."""
+    problems = []
+    for i, source in enumerate(answers.sources):
+        nfs = source.type is SourceType.NFS or urlsplit(source.location).scheme.lower() == "nfs"
+        if nfs:
+            problems.append(where.problem(f"source#{i}", (
+                "NFS sources are not supported: this installer cannot mount NFS; serve the "
+                "release over http(s) (the provisioning server does) or ftp, or put it on a "
+                f'medium labelled {LOCAL_MEDIA_LABEL} and write <source type="local"/>')))
+        if i > 0:
+            problems.append(where.problem(f"source#{i}", (
+                f"found {len(answers.sources)} <source> elements: this installer lays down one "
+                "release from one source and would ignore the others; keep only the first")))
+    return problems
+
+
 def _url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
     if re.search(r"[\s<>\"]", url):
         return f"URL {url!r} contains spaces, quotes or angle brackets"
@@ -107,6 +129,12 @@ def _scripts(answers: AnswerFile, where: Locations) -> list[Problem]:
             problem = 'type="local" is not allowed for a script: allowed url|nfs'
         if problem:
             problems.append(where.problem(f"script#{i}", problem))
+        elif (answers.mode is Mode.RESTORE
+              and script.stage is ScriptStage.FILESYSTEM_POPULATED):
+            problems.append(where.problem(
+                f"script#{i}", "a filesystem-populated script does nothing in mode restore and "
+                               "is ignored: a restore populates no new filesystem (XCP-ng does "
+                               "not run it either)", "warning"))
     return problems
 
 
@@ -136,10 +164,19 @@ def _fresh(answers: AnswerFile, where: Locations) -> list[Problem]:
         problems.append(where.problem("keymap", f"keymap {answers.keymap!r} is not a keymap "
                                                 "name such as us or fr-latin9"))
     problems += _ntp(answers, where)
+    first_line: dict[str, int] = {}
     for i, service in enumerate(answers.services):
+        key = f"service#{i}"
         if not _WORD.fullmatch(service.name):
-            problems.append(where.problem(f"service#{i}",
-                                          f'service name="{service.name}" is not a unit name'))
+            problems.append(where.problem(key, f'service name="{service.name}" is not a unit name'))
+        elif service.name in first_line:
+            line = first_line[service.name]
+            first = f" (first on line {line})" if line else ""
+            problems.append(where.problem(key, (
+                f'service name="{service.name}" is given again{first}: give each service '
+                "once, as XCP-ng 8.3 also refuses more")))
+        else:
+            first_line[service.name] = where.at(key)[0]
     return problems
 
 
@@ -207,6 +244,9 @@ def _disk_present(disk: str | None, key: str, needed_by: str, where: Locations) 
 
 
 def _disk(disk: str, key: str, where: Locations) -> list[Problem]:
+    unsupported = disk_problem(disk)
+    if unsupported:
+        return [where.problem(key, unsupported)]
     if _DISK.fullmatch(disk) and ".." not in disk:
         return []
     return [where.problem(key, f"disk {disk!r} is not a disk name: allowed a name such as sda "
@@ -218,9 +258,9 @@ def _interface(iface: AdminInterface, where: Locations) -> list[Problem]:
         return where.problem(key, message)
 
     problems = []
-    if (iface.name is None) == (iface.hwaddr is None):
-        found = "both" if iface.name else "neither"
-        problems.append(problem(f'found {found} of name="..." and hwaddr="...": give exactly one'))
+    if iface.name is None and iface.hwaddr is None:
+        problems.append(problem('found neither name="..." nor hwaddr="...": give one, or both '
+                                "naming the same interface"))
     if iface.name is not None and not _IFNAME.fullmatch(iface.name):
         problems.append(problem(f'name="{iface.name}" is not an interface name such as eth0'))
     if iface.hwaddr is not None and not _MAC.fullmatch(iface.hwaddr):

@@ -1,6 +1,7 @@
 """The model back to answer-file XML that XCP-ng 8.3's installer reads the same way we do.
 
-Everything is written explicitly (mode, NTP source, protocol) so no reader has to infer a default,
+Everything is written explicitly (mode, NTP source, protocol) so no reader has to infer a default
+(the SR type alone stays absent when XCP-ng is to choose it from the disks),
 and our extensions go under the ``xp`` prefix, invisible to XCP-ng. ``<ui-confirmation-prompt>``
 is written only when true: XCP-ng reads any text there, "false" included, as true.
 """
@@ -29,10 +30,10 @@ def write_answerfile(answers: AnswerFile) -> str:
         root = ET.Element("restore")
     else:
         root = ET.Element("installation", {"mode": str(answers.mode)})
-        if answers.mode is not Mode.UPGRADE:
+        if answers.mode is not Mode.UPGRADE and answers.sr_type is not None:
+            # Absent is XCP-ng's automatic choice (largeblock on 4Kn disks): kept absent.
             root.set("sr-type", str(answers.sr_type))
-        root.set("gpgcheck", _bool(answers.gpgcheck))
-        root.set("repo-gpgcheck", _bool(answers.repo_gpgcheck))
+        _gpg_attrs(root, answers.gpgcheck, answers.repo_gpgcheck)
     _common(root, answers)
     if answers.mode is Mode.RESTORE:
         _text(root, "backup-disk", answers.backup_disk)
@@ -138,7 +139,18 @@ def _provisioning(root: ET.Element, prov: Provisioning) -> None:
 
 def _sources(root: ET.Element, tag: str, sources: tuple[Source, ...]) -> None:
     for source in sources:
-        _text(root, tag, source.location, type=str(source.type))
+        node = _text(root, tag, source.location, type=str(source.type))
+        _gpg_attrs(node, source.gpgcheck, source.repo_gpgcheck)
+
+
+def _gpg_attrs(node: ET.Element | None, gpgcheck: bool | None, repo: bool | None) -> None:
+    """Written only when set: an unwritten attribute means "the installer's default", and
+    writing it out would turn that into an explicit demand for a signature."""
+    if node is None:
+        return
+    for name, value in (("gpgcheck", gpgcheck), ("repo-gpgcheck", repo)):
+        if value is not None:
+            node.set(name, _bool(value))
 
 
 def _text(parent: ET.Element, tag: str, text: str | None, **attrs: str) -> ET.Element | None:

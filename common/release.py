@@ -17,6 +17,11 @@ from enum import StrEnum
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+# A detached OpenPGP signature of the manifest's exact bytes, by the site's release key. It covers
+# every artefact through the sha256 the manifest lists (common/release_signature.py checks it).
+SIGNATURE = MANIFEST + ".asc"
+# The filesystem label of a medium carrying a release at its top (``<source type="local"/>``).
+LOCAL_MEDIA_LABEL = "XCP_RELEASE"
 FORMAT_VERSION = 1
 _CHUNK = 1 << 20
 
@@ -125,8 +130,14 @@ def load(release_dir: Path) -> Manifest:
 
 
 def save(release_dir: Path, manifest: Manifest) -> Path:
-    """Write the manifest atomically, so a reader never sees half of one."""
+    """Write the manifest atomically, so a reader never sees half of one.
+
+    A signature of the previous manifest goes first: left beside new bytes it would only make
+    installers refuse the release with a puzzling "bad signature"; the release is unsigned until
+    it is signed again.
+    """
     path = Path(release_dir) / MANIFEST
+    (Path(release_dir) / SIGNATURE).unlink(missing_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(manifest.to_json())
     os.replace(tmp, path)

@@ -17,8 +17,9 @@ import click
 
 from common import release
 from common.errors import ReportedError
+from common.release_signature import SignatureError
 from images import dom0 as dom0_build
-from images import xen
+from images import signing, xen
 from images.bootimage import build as bootimage
 from images.cache import BuildCache, default_cache_dir
 from images.demo import build_demo_release
@@ -106,7 +107,13 @@ def list_cmd(releases_dir: Path | None) -> None:
 @images.command()
 @click.argument("names", nargs=-1)
 @_releases_option
-def verify(names: tuple[str, ...], releases_dir: Path | None) -> None:
+@click.option(
+    "--keyring",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Also check each manifest's signature against this keyring, as an installer would.",
+)
+def verify(names: tuple[str, ...], releases_dir: Path | None, keyring: Path | None) -> None:
     """Check every artefact's size and sha256 against its manifest (all releases by default)."""
     releases_dir = releases_dir or release.default_releases_dir()
     with _clear_errors():
@@ -116,12 +123,41 @@ def verify(names: tuple[str, ...], releases_dir: Path | None) -> None:
         failed = False
         for name in targets:
             problems = release.verify(releases_dir / name)
+            if keyring is not None:
+                problems += _signature_problems(releases_dir / name, keyring)
             for problem in problems:
                 click.echo(f"{name}/{problem}", err=True)
             failed = failed or bool(problems)
             click.echo(f"{name}: {'CORRUPT' if problems else 'ok'}")
     if failed:
         raise SystemExit(1)
+
+
+def _signature_problems(release_dir: Path, keyring: Path) -> list[str]:
+    try:
+        signed = signing.check_release(release_dir, keyring)
+    except SignatureError as exc:
+        return [f"{release.SIGNATURE}: {exc.reason}"]
+    click.echo(f"{release_dir.name}: signed by {signed.fingerprint}")
+    return []
+
+
+@images.command()
+@click.argument("name")
+@click.option("--key", required=True, help="The site signing key: its fingerprint (or user id).")
+@click.option(
+    "--gnupg-home",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="GnuPG home holding the secret key (default: $GNUPGHOME or ~/.gnupg).",
+)
+@_releases_option
+def sign(name: str, key: str, gnupg_home: Path | None, releases_dir: Path | None) -> None:
+    """Sign a release's manifest (manifest.json.asc) with the site's OpenPGP key."""
+    releases_dir = releases_dir or release.default_releases_dir()
+    with _clear_errors():
+        signed = signing.sign_release(releases_dir / name, key, gnupg_home)
+    click.echo(f"signed {name}: {releases_dir / name / release.SIGNATURE} by {signed.fingerprint}")
 
 
 @images.command()
@@ -194,12 +230,24 @@ def dom0(out_dir: Path | None, cache_dir: Path | None) -> None:
 @images.command()
 @_out_option("debian12")
 @_cache_option
-def installer(out_dir: Path | None, cache_dir: Path | None) -> None:
+@click.option(
+    "--release-keyring",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The site's public release key (gpg --export): the image then refuses unsigned "
+    "releases unless an answer file turns the check off.",
+)
+def installer(out_dir: Path | None, cache_dir: Path | None, release_keyring: Path | None) -> None:
     """Add the installer boot image (Debian kernel + initramfs running xcp-install)."""
     out_dir = out_dir or release.default_releases_dir() / "debian12"
     started = time.monotonic()
     with _clear_errors():
-        image, built = bootimage.build_installer(BuildCache(cache_dir or default_cache_dir()))
+        if release_keyring is not None:
+            for fingerprint in signing.keyring_fingerprints(release_keyring):
+                click.echo(f"the image will trust releases signed by {fingerprint}")
+        image, built = bootimage.build_installer(
+            BuildCache(cache_dir or default_cache_dir()), release_keyring
+        )
         click.echo(
             f"{'built' if built else 'cached'}: installer image, kernel {image.kernel_version} "
             f"(built in {image.build_seconds:.0f} s, initrd {_human(image.initrd.stat().st_size)})"

@@ -1,5 +1,8 @@
 """Release artefacts from a URL or a directory, downloaded, decompressed and verified in one pass.
 
+Each scheme has one reader: http(s) here, ftp in ``installer.fetch_ftp`` (resuming with ``REST``
+as HTTP does with ``Range``), and ``file://`` or a plain directory (a mounted medium included).
+
 An image is never staged in RAM or on a scratch disk: the bytes go from the socket through
 sha256 and zstd straight into their consumer (tar, or a file on the target). A connection cut
 midway resumes with an HTTP ``Range`` request from the byte where it stopped, so a flaky rack
@@ -28,6 +31,7 @@ from typing import BinaryIO
 import zstandard
 
 from common.release import MANIFEST, Artefact, Manifest, ReleaseError
+from installer import fetch_ftp
 from installer.errors import FailedError, RefusedError
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,7 @@ TIMEOUT_S = 60
 RETRIES = 8
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 10.0
+MAX_SMALL_FILE = 1 << 20  # a manifest or a signature; anything larger is not one
 
 Sink = Callable[[bytes], object]
 Progress = Callable[[int], None]
@@ -54,12 +59,13 @@ class FetchError(FailedError):
 class ChecksumError(FailedError):
     """Downloaded bytes differ from the release manifest: the image is corrupt or was swapped."""
 
-    def __init__(self, artefact: Artefact, size: int, digest: str) -> None:
+    def __init__(self, artefact: Artefact, size: int, digest: str, location: str = "") -> None:
         self.artefact = artefact
         self.size = size
         self.digest = digest
+        self.location = location or artefact.path
         super().__init__(
-            f"{artefact.path} ({artefact.kind.value}) is corrupt: got {size} bytes with sha256 "
+            f"{self.location} ({artefact.kind.value}) is corrupt: got {size} bytes with sha256 "
             f"{digest}, the release manifest says {artefact.size} bytes with sha256 "
             f"{artefact.sha256}; fix or rebuild the release, then install again"
         )
@@ -86,30 +92,78 @@ def _local_path(location: str) -> Path:
     return Path(urllib.parse.unquote(parsed.path)) if parsed.scheme == "file" else Path(location)
 
 
-def fetch_manifest(base: str) -> Manifest:
-    """The release manifest under ``base`` (http(s) URL, ``file://`` URL or directory)."""
-    location = _join(base, MANIFEST)
-    scheme = urllib.parse.urlsplit(base).scheme
-    if scheme not in ("http", "https", "file", ""):
-        raise ReleaseUnavailableError(
-            f"cannot read a release from {base}: {scheme}:// is not supported (http, https, "
-            "file:// or a directory)"
-        )
+def _scheme(location: str) -> str:
+    """How a location is read: ``http`` (also https), ``ftp``, or ``file`` (also a directory)."""
+    scheme = urllib.parse.urlsplit(location).scheme.lower()
+    if scheme in ("http", "https"):
+        return "http"
+    if scheme in ("ftp", "file"):
+        return scheme
+    if scheme == "":
+        return "file"
+    raise ReleaseUnavailableError(
+        f"cannot read a release from {location}: {scheme}:// is not supported (http, https, "
+        "ftp, file:// or a directory)"
+    )
+
+
+class ReleaseFileMissingError(ReleaseUnavailableError):
+    """The server (or directory) answered that the file is not there."""
+
+
+def read_release_file(base: str, name: str, limit: int = MAX_SMALL_FILE) -> bytes:
+    """A small file of the release under ``base`` (the manifest, its signature), whole."""
+    location = _join(base, name)
+    where = shown(location)
     try:
-        if urllib.parse.urlsplit(location).scheme in ("http", "https"):
-            text = _read_small(location).decode()
-        else:
-            text = _local_path(location).read_text()
-        return Manifest.from_json(text, location)
+        match _scheme(base):
+            case "http":
+                data = _read_small(location)
+            case "ftp":
+                data = fetch_ftp.read(location, limit)
+            case _:
+                with open(_local_path(location), "rb") as fh:
+                    data = fh.read(limit + 1)
     except urllib.error.HTTPError as exc:
-        raise ReleaseUnavailableError(
-            f"no release at {base}: {location} gave HTTP {exc.code}"
-        ) from exc
-    except (urllib.error.URLError, OSError, UnicodeDecodeError) as exc:
+        kind = ReleaseFileMissingError if exc.code in (404, 410) else ReleaseUnavailableError
+        raise kind(f"no release at {base}: {location} gave HTTP {exc.code}") from exc
+    except fetch_ftp.FtpError as exc:
+        kind = ReleaseFileMissingError if exc.missing else ReleaseUnavailableError
+        raise kind(f"no release at {shown(base)}: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise ReleaseFileMissingError(f"no release at {base}: {location}: no such file") from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
-        raise ReleaseUnavailableError(f"no release at {base}: {location}: {reason}") from exc
+        raise ReleaseUnavailableError(f"no release at {shown(base)}: {where}: {reason}") from exc
+    if len(data) > limit:
+        raise ReleaseUnavailableError(f"{where} is larger than {limit} bytes: not a release file")
+    return data
+
+
+def shown(location: str) -> str:
+    """``location`` fit for a message: an FTP password masked."""
+    if urllib.parse.urlsplit(location).scheme.lower() == "ftp":
+        try:
+            return fetch_ftp.FtpUrl.parse(location).shown
+        except fetch_ftp.FtpError:
+            return location
+    return location
+
+
+def parse_manifest(data: bytes, base: str) -> Manifest:
+    """The manifest in ``data`` (read from under ``base``), or a refusal saying what is wrong."""
+    location = _join(base, MANIFEST)
+    try:
+        return Manifest.from_json(data.decode(), shown(location))
+    except UnicodeDecodeError as exc:
+        raise ReleaseUnavailableError(f"{shown(location)} is not UTF-8 text: {exc}") from exc
     except ReleaseError as exc:
         raise ReleaseUnavailableError(str(exc)) from exc
+
+
+def fetch_manifest(base: str) -> Manifest:
+    """The release manifest under ``base`` (http(s), ftp or ``file://`` URL, or directory)."""
+    return parse_manifest(read_release_file(base, MANIFEST), base)
 
 
 def _read_small(url: str, retries: int = RETRIES) -> bytes:
@@ -165,18 +219,32 @@ def fetch_artefact(
     pipe = _Pipeline(sink, decompress)
     resumes = 0
     try:
-        if urllib.parse.urlsplit(location).scheme in ("http", "https"):
-            resumes = _http(location, artefact.size, pipe, progress, retries)
-        else:
-            with open(_local_path(location), "rb") as fh:
-                _copy(fh, pipe, progress, artefact.size)
+        match _scheme(base):
+            case "http":
+                resumes = _http(location, artefact.size, pipe, progress, retries)
+            case "ftp":
+                resumes = fetch_ftp.stream(
+                    location,
+                    artefact.size,
+                    pipe,
+                    progress=progress,
+                    retries=retries,
+                    pause=_pause,
+                )
+            case _:
+                with open(_local_path(location), "rb") as fh:
+                    _copy(fh, pipe, progress, artefact.size)
     except zstandard.ZstdError as exc:
-        raise ChecksumError(artefact, pipe.bytes_in, pipe.digest.hexdigest()) from exc
+        raise ChecksumError(
+            artefact, pipe.bytes_in, pipe.digest.hexdigest(), shown(location)
+        ) from exc
+    except fetch_ftp.FtpError as exc:
+        raise FetchError(exc.location, exc.reason) from exc
     except OSError as exc:
         raise FetchError(location, exc.strerror or str(exc)) from exc
     digest = pipe.digest.hexdigest()
     if pipe.bytes_in != artefact.size or digest != artefact.sha256:
-        raise ChecksumError(artefact, pipe.bytes_in, digest)
+        raise ChecksumError(artefact, pipe.bytes_in, digest, shown(location))
     return Fetched(artefact, pipe.bytes_in, pipe.bytes_out, resumes)
 
 
@@ -215,7 +283,12 @@ def _http(url: str, size: int, pipe: _Pipeline, progress: Progress | None, retri
             raise FetchError(url, f"{reason}; gave up after {resumes} resumes")
         resumes += 1
         log.warning("download of %s interrupted (%s); resuming", url, reason)
-        time.sleep(min(BACKOFF_START_S * 2 ** (in_a_row - 1), BACKOFF_MAX_S))
+        _pause(in_a_row)
+
+
+def _pause(in_a_row: int) -> None:
+    """Before the n-th interrupted try in a row: 0.5 s doubling, at most 10 s."""
+    time.sleep(min(BACKOFF_START_S * 2 ** (in_a_row - 1), BACKOFF_MAX_S))
 
 
 def _read_response(

@@ -25,6 +25,7 @@ from answerfiles.model import (
     Proto,
     ProtoV6,
     ServiceState,
+    SrType,
 )
 from common import dom0_layout
 from common.dom0_layout import inside
@@ -32,6 +33,8 @@ from installer.errors import FailedError
 
 INVENTORY = "etc/xensource-inventory"
 NETWORK_CONF = "etc/xensource/network.conf"
+# Where XCP-ng's installer leaves the local SR's type and devices for the first boot to create.
+STORAGE_CONF = "etc/firstboot.d/data/default-storage.conf"
 DEFAULT_NTP = tuple(f"{i}.debian.pool.ntp.org" for i in range(4))
 # XCP-ng names services as on CentOS; dom0 is Debian.
 SERVICE_UNITS = {"sshd": "ssh"}
@@ -64,6 +67,14 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class LocalStorage:
+    """The local SR the answer file asked for: its type and the devices it spans."""
+
+    sr_type: SrType
+    devices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class HostFacts:
     """What the inventory records beyond the answer file."""
 
@@ -79,6 +90,7 @@ class HostFacts:
     management_mac: str | None
     uefi: bool
     management_address_type: str = "IPv4"
+    local_storage: LocalStorage | None = None
 
 
 def configure(
@@ -100,6 +112,7 @@ def configure(
         write_network_backend(root, answers.network_backend)
         write_fstab(root, labels)
         write_inventory(root, facts, identity, labels)
+        write_local_storage(root, facts.local_storage)
         write_firstboot(root, answers, facts.management_mac)
     except OSError as exc:
         raise HostConfigError(
@@ -282,6 +295,20 @@ def write_fstab(root: Path, labels: Labels) -> None:
     for mountpoint in ("var/log", "boot/efi" if labels.esp else ""):
         if mountpoint:
             (root / mountpoint).mkdir(parents=True, exist_ok=True)
+
+
+def write_local_storage(root: Path, storage: LocalStorage | None) -> None:
+    """The SR request in XCP-ng's first-boot format (both its key names), as its installer
+    leaves it; without guest storage nothing is written, as there."""
+    if storage is None:
+        return
+    devices = " ".join(storage.devices)
+    _write(
+        root,
+        STORAGE_CONF,
+        f"XSPARTITIONS='{devices}'\nXSTYPE='{storage.sr_type.value}'\n"
+        f"PARTITIONS='{devices}'\nTYPE='{storage.sr_type.value}'\n",
+    )
 
 
 def inventory_text(facts: HostFacts, identity: Identity, labels: Labels) -> str:

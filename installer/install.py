@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from installer.hostsize import HostSize
 from installer.mounts import mounted_tree
 from installer.plan import BootMode, Plan, make_plan
 from installer.progress import Progress, Reporter, Step
-from installer.release import load_release
+from installer.release import load_release, open_source
 from installer.runlog import LogCapture, save_log
 from installer.target import image_only, is_image_file, target_device, with_target_disk
 
@@ -71,22 +72,48 @@ class Installed:
 
 
 def management_nic(answers: AnswerFile, nics: tuple[Nic, ...]) -> tuple[str, str | None]:
-    """The management NIC's name and MAC; a MAC the host does not have is a refusal."""
+    """The management NIC's name and MAC; a MAC the host does not have is a refusal.
+
+    With both ``name`` and ``hwaddr`` they must name the same NIC: XCP-ng would quietly take the
+    name, but a file that disagrees with the host about its NIC may be about another host, and
+    the wrong NIC leaves the host unreachable after its first boot.
+    """
     admin = answers.admin_interface
     if admin is None:
         return "eth0", None
     if admin.hwaddr:
         wanted = admin.hwaddr.lower()
-        for nic in nics:
-            if (nic.mac or "").lower() == wanted:
-                return nic.name, nic.mac
-        raise RefusedError(
-            f"no network interface has MAC {admin.hwaddr} (admin-interface hwaddr); "
-            f"this host has: {', '.join(f'{n.name} {n.mac}' for n in nics) or 'none'}"
-        )
+        nic = next((n for n in nics if (n.mac or "").lower() == wanted), None)
+        if nic is None:
+            raise RefusedError(
+                f"no network interface has MAC {admin.hwaddr} (admin-interface hwaddr); "
+                f"this host has: {_describe_nics(nics)}"
+            )
+        if admin.name and admin.name != nic.name:
+            raise RefusedError(
+                f'admin-interface name="{admin.name}" and hwaddr="{admin.hwaddr}" name '
+                f"different interfaces ({admin.hwaddr} is {nic.name}); this host has: "
+                f"{_describe_nics(nics)}; correct one of them or give only one"
+            )
+        return nic.name, nic.mac
     name = admin.name or "eth0"
     mac = next((n.mac for n in nics if n.name == name), None)
     return name, mac
+
+
+def _describe_nics(nics: tuple[Nic, ...]) -> str:
+    return ", ".join(f"{n.name} {n.mac}" for n in nics) or "none"
+
+
+def local_storage(plan: Plan, devices: dict[str, str]) -> hostconfig.LocalStorage | None:
+    """The SR the first boot is to create, its devices named stably as XCP-ng names them."""
+    if plan.sr_type is None:
+        return None
+    names: list[str | None] = []
+    if plan.primary.by_role("sr") is not None:
+        names.append(_stable_partition_name(plan, "sr", devices.get("sr")))
+    names += [g.disk.by_id[0] if g.disk.by_id else g.disk.path for g in plan.guest_disks]
+    return hostconfig.LocalStorage(plan.sr_type, tuple(n for n in names if n))
 
 
 def prepare(
@@ -95,14 +122,21 @@ def prepare(
     boot_mode: BootMode,
     *,
     installer_disk: str | Sequence[str] | None = None,
+    media: ExitStack,
 ) -> Prepared:
-    """Plan and check everything; raises a ``RefusedError`` having written nothing."""
+    """Plan and check everything; raises a ``RefusedError`` having written nothing.
+
+    A release medium (``<source type="local"/>``) stays mounted until ``media`` closes, and its
+    disk joins the installer's own, which the plan never writes.
+    """
     answers = with_target_disk(answers, device)
     hardware = discover()
     if device is not None and all(d.path != device for d in hardware.disks):
         hardware = Hardware((*hardware.disks, describe_disk(device)), hardware.nics)
-    plan = make_plan(answers, hardware, boot_mode, installer_disk=installer_disk)
-    base, manifest = load_release(answers)
+    source = open_source(answers, media)
+    own = (installer_disk,) if isinstance(installer_disk, str) else tuple(installer_disk or ())
+    plan = make_plan(answers, hardware, boot_mode, installer_disk=(*own, *source.disks))
+    base, manifest = load_release(answers, source)
     nic_name, nic_mac = management_nic(answers, hardware.nics)
     return Prepared(answers, plan, base, manifest, HostSize.of_this_host(), nic_name, nic_mac)
 
@@ -161,13 +195,13 @@ def install(
     progress = Progress(STEPS, reporters)
     mode = boot_mode or booted_mode()
     answers = image_only(answers, target)
-    with LogCapture() as capture, target_device(target) as device:
+    with LogCapture() as capture, target_device(target) as device, ExitStack() as media:
         progress.start("prepare", "checking the answer file, the disk and the release")
         try:
             if not is_image_file(target):  # an image file boots on some other firmware
                 refuse_secure_boot()
             own = installer_disk or discovery.installer_disks()
-            prepared = prepare(answers, device, mode, installer_disk=own)
+            prepared = prepare(answers, device, mode, installer_disk=own, media=media)
             if serial_console is None:
                 serial_console = on_serial_console()
             prepared = dataclasses.replace(prepared, serial_console=serial_console)
@@ -282,6 +316,7 @@ def _populate(
         management_address_type=(
             "IPv6" if admin is not None and admin.proto == Proto.NONE else "IPv4"
         ),
+        local_storage=local_storage(plan, devices),
     )
     hostconfig.configure(root, answers, labels, facts, identity)
 

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from answerfiles.model import AnswerFile
+from answerfiles.model import AnswerFile, ScriptStage
 from common import runner
 from common.release import Manifest
 from hypervisor import grub
-from installer import bootloader, hostconfig, laydown
+from installer import bootloader, hostconfig, laydown, scripts
 from installer.block import mkfs
 from installer.bootmode import booted_mode, refuse_secure_boot
 from installer.discovery import Disk, DiskPartition, describe_disk, discover
@@ -30,7 +30,7 @@ from installer.hostsize import HostSize
 from installer.mounts import mounted_tree
 from installer.plan import GPT_BASIC_DATA, GPT_BIOS_BOOT, GPT_ESP, BootMode
 from installer.progress import Progress, Reporter, Step
-from installer.release import load_release
+from installer.release import load_release, open_source
 from installer.runlog import LogCapture, save_log
 from installer.target import disk_path, is_image_file, target_device
 
@@ -120,6 +120,19 @@ def _copy_tree(source: Path, dest: Path) -> None:
 
 
 @contextlib.contextmanager
+def _stage_scripts(answers: AnswerFile) -> Iterator[None]:
+    """The answer file's first and last scripts, which XCP-ng runs in every mode: the last one
+    learns the outcome (``0`` or ``1``), so a site's hook can report a failed upgrade too."""
+    scripts.run_stage(answers.scripts, ScriptStage.INSTALLATION_START)
+    try:
+        yield
+    except Exception:
+        scripts.run_stage(answers.scripts, ScriptStage.INSTALLATION_COMPLETE, "1")
+        raise
+    scripts.run_stage(answers.scripts, ScriptStage.INSTALLATION_COMPLETE, "0")
+
+
+@contextlib.contextmanager
 def _reporting(
     reporters: tuple[Reporter, ...],
 ) -> Iterator[tuple[Progress, LogCapture]]:
@@ -147,10 +160,11 @@ def upgrade(
         name = device or answers.existing_installation
         if name is None:
             raise ModeRefusedError("upgrade needs <existing-installation> naming the disk")
-        with _reporting(reporters) as (progress, capture):
+        with (_reporting(reporters) as (progress, capture), _stage_scripts(answers),
+              contextlib.ExitStack() as media):
             if not is_image_file(target):
                 refuse_secure_boot()
-            return _upgrade(progress, capture, answers, disk_path(name), wanted)
+            return _upgrade(progress, capture, answers, disk_path(name), wanted, media=media)
 
 
 def _upgrade(
@@ -159,13 +173,15 @@ def _upgrade(
     answers: AnswerFile,
     disk_path: str,
     wanted: BootMode,
+    *,
+    media: contextlib.ExitStack,
 ) -> Installation:
     progress.start("prepare", f"looking for the installation on {disk_path}")
     found = find_installation(describe_disk(disk_path))
     _check_firmware(found.boot_mode, wanted, f"the installation on {disk_path}")
     if found.backup is None:
         raise ModeRefusedError(f"{disk_path} has no backup partition, so it cannot be upgraded")
-    base, manifest = load_release(answers)
+    base, manifest = load_release(answers, open_source(answers, media))
     suffix = found.root.label.removeprefix("root-")  # type: ignore[union-attr]
 
     progress.start("backup", f"copying the root to the backup partition {found.backup.path}")
@@ -189,6 +205,7 @@ def _upgrade(
         progress.start("bootloader", "writing GRUB")
         bootloader.install(found.firmware(), root, boot,
                            write_boot_entry=answers.bootloader.write_boot_entry)
+        scripts.run_stage(answers.scripts, ScriptStage.FILESYSTEM_POPULATED, str(root))
         save_log(root, capture.text(), "upgrade")
     return found
 
@@ -243,7 +260,7 @@ def restore(
     with target_device(target) as device:
         name = device or answers.backup_disk
         disks = (describe_disk(disk_path(name)),) if name else discover().disks
-        with _reporting(reporters) as (progress, capture):
+        with _reporting(reporters) as (progress, capture), _stage_scripts(answers):
             if not is_image_file(target):
                 refuse_secure_boot()
             return _restore(progress, capture, answers, disks, wanted)

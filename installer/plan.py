@@ -5,6 +5,7 @@ XCP-ng 8.3's, to the sector: partitions numbered 1 to 6 and laid out 5, 2, 1, 4,
 backup, root, boot, swap, then the local SR over the rest), 1 MiB aligned, filesystem labels
 sharing one random 6-letter suffix. A preserved vendor utility partition keeps number 1 and
 shifts the others up by one; without guest storage there is no SR and boot takes number 3.
+The SR's type is settled here too, since XCP-ng's default for it depends on the disks' sectors.
 Every guard rail runs here, so a refused plan never reaches a disk.
 """
 
@@ -13,10 +14,10 @@ from __future__ import annotations
 import secrets
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from answerfiles.model import AnswerFile, DiskRule, Mode, PreserveFirstPartition
+from answerfiles.model import AnswerFile, DiskRule, Mode, PreserveFirstPartition, SrType
 from installer import guards
 from installer.discovery import Disk, DiskIdentity, DiskPartition, Hardware
 from installer.errors import RefusedError
@@ -41,6 +42,8 @@ GPT_LINUX_SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
 # Partition roles, the names image laydown and the TUI look partitions up by.
 ROLES = ("root", "backup", "sr", "boot", "logs", "swap", "utility")
 _UTILITY_MBR_TYPES = {"de"}
+# Disks with logical sectors this large (4Kn) hold only a largeblock SR, as in XCP-ng 8.3.
+LARGE_BLOCK_BYTES = 4096
 
 
 class BootMode(StrEnum):
@@ -110,6 +113,14 @@ class Plan:
     label_suffix: str
     installer_disks: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    # The local SR's type, decided with the disks in hand; None when no disk is given to an SR.
+    sr_type: SrType | None = None
+
+    @property
+    def sr_disks(self) -> tuple[DiskPlan, ...]:
+        """The disks the local SR spans: the primary when it has an SR partition, every guest."""
+        with_sr = (self.primary,) if self.primary.by_role("sr") else ()
+        return (*with_sr, *self.guest_disks)
 
     @property
     def disks(self) -> tuple[DiskPlan, ...]:
@@ -189,7 +200,24 @@ def make_plan(
         guards.check_target(guest, role="guest", named_by_stable_id=guest_stable,
                             installer_disks=own)
         guests.append(DiskPlan(guest, (), named_by_stable_id=guest_stable))
-    return Plan(primary, tuple(guests), boot_mode, suffix, own, tuple(notes))
+    plan = Plan(primary, tuple(guests), boot_mode, suffix, own, tuple(notes))
+    return replace(plan, sr_type=_sr_type(answers.sr_type, plan.sr_disks))
+
+
+def _sr_type(asked: SrType | None, sr_disks: tuple[DiskPlan, ...]) -> SrType | None:
+    """XCP-ng 8.3's rule: 4Kn disks take a largeblock SR, chosen for them when none is asked."""
+    if not sr_disks:
+        return None
+    large = [d.disk.path for d in sr_disks if d.disk.logical_sector >= LARGE_BLOCK_BYTES]
+    if asked is None:
+        return SrType.LARGEBLOCK if large else SrType.EXT
+    if large and asked is not SrType.LARGEBLOCK:
+        raise PlanError(
+            f"{', '.join(large)} {'has' if len(large) == 1 else 'have'} 4096-byte logical "
+            f'sectors (4Kn), which an sr-type="{asked}" SR cannot hold: write '
+            'sr-type="largeblock" or leave sr-type out'
+        )
+    return asked
 
 
 def _primary(answers: AnswerFile, hardware: Hardware,

@@ -9,6 +9,8 @@ a zstd-compressed newc cpio, which Debian's kernel unpacks itself, and fetched b
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -21,11 +23,13 @@ from pathlib import Path
 
 from common import release
 from common.dom0_layout import inside
+from common.release_signature import keyring_bytes
 from common.runner import run
 from images import rootfs
 from images.aptsources import host_sources
 from images.cache import BuildCache, package_versions, source_digest
 from images.errors import ImageError
+from installer.release_trust import SITE_KEYRING
 
 SUITE = "bookworm"
 CACHE_KIND = "installer"
@@ -52,6 +56,7 @@ PACKAGES = (
     "busybox",
     "curl",
     "ca-certificates",
+    "gpgv",  # checks a release's signature against the site keyring (installer.release_trust)
     "kmod",
     "udev",
     "zstd",
@@ -83,6 +88,7 @@ MODULE_TREES = (
     "drivers/hid", "drivers/input", "drivers/message", "drivers/dca", "drivers/ptp",
     "drivers/pps", "drivers/firmware", "drivers/char/hw_random", "drivers/cdrom",
     "drivers/scsi/virtio_scsi.ko", "fs/ext4", "fs/jbd2", "fs/mbcache.ko", "fs/fat", "fs/isofs",
+    "fs/nls",  # code pages a vfat release medium (type="local") is mounted with
     "fs/efivarfs",
     "lib", "crypto", "arch/x86/crypto", "net/8021q", "net/802", "net/llc", "net/core", "net/ipv6",
     "net/packet", "net/core/failover.ko",
@@ -169,20 +175,31 @@ def _our_sources() -> list[Path]:
     return [*(REPO / name for name in OUR_PACKAGES), HERE]
 
 
-def build_inputs() -> dict[str, object]:
+def build_inputs(release_keyring: bytes | None = None) -> dict[str, object]:
     kernel, kernel_version = kernel_package()
-    return {
+    inputs: dict[str, object] = {
         "suite": SUITE,
         "packages": package_versions(PACKAGES),
         "kernel": {kernel: kernel_version},
         "python": distribution_versions(),
         "sources": source_digest(_our_sources()),
     }
+    if release_keyring is not None:  # absent otherwise: images without a keyring keep their key
+        inputs["release_keyring"] = hashlib.sha256(release_keyring).hexdigest()
+    return inputs
 
 
-def build_installer(cache: BuildCache) -> tuple[InstallerImage, bool]:
-    inputs = build_inputs()
-    entry, built = cache.ensure(CACHE_KIND, inputs, _build_into)
+def build_installer(
+    cache: BuildCache, release_keyring: Path | None = None
+) -> tuple[InstallerImage, bool]:
+    """The installer image, built or from the cache. ``release_keyring`` (the site's public
+    release key, ``gpg --export``): baked in, it makes the image check every release's
+    signature unless an answer file turns the check off (installer.release_trust)."""
+    keys = keyring_bytes(release_keyring) if release_keyring is not None else None
+    inputs = build_inputs(keys)
+    entry, built = cache.ensure(
+        CACHE_KIND, inputs, functools.partial(_build_into, release_keyring=keys)
+    )
     info = json.loads((entry / "installer.json").read_text())
     image = InstallerImage(
         entry / KERNEL, entry / INITRD, info["kernel_version"], float(info["build_seconds"])
@@ -283,6 +300,15 @@ def _install_boot_files(root: Path) -> None:
     inside(root, "/etc/resolv.conf").write_text("")
 
 
+def install_release_keyring(root: Path, keys: bytes) -> Path:
+    """The site keyring where the installer looks for it (``release_trust.SITE_KEYRING``)."""
+    target = inside(root, str(SITE_KEYRING))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(keys)
+    target.chmod(0o644)
+    return target
+
+
 def _strip(root: Path) -> None:
     for rel in STRIP:
         path = root / rel
@@ -314,7 +340,7 @@ def pack_cpio_zst(root: Path, out: Path) -> None:
     run(["zstd", "-q", "-T0", "-9", "--rm", "-f", raw, "-o", out], timeout=1800)
 
 
-def _build_into(out: Path) -> None:
+def _build_into(out: Path, release_keyring: bytes | None = None) -> None:
     started = time.monotonic()
     sources = host_sources(SUITE)
     with tempfile.TemporaryDirectory(prefix="installer-root-", dir=out.parent) as tmp:
@@ -328,6 +354,8 @@ def _build_into(out: Path) -> None:
         _copy_modules(kernel_tree, root, version)
         _copy_python(root)
         _install_boot_files(root)
+        if release_keyring is not None:
+            install_release_keyring(root, release_keyring)
         _strip(root)
         rootfs.chroot(root, "/usr/bin/python3", "-c", IMPORT_CHECK)
         pack_cpio_zst(root, out / INITRD)

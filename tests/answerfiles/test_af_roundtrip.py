@@ -23,7 +23,6 @@ from answerfiles.model import (
     Proto,
     ProtoV6,
     Provisioning,
-    Raid,
     Script,
     ScriptStage,
     Service,
@@ -53,17 +52,24 @@ printable = regex(r"[!-~]{1,16}")  # every XML-special character; tokens hold no
 
 
 @st.composite
-def sources(draw, allow_local: bool = True) -> Source:
-    kinds = [SourceType.URL, SourceType.NFS] + ([SourceType.LOCAL] if allow_local else [])
-    kind = draw(st.sampled_from(kinds))
-    location = {SourceType.URL: urls, SourceType.NFS: nfs, SourceType.LOCAL: st.just("")}[kind]
-    return Source(kind, draw(location))
+def sources(draw) -> Source:
+    """What the installer can read a release from: NFS is refused (answerfiles.validate)."""
+    kind = draw(st.sampled_from([SourceType.URL, SourceType.LOCAL]))
+    location = draw(urls) if kind is SourceType.URL else ""
+    gpg = st.none() | st.booleans()
+    return Source(kind, location, gpgcheck=draw(gpg), repo_gpgcheck=draw(gpg))
+
+
+# What the installer can fetch a script from (answerfiles.unsupported refuses the others).
+script_urls = st.builds("{}://{}/{}".format, st.sampled_from(["http", "https"]), hostnames,
+                        regex(r"[A-Za-z0-9._/-]{0,20}"))
 
 
 @st.composite
-def scripts(draw) -> Script:
-    source = draw(sources(allow_local=False))
-    return Script(draw(st.sampled_from(ScriptStage)), source.type, source.location)
+def scripts(draw, mode: Mode) -> Script:
+    stages = [s for s in ScriptStage
+              if not (mode is Mode.RESTORE and s is ScriptStage.FILESYSTEM_POPULATED)]
+    return Script(draw(st.sampled_from(stages)), SourceType.URL, draw(script_urls))
 
 
 @st.composite
@@ -124,25 +130,23 @@ def provisionings(draw, rule: bool) -> Provisioning:
 
 @st.composite
 def fresh_fields(draw) -> dict[str, object]:
-    raid = draw(st.none() | st.just(Raid("md127", ("sdx", "sdy"))))
-    rule_only = raid is None and draw(st.booleans())
+    rule_only = draw(st.booleans())
     prov = draw(provisionings(rule=True))
     if rule_only and prov.disk_rule is None:
         prov = Provisioning(prov.server_url, prov.token, prov.pool, prov.pool_force,
                             DiskRule(min_size_gib=64, smallest=True))
+    # sr-at-end="false" is refused (answerfiles.unsupported): the SR is always at the end.
     primary = None if rule_only else PrimaryDisk(
-        "md127" if raid else draw(disks), draw(st.booleans()), draw(st.booleans()),
-        draw(st.sampled_from(PreserveFirstPartition)))
-    taken = {"sdx", "sdy", primary.disk if primary else ""}
+        draw(disks), draw(st.booleans()), True, draw(st.sampled_from(PreserveFirstPartition)))
+    taken = {primary.disk if primary else ""}
     guests = draw(st.lists(disks.filter(lambda d: d not in taken), unique=True, max_size=3))
     ntp_source = draw(st.sampled_from(NtpSource))
     servers = draw(st.lists(ipv4 | hostnames, min_size=1, max_size=3)) \
         if ntp_source is NtpSource.MANUAL else []
     return {
-        "sr_type": draw(st.sampled_from(SrType)),
+        "sr_type": draw(st.none() | st.sampled_from(SrType)),
         "primary_disk": primary,
         "guest_disks": tuple(guests),
-        "raid": raid,
         "admin_interface": draw(interfaces()),
         "root_password_hash": draw(st.none() | hashes),
         "name_servers": tuple(draw(st.lists(ipv4 | ipv6, max_size=3))),
@@ -152,28 +156,28 @@ def fresh_fields(draw) -> dict[str, object]:
         "ntp": Ntp(ntp_source, tuple(servers)),
         "services": tuple(Service(name, state) for name, state in draw(st.lists(
             st.tuples(regex(r"[a-z][a-z0-9-]{0,10}"), st.sampled_from(ServiceState)),
-            max_size=2))),
+            max_size=2, unique_by=lambda service: service[0]))),
         "provisioning": prov,
     }
 
 
 @st.composite
 def answer_files(draw) -> AnswerFile:
-    mode = draw(st.sampled_from(Mode))
+    # Only what validates: reinstall, driver sources and a confirmation prompt are refused
+    # (answerfiles.unsupported), so a valid model never holds them.
+    mode = draw(st.sampled_from([m for m in Mode if m is not Mode.REINSTALL]))
     common = {
         "mode": mode,
-        "driver_sources": tuple(draw(st.lists(sources(), max_size=2))),
-        "scripts": tuple(draw(st.lists(scripts(), max_size=3))),
-        "ui_confirmation_prompt": draw(st.booleans()),
+        "scripts": tuple(draw(st.lists(scripts(mode), max_size=3))),
     }
     if mode is Mode.RESTORE:
         return AnswerFile(**common, backup_disk=draw(st.none() | disks),
                           provisioning=draw(provisionings(rule=False)))
     common |= {
-        "gpgcheck": draw(st.booleans()),
-        "repo_gpgcheck": draw(st.booleans()),
-        "sources": tuple(draw(st.lists(sources(), min_size=1, max_size=3))),
-        "bootloader": Bootloader(draw(st.sampled_from(BootloaderLocation)), draw(st.booleans())),
+        "gpgcheck": draw(st.none() | st.booleans()),
+        "repo_gpgcheck": draw(st.none() | st.booleans()),
+        "sources": (draw(sources()),),  # one release, from one source
+        "bootloader": Bootloader(BootloaderLocation.MBR, draw(st.booleans())),
         "network_backend": draw(st.sampled_from(NetworkBackend)),
     }
     if mode is Mode.UPGRADE:

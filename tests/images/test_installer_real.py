@@ -64,7 +64,7 @@ def test_installer_image_contents(installer_image: build.InstallerImage, initram
         "usr/sbin/mkfs.ext4", "usr/sbin/mkfs.vfat", "usr/bin/mcopy", "usr/sbin/grub-install",
         "usr/bin/grub-mkimage", "usr/lib/grub/i386-pc/boot.img", "usr/sbin/blkid",
         "usr/bin/partx", "usr/sbin/wipefs", "usr/sbin/debugfs", "usr/bin/curl", "usr/bin/ip",
-        "usr/bin/busybox", "usr/bin/zstd", "usr/bin/udevadm", "usr/sbin/modprobe",
+        "usr/bin/busybox", "usr/bin/zstd", "usr/bin/udevadm", "usr/sbin/modprobe", "usr/bin/gpgv",
         "usr/share/udhcpc/xcp-provision.script", "usr/share/zoneinfo/Europe/Paris",
     ):  # fmt: skip
         assert (root / tool).exists(), tool

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from answerfiles.model import (
     Provisioning,
     Service,
     ServiceState,
+    SrType,
 )
 from common import dom0_layout
 from common.dom0_layout import inside
@@ -131,3 +133,20 @@ def test_unwritable_root_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "etc").write_text("a file where a directory should be")
     with pytest.raises(hostconfig.HostConfigError, match="cannot write the host configuration"):
         hostconfig.configure(tmp_path, AnswerFile(), LABELS, FACTS, hostconfig.Identity.new())
+
+
+@pytest.mark.parametrize("sr_type", list(SrType))
+def test_the_local_sr_is_left_for_the_first_boot_as_xcpng_leaves_it(root: Path, sr_type) -> None:
+    storage = hostconfig.LocalStorage(
+        sr_type, ("/dev/disk/by-id/ata-TEST-part3", "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"))
+    hostconfig.configure(root, AnswerFile(), LABELS, replace(FACTS, local_storage=storage),
+                         hostconfig.Identity.new())
+    devices = "/dev/disk/by-id/ata-TEST-part3 /dev/disk/by-id/wwn-0x5000c500a1b2c3d4"
+    assert (root / "etc/firstboot.d/data/default-storage.conf").read_text().splitlines() == [
+        f"XSPARTITIONS='{devices}'", f"XSTYPE='{sr_type}'",
+        f"PARTITIONS='{devices}'", f"TYPE='{sr_type}'"]
+
+
+def test_no_sr_asked_leaves_no_storage_request(root: Path) -> None:
+    hostconfig.configure(root, AnswerFile(), LABELS, FACTS, hostconfig.Identity.new())
+    assert not (root / "etc/firstboot.d").exists()

@@ -14,7 +14,9 @@ from answerfiles.model import (
     PrimaryDisk,
     Provisioning,
     Raid,
+    SrType,
 )
+from answerfiles.parse import parse_answerfile
 from installer.discovery import Disk, DiskPartition, Hardware
 from installer.guards import GuardError
 from installer.plan import (
@@ -243,3 +245,54 @@ def test_utility_from_an_mbr_table_becomes_basic_data_named_by_its_label():
     kept = plan.partition("utility")
     assert (kept.start, kept.gpt_type, kept.name) == (63, GPT_BASIC_DATA, "DELLUTILITY")
     assert plan.partition("logs").start == 2048 * 33  # next MiB boundary after sector 63+32 MiB
+
+
+def test_gueststorage_spelling_from_an_answer_file_leaves_no_sr_partition():
+    """XCP-ng's other spelling, gueststorage="no", is read like guest-storage."""
+    parsed = parse_answerfile(
+        '<installation><primary-disk gueststorage="no">sda</primary-disk>'
+        '<source type="url">http://repo.example.com/r/</source>'
+        '<admin-interface name="eth0" proto="dhcp"/></installation>'
+    ).answers
+    plan = make_plan(parsed, Hardware((disk(),)), BootMode.UEFI, suffix="abcdef")
+    assert plan.primary.by_role("sr") is None
+    assert plan.partition("boot").number == 3
+    assert plan.sr_type is None  # no disk is given to an SR, so none is asked for
+
+
+@pytest.mark.parametrize(
+    ("asked", "primary_sector", "guest_sector", "expected"),
+    [
+        (None, 512, None, SrType.EXT),
+        (None, 4096, None, SrType.LARGEBLOCK),
+        (None, 512, 4096, SrType.LARGEBLOCK),
+        (SrType.LVM, 512, 512, SrType.LVM),
+        (SrType.LARGEBLOCK, 512, None, SrType.LARGEBLOCK),
+    ],
+)
+def test_sr_type_is_chosen_as_xcpng_83_chooses_it(asked, primary_sector, guest_sector, expected):
+    hw = [disk("sda", logical_sector=primary_sector, physical_sector=primary_sector)]
+    guests = ()
+    if guest_sector is not None:
+        hw.append(disk("sdb", 50, logical_sector=guest_sector, physical_sector=guest_sector))
+        guests = ("sdb",)
+    plan = make_plan(answers(sr_type=asked, guest_disks=guests), Hardware(tuple(hw)),
+                     BootMode.UEFI)
+    assert plan.sr_type is expected
+    assert [d.disk.path for d in plan.sr_disks] == ["/dev/sda", *(f"/dev/{g}" for g in guests)]
+
+
+@pytest.mark.parametrize("asked", [SrType.EXT, SrType.LVM])
+def test_an_sr_type_a_4kn_disk_cannot_hold_is_refused(asked):
+    hw = Hardware((disk("sda"), disk("sdb", 50, logical_sector=4096, physical_sector=4096)))
+    with pytest.raises(PlanError) as err:
+        make_plan(answers(sr_type=asked, guest_disks=("sdb",)), hw, BootMode.BIOS)
+    assert str(err.value) == (
+        f'/dev/sdb has 4096-byte logical sectors (4Kn), which an sr-type="{asked}" SR cannot '
+        'hold: write sr-type="largeblock" or leave sr-type out')
+
+
+def test_a_4kn_primary_without_guest_storage_needs_no_largeblock():
+    hw = Hardware((disk("sda", logical_sector=4096, physical_sector=4096),))
+    plan = make_plan(answers(sr_type=SrType.EXT, guest_storage=False), hw, BootMode.UEFI)
+    assert (plan.sr_type, plan.sr_disks) == (None, ())
