@@ -9,7 +9,9 @@ XCP-ng's four entries so operators find the serial and safe-mode entries where t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
+MENU_TITLE = "XCP-provision"
 SERIAL_PORT = "com1"
 SERIAL_SPEED = 115200
 SERIAL_SETTINGS = f"{SERIAL_SPEED},8n1"
@@ -26,6 +28,19 @@ SAFE_MODE_XEN_ARGS = (
     "nmi=ignore",
     "allow_unsafe",
 )
+
+
+class HostConsole(StrEnum):
+    """Where the installed host's default entry sends Xen's and dom0's console.
+
+    Racks are watched over serial-over-LAN and benches through a screen, so the default is
+    both: Xen writes to COM1 and VGA, and dom0's console is Xen's (``hvc0``). ``vga`` keeps the
+    screen alone (XCP-ng's default entry); ``serial`` boots the serial entry by default.
+    """
+
+    BOTH = "serial+vga"
+    VGA = "vga"
+    SERIAL = "serial"
 
 
 def dom0_memory_mib(host_memory_kib: int) -> int:
@@ -64,11 +79,10 @@ class XenBoot:
     dom0_max_vcpus: int
     default: BootFiles
     fallback: BootFiles
-    title: str = "XCP-provision"
+    title: str = MENU_TITLE
     version: str = ""
     dom0_args: tuple[str, ...] = ()
-    # Installed from a serial console: boot the serial entry by default, as XCP-ng does.
-    serial_default: bool = False
+    console: HostConsole = HostConsole.BOTH
 
     @classmethod
     def for_host(
@@ -109,6 +123,8 @@ def xen_args(boot: XenBoot, *, serial: bool = False, safe: bool = False) -> tupl
     common = (mem, "watchdog", "ucode=scan", vcpus, "crashkernel=256M,below=4G")
     if serial:
         return (*_serial_console(), *common)
+    if boot.console is HostConsole.BOTH:
+        return (*_serial_console(), *common, "vga=mode-0x0311")
     return (*common, "console=vga", "vga=mode-0x0311")
 
 
@@ -121,7 +137,7 @@ def dom0_args(boot: XenBoot, *, serial: bool = False, safe: bool = False) -> tup
     root = (f"root=LABEL={boot.root_label}", "ro")
     if safe:
         console: tuple[str, ...] = ("earlyprintk=xen", "console=tty0", "console=hvc0")
-    elif serial:
+    elif serial or boot.console is HostConsole.BOTH:
         console = ("console=tty0", "console=hvc0")
     else:
         console = ("console=hvc0", "console=tty0", "quiet")
@@ -187,7 +203,7 @@ def render_grub_cfg(boot: XenBoot, *, timeout: int = 5) -> str:
         "insmod ext2\n"
         "insmod gzio\n"
         "insmod multiboot2\n"
-        f"set default={1 if boot.serial_default else 0}\n"
+        f"set default={1 if boot.console is HostConsole.SERIAL else 0}\n"
         f"set timeout={timeout}\n"
     )
     return header + "".join(render_entry(e, boot.root_label) for e in menu_entries(boot))

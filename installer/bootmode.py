@@ -1,8 +1,8 @@
-"""How this machine booted: the firmware mode and the console the installer talks on.
+"""How this machine booted: the firmware mode and its Secure Boot state.
 
-Both are defaults a command line may override (``--boot-mode``) and both are read from the running
-kernel, so they live apart from the backends that consume them. So is the firmware's Secure Boot
-state, which no command line overrides: the installed host boots Xen, which Debian does not sign.
+The mode is a default a command line may override (``--boot-mode``); both are read from the
+running kernel, so they live apart from the backends that consume them. No command line overrides
+Secure Boot: the installed host boots Xen, which Debian does not sign.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ log = logging.getLogger(__name__)
 EFI_FIRMWARE = Path("/sys/firmware/efi")
 # SecureBoot is a variable of the UEFI global namespace (EFI_GLOBAL_VARIABLE).
 SECURE_BOOT_VAR = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
-PROC_CMDLINE = Path("/proc/cmdline")
-_SERIAL_TTYS = ("ttyS", "ttyAMA", "hvc")
 
 
 class SecureBootError(RefusedError):
@@ -87,14 +85,3 @@ def _entries(directory: Path) -> list[Path]:
         return list(directory.iterdir())
     except OSError:
         return []
-
-
-def on_serial_console(proc_cmdline: Path = PROC_CMDLINE) -> bool:
-    """Whether the installer's own console is a serial line (``console=ttyS0,...``, the last
-    ``console=`` wins, as in Linux), so the installed host defaults to its serial entry too."""
-    try:
-        words = proc_cmdline.read_text().split()
-    except OSError:
-        return False
-    consoles = [w.removeprefix("console=") for w in words if w.startswith("console=")]
-    return bool(consoles) and consoles[-1].startswith(_SERIAL_TTYS)

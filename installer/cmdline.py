@@ -16,6 +16,7 @@ from pathlib import Path
 
 from common import runner
 from common.errors import CommandError
+from hypervisor.grub import HostConsole
 from installer.errors import RefusedError
 
 AUTOINSTALL_LABEL = "autoinstall"
@@ -53,6 +54,8 @@ class BootArgs:
     network_config: NetworkConfig = field(default_factory=NetworkConfig)
     atexit: str = "reboot"
     install: bool = False
+    # Ours, not XCP-ng's: where the installed host's console goes (a profile's kernel argument).
+    host_console: HostConsole = HostConsole.BOTH
 
 
 def parse_cmdline(text: str) -> BootArgs:
@@ -72,6 +75,10 @@ def parse_cmdline(text: str) -> BootArgs:
     network = NetworkConfig()
     if "network_config" in values:
         network = parse_network_config(values["network_config"])
+    console = values.get("host_console", HostConsole.BOTH.value)
+    if console not in set(HostConsole):
+        choices = ", ".join(HostConsole)
+        raise CmdlineError(f"host_console={console}", f"expected one of {choices}")
     return BootArgs(
         answerfile=values.get("answerfile") or None,
         answerfile_generator=values.get("answerfile_generator") or None,
@@ -79,6 +86,7 @@ def parse_cmdline(text: str) -> BootArgs:
         network_config=network,
         atexit=atexit,
         install="install" in flags,
+        host_console=HostConsole(console),
     )
 
 

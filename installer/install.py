@@ -21,8 +21,16 @@ from answerfiles.model import AnswerFile, BootloaderLocation, Proto, ScriptStage
 from common.errors import ReportedError
 from common.release import Artefact, Manifest
 from hypervisor import grub
-from installer import bootloader, discovery, hostconfig, laydown, partition, scripts
-from installer.bootmode import booted_mode, on_serial_console, refuse_secure_boot
+from installer import (
+    bootloader,
+    cmdline,
+    discovery,
+    hostconfig,
+    laydown,
+    partition,
+    scripts,
+)
+from installer.bootmode import booted_mode, refuse_secure_boot
 from installer.discovery import Hardware, Nic, describe_disk, discover
 from installer.errors import RefusedError
 from installer.hostsize import HostSize
@@ -59,7 +67,7 @@ class Prepared:
     host: HostSize
     nic_name: str
     nic_mac: str | None
-    serial_console: bool = False
+    console: grub.HostConsole = grub.HostConsole.BOTH
 
 
 @dataclass(frozen=True)
@@ -185,11 +193,12 @@ def install(
     boot_mode: BootMode | None = None,
     reporters: tuple[Reporter, ...] = (),
     installer_disk: str | Sequence[str] | None = None,
-    serial_console: bool | None = None,
+    host_console: grub.HostConsole | None = None,
 ) -> Installed:
     """A fresh install or reinstall from ``answers``; raises a ``ReportedError`` on failure.
 
-    ``serial_console`` (default: the installer's own console) makes the serial entry the default.
+    ``host_console`` (default: the boot command line's ``host_console=``) is where the installed
+    host's default entry sends Xen's and dom0's console.
     ``installer_disk`` (default: the disk this code runs from) can never be the target.
     """
     progress = Progress(STEPS, reporters)
@@ -202,9 +211,9 @@ def install(
                 refuse_secure_boot()
             own = installer_disk or discovery.installer_disks()
             prepared = prepare(answers, device, mode, installer_disk=own, media=media)
-            if serial_console is None:
-                serial_console = on_serial_console()
-            prepared = dataclasses.replace(prepared, serial_console=serial_console)
+            if host_console is None:
+                host_console = cmdline.boot_args().host_console
+            prepared = dataclasses.replace(prepared, console=host_console)
         except ReportedError as exc:
             progress.failed(str(exc), capture.text())
             raise
@@ -298,7 +307,7 @@ def _populate(
         laid.default,
         laid.fallback,
         version=f"Xen {laid.xen_version}" if laid.xen_version else "",
-        serial_default=prepared.serial_console,
+        console=prepared.console,
     )
     admin = answers.admin_interface
     facts = hostconfig.HostFacts(

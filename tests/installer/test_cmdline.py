@@ -60,6 +60,7 @@ def test_defaults_and_old_spellings() -> None:
         ("network_config=dhcp:ip=1.2.3.4", "dhcp takes only vlan"),
         ("network_config=bootp", "expected dhcp or static"),
         ("atexit=explode", "reboot, poweroff, shell"),
+        ("host_console=ttyS1", "serial+vga, vga, serial"),
     ],
 )
 def test_bad_words_are_refused_with_the_word_named(word: str, says: str) -> None:
@@ -68,6 +69,14 @@ def test_bad_words_are_refused_with_the_word_named(word: str, says: str) -> None
     assert says in str(err.value)
     assert word.split("=", 1)[0] in str(err.value)
     assert err.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("words", "console"),
+    [("quiet", "serial+vga"), ("host_console=vga", "vga"), ("host_console=serial", "serial")],
+)
+def test_the_installed_hosts_console_is_a_boot_word(words: str, console: str) -> None:
+    assert cmdline.parse_cmdline(f"console=ttyS0 {words}").host_console == console
 
 
 def test_autoinstall_vfat_device_is_read_without_mounting(tmp_path: Path) -> None:

@@ -63,8 +63,17 @@ def test_serial_and_safe_entries_put_xen_on_com1() -> None:
         assert "dom0_mem=4304M,max:4304M" in entry.xen_args
         assert "dom0_max_vcpus=1-4" in entry.xen_args
     assert "nosmp" in safe.xen_args and "nosmp" not in serial.xen_args
-    default = grub.menu_entries(_boot())[0]
-    assert "console=com1,vga" not in default.xen_args
+
+
+def test_the_default_entry_writes_to_serial_and_screen_unless_told_otherwise() -> None:
+    both = grub.menu_entries(_boot())[0]
+    assert {"com1=115200,8n1", "console=com1,vga", "vga=mode-0x0311"} <= set(both.xen_args)
+    consoles = [a for a in both.kernel_args if a.startswith("console=")]
+    assert consoles == ["console=tty0", "console=hvc0"]  # the last is dom0's /dev/console
+    vga_boot = grub.XenBoot(**{**_boot().__dict__, "console": grub.HostConsole.VGA})
+    vga = grub.menu_entries(vga_boot)[0]
+    assert "console=vga" in vga.xen_args and not any("com1" in a for a in vga.xen_args)
+    assert "quiet" in vga.kernel_args
 
 
 def test_grub_accepts_the_rendered_config(tmp_path) -> None:
@@ -81,7 +90,7 @@ def test_a_quote_in_the_title_cannot_break_the_config(tmp_path) -> None:
     assert "Rack 'A' host" not in cfg.read_text().split("menuentry", 1)[0]
 
 
-def test_serial_console_installs_boot_the_serial_entry() -> None:
-    boot = grub.XenBoot(**{**_boot().__dict__, "serial_default": True})
+def test_a_serial_console_setting_boots_the_serial_entry() -> None:
+    boot = grub.XenBoot(**{**_boot().__dict__, "console": grub.HostConsole.SERIAL})
     assert "set default=1\n" in grub.render_grub_cfg(boot)
     assert "set default=0\n" in grub.render_grub_cfg(_boot())

@@ -20,7 +20,7 @@ from support.release_server import ReleaseServer
 from answerfiles.model import AdminInterface, AnswerFile
 from answerfiles.parse import parse_answerfile
 from common import runner
-from installer import bootmode, fetch, install, laydown
+from installer import fetch, install, laydown
 from installer.block import loop
 from installer.discovery import Nic
 from installer.mounts import mounted
@@ -284,21 +284,6 @@ def test_laydown_keeps_versioned_files_behind_stable_names(tmp_path: Path) -> No
     assert (boot / "vmlinuz").resolve() == boot / "vmlinuz-6.1.0-test-amd64"
     assert laid.fallback.xen == "/boot/xen-4.17.gz"
     assert (root / "etc/shadow").stat().st_mode & 0o777 == 0o640
-
-
-@pytest.mark.parametrize(
-    ("cmdline", "serial"),
-    [
-        ("quiet console=tty0 console=ttyS0,115200n8", True),
-        ("console=ttyS0 console=tty0", False),
-        ("console=hvc0 answerfile=http://x/a.xml", True),
-        ("quiet splash", False),
-    ],
-)
-def test_serial_console_is_the_last_console_word(tmp_path: Path, cmdline: str, serial: bool):
-    proc = tmp_path / "cmdline"
-    proc.write_text(cmdline + "\n")
-    assert bootmode.on_serial_console(proc) is serial
 
 
 def test_the_installers_own_disk_is_refused(served, tmp_path: Path) -> None:

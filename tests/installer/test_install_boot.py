@@ -18,6 +18,7 @@ from support import small_release
 
 from answerfiles.parse import parse_answerfile
 from common import release, runner
+from hypervisor.grub import HostConsole
 from images.cache import BuildCache, default_cache_dir
 from images.xen import fetch_xen
 from installer import install
@@ -30,8 +31,7 @@ REACHED_XEN = "no multiboot header found"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def _installed(tmp_path: Path, mode: BootMode, *, real_xen: bool = False,
-               serial: bool = False) -> Path:
+def _installed(tmp_path: Path, mode: BootMode, *, real_xen: bool = False) -> Path:
     small_release.build(tmp_path / "release")
     if real_xen:
         _swap_in_debian_xen(tmp_path / "release")
@@ -44,7 +44,7 @@ def _installed(tmp_path: Path, mode: BootMode, *, real_xen: bool = False,
         '<admin-interface name="eth0" proto="dhcp"/></installation>'
     )
     install.install(parse_answerfile(xml, "boot.xml").answers, target=str(image), boot_mode=mode,
-                    serial_console=serial)
+                    host_console=HostConsole.BOTH)
     return image
 
 
@@ -97,17 +97,18 @@ def test_uefi_disk_boots_through_the_fallback_loader(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", [BootMode.BIOS, BootMode.UEFI])
-def test_real_xen_boots_with_our_command_line_on_the_serial_entry(
+def test_real_xen_writes_to_the_serial_port_from_the_default_entry(
     tmp_path: Path, mode: BootMode
 ) -> None:
-    """Installed from a serial console, the host boots the serial entry: Debian's Xen, started
-    by our GRUB, echoes the command line we built. dom0 is a placeholder, so Xen stops at
-    building it, which is where this test stops looking."""
-    image = _installed(tmp_path, mode, real_xen=True, serial=True)
+    """With no console setting the default entry sends Xen to COM1 and VGA: Debian's Xen,
+    started by our GRUB, echoes the command line we built on the serial port. dom0 is a
+    placeholder, so Xen stops at building it, which is where this test stops looking."""
+    image = _installed(tmp_path, mode, real_xen=True)
     firmware = ["-bios", str(OVMF)] if mode is BootMode.UEFI else []
     log = _boot(image, tmp_path / "serial.log", ["-cpu", "qemu64", "-m", "1024", *firmware],
                 until="Could not construct domain 0")
     command_line = next(line for line in log.splitlines() if "(XEN) Command line:" in line)
+    assert "Booting `XCP-provision'" in log  # the default entry, not the serial one
     assert "com1=115200,8n1 console=com1,vga" in command_line
     assert "dom0_mem=" in command_line and ",max:" in command_line
     assert "dom0_max_vcpus=1-" in command_line
