@@ -27,6 +27,7 @@ from installer import (
     discovery,
     hostconfig,
     laydown,
+    local_bmc,
     partition,
     scripts,
 )
@@ -218,6 +219,9 @@ def install(
             progress.failed(str(exc), capture.text())
             raise
         log.info("plan: %s", _describe_plan(prepared.plan))
+        seen = local_bmc.probe()
+        if seen is not None:
+            progress.bmc_seen(seen)
         if answers.bootloader.location == BootloaderLocation.PARTITION:
             log.warning(
                 "bootloader location=partition: on a GPT disk GRUB still goes to the disk's "

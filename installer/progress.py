@@ -26,6 +26,7 @@ from rich.progress import BarColumn, TextColumn
 from rich.progress import Progress as RichProgress
 
 from common import wire
+from installer.local_bmc import BmcSighting
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,16 @@ class Event:
     step: str
     percent: int
     message: str
+    # The machine's own BMC, sent once so the operator can assign it without looking it up.
+    bmc: BmcSighting | None = None
+
+
+def event_body(event: Event) -> dict[str, object]:
+    """An event as JSON: ``bmc`` only on the event that carries one."""
+    body = asdict(event)
+    if event.bmc is None:
+        del body["bmc"]
+    return body
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,13 @@ class Progress:
         log.info("step %s: %s", step, message or step)
         self.update(step, 0.0, message or step)
 
+    def bmc_seen(self, seen: BmcSighting) -> None:
+        """Tell every reporter what this machine's BMC said of itself, at the current step."""
+        step, percent = self._last or (self.steps[0].name, 0)
+        event = Event(step, percent, f"BMC seen: {seen.describe()}", bmc=seen)
+        self.events.append(event)
+        self._each("event", event)
+
     def failed(self, reason: str, log_text: str) -> None:
         self._each("failed", reason, log_text)
 
@@ -120,7 +138,7 @@ class JsonLinesReporter:
         self.stream.flush()
 
     def event(self, event: Event) -> None:
-        self._emit(asdict(event))
+        self._emit(event_body(event))
 
     def failed(self, reason: str, log_text: str) -> None:
         self._emit({"failed": reason})
@@ -270,10 +288,11 @@ class HttpReporter:
     def event(self, event: Event) -> None:
         now = time.monotonic()
         with self._wake:
-            if event.step == self._last_step and now - self._last_sent < self.min_interval:
+            throttled = event.step == self._last_step and now - self._last_sent < self.min_interval
+            if throttled and event.bmc is None:
                 return
             self._last_step, self._last_sent = event.step, now
-            self._pending.append(self._numbered(wire.INSTALL_EVENTS, asdict(event)))
+            self._pending.append(self._numbered(wire.INSTALL_EVENTS, event_body(event)))
             if self._sender is None:
                 self._sender = threading.Thread(
                     target=self._send_queued, name="install-reports", daemon=True

@@ -60,6 +60,7 @@ PACKAGES = (
     "kmod",
     "udev",
     "zstd",
+    "ipmitool",
 )
 # Python distributions the installer imports; their own dependencies are added from metadata.
 DISTRIBUTIONS = (
@@ -78,7 +79,7 @@ DISTRIBUTIONS = (
 OUR_PACKAGES = ("common", "answerfiles", "hypervisor", "installer")
 SITE = "/usr/local/lib/python3.11/dist-packages"
 # Kernel module trees an installer needs: disks, NICs, USB keyboards and sticks, ext4, VLANs,
-# and efivarfs (a module in Debian's kernel) for the UEFI boot entry.
+# efivarfs (a module in Debian's kernel) for the UEFI boot entry, and IPMI to read the BMC.
 MODULE_TREES = (
     "drivers/ata", "drivers/block", "drivers/nvme", "drivers/scsi", "drivers/md",
     "drivers/virtio", "drivers/net/ethernet", "drivers/net/virtio_net.ko",
@@ -86,7 +87,8 @@ MODULE_TREES = (
     "drivers/net/mdio.ko", "drivers/net/phy", "drivers/net/mdio", "drivers/net/pcs",
     "drivers/usb/host", "drivers/usb/storage", "drivers/usb/common", "drivers/usb/core",
     "drivers/hid", "drivers/input", "drivers/message", "drivers/dca", "drivers/ptp",
-    "drivers/pps", "drivers/firmware", "drivers/char/hw_random", "drivers/cdrom",
+    "drivers/pps", "drivers/firmware", "drivers/char/hw_random", "drivers/char/ipmi",
+    "drivers/cdrom",
     "drivers/scsi/virtio_scsi.ko", "fs/ext4", "fs/jbd2", "fs/mbcache.ko", "fs/fat", "fs/isofs",
     "fs/nls",  # code pages a vfat release medium (type="local") is mounted with
     "fs/efivarfs",

@@ -357,7 +357,7 @@ def set_bmc(
     actor: str,
 ) -> dict[str, Any]:
     """Set the host's BMC in ``session`` (the caller commits); its password encrypted."""
-    checked = bmc_store.check(given)
+    checked = bmc_store.check(bmc_store.with_seen_address(host, given))
     token = (
         crypto.encrypt(settings.data_dir, checked.password)
         if checked.password is not None

@@ -219,7 +219,12 @@ def _read_password(path: str) -> str:
 @hosts.command("bmc")
 @click.argument("ref")
 @click.option("--driver", type=click.Choice(["ipmi", "redfish"]), default=None)
-@click.option("--address", default=None, help="Host name or IP (Redfish: also an https:// URL).")
+@click.option(
+    "--address",
+    default=None,
+    help="Host name or IP (Redfish: also an https:// URL); default: the address the host's "
+    "installer read from its BMC.",
+)
 @click.option("--port", type=int, default=None, help="Default 623 (IPMI), 443 (Redfish).")
 @click.option("--username", default=None)
 @click.option(
@@ -253,15 +258,15 @@ def bmc(
         return
     missing = [
         f"--{name}"
-        for name, value in (("driver", driver), ("address", address), ("username", username))
+        for name, value in (("driver", driver), ("username", username))
         if not value
     ]
     if missing:
         raise click.UsageError(f"give {', '.join(missing)} (or --remove)")
-    assert driver is not None and address is not None and username is not None
+    assert driver is not None and username is not None
     given = BmcSettings(
         driver=driver,
-        address=address,
+        address=address or "",
         username=username,
         password=_read_password(password_file) if password_file else None,
         port=port,

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from pxe.db.models import Bmc, Host, utcnow
 from pxe.store.errors import InvalidInputError
+from pxe.store.macs import normalise_mac
 
 IPMI = "ipmi"
 REDFISH = "redfish"
@@ -33,6 +37,55 @@ class BmcSettings:
     port: int | None = None
     system_path: str = ""
     verify_tls: bool = True
+
+
+SEEN_FACT = "bmc_seen"  # the host fact holding what its installer read from its own BMC
+
+
+@dataclass(frozen=True)
+class BmcSeen:
+    """A host's BMC as its installer read it in-band: an address the operator can take."""
+
+    address: str
+    source: str
+    mac: str | None = None
+    channel: int = 1
+
+    def as_fact(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_seen(body: object) -> BmcSeen:
+    """The installer's ``bmc`` report; InvalidInputError (a 400) naming what is wrong."""
+    if not isinstance(body, Mapping):
+        raise InvalidInputError("'bmc' must be an object")
+    given = body.get("address")
+    try:
+        address = ipaddress.ip_address(given if isinstance(given, str) else "")
+    except ValueError as exc:
+        raise InvalidInputError(f"'bmc.address' {given!r} is not an IP address") from exc
+    source, mac, channel = body.get("source", ""), body.get("mac"), body.get("channel", 1)
+    if not isinstance(source, str) or len(source) > 32:
+        raise InvalidInputError("'bmc.source' must be a short string such as static or dhcp")
+    if mac is not None and not isinstance(mac, str):
+        raise InvalidInputError("'bmc.mac' must be a string")
+    if isinstance(channel, bool) or not isinstance(channel, int) or not 1 <= channel <= 15:
+        raise InvalidInputError("'bmc.channel' must be an IPMI channel from 1 to 15")
+    return BmcSeen(str(address), source, normalise_mac(mac) if mac else None, channel)
+
+
+def with_seen_address(host: Host, given: BmcSettings) -> BmcSettings:
+    """``given``, its empty address replaced by the one the host's installer reported, so an
+    operator assigns a BMC without looking its address up."""
+    if given.address.strip():
+        return given
+    seen = (host.facts or {}).get(SEEN_FACT)
+    if not isinstance(seen, dict) or not seen.get("address"):
+        raise InvalidInputError(
+            f"give the BMC address of host {host.hostname or host.id}: its installer has not "
+            "reported one (it does when it finds an IPMI BMC)"
+        )
+    return replace(given, address=str(seen["address"]))
 
 
 def check(given: BmcSettings) -> BmcSettings:

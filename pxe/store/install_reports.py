@@ -27,6 +27,7 @@ from pxe.db.models import Event, Host, utcnow
 from pxe.db.prepared import PreparedRead
 from pxe.db.session import Database
 from pxe.db.write_retry import write_alone, write_statements
+from pxe.store.bmc import SEEN_FACT, BmcSeen
 from pxe.store.errors import ConflictError, NotFoundError
 from pxe.store.hosts import AnswerFileHost
 from pxe.store.lifecycle import State, check_transition
@@ -59,6 +60,8 @@ _MOVE = (
 _FAILURE_LOG = update(Host).where(Host.id == bindparam("host_id")).values(
     failure_log=bindparam("log")
 )
+_FACTS = select(Host.facts).where(Host.id == bindparam("host_id"))
+_SET_FACTS = update(Host).where(Host.id == bindparam("host_id")).values(facts=bindparam("facts"))
 _SEQ = update(Host).where(Host.id == bindparam("host_id")).values(report_seq=bindparam("seq"))
 _EVENT = insert(Event)
 
@@ -133,10 +136,12 @@ def record_progress(
     message: str,
     *,
     seq: int | None = None,
+    bmc_seen: BmcSeen | None = None,
 ) -> bool:
     """Record a progress event; the first one of a ready host moves it to installing (True).
     ConflictError when the host is neither ready nor installing. A replay of report ``seq``
-    records nothing (False)."""
+    records nothing (False). ``bmc_seen`` (the host's own BMC, read by its installer) is kept
+    among the host's facts, where assigning the BMC finds it."""
 
     def write(connection: Connection) -> bool:
         state, last = _locked(connection, host)
@@ -151,6 +156,10 @@ def record_progress(
         elif state != State.INSTALLING:
             raise ConflictError(f"{host.who} is {state.value}, not installing")
         _event(connection, host, now, "progress", message, step=step, percent=percent, seq=seq)
+        if bmc_seen is not None:
+            facts = connection.execute(_FACTS, {"host_id": host.id}).scalar() or {}
+            facts = {**facts, SEEN_FACT: bmc_seen.as_fact()}
+            connection.execute(_SET_FACTS, {"host_id": host.id, "facts": facts})
         _numbered(connection, host, seq)
         return starting
 

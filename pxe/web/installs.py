@@ -13,6 +13,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, g, jsonify
 
 from common import wire
+from pxe.store.bmc import check_seen
 from pxe.store.errors import InvalidInputError
 from pxe.store.install_reports import (
     Reporter,
@@ -75,9 +76,10 @@ def progress() -> tuple[Response, int]:
     message = _text(body, "message", 4096)
     percent = _percent(body)
     seq = _seq(body)
+    seen = None if body.get("bmc") is None else check_seen(body["bmc"])
     # For the installs-started counter (pxe.web.metrics): only a ready host's first report.
     g.xcp_install_starting = record_progress(
-        state().database, host, step, percent, message, seq=seq
+        state().database, host, step, percent, message, seq=seq, bmc_seen=seen
     )
     return jsonify(state=State.INSTALLING.value), 202
 

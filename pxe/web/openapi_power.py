@@ -74,13 +74,14 @@ SCHEMAS: dict[str, Any] = {
     },
     "BmcInput": {
         "type": "object",
-        "required": ["driver", "address", "username"],
+        "required": ["driver", "username"],
         "additionalProperties": False,
         "properties": {
             "driver": {"type": "string", "enum": ["ipmi", "redfish"]},
             "address": {
                 "type": "string",
-                "description": "host name or IP; for Redfish also an http(s):// URL",
+                "description": "host name or IP; for Redfish also an http(s):// URL; "
+                "left out, the address the host's installer read from its BMC",
             },
             "port": {
                 "type": "integer",

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from cryptography.fernet import Fernet
 from support.bmc_sim import IpmiSim, free_udp_port
 
+from common import wire
 from pxe.bmc.crypto import KEY_FILE
 from pxe.config import Settings
 from pxe.db.models import Bmc
@@ -22,7 +23,7 @@ from pxe.db.session import Database, close_databases
 from pxe.store import hosts as host_store
 from pxe.store.lifecycle import State
 from pxe.store.profiles import create_profile
-from pxe.store.tokens import VIEWER, create_api_token
+from pxe.store.tokens import VIEWER, create_api_token, issue_install_token
 from pxe.web.app import create_app
 from xcp_provision.main import main
 
@@ -238,7 +239,7 @@ def test_cli_bmc_power_and_reinstall(tmp_path: Path, sim: IpmiSim) -> None:
         assert json.loads(_cli("hosts", "show", "n1", "--json", *data))["state"] == "ready"
         assert (sim.boot(), sim.resets()) == ("", 0)
         missing = _cli("hosts", "bmc", "n1", "--driver", "ipmi", *data, code=2)
-        assert "--address" in missing
+        assert "--username" in missing
     finally:
         close_databases()
 
@@ -254,3 +255,37 @@ def test_dashboard_host_page_shows_the_bmc_without_its_password(
     section = page[page.index('id="bmc"') :]
     assert f"127.0.0.1:{sim.port}" in section and sim.username in section
     assert sim.password not in page
+
+
+def test_the_bmc_its_installer_saw_is_assigned_in_one_step(
+    api, auth, sim: IpmiSim, database: Database
+) -> None:
+    with database.scope() as session:
+        create_profile(session, "base", release="demo", template="fresh-dhcp")
+        host = host_store.add_host(
+            session, macs=["52:54:00:cc:00:02"], hostname="web02", profile="base"
+        )
+        token = issue_install_token(host)
+    body = {"driver": "ipmi", "port": sim.port, "username": sim.username,
+            "password": sim.password}  # fmt: skip
+    unknown = api.put("/api/v1/hosts/web02/bmc", json=body, headers=auth)
+    assert unknown.status_code == 400
+    assert "installer has not reported one" in unknown.get_json()["error"]
+
+    installer = {"Authorization": f"Bearer {token}"}
+    seen = {"address": "127.0.0.1", "source": "static", "mac": "52:54:00:AA:BB:CC", "channel": 1}
+    odd = {**seen, "address": "bmc.example"}
+    refused = api.post(wire.INSTALL_EVENTS, json={"step": "prepare", "bmc": odd},
+                       headers=installer)  # fmt: skip
+    assert refused.status_code == 400 and "'bmc.address'" in refused.get_json()["error"]
+    reported = api.post(wire.INSTALL_EVENTS, json={"step": "prepare", "percent": 1,
+                        "message": "BMC seen", "bmc": seen}, headers=installer)  # fmt: skip
+    assert reported.status_code == 202, reported.get_json()
+    facts = api.get("/api/v1/hosts/web02", headers=auth).get_json()["facts"]
+    assert facts["bmc_seen"] == {**seen, "mac": "52:54:00:aa:bb:cc"}
+
+    assigned = api.put("/api/v1/hosts/web02/bmc", json=body, headers=auth)
+    assert assigned.status_code == 200, assigned.get_json()
+    assert assigned.get_json()["address"] == "127.0.0.1"
+    status = api.get("/api/v1/hosts/web02/power", headers=auth)
+    assert status.status_code == 200 and status.get_json()["power"] == "off"

@@ -46,6 +46,21 @@ else
 fi
 """
 
+# ipmi_sim's lan_config_program: the BMC's own LAN settings, from files under <dir>/lan
+# (what ``ipmitool lan print`` shows, in-band or over the LAN).
+_LAN_CONFIG = """#!/bin/sh
+dir=$1; op=$2; shift 2
+for name in "$@"; do
+  value=$(cat "$dir/lan/$name" 2>/dev/null)
+  case $name in
+    *mac_addr) default=00:00:00:00:00:00 ;;
+    ip_addr_src) default=other ;;
+    *) default=0.0.0.0 ;;
+  esac
+  echo "$name:${value:-$default}"
+done
+"""
+
 
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -105,6 +120,13 @@ class IpmiSim:
         path = self.chassis / "boot"
         return path.read_text().strip() if path.exists() else ""
 
+    def set_lan(self, **values: str) -> None:
+        """The BMC's own LAN port settings (ip_addr, ip_addr_src, mac_addr, subnet_mask...)."""
+        lan = self.chassis / "lan"
+        lan.mkdir(exist_ok=True)
+        for name, value in values.items():
+            (lan / name).write_text(value + "\n")
+
     def resets(self) -> int:
         path = self.chassis / "resets"
         return len(path.read_text().split()) if path.exists() else 0
@@ -144,6 +166,9 @@ def running_ipmi_sim(workdir: Path) -> Iterator[IpmiSim]:
     script = workdir / "chassis.sh"
     script.write_text(_CHASSIS)
     script.chmod(0o755)
+    lan_config = workdir / "lan-config.sh"
+    lan_config.write_text(_LAN_CONFIG)
+    lan_config.chmod(0o755)
     (workdir / "state").mkdir()
     sim = IpmiSim(free_udp_port(), "admin", "ipmi-Secret-7", workdir)
     (workdir / "lan.conf").write_text(
@@ -157,6 +182,7 @@ def running_ipmi_sim(workdir: Path) -> Iterator[IpmiSim]:
         "    allowed_auths_operator md5\n"
         "    allowed_auths_admin md5\n"
         "    guid a123456789abcdefa123456789abcdef\n"
+        f'    lan_config_program "{lan_config} {chassis}"\n'
         "  endlan\n"
         f'  chassis_control "{script} {chassis}"\n'
         f'  user 2 true "{sim.username}" "{sim.password}" admin 10 md5\n'

@@ -30,7 +30,7 @@ BMC_FIELDS = {
     "system_path": text("a path such as /redfish/v1/Systems/1", null=True),
     "verify_tls": flag(),
 }
-_REQUIRED = ("driver", "address", "username")
+_REQUIRED = ("driver", "username")  # no address: the one the host's installer reported
 ACTIONS = tuple(a.value for a in PowerAction)
 
 
@@ -50,7 +50,7 @@ def _bmc_settings(body: dict[str, Any]) -> BmcSettings:
     check_types(body, BMC_FIELDS)
     return BmcSettings(
         driver=body["driver"],
-        address=body["address"],
+        address=body.get("address") or "",
         username=body["username"],
         password=password,
         port=body.get("port"),
