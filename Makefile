@@ -3,7 +3,7 @@ VENV := .venv
 DATA ?= ./data
 ARGS ?=
 
-.PHONY: setup setup-runtime run test lint e2e bench-register bench-tftp bench-rack clean
+.PHONY: setup setup-runtime run test lint e2e e2e-rack bench-register bench-tftp bench-rack clean
 
 setup:
 	./scripts/setup.sh test
@@ -28,6 +28,11 @@ test: setup
 # exits 0 only when every step happened.
 e2e: setup
 	$(VENV)/bin/xcp-provision lab run --vms 1 $(ARGS)
+
+# The rack lab: 4 VMs (2 BIOS, 2 UEFI), each with a BMC (ipmi_sim), powered on through the API,
+# installed into a pool, then one rolling reinstall of the pool (2 at a time) through the API.
+e2e-rack: setup
+	$(VENV)/bin/xcp-provision lab run --vms 4 --bmc --reinstall --max-parallel 2 $(ARGS)
 
 # 1,000 concurrent registrations into one pool (ARGS="--postgres --dns" for the other setups).
 bench-register: setup

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
 import click
 
 from lab.harness import LabOptions, default_results, run_lab
+from lab.rack import RackOptions, mixed_firmwares, run_rack
 
 
 @click.group()
@@ -59,6 +61,22 @@ def _firmware(*, uefi: bool, uefi_http: bool) -> str:
 @click.option(
     "--disk-bus", type=click.Choice(["virtio", "sata"]), default="virtio", show_default=True
 )
+@click.option(
+    "--bmc",
+    is_flag=True,
+    help="Give every VM a BMC (ipmi_sim) and power it only through the server's API; without "
+    "--uefi/--uefi-http, half the VMs are BIOS and half UEFI.",
+)
+@click.option(
+    "--reinstall",
+    is_flag=True,
+    help="With --bmc: once all are in the pool, one rolling reinstall of the pool through the "
+    "API; every VM must install again and rejoin.",
+)
+@click.option(
+    "--max-parallel", type=click.IntRange(1), default=2, show_default=True,
+    help="With --reinstall: VMs reinstalled at once.",
+)  # fmt: skip
 def run(
     *,
     vms: int,
@@ -69,6 +87,9 @@ def run(
     release_dir: Path | None,
     no_build: bool,
     disk_bus: str,
+    bmc: bool = False,
+    reinstall: bool = False,
+    max_parallel: int = 2,
 ) -> None:
     """Run the lab; exit 0 only when every VM is in the pool with Xen and dom0 up."""
     options = LabOptions(
@@ -79,9 +100,20 @@ def run(
         build=not no_build,
         disk_bus=disk_bus,
     )
+
+    def echo(line: str) -> None:
+        click.echo(f"lab: {line}", err=True)
+
+    if reinstall and not bmc:
+        raise click.UsageError("--reinstall needs --bmc: the roll powers the VMs through them")
+    if bmc and not (uefi or uefi_http):
+        options = replace(options, firmwares=mixed_firmwares(vms))
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        report = run_lab(options, progress=lambda line: click.echo(f"lab: {line}", err=True))
+        if bmc:
+            report = run_rack(RackOptions(options, reinstall, max_parallel), progress=echo)
+        else:
+            report = run_lab(options, progress=echo)
     except KeyboardInterrupt:
         click.echo("lab: interrupted; everything was torn down", err=True)
         sys.exit(130)

@@ -251,8 +251,9 @@ def _run(
     if not link.exists():
         link.symlink_to(release_dir.resolve(), target_is_directory=True)
     token = create_token(data_dir)
-    spec = ServerSpec(data_dir, results / "server.log",
-                      tftp_port=TFTP_PORT if options.needs_tftp else 0)
+    spec = ServerSpec(
+        data_dir, results / "server.log", tftp_port=TFTP_PORT if options.needs_tftp else 0
+    )
     server = start_server(spec, net, max_seconds)
     teardown.callback(server.stop)
     api = LabApi.with_token(net, spec.base_url(net), token, results)

@@ -232,3 +232,24 @@ def render_table(timelines: Iterable[Timeline]) -> str:
         ).rstrip()
         for row in rows
     )
+
+
+def skip_existing(watcher: SerialWatcher) -> SerialWatcher:
+    """``watcher`` set to read only what its log gains from now on: a later boot of a VM whose
+    log (appended to across power cycles) already holds an earlier one."""
+    try:
+        size = watcher.path.stat().st_size
+    except FileNotFoundError:
+        size = 0
+    with watcher._lock:  # set before the watcher starts reading
+        watcher._offset = size
+    return watcher
+
+
+def shifted(timeline: Timeline, seconds: float) -> Timeline:
+    """The same timeline counted from ``seconds`` later (a VM's own power-on request, when the
+    timeline was stamped from an earlier common start)."""
+    moved = Timeline(timeline.vm, timeline.firmware, evidence=dict(timeline.evidence),
+                     fatal=timeline.fatal)  # fmt: skip
+    moved.seen = {stage: round(value - seconds, 1) for stage, value in timeline.seen.items()}
+    return moved
