@@ -2,10 +2,11 @@
 
 Order matters. Every disk of the plan is described again and checked against the plan's
 identity snapshot and every guard rail first, so a refusal still means nothing was written.
-Then, disk by disk: stale signatures go (inside the old partitions, then on the disk), the GPT is
-written by pyparted with the plan's exact geometry, the kernel is told about the partitions and
-we wait for their nodes, signatures inside the new partitions go too (an old LVM label or md
-superblock at the same offset would come back to life at first boot), then filesystems are made.
+Then, disk by disk: stale signatures go (inside the old partitions, then on the disk, with the
+first and last MiB of each zeroed: ``installer.block.wipe`` says why), the GPT is written by
+pyparted with the plan's exact geometry, the kernel is told about the partitions and we wait for
+their nodes, signatures inside the new partitions go too (an old LVM label or md superblock at
+the same offset would come back to life at first boot), then filesystems are made.
 """
 
 from __future__ import annotations
@@ -109,7 +110,13 @@ def _clear(disk_plan: DiskPlan) -> None:
         if keep is None or number != keep.number:
             wipe.wipe(node)
     nodes.forget_partitions(path)
-    wipe.wipe(path, keep_tables=keep is not None and table is not None and table.label == "gpt")
+    # A kept partition may start inside the first MiB (sector 63 on old MBR disks): the disk's
+    # edges are then left to wipefs alone.
+    wipe.wipe(
+        path,
+        keep_tables=keep is not None and table is not None and table.label == "gpt",
+        edges=keep is None,
+    )
 
 
 def _write_table(disk_plan: DiskPlan) -> None:

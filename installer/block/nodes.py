@@ -10,6 +10,7 @@ from the numbers sysfs gives.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import shutil
@@ -68,28 +69,42 @@ def kernel_partitions(disk: str) -> dict[int, str]:
     return found
 
 
-def forget_partitions(disk: str) -> None:
+def forget_partitions(disk: str, *, busy_timeout: float = 10.0) -> None:
     """Drop every partition the kernel holds for ``disk`` (BLKPG), reading no table.
 
     Needed before detaching a loop device: partitions added by hand outlive the binding, and
-    before writing a new table, so the kernel forgets the old geometry.
+    before writing a new table, so the kernel forgets the old geometry. The kernel refuses to
+    drop a partition anyone has open, and udevd opens each partition we just wrote to (its
+    inotify watch makes it probe the content again), so a busy partition is retried until
+    ``busy_timeout`` has passed; one still busy then is mounted or held.
     """
     partitions = kernel_partitions(disk)
     if not partitions:
         return
+    deadline = time.monotonic() + busy_timeout
     fd = os.open(disk, os.O_RDONLY)
     try:
         for number, name in sorted(partitions.items()):
             part = _BlkpgPartition(0, 0, number, b"", b"")
-            arg = _BlkpgIoctlArg(_BLKPG_DEL_PARTITION, 0, ctypes.sizeof(part),
-                                 ctypes.cast(ctypes.pointer(part), ctypes.c_void_p))
-            try:
-                fcntl.ioctl(fd, _BLKPG, arg)
-            except OSError as exc:
-                raise FailedError(
-                    f"the kernel refused to forget partition {name} of {disk} ({exc.strerror}); "
-                    "is it mounted or in use?"
-                ) from exc
+            arg = _BlkpgIoctlArg(
+                _BLKPG_DEL_PARTITION,
+                0,
+                ctypes.sizeof(part),
+                ctypes.cast(ctypes.pointer(part), ctypes.c_void_p),
+            )
+            while True:
+                try:
+                    fcntl.ioctl(fd, _BLKPG, arg)
+                    break
+                except OSError as exc:
+                    if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                        settle()
+                        time.sleep(0.1)
+                        continue
+                    raise FailedError(
+                        f"the kernel refused to forget partition {name} of {disk} "
+                        f"({exc.strerror}); is it mounted or in use?"
+                    ) from exc
             _remove_stale_node(f"/dev/{name}")
     finally:
         os.close(fd)
