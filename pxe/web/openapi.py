@@ -6,6 +6,8 @@ Hand-written next to the routes; a test checks that every /api/v1 route the app 
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -604,7 +606,8 @@ _ROLE_NOTES = {
 
 def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
     """Every API-token operation says the least role it needs (``x-required-role``): a read
-    any token, anything else admin, with the 403 a viewer token gets."""
+    any token, anything else admin, with the 403 a viewer token gets; and the 400 of a query
+    parameter it does not take."""
     out: dict[str, Any] = {}
     for path, item in paths.items():
         out[path] = dict(item)
@@ -618,6 +621,8 @@ def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
             if role == "admin":
                 denied = _json(_ref("Error"), "The token's role (viewer) may only read")
                 noted["responses"] = {**op["responses"], "403": denied}
+            # pxe.web.api refuses a query parameter not described here, on every operation.
+            noted["responses"] = {**_errors(400), **noted["responses"]}
             out[path][method] = noted
     return out
 
@@ -648,3 +653,18 @@ def spec() -> dict[str, Any]:
 @bp.get("/api/v1/openapi.json")
 def openapi() -> Response:
     return jsonify(spec())
+
+
+_RULE_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+@functools.cache
+def query_names(rule: str, method: str) -> frozenset[str] | None:
+    """The query parameters the description gives the operation behind a Flask URL ``rule``
+    (``/api/v1/hosts/<ref>``), or None when it does not describe that operation."""
+    path = _RULE_PARAM.sub(r"{\1}", rule)
+    operation = PATHS.get(path, {}).get(method.lower())
+    if operation is None:
+        return None
+    params = [*PATHS[path].get("parameters", []), *operation.get("parameters", [])]
+    return frozenset(p["name"] for p in params if p.get("in") == "query")

@@ -206,3 +206,12 @@ def test_openapi_says_patch_needs_a_non_empty_object(client) -> None:
     assert set(host_changes) == set(hosts.EDITABLE)
     assert host_changes["macs"]["type"] == "array"  # not nullable: null is a 400
     assert set(bodies["/api/v1/profiles/{name}"]["properties"]) == set(profiles.FIELDS)
+
+
+def test_a_query_parameter_the_call_does_not_take_is_refused(client, auth) -> None:
+    misspelt = client.get("/api/v1/hosts?stat=failed", headers=auth)
+    assert misspelt.status_code == 400
+    assert "'stat'" in misspelt.get_json()["error"] and "state" in misspelt.get_json()["error"]
+    assert client.get("/api/v1/hosts?state=failed", headers=auth).status_code == 200
+    assert client.get("/api/v1/events?limit=5&kind=state", headers=auth).status_code == 200
+    assert client.get("/api/v1/events?host=1&x=1", headers=auth).status_code == 400

@@ -13,9 +13,11 @@ from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import Forbidden
 
 from pxe.store.audit import hidden_values, naming_values
+from pxe.store.errors import InvalidInputError
 from pxe.store.tokens import ADMIN
 from pxe.web import audit_trail
 from pxe.web.auth import require_api_token
+from pxe.web.openapi import query_names
 
 PREFIX = "/api/v1"
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -27,8 +29,24 @@ def admin_blueprint(name: str) -> Blueprint:
     """A blueprint under /api/v1 whose every route needs an API token (an admin one to write)."""
     bp = Blueprint(f"api_{name}", __name__, url_prefix=PREFIX)
     bp.before_request(_authorise)
+    bp.before_request(_known_query)
     bp.after_request(_audit_result)
     return bp
+
+
+def _known_query() -> None:
+    """A query parameter the API does not describe is refused, not ignored: a misspelt filter
+    (``?stat=failed``) would otherwise answer as if there were none."""
+    rule = request.url_rule.rule if request.url_rule is not None else ""
+    allowed = query_names(rule, request.method)
+    if allowed is None:
+        return
+    unknown = sorted(set(request.args) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "none"
+        raise InvalidInputError(
+            f"unknown query parameter(s) {', '.join(map(repr, unknown))}; this call takes: {takes}"
+        )
 
 
 def _body() -> dict[str, Any]:
