@@ -22,9 +22,11 @@ The VM's serial port is the BMC's serial-over-LAN port, as on a rack server: QEM
 TCP port that ``ipmi_sim`` connects to (and reconnects to after each power cycle), so
 ``ipmitool sol activate`` shows what the VM writes to COM1. QEMU waits for that connection
 before it starts the machine (``wait=on``): ipmi_sim retries a lost connection only every few
-seconds, and a UEFI VM's GRUB menu would otherwise be drawn before the BMC listens again. QEMU
-also logs the port to the serial log, in append mode, so a VM's boots follow each other in one
-file.
+seconds, and a UEFI VM's GRUB menu would otherwise be drawn before the BMC listens again. The
+BMC keeps a history of the port (``history=``), which makes it read the port all the time, as a
+real BMC drains its UART: without one, ipmi_sim reads only during an SOL session, the socket
+fills, and the guest stalls on its serial port. QEMU also logs the port to the serial log, in
+append mode, so a VM's boots follow each other in one file.
 """
 
 from __future__ import annotations
@@ -245,7 +247,7 @@ def _write(bmc: LabBmc, net: LabNetwork, max_seconds: float) -> None:
         f'    lan_config_program "{lan_config} {bmc.mac}"\n'
         "  endlan\n"
         f"  serial 15 {ADDRESS} {bmc.vm_port} codec VM\n"
-        f'  sol "tcp:{ADDRESS}:{bmc.sol_port}" 115200\n'
+        f'  sol "tcp:{ADDRESS}:{bmc.sol_port}" 115200 history=65536\n'
         f'  chassis_control "{chassis} {work}"\n'
         f'  user 2 true "{USER}" "{PASSWORD}" admin 10 md5\n'
     )
