@@ -181,3 +181,9 @@ def boot_args(proc_cmdline: Path = Path("/proc/cmdline")) -> BootArgs:
     if device is not None:
         return parse_cmdline(read_autoinstall_cmdline(device))
     return parse_cmdline(proc_cmdline.read_text())
+
+
+def host_console(given: HostConsole | None = None) -> HostConsole:
+    """Where an installed host's console goes: ``given``, else the boot command line's
+    ``host_console=``. Every backend that writes a GRUB menu asks here."""
+    return given if given is not None else boot_args().host_console

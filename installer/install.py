@@ -212,9 +212,7 @@ def install(
                 refuse_secure_boot()
             own = installer_disk or discovery.installer_disks()
             prepared = prepare(answers, device, mode, installer_disk=own, media=media)
-            if host_console is None:
-                host_console = cmdline.boot_args().host_console
-            prepared = dataclasses.replace(prepared, console=host_console)
+            prepared = dataclasses.replace(prepared, console=cmdline.host_console(host_console))
         except ReportedError as exc:
             progress.failed(str(exc), capture.text())
             raise

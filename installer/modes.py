@@ -21,7 +21,7 @@ from answerfiles.model import AnswerFile, ScriptStage
 from common import runner
 from common.release import Manifest
 from hypervisor import grub
-from installer import bootloader, hostconfig, laydown, scripts
+from installer import bootloader, cmdline, hostconfig, laydown, scripts
 from installer.block import mkfs
 from installer.bootmode import booted_mode, refuse_secure_boot
 from installer.discovery import Disk, DiskPartition, describe_disk, discover
@@ -153,8 +153,12 @@ def upgrade(
     target: str | None = None,
     boot_mode: BootMode | None = None,
     reporters: tuple[Reporter, ...] = (),
+    host_console: grub.HostConsole | None = None,
 ) -> Installation:
-    """Back up the root, lay the new release into it, keep identity, logs and SR."""
+    """Back up the root, lay the new release into it, keep identity, logs and SR.
+
+    ``host_console`` (default: the boot command line's) is where the new GRUB menu's default
+    entry sends Xen's and dom0's console, as for a fresh install."""
     wanted = boot_mode or booted_mode()
     with target_device(target) as device:
         name = device or answers.existing_installation
@@ -164,7 +168,8 @@ def upgrade(
               contextlib.ExitStack() as media):
             if not is_image_file(target):
                 refuse_secure_boot()
-            return _upgrade(progress, capture, answers, disk_path(name), wanted, media=media)
+            return _upgrade(progress, capture, answers, disk_path(name), wanted, media=media,
+                            console=cmdline.host_console(host_console))
 
 
 def _upgrade(
@@ -175,6 +180,7 @@ def _upgrade(
     wanted: BootMode,
     *,
     media: contextlib.ExitStack,
+    console: grub.HostConsole,
 ) -> Installation:
     progress.start("prepare", f"looking for the installation on {disk_path}")
     found = find_installation(describe_disk(disk_path))
@@ -201,7 +207,7 @@ def _upgrade(
         progress.start("laydown", "downloading and writing the new release")
         laid = laydown.lay_down(base, manifest, root)
         progress.start("configure", "carrying the host's configuration over")
-        boot = _carry_over(backup, root, laid, manifest, found)
+        boot = _carry_over(backup, root, laid, manifest, found, console=console)
         progress.start("bootloader", "writing GRUB")
         bootloader.install(found.firmware(), root, boot,
                            write_boot_entry=answers.bootloader.write_boot_entry)
@@ -211,7 +217,13 @@ def _upgrade(
 
 
 def _carry_over(
-    backup: Path, root: Path, laid: laydown.LaidDown, manifest: Manifest, found: Installation
+    backup: Path,
+    root: Path,
+    laid: laydown.LaidDown,
+    manifest: Manifest,
+    found: Installation,
+    *,
+    console: grub.HostConsole,
 ) -> grub.XenBoot:
     for rel in PRESERVED:
         source = backup / rel
@@ -237,6 +249,7 @@ def _carry_over(
         default=laid.default,
         fallback=laid.fallback,
         version=f"Xen {laid.xen_version}" if laid.xen_version else "",
+        console=console,
     )
 
 

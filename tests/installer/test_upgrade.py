@@ -12,6 +12,7 @@ from support.release_server import ReleaseServer
 
 from answerfiles.parse import parse_answerfile
 from common import runner
+from hypervisor.grub import HostConsole
 from installer import install, modes
 from installer.block import loop
 from installer.mounts import mounted
@@ -86,11 +87,13 @@ def test_upgrade_then_restore_round_trip(server: ReleaseServer, installed: Path)
             uuid_before = (root / "etc/xensource-inventory").read_text().split(
                 "INSTALLATION_UUID='")[1][:36]
 
-    modes.upgrade(_parse(UPGRADE, server.url), target=image, boot_mode=BootMode.BIOS)
+    modes.upgrade(_parse(UPGRADE, server.url), target=image, boot_mode=BootMode.BIOS,
+                  host_console=HostConsole.SERIAL)
     with loop.attached(image) as device:
         nodes = loop.refresh(device)
         with mounted(nodes[1]) as root:
             assert _release(root) == "2.0"
+            assert "set default=1\n" in (root / "boot/grub/grub.cfg").read_text()  # (Serial)
             assert not (root / "etc/old-only").exists()
             assert (root / "etc/hostname").read_text() == "keepme.example\n"
             inventory = (root / "etc/xensource-inventory").read_text()
