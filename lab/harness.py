@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lab import dnsmasq, netns, qemu
 from lab.api import LabApi
@@ -172,6 +172,9 @@ def default_results() -> Path:
     return Path("results") / f"lab-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
 
 
+R = TypeVar("R", bound=LabReport)
+
+
 @contextlib.contextmanager
 def _log_to(path: Path) -> Iterator[None]:
     handler = logging.FileHandler(path)
@@ -193,12 +196,23 @@ def run_lab(options: LabOptions, progress: Callable[[str], None] = print) -> Lab
 
     KeyboardInterrupt still propagates (after teardown) so Ctrl-C ends the program.
     """
-    results = options.results.resolve()
+    report = LabReport(options.results.resolve())
+    return run_reported(
+        report, lambda teardown: _run(options, report, teardown, progress), progress
+    )
+
+
+def run_reported(
+    report: R, body: Callable[[contextlib.ExitStack], None], progress: Callable[[str], None]
+) -> R:
+    """Run ``body`` with a teardown stack and the lab's log, turning a LabError into the
+    report's failure; the report is written whatever happened, and KeyboardInterrupt still
+    propagates (after teardown) so Ctrl-C ends the program."""
+    results = report.results
     results.mkdir(parents=True, exist_ok=True)
-    report = LabReport(results)
     with _log_to(results / "lab.log"), contextlib.ExitStack() as teardown:
         try:
-            _run(options, results, report, teardown, progress)
+            body(teardown)
         except LabError as exc:
             report.failed_step = report.failed_step or exc.step
             report.error = str(exc)
@@ -220,13 +234,16 @@ def _write_report(report: LabReport, results: Path) -> None:
     (results / "summary.txt").write_text(report.summary() + "\n")
 
 
-def _run(
+def start_lab(
     options: LabOptions,
-    results: Path,
     report: LabReport,
     teardown: contextlib.ExitStack,
     progress: Callable[[str], None],
-) -> None:
+    max_seconds: float,
+) -> LabRun:
+    """Release, namespace, site DHCP, server and inventory, each torn down by ``teardown``;
+    the VMs are described and registered, none is powered on."""
+    results = report.results
     release_dir = options.release_path
     if options.build:
         progress(f"release: building or reusing the cached images into {release_dir}")
@@ -238,7 +255,6 @@ def _run(
     elif not (release_dir / "manifest.json").is_file():
         raise LabError("release", f"{release_dir} has no manifest.json; build it (drop --no-build)")
 
-    max_seconds = options.timeout + PROCESS_MARGIN
     net = netns.create()
     teardown.callback(netns.destroy, net)
     progress(f"network: namespace {net.namespace}, bridge {net.bridge}, server {net.server_ip}")
@@ -279,22 +295,31 @@ def _run(
     report.timelines = [vm.timeline for vm in vms]
     _seed_inventory(api, vms, options.disk_bus)
     teardown.callback(_discard_disks, vms)
-    for vm in vms:
-        vm.process = qemu.power_on(vm.spec, net, max_seconds)
+    return LabRun(net, spec, server, api, vms, max_seconds, teardown, progress)
+
+
+def _run(
+    options: LabOptions,
+    report: LabReport,
+    teardown: contextlib.ExitStack,
+    progress: Callable[[str], None],
+) -> None:
+    lab = start_lab(options, report, teardown, progress, options.timeout + PROCESS_MARGIN)
+    for vm in lab.vms:
+        vm.process = qemu.power_on(vm.spec, lab.net, lab.max_seconds)
         vm.powered_on = datetime.now(UTC)
         teardown.callback(vm.process.stop)
         vm.watcher = SerialWatcher(vm.spec.serial_log, vm.timeline, vm.process.started).start()
         teardown.callback(vm.watcher.stop)
         progress(f"{vm.spec.name}: powered on ({vm.timeline.firmware}, MAC {vm.spec.mac})")
-    lab = LabRun(net, spec, server, api, vms, max_seconds, teardown, progress)
-    _wait(api, server, vms, options.timeout, progress, lab=lab, on_poll=options.on_poll)
-    for vm in vms:
+    _wait(lab.api, lab.server, lab.vms, options.timeout, progress, lab=lab, on_poll=options.on_poll)
+    for vm in lab.vms:
         assert vm.watcher is not None
         vm.watcher.read_once(final=True)
-    report.checks = _checks(api, vms)
+    report.checks = _checks(lab.api, lab.vms)
     report.ok = all(check.ok for check in report.checks)
     if not report.ok:
-        report.failed_step = _failed_step(vms, report.checks)
+        report.failed_step = _failed_step(lab.vms, report.checks)
 
 
 def _seed_inventory(api: LabApi, vms: list[VmRun], disk_bus: str) -> None:

@@ -23,33 +23,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from hypervisor.grub import MENU_TITLE
 from lab import bmc as lab_bmc
-from lab import dnsmasq, netns, qemu
+from lab import qemu
 from lab.api import LabApi
 from lab.errors import LabError
 from lab.harness import (
     EXPECTED_BOOT_PATH,
     POOL,
+    PROCESS_MARGIN,
     SERVER_PATIENCE,
     Check,
     LabOptions,
     LabReport,
+    LabRun,
     VmRun,
     _checks,
     _event,
     _failed_step,
-    _log_to,
-    _seed_inventory,
     _wait,
-    _write_report,
+    run_reported,
+    start_lab,
 )
-from lab.process import Background
-from lab.release import prepare_release
-from lab.server import TFTP_PORT, ServerSpec, create_token, start_server
 from lab.timeline import (
     CHAIN,
     SerialWatcher,
@@ -65,7 +62,6 @@ from lab.timeline import (
 
 log = logging.getLogger(__name__)
 
-RELEASE = "lab"
 POLL_SECONDS = 5.0
 
 
@@ -118,98 +114,40 @@ def mixed_firmwares(count: int) -> tuple[str, ...]:
 
 def run_rack(options: RackOptions, progress: Callable[[str], None] = print) -> RackReport:
     """Run the rack lab once; like :func:`lab.harness.run_lab`, it reports, never raises."""
-    results = options.lab.results.resolve()
-    results.mkdir(parents=True, exist_ok=True)
-    report = RackReport(results)
-    with _log_to(results / "lab.log"), contextlib.ExitStack() as teardown:
-        try:
-            _run(options, report, teardown, progress)
-        except LabError as exc:
-            report.failed_step = report.failed_step or exc.step
-            report.error = str(exc)
-            log.error("rack lab failed: %s", exc)
-        except KeyboardInterrupt:
-            report.failed_step = report.failed_step or "interrupted"
-            report.error = "interrupted (Ctrl-C or SIGTERM); tore everything down"
-            _write_report(report, results)
-            raise
-        finally:
-            progress("tearing down VMs, BMCs, server, site DHCP and namespaces")
-    _write_report(report, results)
-    return report
+    report = RackReport(options.lab.results.resolve())
+    return run_reported(
+        report, lambda teardown: _run(options, report, teardown, progress), progress
+    )
 
 
 @dataclass
 class _Rack:
-    """The running rack: what both phases act through."""
+    """The running rack: the lab both phases act through, and a BMC per VM."""
 
-    api: LabApi
-    server: Background
-    vms: list[VmRun]
+    lab: LabRun
     bmcs: list[lab_bmc.LabBmc]
-    net: netns.LabNetwork
-    max_seconds: float
-    teardown: contextlib.ExitStack
-    progress: Callable[[str], None]
 
 
 def _start(
     options: RackOptions,
-    results: Path,
+    report: RackReport,
     teardown: contextlib.ExitStack,
     progress: Callable[[str], None],
 ) -> _Rack:
-    """Release, network, site DHCP, server, inventory and one BMC per VM; every VM off."""
-    lab = options.lab
-    release_dir = lab.release_path
-    if lab.build:
-        progress(f"release: building or reusing the cached images into {release_dir}")
-        prepare_release(release_dir, results / "images.log", lab.cache_dir)
-    elif not (release_dir / "manifest.json").is_file():
-        raise LabError("release", f"{release_dir} has no manifest.json; build it (drop --no-build)")
-    max_seconds = lab.timeout * (2 if options.reinstall else 1) + 600
-    net = netns.create()
-    teardown.callback(netns.destroy, net)
-    site = dnsmasq.start_site_dhcp(net, results, max_seconds)
-    teardown.callback(site.stop)
-    data_dir = results / "server-data"
-    (data_dir / "releases").mkdir(parents=True, exist_ok=True)
-    link = data_dir / "releases" / RELEASE
-    if not link.exists():
-        link.symlink_to(release_dir.resolve(), target_is_directory=True)
-    token = create_token(data_dir)
-    spec = ServerSpec(data_dir, results / "server.log", tftp_port=TFTP_PORT)
-    server = start_server(spec, net, max_seconds)
-    teardown.callback(server.stop)
-    api = LabApi.with_token(net, spec.base_url(net), token, results)
-    progress(f"server: {spec.base_url(net)} in namespace {net.namespace}")
-    vms = [
-        VmRun(
-            qemu.VmSpec(
-                name=f"lab-vm{i}",
-                mac=qemu.mac_for(i),
-                tap=f"tap{i}",
-                workdir=results,
-                uefi=firmware == "uefi",
-                disk_bus=lab.disk_bus,
-                memory_mib=lab.memory_mib,
-            ),
-            Timeline(f"lab-vm{i}", firmware),
-        )
-        for i, firmware in enumerate(lab.firmwares, start=1)
-    ]
-    _seed_inventory(api, vms, lab.disk_bus)
-    bmcs = [lab_bmc.LabBmc(vm.spec, i) for i, vm in enumerate(vms, start=1)]
-    teardown.callback(lambda: [vm.spec.disk.unlink(missing_ok=True) for vm in vms])
-    for vm, bmc in zip(vms, bmcs, strict=True):
+    """The lab (release, network, site DHCP, server, inventory) and one BMC per VM; every VM
+    off, its BMC registered through the API."""
+    max_seconds = options.lab.timeout * (2 if options.reinstall else 1) + PROCESS_MARGIN
+    lab = start_lab(options.lab, report, teardown, progress, max_seconds)
+    bmcs = [lab_bmc.LabBmc(vm.spec, i) for i, vm in enumerate(lab.vms, start=1)]
+    for vm, bmc in zip(lab.vms, bmcs, strict=True):
         qemu.create_disk(vm.spec)
-        net.add_tap(vm.spec.tap)
-        sim = lab_bmc.start(bmc, net, max_seconds)
+        lab.net.add_tap(vm.spec.tap)
+        sim = lab_bmc.start(bmc, lab.net, max_seconds)
         teardown.callback(sim.stop)
         teardown.callback(lab_bmc.power_off, bmc)
-        api.call("PUT", f"/api/v1/hosts/{vm.host_id}/bmc", bmc.api_body())
+        lab.api.call("PUT", f"/api/v1/hosts/{vm.host_id}/bmc", bmc.api_body())
     progress(f"BMCs: {len(bmcs)} ipmi_sim, registered through the API")
-    return _Rack(api, server, vms, bmcs, net, max_seconds, teardown, progress)
+    return _Rack(lab, bmcs)
 
 
 def _run(
@@ -218,9 +156,8 @@ def _run(
     teardown: contextlib.ExitStack,
     progress: Callable[[str], None],
 ) -> None:
-    rack = _start(options, report.results, teardown, progress)
-    api, vms = rack.api, rack.vms
-    report.timelines = [vm.timeline for vm in vms]
+    rack = _start(options, report, teardown, progress)
+    api, vms = rack.lab.api, rack.lab.vms
     started = time.monotonic()
     first = datetime.now(UTC)
     acknowledged = []
@@ -235,7 +172,7 @@ def _run(
     report.figures["power: reinstall with power acknowledged, slowest, seconds"] = round(
         max(acknowledged), 3
     )
-    _wait(api, rack.server, vms, options.lab.timeout, progress)
+    _wait(api, rack.lab.server, vms, options.lab.timeout, progress)
     report.figures.update(_status_latency(api, vms[0]))
     for vm in vms:
         assert vm.watcher is not None
@@ -265,19 +202,19 @@ def _reinstall(options: RackOptions, report: RackReport, rack: _Rack) -> None:
     clock = time.monotonic()
     second = [
         VmRun(vm.spec, Timeline(vm.spec.name, vm.timeline.firmware), vm.host_id, asked)
-        for vm in rack.vms
+        for vm in rack.lab.vms
     ]
     for vm in second:
         vm.watcher = skip_existing(SerialWatcher(vm.spec.serial_log, vm.timeline, clock)).start()
-        rack.teardown.callback(vm.watcher.stop)
-    for vm, bmc in zip(rack.vms, rack.bmcs, strict=True):  # as an operator: address as seen
-        rack.api.call("PUT", f"/api/v1/hosts/{vm.host_id}/bmc", bmc.api_body_as_seen())
-    sols = [lab_bmc.watch_sol(bmc, rack.net, rack.max_seconds) for bmc in rack.bmcs]
+        rack.lab.teardown.callback(vm.watcher.stop)
+    for vm, bmc in zip(rack.lab.vms, rack.bmcs, strict=True):  # as an operator: address as seen
+        rack.lab.api.call("PUT", f"/api/v1/hosts/{vm.host_id}/bmc", bmc.api_body_as_seen())
+    sols = [lab_bmc.watch_sol(bmc, rack.lab.net, rack.lab.max_seconds) for bmc in rack.bmcs]
     for sol in sols:
-        rack.teardown.callback(sol.stop)
+        rack.lab.teardown.callback(sol.stop)
     body = {"pool": POOL, "power": True, "max_parallel": options.max_parallel}
-    roll = rack.api.post("/api/v1/reinstalls", body)
-    rack.progress(
+    roll = rack.lab.api.post("/api/v1/reinstalls", body)
+    rack.lab.progress(
         f"roll {roll['id']}: {len(roll['waiting'])} VMs, {options.max_parallel} at a time"
     )
     roll = _wait_roll(rack, second, roll["id"], asked, options.lab.timeout)
@@ -326,7 +263,7 @@ def _wait_roll(
     rack: _Rack, vms: list[VmRun], roll_id: int, asked: datetime, timeout: float
 ) -> dict[str, Any]:
     """Until the roll finished and every VM's second chain is whole, or the deadline."""
-    api, server, progress = rack.api, rack.server, rack.progress
+    api, server, progress = rack.lab.api, rack.lab.server, rack.lab.progress
     deadline = time.monotonic() + timeout
     roll: dict[str, Any] = {}
     said = ""
