@@ -178,29 +178,24 @@ def vm_command(
 ) -> list[str]:
     """The VM's QEMU command with its BMC wired in, COM1 served to the BMC and appended to the
     serial log, booting from the network once (``network_first``) or from its disk."""
-    argv = qemu.command(bmc.vm, net, max_seconds)
-    if argv[-2] != "-boot" or "-serial" not in argv:
-        raise LabError("bmc", f"unexpected QEMU command line for {bmc.vm.name}: {argv[-4:]}")
-    serial = argv.index("-serial")
-    argv[serial : serial + 2] = [
+    serial = [
         "-chardev", f"socket,id=serial0,host={ADDRESS},port={bmc.sol_port},server=on,wait=on,"
                     f"logfile={bmc.vm.serial_log},logappend=on",
         "-serial", "chardev:serial0",
     ]  # fmt: skip
-    ipmi = [
+    extra = [
         "-chardev", f"socket,id=ipmi0,host={ADDRESS},port={bmc.vm_port},reconnect=10",
         "-device", "ipmi-bmc-extern,id=bmc0,chardev=ipmi0",
         "-device", "isa-ipmi-kcs,bmc=bmc0",
     ]  # fmt: skip
     if not bmc.vm.uefi:
-        return [*argv[:-2], *ipmi, "-boot", "order=c,once=n" if network_first else "order=c"]
-    nic, disk = (0, 1) if network_first else (1, 0)
-    for i, word in enumerate(argv):
-        if word.startswith("virtio-net-pci,"):
-            argv[i] = f"{word},bootindex={nic}"
-        elif word.startswith(("virtio-blk-pci,", "ide-hd,")):
-            argv[i] = f"{word},bootindex={disk}"
-    return [*argv[:-2], *ipmi, *(["-no-reboot"] if network_first else [])]
+        order = qemu.BootOrder("order=c,once=n" if network_first else "order=c")
+    elif network_first:  # this run ends at the installer's reboot (see the module's docstring)
+        order = qemu.BootOrder(None, nic_index=0, disk_index=1)
+        extra.append("-no-reboot")
+    else:
+        order = qemu.BootOrder(None, nic_index=1, disk_index=0)
+    return qemu.command(bmc.vm, net, max_seconds, serial=serial, order=order, extra=extra)
 
 
 def _start_script(bmc: LabBmc, net: LabNetwork, max_seconds: float) -> str:

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,22 @@ NO_PXE_FW_CFG = ("opt/org.tianocore/IPv4PXESupport", "opt/org.tianocore/IPv6PXES
 FIRMWARES = ("bios", "uefi", "uefi-http")
 DISK_GIB = 60
 MEMORY_MIB = 2048
+
+
+@dataclass(frozen=True)
+class BootOrder:
+    """What the firmware boots first, said the way each firmware reads it: SeaBIOS by QEMU's
+    ``-boot`` (``once=n``: the network for one boot, then the disk), OVMF by the devices'
+    ``bootindex`` (it ignores ``-boot``)."""
+
+    boot: str | None = "order=c,once=n"
+    nic_index: int | None = None
+    disk_index: int | None = None
+
+
+# The plain lab's: SeaBIOS asks the network once; OVMF, with no order given, boots a blank disk's
+# nothing and then the network, and once installed the disk's fallback loader.
+NETWORK_ONCE = BootOrder()
 
 
 @dataclass(frozen=True)
@@ -119,10 +136,11 @@ def create_disk(spec: VmSpec) -> Path:
     return spec.disk
 
 
-def _disk_args(spec: VmSpec) -> list[str]:
+def _disk_args(spec: VmSpec, bootindex: int | None) -> list[str]:
     drive = f"file={spec.disk},format=qcow2,if=none,id=disk0,cache=unsafe,discard=unmap"
+    index = "" if bootindex is None else f",bootindex={bootindex}"
     if spec.disk_bus == "virtio":
-        return ["-drive", drive, "-device", "virtio-blk-pci,drive=disk0"]
+        return ["-drive", drive, "-device", f"virtio-blk-pci,drive=disk0{index}"]
     if spec.disk_bus == "sata":
         return [
             "-drive",
@@ -130,23 +148,33 @@ def _disk_args(spec: VmSpec) -> list[str]:
             "-device",
             "ahci,id=ahci0",
             "-device",
-            "ide-hd,drive=disk0,bus=ahci0.0",
+            f"ide-hd,drive=disk0,bus=ahci0.0{index}",
         ]
     raise LabError("disk", f"unknown disk bus {spec.disk_bus!r}; use virtio or sata")
 
 
+def appended_serial(spec: VmSpec) -> list[str]:
+    """COM1 into the serial log, after what an earlier power-on wrote."""
+    return ["-chardev", f"file,id=serial0,path={spec.serial_log},append=on",
+            "-serial", "chardev:serial0"]  # fmt: skip
+
+
 def command(
-    spec: VmSpec, net: LabNetwork, max_seconds: float, *, append_serial: bool = False
+    spec: VmSpec,
+    net: LabNetwork,
+    max_seconds: float,
+    *,
+    serial: Sequence[str] | None = None,
+    order: BootOrder = NETWORK_ONCE,
+    extra: Sequence[str] = (),
 ) -> list[str]:
     """The full command line, bounded by ``timeout`` so a VM never outlives a crashed harness.
-    ``append_serial``: the serial log goes on after what an earlier power-on wrote."""
-    serial = ["-serial", f"file:{spec.serial_log}"]
-    if append_serial:
-        serial = ["-chardev", f"file,id=serial0,path={spec.serial_log},append=on",
-                  "-serial", "chardev:serial0"]  # fmt: skip
+    ``serial``: where COM1 goes (default: a new serial log); ``extra``: more QEMU arguments."""
     nic = f"virtio-net-pci,netdev=net0,mac={spec.mac}"
     if spec.uefi or spec.http_boot:
         nic += ",romfile="  # the firmware's own network stack, not an iPXE option ROM
+    if order.nic_index is not None:
+        nic += f",bootindex={order.nic_index}"
     firmware = _firmware_args(spec)
     return [
         *net.exec_prefix(),
@@ -163,17 +191,17 @@ def command(
         "-m",
         str(spec.memory_mib),
         "-nographic",
-        *serial,
+        *(serial if serial is not None else ["-serial", f"file:{spec.serial_log}"]),
         "-monitor",
         "none",
         *firmware,
-        *_disk_args(spec),
+        *_disk_args(spec, order.disk_index),
         "-netdev",
         f"tap,id=net0,ifname={spec.tap},script=no,downscript=no",
         "-device",
         nic,
-        "-boot",
-        "order=c,once=n",
+        *(["-boot", order.boot] if order.boot else []),
+        *extra,
     ]
 
 
@@ -202,4 +230,5 @@ def power_on_again(spec: VmSpec, net: LabNetwork, max_seconds: float) -> Backgro
     its ``-boot`` says); its serial log goes on where the last run's ended."""
     if not spec.disk.exists():
         raise LabError("disk", f"{spec.disk} is gone; power_on_again needs the VM's disk")
-    return launch(spec.name, command(spec, net, max_seconds, append_serial=True), spec.qemu_log)
+    argv = command(spec, net, max_seconds, serial=appended_serial(spec))
+    return launch(spec.name, argv, spec.qemu_log)
