@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from answerfiles.errors import Problem
 from answerfiles.locations import Locations
 from answerfiles.model import AnswerFile, BootloaderLocation, Mode, SourceType
+from common.release import LOCAL_MEDIA_LABEL
 
 # Elements refused wherever they stand, with the sentence the operator reads.
 ELEMENTS: dict[str, str] = {
@@ -57,7 +58,7 @@ _FRESH_MODES = (Mode.FRESH, Mode.REINSTALL)
 
 def unsupported_problems(answers: AnswerFile, where: Locations) -> list[Problem]:
     """One error per feature of ``answers`` that this installer would otherwise not carry out."""
-    problems: list[Problem] = []
+    problems: list[Problem] = _sources(answers, where)
     if answers.mode is Mode.REINSTALL:
         problems.append(where.problem("", REINSTALL))
     for i, _source in enumerate(answers.driver_sources):
@@ -108,4 +109,22 @@ def _scripts(answers: AnswerFile, where: Locations) -> list[Problem]:
                 f"over {'|'.join(SCRIPT_SCHEMES)} only, not {scheme}; publish it on a web server"
             )
             problems.append(where.problem(f"script#{i}", message))
+    return problems
+
+
+def _sources(answers: AnswerFile, where: Locations) -> list[Problem]:
+    """NFS, which the installer cannot mount, and every source after the first, which one
+    install of one release would ignore."""
+    problems = []
+    for i, source in enumerate(answers.sources):
+        nfs = source.type is SourceType.NFS or urlsplit(source.location).scheme.lower() == "nfs"
+        if nfs:
+            problems.append(where.problem(f"source#{i}", (
+                "NFS sources are not supported: this installer cannot mount NFS; serve the "
+                "release over http(s) (the provisioning server does) or ftp, or put it on a "
+                f'medium labelled {LOCAL_MEDIA_LABEL} and write <source type="local"/>')))
+        if i > 0:
+            problems.append(where.problem(f"source#{i}", (
+                f"found {len(answers.sources)} <source> elements: this installer lays down one "
+                "release from one source and would ignore the others; keep only the first")))
     return problems

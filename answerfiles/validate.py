@@ -31,7 +31,6 @@ from answerfiles.model import (
 )
 from answerfiles.password import WEAK_SCHEMES, crypt_scheme
 from answerfiles.unsupported import disk_problem, unsupported_problems
-from common.release import LOCAL_MEDIA_LABEL
 
 _DISK = re.compile(r"(/dev/)?[A-Za-z0-9][A-Za-z0-9._:+@=/-]*")
 _IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,14}")
@@ -53,7 +52,6 @@ def validate_answers(answers: AnswerFile, where: Locations | None = None) -> lis
         where = Locations("answers", root)
     problems: list[Problem] = []
     problems += _sources(answers, where)
-    problems += _installable_sources(answers, where)
     problems += _scripts(answers, where)
     if answers.mode in (Mode.FRESH, Mode.REINSTALL):
         problems += _fresh(answers, where)
@@ -91,23 +89,6 @@ def _location_problem(source: Source) -> str | None:
     if not re.fullmatch(r"(nfs://)?[A-Za-z0-9.\[\]:_-]+:/\S*", source.location):
         return f"NFS location {source.location!r} is not of the form server:/path"
     return None
-
-
-def _installable_sources(answers: AnswerFile, where: Locations) -> list[Problem]:
-    """What XCP-ng's grammar allows but this installer cannot do, refused rather than ignored."""
-    problems = []
-    for i, source in enumerate(answers.sources):
-        nfs = source.type is SourceType.NFS or urlsplit(source.location).scheme.lower() == "nfs"
-        if nfs:
-            problems.append(where.problem(f"source#{i}", (
-                "NFS sources are not supported: this installer cannot mount NFS; serve the "
-                "release over http(s) (the provisioning server does) or ftp, or put it on a "
-                f'medium labelled {LOCAL_MEDIA_LABEL} and write <source type="local"/>')))
-        if i > 0:
-            problems.append(where.problem(f"source#{i}", (
-                f"found {len(answers.sources)} <source> elements: this installer lays down one "
-                "release from one source and would ignore the others; keep only the first")))
-    return problems
 
 
 def _url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
