@@ -174,9 +174,7 @@ def interfaces_stanza(admin: AdminInterface, device: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_network(
-    root: Path, admin: AdminInterface | None, device: str, mac: str | None
-) -> None:
+def write_network(root: Path, admin: AdminInterface | None, device: str, mac: str | None) -> None:
     if admin is None:
         return
     _write(root, dom0_layout.MANAGEMENT_INTERFACE_FILE, interfaces_stanza(admin, device))
@@ -278,13 +276,23 @@ def write_services(root: Path, answers: AnswerFile) -> None:
             link.unlink()
 
 
+# systemd gives a device 90 s to appear before it drops to emergency mode. A host whose
+# controllers enumerate slowly (or a loaded lab VM) can take longer to have its label links;
+# waiting longer costs nothing when they come sooner.
+_DEVICE_WAIT = "x-systemd.device-timeout=300s"
+
+
 def fstab_text(labels: Labels) -> str:
+    """The installed dom0's fstab. Swap is ``nofail``: a host that boots without it is better
+    than one stopped at an emergency shell over it."""
     rows = [("# <file system>", "<mount point>", "<type>", "<options>", "<dump>", "<pass>")]
     rows.append((f"LABEL={labels.root}", "/", "ext3", "defaults,errors=remount-ro", "1", "1"))
     if labels.logs:
-        rows.append((f"LABEL={labels.logs}", "/var/log", "ext3", "defaults", "0", "2"))
+        rows.append(
+            (f"LABEL={labels.logs}", "/var/log", "ext3", f"defaults,{_DEVICE_WAIT}", "0", "2")
+        )
     if labels.swap:
-        rows.append((f"LABEL={labels.swap}", "none", "swap", "sw", "0", "0"))
+        rows.append((f"LABEL={labels.swap}", "none", "swap", f"sw,nofail,{_DEVICE_WAIT}", "0", "0"))
     if labels.esp:
         rows.append((f"LABEL={labels.esp}", "/boot/efi", "vfat", "umask=0077", "0", "2"))
     return "".join("\t".join(row) + "\n" for row in rows)

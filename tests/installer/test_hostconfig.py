@@ -118,6 +118,10 @@ def test_configure_writes_every_file(root: Path) -> None:
         ["LABEL=swap-abcdef", "none", "swap"],
         ["LABEL=BOOT-ABCDEF", "/boot/efi", "vfat"],
     ]
+    options = {line.split("\t")[1]: line.split("\t")[3].split(",") for line in fstab[1:]}
+    # A slow disk must not stop dom0 at an emergency shell, and a missing swap not at all.
+    assert "x-systemd.device-timeout=300s" in options["/var/log"]
+    assert {"nofail", "x-systemd.device-timeout=300s"} <= set(options["none"])
     firstboot = json.loads(inside(root, dom0_layout.FIRSTBOOT_CONFIG).read_text())
     assert firstboot == {"server_url": "https://prov.example", "token": "t0k", "pool": "p1",
                          "hostname": "h1.example.org", "mac": "52:54:00:aa:bb:cc"}
