@@ -19,19 +19,20 @@ its process group, so the disk image is closed cleanly; SIGKILL if still there a
 ``reset`` is off then on, so a reset also applies a new boot device.
 
 The VM's serial port is the BMC's serial-over-LAN port, as on a rack server: QEMU listens on a
-TCP port that ``ipmi_sim`` connects to (and reconnects to after each power cycle), so
-``ipmitool sol activate`` shows what the VM writes to COM1. QEMU waits for that connection
-before it starts the machine (``wait=on``): ipmi_sim retries a lost connection only every few
-seconds, and a UEFI VM's GRUB menu would otherwise be drawn before the BMC listens again. The
-BMC keeps a history of the port (``history=``), which makes it read the port all the time, as a
-real BMC drains its UART: without one, ipmi_sim reads only during an SOL session, the socket
-fills, and the guest stalls on its serial port. QEMU also logs the port to the serial log, in
-append mode, so a VM's boots follow each other in one file.
+TCP port, and ``ipmi_sim`` reaches it through a relay that stays up across power cycles (the
+wire of :mod:`lab.uart`), so ``ipmitool sol activate`` shows what the VM writes to COM1. QEMU
+waits for that connection before it starts the machine (``wait=on``), so not even a UEFI VM's
+GRUB menu, drawn within a second, is lost to the BMC. The BMC keeps a history of the port
+(``history=``), which makes it read the port all the time, as a real BMC drains its UART:
+without one, ipmi_sim reads only during an SOL session, the socket fills, and the guest stalls
+on its serial port. QEMU also logs the port to the serial log, in append mode, so a VM's boots
+follow each other in one file.
 """
 
 from __future__ import annotations
 
 import shlex
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ ADDRESS = "127.0.0.1"  # inside the lab's namespace, where the server runs too
 FIRST_PORT = 6230  # IPMI over LAN (UDP), one port per VM
 FIRST_VM_PORT = 9100  # ipmi_sim's VM channel (TCP), one port per VM
 FIRST_SOL_PORT = 9200  # the VM's COM1 (TCP, QEMU listening), one port per VM
+FIRST_UART_PORT = 9300  # the relay's end ipmi_sim connects to, one port per VM
 
 _CHASSIS = r"""#!/bin/sh
 # ipmi_sim's chassis_control for one lab VM: <dir> get NAME... | <dir> set NAME VALUE...
@@ -142,6 +144,10 @@ class LabBmc:
     @property
     def sol_port(self) -> int:
         return FIRST_SOL_PORT + self.index
+
+    @property
+    def uart_port(self) -> int:
+        return FIRST_UART_PORT + self.index
 
     @property
     def sol_log(self) -> Path:
@@ -242,7 +248,7 @@ def _write(bmc: LabBmc, net: LabNetwork, max_seconds: float) -> None:
         f'    lan_config_program "{lan_config} {bmc.mac}"\n'
         "  endlan\n"
         f"  serial 15 {ADDRESS} {bmc.vm_port} codec VM\n"
-        f'  sol "tcp:{ADDRESS}:{bmc.sol_port}" 115200 history=65536\n'
+        f'  sol "tcp:{ADDRESS}:{bmc.uart_port}" 115200 history=65536\n'
         f'  chassis_control "{chassis} {work}"\n'
         f'  user 2 true "{USER}" "{PASSWORD}" admin 10 md5\n'
     )
@@ -276,21 +282,27 @@ def watch_sol(bmc: LabBmc, net: LabNetwork, max_seconds: float) -> Background:
 
 def start(
     bmc: LabBmc, net: LabNetwork, max_seconds: float, ready_timeout: float = 30
-) -> Background:
-    """Write the BMC's configuration and start ``ipmi_sim`` in the namespace, VM off."""
+) -> tuple[Background, Background]:
+    """Write the BMC's configuration and start, in the namespace, the wire to the VM's serial
+    port and then ``ipmi_sim`` (VM off). Both are to be stopped at teardown."""
     _write(bmc, net, max_seconds)
     work = bmc.workdir
+    uart = [*net.exec_prefix(), *bounded(max_seconds), sys.executable, "-m", "lab.uart",
+            str(bmc.uart_port), str(bmc.sol_port)]  # fmt: skip
+    wire = launch(f"{bmc.vm.name}-uart", uart, work / "uart.log")
     argv = [*net.exec_prefix(), *bounded(max_seconds), "ipmi_sim", "-n",
             "-c", str(work / "lan.conf"), "-f", str(work / "bmc.emu"),
             "-s", str(work / "state")]  # fmt: skip
     sim = launch(f"{bmc.vm.name}-bmc", argv, work / "ipmi_sim.log")
     deadline = time.monotonic() + ready_timeout
     while _ipmitool(bmc, net, "chassis", "power", "status") != 0:
-        if not sim.running() or time.monotonic() > deadline:
+        if not sim.running() or not wire.running() or time.monotonic() > deadline:
             sim.stop()
-            raise LabError("bmc", f"ipmi_sim of {bmc.vm.name} did not answer: {sim.log_tail(5)}")
+            wire.stop()
+            why = sim.log_tail(5) if wire.running() else f"its serial wire: {wire.log_tail(5)}"
+            raise LabError("bmc", f"ipmi_sim of {bmc.vm.name} did not answer: {why}")
         time.sleep(0.2)
-    return sim
+    return wire, sim
 
 
 def power_off(bmc: LabBmc) -> None:

@@ -142,8 +142,8 @@ def _start(
     for vm, bmc in zip(lab.vms, bmcs, strict=True):
         qemu.create_disk(vm.spec)
         lab.net.add_tap(vm.spec.tap)
-        sim = lab_bmc.start(bmc, lab.net, max_seconds)
-        teardown.callback(sim.stop)
+        for process in lab_bmc.start(bmc, lab.net, max_seconds):
+            teardown.callback(process.stop)
         teardown.callback(lab_bmc.power_off, bmc)
         lab.api.call("PUT", f"/api/v1/hosts/{vm.host_id}/bmc", bmc.api_body())
     progress(f"BMCs: {len(bmcs)} ipmi_sim, registered through the API")
