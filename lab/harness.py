@@ -21,7 +21,7 @@ from lab import dnsmasq, netns, qemu
 from lab.api import LabApi
 from lab.errors import LabError
 from lab.process import Background
-from lab.release import default_lab_home, prepare_release
+from lab.release import default_lab_home, held, prepare_release, snapshot
 from lab.server import TFTP_PORT, ServerSpec, create_token, kill_server, start_server
 from lab.timeline import (
     CHAIN,
@@ -245,15 +245,21 @@ def start_lab(
     the VMs are described and registered, none is powered on."""
     results = report.results
     release_dir = options.release_path
-    if options.build:
-        progress(f"release: building or reusing the cached images into {release_dir}")
-        started = time.monotonic()
-        _manifest, seconds = prepare_release(release_dir, results / "images.log", options.cache_dir)
-        report.figures["release seconds"] = round(time.monotonic() - started, 1)
-        for builder, value in seconds.items():
-            report.figures[f"release {builder} seconds"] = value
-    elif not (release_dir / "manifest.json").is_file():
-        raise LabError("release", f"{release_dir} has no manifest.json; build it (drop --no-build)")
+    with held(release_dir):
+        if options.build:
+            progress(f"release: building or reusing the cached images into {release_dir}")
+            started = time.monotonic()
+            _manifest, seconds = prepare_release(
+                release_dir, results / "images.log", options.cache_dir
+            )
+            report.figures["release seconds"] = round(time.monotonic() - started, 1)
+            for builder, value in seconds.items():
+                report.figures[f"release {builder} seconds"] = value
+        elif not (release_dir / "manifest.json").is_file():
+            why = f"{release_dir} has no manifest.json; build it (drop --no-build)"
+            raise LabError("release", why)
+        if options.release_dir is None:  # the shared one: serve a copy nothing else rebuilds
+            release_dir = snapshot(release_dir, results / "release")
 
     net = netns.create()
     teardown.callback(netns.destroy, net)

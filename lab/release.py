@@ -6,8 +6,12 @@ so a second lab run with unchanged inputs only checks the cache and copies.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from common import release
@@ -26,6 +30,26 @@ def default_lab_home() -> Path:
     """Where the lab keeps its release between runs: next to the build cache."""
     cache = os.environ.get("XCP_PROVISION_CACHE") or "/var/cache/xcp-provision"
     return Path(cache) / "lab"
+
+
+@contextlib.contextmanager
+def held(release_dir: Path) -> Iterator[None]:
+    """Hold the release directory against every other lab run on this machine, from building
+    it to copying it out: a run from another tree rebuilds it when its images' inputs differ."""
+    release_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(release_dir.parent / f".{release_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def snapshot(release_dir: Path, dest: Path) -> Path:
+    """Copy the release (held, see :func:`held`) into ``dest``, which this run alone serves:
+    hosts installed after another run rebuilt the shared release would otherwise get another
+    dom0 than their pool's master."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(release_dir, dest)
+    return dest
 
 
 def prepare_release(
