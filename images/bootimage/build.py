@@ -256,7 +256,29 @@ def _copy_modules(kernel_tree: Path, root: Path, version: str) -> None:
         elif src.is_file():
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
+    _copy_dependencies(kernel_tree, target, version)
     run(["depmod", "-b", root, version])
+
+
+def _copy_dependencies(kernel_tree: Path, target: Path, version: str) -> None:
+    """Every module a copied one needs, wherever the kernel keeps it: without them modprobe
+    fails on unknown symbols and what the module drives never appears (sd_mod and nvme_core
+    need block/t10-pi.ko, so no SATA, SAS or NVMe disk; igb needs i2c-algo-bit)."""
+    run(["depmod", "-b", kernel_tree, version])
+    source = kernel_tree / "lib" / "modules" / version
+    needs: dict[str, list[str]] = {}
+    for line in (source / "modules.dep").read_text().splitlines():
+        module, _, deps = line.partition(":")
+        needs[module] = deps.split()
+    todo = [path.relative_to(target).as_posix() for path in target.rglob("*.ko*")]
+    seen = set(todo)
+    while todo:
+        for dep in needs.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                (target / dep).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source / dep, target / dep)
+                todo.append(dep)
 
 
 def _copy_python(root: Path) -> None:

@@ -74,6 +74,16 @@ def test_installer_image_contents(installer_image: build.InstallerImage, initram
     for module in ("virtio_net", "e1000", "e1000e", "igb", "ahci", "virtio_blk", "sd_mod",
                    "nvme", "ext4", "8021q", "virtio_scsi"):  # fmt: skip
         assert f"/{module}.ko" in dep, module
+    # What each driver needs is there too, or modprobe fails on unknown symbols (sd_mod and
+    # nvme_core need t10-pi from block/, igb i2c-algo-bit, ixgbe xfrm_algo).
+    present = {Path(line.split(":")[0]).name.split(".ko")[0].replace("-", "_")
+               for line in dep.splitlines()}  # fmt: skip
+    present |= {Path(line).name.split(".ko")[0].replace("-", "_")
+                for line in (modules / "modules.builtin").read_text().splitlines()}  # fmt: skip
+    for module in ("sd_mod", "nvme_core", "igb", "ixgbe", "ahci", "virtio_net", "usb_storage"):
+        depends = run(["modinfo", "-b", root, "-k", modules.name, "-F", "depends", module])
+        needed = {name.replace("-", "_") for name in depends.stdout.strip().split(",") if name}
+        assert needed <= present, (module, needed - present)
     assert (root / "etc/systemd/network/99-default.link").readlink() == Path("/dev/null")
     assert "udhcpc" in run(["chroot", root, "busybox", "--list"]).stdout.split()
     run(["chroot", root, "/usr/bin/python3", "-c", build.IMPORT_CHECK])
