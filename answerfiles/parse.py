@@ -409,9 +409,15 @@ class _Reader:
         )
 
     def _raid(self) -> Raid | None:
-        node = self.first("raid")
+        found = self.nodes("raid")
+        for extra in found[1:]:  # XCP-ng builds every one; only a mirrored primary is built here
+            self.error(extra, f"a second <raid> is not supported: only the one on line "
+                              f"{found[0].line}, mirroring the primary disk, is built; remove "
+                              "this one or its disks")
+        node = found[0] if found else None
         if node is None:
             return None
+        self.where.note("raid", node.line, node.path)
         disks = self.nodes("disk", within=node)
         for i, disk in enumerate(disks):
             self.where.note(f"disk#{i}", disk.line, disk.path)

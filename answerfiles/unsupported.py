@@ -86,10 +86,13 @@ def disk_problem(disk: str) -> str | None:
 
 def _disks(answers: AnswerFile, where: Locations) -> list[Problem]:
     problems = []
-    if answers.raid is not None:
+    raid = answers.raid
+    primary = answers.primary_disk.disk if answers.primary_disk else None
+    if raid is not None and (primary or "").removeprefix("/dev/") != raid.device:
         message = (
-            f"<raid> (software RAID1 {answers.raid.device} as the primary disk) is not "
-            "supported yet; remove it and name a single disk in <primary-disk>"
+            f'<raid device="{raid.device}"> is not the <primary-disk> '
+            f"({primary or 'none named'}): this installer builds software RAID1 only to install "
+            f"onto it; write <primary-disk>{raid.device}</primary-disk> or remove <raid>"
         )
         problems.append(where.problem("raid", message))
     if answers.primary_disk is not None and not answers.primary_disk.sr_at_end:
@@ -119,12 +122,16 @@ def _sources(answers: AnswerFile, where: Locations) -> list[Problem]:
     for i, source in enumerate(answers.sources):
         nfs = source.type is SourceType.NFS or urlsplit(source.location).scheme.lower() == "nfs"
         if nfs:
-            problems.append(where.problem(f"source#{i}", (
+            message = (
                 "NFS sources are not supported: this installer cannot mount NFS; serve the "
                 "release over http(s) (the provisioning server does) or ftp, or put it on a "
-                f'medium labelled {LOCAL_MEDIA_LABEL} and write <source type="local"/>')))
+                f'medium labelled {LOCAL_MEDIA_LABEL} and write <source type="local"/>'
+            )
+            problems.append(where.problem(f"source#{i}", message))
         if i > 0:
-            problems.append(where.problem(f"source#{i}", (
+            message = (
                 f"found {len(answers.sources)} <source> elements: this installer lays down one "
-                "release from one source and would ignore the others; keep only the first")))
+                "release from one source and would ignore the others; keep only the first"
+            )
+            problems.append(where.problem(f"source#{i}", message))
     return problems

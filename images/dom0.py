@@ -34,9 +34,11 @@ PACKAGES = (
     "initramfs-tools",
     "xen-system-amd64",  # xen-hypervisor-4.17-amd64 + xen-utils-4.17
     "bridge-utils",
+    "openvswitch-switch",
     "openssh-server",
     "systemd-sysv",
     "udev",
+    "mdadm",  # its initramfs hook assembles a software RAID1 primary disk before root mounts
     "kmod",
     "python3",
     "ifupdown",

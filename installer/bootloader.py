@@ -10,6 +10,12 @@ signature stay), ``core.img`` into the BIOS boot partition, with the two sector 
 vfat driver needed) at our own path and at the removable fallback ``EFI/BOOT/BOOTX64.EFI`` that
 firmware without an NVRAM entry boots; an NVRAM entry is added only when the answer file allows
 it and the running system has efivars.
+
+On a software RAID1 (md metadata 1.0, see ``installer.block.mdadm``) all of it is written once,
+through the array: the array's data starts at each member's first sector, so the boot code, the
+core image in the BIOS boot partition and the ESP land on every member, and the firmware boots
+from either disk alone. The core image then also carries GRUB's md driver, so it can read the
+root inside a mirror that lacks a member; the NVRAM entry, when written, is one per member.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ CORE_MODULES = (
 )  # fmt: skip
 BIOS_MODULES = ("biosdisk",)
 EFI_MODULES = ("efi_gop", "efi_uga", "all_video")
+RAID_MODULES = ("diskfilter", "mdraid1x")
 
 # Offsets in GRUB's boot.img (grub-core/boot/i386/pc/boot.S), as grub-setup patches them.
 _BPB_START, _BPB_END = 0x03, 0x5A
@@ -57,12 +64,16 @@ class BootloaderError(FailedError):
 
 @dataclass(frozen=True)
 class Firmware:
-    """Where GRUB goes: ``disk`` for the MBR, ``boot_partition`` (BIOS boot or ESP) for the core."""
+    """Where GRUB goes: ``disk`` for the MBR, ``boot_partition`` (BIOS boot or ESP) for the core.
+
+    ``raid_members``: the disks of the software RAID1 that ``disk`` is, if it is one.
+    """
 
     disk: str
     boot_partition: str
     boot_partition_number: int
     uefi: bool
+    raid_members: tuple[str, ...] = ()
 
 
 def write_grub_cfg(root: Path, boot: XenBoot) -> Path:
@@ -96,7 +107,7 @@ def install_boot_code(
     platform = "x86_64-efi" if firmware.uefi else "i386-pc"
     _copy_modules(platform, root / "boot/grub" / platform)
     with tempfile.TemporaryDirectory(prefix="xcp-grub-") as tmp:
-        core = _mkimage(platform, root_label, Path(tmp))
+        core = _mkimage(platform, root_label, Path(tmp), raid=bool(firmware.raid_members))
         if firmware.uefi:
             _install_efi(core, firmware, write_boot_entry=write_boot_entry)
         else:
@@ -112,11 +123,13 @@ def _copy_modules(platform: str, dest: Path) -> None:
             shutil.copyfile(item, dest / item.name)
 
 
-def _mkimage(platform: str, root_label: str, tmp: Path) -> Path:
+def _mkimage(platform: str, root_label: str, tmp: Path, *, raid: bool = False) -> Path:
     config = tmp / "early.cfg"
     config.write_text(early_config(root_label))
     out = tmp / ("core.efi" if platform.endswith("efi") else "core.img")
     modules = (*CORE_MODULES, *(EFI_MODULES if platform.endswith("efi") else BIOS_MODULES))
+    if raid:
+        modules += RAID_MODULES
     runner.run(
         [
             "grub-mkimage",
@@ -193,14 +206,18 @@ def _install_efi(core: Path, firmware: Firmware, *, write_boot_entry: bool) -> N
     # sysfs always has the efivars directory on UEFI; it has entries only once efivarfs is
     # mounted, and efibootmgr needs that ("EFI variables are not supported on this system").
     if write_boot_entry and EFIVARS.is_dir() and any(EFIVARS.iterdir()):
-        runner.run(
-            [
-                "efibootmgr", "--create",
-                "--disk", firmware.disk,
-                "--part", str(firmware.boot_partition_number),
-                "--label", "XCP-provision",
-                "--loader", f"\\EFI\\{EFI_DIR}\\grubx64.efi",
-            ]
-        )  # fmt: skip
+        # Firmware knows disks, not md arrays: each member gets its own entry.
+        members = firmware.raid_members
+        for disk in members or (firmware.disk,):
+            label = f"XCP-provision ({Path(disk).name})" if members else "XCP-provision"
+            runner.run(
+                [
+                    "efibootmgr", "--create",
+                    "--disk", disk,
+                    "--part", str(firmware.boot_partition_number),
+                    "--label", label,
+                    "--loader", f"\\EFI\\{EFI_DIR}\\grubx64.efi",
+                ]
+            )  # fmt: skip
     elif write_boot_entry:
         log.info("no efivars here: no NVRAM entry; firmware boots EFI/BOOT/BOOTX64.EFI")

@@ -28,9 +28,11 @@ from installer import (
     hostconfig,
     laydown,
     local_bmc,
+    mdadm_conf,
     partition,
     scripts,
 )
+from installer.block import mdadm
 from installer.bootmode import booted_mode, refuse_secure_boot
 from installer.discovery import Hardware, Nic, describe_disk, discover
 from installer.errors import RefusedError
@@ -114,13 +116,15 @@ def _describe_nics(nics: tuple[Nic, ...]) -> str:
     return ", ".join(f"{n.name} {n.mac}" for n in nics) or "none"
 
 
-def local_storage(plan: Plan, devices: dict[str, str]) -> hostconfig.LocalStorage | None:
+def local_storage(
+    plan: Plan, devices: dict[str, str], raid: mdadm.Array | None = None
+) -> hostconfig.LocalStorage | None:
     """The SR the first boot is to create, its devices named stably as XCP-ng names them."""
     if plan.sr_type is None:
         return None
     names: list[str | None] = []
     if plan.primary.by_role("sr") is not None:
-        names.append(_stable_partition_name(plan, "sr", devices.get("sr")))
+        names.append(_stable_partition_name(plan, "sr", devices.get("sr"), raid))
     names += [g.disk.by_id[0] if g.disk.by_id else g.disk.path for g in plan.guest_disks]
     return hostconfig.LocalStorage(plan.sr_type, tuple(n for n in names if n))
 
@@ -173,16 +177,22 @@ def partition_layout(plan: Plan) -> tuple[str, ...]:
     )
 
 
-def _stable_disk_name(plan: Plan) -> str:
+def _stable_disk_name(plan: Plan, raid: mdadm.Array | None = None) -> str:
+    if raid is not None:
+        return mdadm.by_id_link(raid)
     disk = plan.primary.disk
     return disk.by_id[0] if disk.by_id else disk.path
 
 
-def _stable_partition_name(plan: Plan, role: str, device: str | None) -> str | None:
+def _stable_partition_name(
+    plan: Plan, role: str, device: str | None, raid: mdadm.Array | None = None
+) -> str | None:
     """``/dev/disk/by-id/...-partN`` as XCP-ng's inventory writes it, else the node."""
     spec = plan.primary.by_role(role)
     if spec is None or device is None:
         return device
+    if raid is not None:
+        return f"{mdadm.by_id_link(raid)}-part{spec.number}"
     disk = plan.primary.disk
     return f"{disk.by_id[0]}-part{spec.number}" if disk.by_id else device
 
@@ -246,7 +256,9 @@ def _describe_plan(plan: Plan) -> str:
     parts = ", ".join(
         f"{p.number}:{p.role}@{p.start}+{p.sectors}" for p in plan.primary.on_disk_order
     )
-    return f"{plan.primary.disk.path} ({plan.boot_mode.value}) {parts}"
+    raid = plan.raid
+    members = f" = RAID1 of {', '.join(m.disk.path for m in raid.members)}" if raid else ""
+    return f"{plan.primary.disk.path}{members} ({plan.boot_mode.value}) {parts}"
 
 
 def _write_target(
@@ -256,7 +268,10 @@ def _write_target(
     ran: list[scripts.ScriptRun],
 ) -> Installed:
     plan = prepared.plan
-    progress.start("partition", f"partitioning {plan.primary.disk.path}")
+    what = plan.primary.disk.path
+    if plan.raid is not None:
+        what += f" (RAID1 of {', '.join(m.disk.path for m in plan.raid.members)})"
+    progress.start("partition", f"partitioning {what}")
     applied = partition.apply_plan(
         plan, progress=lambda msg: progress.update("partition", 0.5, msg)
     )
@@ -270,8 +285,14 @@ def _write_target(
             mounts.mount(devices["logs"], "var/log")
         try:
             _populate(
-                prepared, progress, root=root, devices=devices, labels=labels,
-                identity=identity, ran=ran,
+                prepared,
+                progress,
+                root=root,
+                devices=devices,
+                labels=labels,
+                identity=identity,
+                ran=ran,
+                raid=applied.raid,
             )
         finally:
             save_log(root, capture.text())
@@ -287,6 +308,7 @@ def _populate(
     labels: hostconfig.Labels,
     identity: hostconfig.Identity,
     ran: list[scripts.ScriptRun],
+    raid: mdadm.Array | None = None,
 ) -> None:
     plan, answers = prepared.plan, prepared.answers
     total = sum(a.size for a in prepared.manifest.artefacts) or 1
@@ -294,9 +316,7 @@ def _populate(
 
     def on_bytes(art: Artefact, received: int) -> None:
         received_by_path[art.path] = received
-        progress.update(
-            "laydown", sum(received_by_path.values()) / total, f"writing {art.path}"
-        )
+        progress.update("laydown", sum(received_by_path.values()) / total, f"writing {art.path}")
 
     progress.start("laydown", "downloading and writing dom0 and Xen")
     laid = laydown.lay_down(prepared.source, prepared.manifest, root, on_bytes)
@@ -313,8 +333,8 @@ def _populate(
     )
     admin = answers.admin_interface
     facts = hostconfig.HostFacts(
-        primary_disk=_stable_disk_name(plan),
-        backup_partition=_stable_partition_name(plan, "backup", devices.get("backup")),
+        primary_disk=_stable_disk_name(plan, raid),
+        backup_partition=_stable_partition_name(plan, "backup", devices.get("backup"), raid),
         partition_layout=partition_layout(plan),
         dom0_mem_mib=boot.dom0_mem_mib,
         dom0_vcpus=boot.dom0_max_vcpus,
@@ -327,9 +347,11 @@ def _populate(
         management_address_type=(
             "IPv6" if admin is not None and admin.proto == Proto.NONE else "IPv4"
         ),
-        local_storage=local_storage(plan, devices),
+        local_storage=local_storage(plan, devices, raid),
     )
     hostconfig.configure(root, answers, labels, facts, identity)
+    if raid is not None:
+        mdadm_conf.write_mdadm_conf(root, raid)
 
     progress.start("bootloader", "writing GRUB")
     boot_spec = plan.partition("boot")
@@ -339,6 +361,7 @@ def _populate(
             boot_partition=devices["boot"],
             boot_partition_number=boot_spec.number,
             uefi=plan.boot_mode is BootMode.UEFI,
+            raid_members=raid.members if raid is not None else (),
         ),
         root,
         boot,

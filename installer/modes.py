@@ -37,6 +37,8 @@ from installer.target import disk_path, is_image_file, target_device
 log = logging.getLogger(__name__)
 
 BACKUP_MARKER = ".xen-backup-partition"
+# libblkid's name for an md member's superblock on a whole disk.
+RAID_MEMBER = "linux_raid_member"
 # Host identity and configuration carried from the old root into the upgraded one.
 PRESERVED = (
     "etc/hostname", "etc/hosts", "etc/network/interfaces.d", "etc/systemd/network",
@@ -79,6 +81,13 @@ class Installation:
 
 
 def find_installation(disk: Disk) -> Installation:
+    if RAID_MEMBER in disk.signatures:
+        # Its partitions are the mirror's, seen through one member: writing them would change
+        # that member alone, behind md's back.
+        raise ModeRefusedError(
+            f"{disk.path} is a member of a software RAID: upgrading or restoring an installation "
+            "on software RAID is not supported yet, and writing one member would split the mirror"
+        )
     roots = [p for p in disk.partitions if (p.label or "").startswith("root-")]
     if len(roots) != 1:
         found = "no" if not roots else f"{len(roots)}"
@@ -93,9 +102,7 @@ def find_installation(disk: Disk) -> Installation:
     return Installation(disk, roots[0], _backup_of(disk, roots[0], logs), logs, boots[0])
 
 
-def _backup_of(
-    disk: Disk, root: DiskPartition, logs: DiskPartition | None
-) -> DiskPartition | None:
+def _backup_of(disk: Disk, root: DiskPartition, logs: DiskPartition | None) -> DiskPartition | None:
     """Our GPT names it ``backup``; XCP-ng names no partition, and numbers it root + 1."""
     named = next((p for p in disk.partitions if p.name == "backup"), None)
     if named is not None:
@@ -164,12 +171,22 @@ def upgrade(
         name = device or answers.existing_installation
         if name is None:
             raise ModeRefusedError("upgrade needs <existing-installation> naming the disk")
-        with (_reporting(reporters) as (progress, capture), _stage_scripts(answers),
-              contextlib.ExitStack() as media):
+        with (
+            _reporting(reporters) as (progress, capture),
+            _stage_scripts(answers),
+            contextlib.ExitStack() as media,
+        ):
             if not is_image_file(target):
                 refuse_secure_boot()
-            return _upgrade(progress, capture, answers, disk_path(name), wanted, media=media,
-                            console=cmdline.host_console(host_console))
+            return _upgrade(
+                progress,
+                capture,
+                answers,
+                disk_path(name),
+                wanted,
+                media=media,
+                console=cmdline.host_console(host_console),
+            )
 
 
 def _upgrade(
@@ -209,8 +226,9 @@ def _upgrade(
         progress.start("configure", "carrying the host's configuration over")
         boot = _carry_over(backup, root, laid, manifest, found, console=console)
         progress.start("bootloader", "writing GRUB")
-        bootloader.install(found.firmware(), root, boot,
-                           write_boot_entry=answers.bootloader.write_boot_entry)
+        bootloader.install(
+            found.firmware(), root, boot, write_boot_entry=answers.bootloader.write_boot_entry
+        )
         scripts.run_stage(answers.scripts, ScriptStage.FILESYSTEM_POPULATED, str(root))
         save_log(root, capture.text(), "upgrade")
     return found
@@ -308,8 +326,12 @@ def _restore(
         _copy_tree(source, root)
         (root / BACKUP_MARKER).unlink(missing_ok=True)
         progress.start("bootloader", "writing GRUB")
-        bootloader.install_boot_code(found.firmware(), root, found.root.label or "",
-                                     write_boot_entry=answers.bootloader.write_boot_entry)
+        bootloader.install_boot_code(
+            found.firmware(),
+            root,
+            found.root.label or "",
+            write_boot_entry=answers.bootloader.write_boot_entry,
+        )
         if found.logs is not None:
             mounts.mount(found.logs.path, "root/var/log")
             save_log(root, capture.text(), "restore")

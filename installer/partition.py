@@ -6,7 +6,10 @@ Then, disk by disk: stale signatures go (inside the old partitions, then on the 
 first and last MiB of each zeroed: ``installer.block.wipe`` says why), the GPT is written by
 pyparted with the plan's exact geometry, the kernel is told about the partitions and we wait for
 their nodes, signatures inside the new partitions go too (an old LVM label or md superblock at
-the same offset would come back to life at first boot), then filesystems are made.
+the same offset would come back to life at first boot), then filesystems are made. A software
+RAID1 primary disk is made first: its members are wiped whole, mirrored with ``mdadm`` into the
+planned array, and the array is checked to be exactly what the plan laid out before it gets the
+primary disk's table.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ import _ped
 import parted
 
 from installer import guards
-from installer.block import nodes, sfdisk, wipe
+from installer.block import mdadm, nodes, sfdisk, wipe
 from installer.discovery import describe_disk
 from installer.errors import FailedError
 from installer.filesystems import make_filesystem
-from installer.plan import DiskPlan, PartitionSpec, Plan
+from installer.plan import DiskPlan, PartitionSpec, Plan, RaidPlan
 
 Progress = Callable[[str], None]
 
@@ -36,6 +39,8 @@ class Applied:
     devices: Mapping[str, str] = field(default_factory=dict)
     guest_disks: tuple[str, ...] = ()
     label_suffix: str = ""
+    # The software RAID1 made as the primary disk (``disk`` is then its device).
+    raid: mdadm.Array | None = None
 
     def device(self, role: str) -> str:
         try:
@@ -48,9 +53,17 @@ def apply_plan(plan: Plan, *, progress: Progress | None = None) -> Applied:
     """Write ``plan`` to its disks; raise a ``RefusedError`` before any write if it is unsafe."""
     say = progress or (lambda _message: None)
     say("checking the disks again")
-    for disk_plan, role in _with_roles(plan):
+    for disk_plan, role in _physical(plan):
         _recheck(disk_plan, role, plan.installer_disks)
+    if plan.raid is not None:
+        _check_free(plan.raid.device)
     devices: dict[str, str] = {}
+    array = None
+    if plan.raid is not None:
+        for member in plan.raid.members:
+            say(f"wiping old signatures on {member.disk.path}")
+            _clear(member)
+        array = _make_array(plan.raid, say)
     for disk_plan, role in _with_roles(plan):
         path = disk_plan.disk.path
         say(f"wiping old signatures on {path}")
@@ -70,26 +83,85 @@ def apply_plan(plan: Plan, *, progress: Progress | None = None) -> Applied:
             if role == "primary":
                 devices[spec.role] = made[spec.number]
     say("partitioning done")
-    return Applied(plan.primary.disk.path, devices,
-                   tuple(g.disk.path for g in plan.guest_disks), plan.label_suffix)
+    return Applied(
+        plan.primary.disk.path,
+        devices,
+        tuple(g.disk.path for g in plan.guest_disks),
+        plan.label_suffix,
+        array,
+    )
 
 
 def _with_roles(plan: Plan) -> list[tuple[DiskPlan, str]]:
+    """The disks that get a table: the primary (a RAID array once made) and the guests."""
     return [(plan.primary, "primary"), *((g, "guest") for g in plan.guest_disks)]
+
+
+def _physical(plan: Plan) -> list[tuple[DiskPlan, str]]:
+    """The disks there are before anything is written, with the role each is checked for."""
+    if plan.raid is None:
+        return _with_roles(plan)
+    members = [(m, "RAID member") for m in plan.raid.members]
+    return [*members, *((g, "guest") for g in plan.guest_disks)]
+
+
+def _check_free(device: str) -> None:
+    """The array's name must be free: ``mdadm --create`` fails on a running one, and it would
+    fail after the members were wiped."""
+    state = mdadm.state(device)
+    if state not in (None, "clear"):
+        raise guards.GuardError(
+            device,
+            "in-use",
+            f"{device} is already an md array here ({state}); stop it (mdadm --stop {device}) "
+            'or name another device in <raid device="...">',
+        )
+
+
+def _make_array(raid: RaidPlan, say: Progress) -> mdadm.Array:
+    """Mirror the wiped members, then hold the array to the plan: its size is the one the
+    layout was made for, and its data starts at each member's first sector, where the firmware
+    looks for the partition table and the boot code."""
+    members = [m.disk.path for m in raid.members]
+    say(f"making RAID1 {raid.device} (md metadata {mdadm.METADATA}) of {', '.join(members)}")
+    array = mdadm.create_mirror(
+        raid.device, members, size_bytes=raid.size_bytes, homehost=raid.homehost
+    )
+    nodes.settle()
+    found = (array.level, array.metadata, array.size_bytes, sorted(array.members))
+    if found != ("raid1", mdadm.METADATA, raid.size_bytes, sorted(members)):
+        raise mdadm.RaidError(
+            f"{raid.device} is not the planned mirror: mdadm made {array.level} metadata "
+            f"{array.metadata} of {', '.join(array.members) or 'no members'} with "
+            f"{array.size_bytes} bytes; the plan wants raid1 metadata {mdadm.METADATA} of "
+            f"{', '.join(members)} with {raid.size_bytes} bytes"
+        )
+    for member in members:
+        offset = mdadm.data_offset_bytes(raid.device, member)
+        if offset:
+            raise mdadm.RaidError(
+                f"{raid.device} keeps its data {offset} bytes into {member}, not from its "
+                "first sector: the firmware would find no partition table or boot code there"
+            )
+    return array
 
 
 def _recheck(disk_plan: DiskPlan, role: str, installer_disks: tuple[str, ...]) -> None:
     current = describe_disk(disk_plan.disk.path)
     guards.check_unchanged(disk_plan.identity, current.identity)
-    guards.check_target(current, role=role, named_by_stable_id=disk_plan.named_by_stable_id,
-                        installer_disks=installer_disks)
+    guards.check_target(
+        current,
+        role=role,
+        named_by_stable_id=disk_plan.named_by_stable_id,
+        installer_disks=installer_disks,
+    )
     for spec in disk_plan.partitions:
         if spec.preserve:
             found = current.partition(spec.number)
-            if found is None or found.start != spec.start or (
-                    found.size_bytes != spec.size_bytes):
+            if found is None or found.start != spec.start or (found.size_bytes != spec.size_bytes):
                 raise guards.GuardError(
-                    current.path, "identity-changed",
+                    current.path,
+                    "identity-changed",
                     f"{current.path} changed since the plan was made: the preserved partition "
                     f"{spec.number} is gone or moved; plan again",
                 )
@@ -130,16 +202,22 @@ def _write_table(disk_plan: DiskPlan) -> None:
     try:
         with _fixing_what_libparted_asks(said):
             _build_table(disk_plan, device, keep).commit()
-    except (parted.PartedException, _ped.PartedException, _ped.IOException,
-            _ped.DiskException, _ped.PartitionException) as exc:
+    except (
+        parted.PartedException,
+        _ped.PartedException,
+        _ped.IOException,
+        _ped.DiskException,
+        _ped.PartitionException,
+    ) as exc:
         asked = f" (libparted said: {' / '.join(said)})" if said else ""
         raise FailedError(f"writing the partition table of {path} failed: {exc}{asked}") from exc
     finally:
         device.removeFromCache()
 
 
-def _build_table(disk_plan: DiskPlan, device: parted.Device,
-                 keep: PartitionSpec | None) -> parted.Disk:
+def _build_table(
+    disk_plan: DiskPlan, device: parted.Device, keep: PartitionSpec | None
+) -> parted.Disk:
     """A kept GPT keeps its utility entry untouched (type, GUID, name); otherwise a new GPT."""
     table = sfdisk.read(device.path) if keep is not None else None
     if keep is not None and table is not None and table.label == "gpt":
@@ -181,8 +259,9 @@ def _fresh_device(path: str) -> parted.Device:
     return parted.getDevice(path)
 
 
-def _add_in_number_order(disk: parted.Disk, device: parted.Device,
-                         specs: list[PartitionSpec]) -> None:
+def _add_in_number_order(
+    disk: parted.Disk, device: parted.Device, specs: list[PartitionSpec]
+) -> None:
     """libparted numbers a GPT partition with the lowest free number and offers no setter, so
     we add in number order, holding a gap (no SR: 1, 2, 3, 5, 6) with a placeholder removed
     before the commit."""
@@ -199,8 +278,22 @@ def _add_in_number_order(disk: parted.Disk, device: parted.Device,
             _add(disk, device, wanted[number])
         else:
             start = -(-spare // mib) * mib
-            placeholders.append(_add(disk, device, PartitionSpec(
-                number, "placeholder", start, start + mib - 1, device.sectorSize, "", None, "")))
+            placeholders.append(
+                _add(
+                    disk,
+                    device,
+                    PartitionSpec(
+                        number,
+                        "placeholder",
+                        start,
+                        start + mib - 1,
+                        device.sectorSize,
+                        "",
+                        None,
+                        "",
+                    ),
+                )
+            )
             spare = start + mib
     for part in placeholders:
         disk.deletePartition(part)
@@ -214,8 +307,11 @@ def _add(disk: parted.Disk, device: parted.Device, spec: PartitionSpec) -> parte
     geometry = parted.Geometry(device=device, start=spec.start, end=spec.end)
     part = parted.Partition(disk=disk, type=parted.PARTITION_NORMAL, geometry=geometry)
     disk.addPartition(part, parted.Constraint(exactGeom=geometry))
-    if part.number != spec.number or part.geometry.start != spec.start or (
-            part.geometry.end != spec.end):
+    if (
+        part.number != spec.number
+        or part.geometry.start != spec.start
+        or (part.geometry.end != spec.end)
+    ):
         raise FailedError(
             f"libparted placed partition {spec.role} as number {part.number} at sectors "
             f"{part.geometry.start}-{part.geometry.end}, not {spec.number} at "

@@ -17,6 +17,7 @@ from typing import TypeGuard
 
 from answerfiles.model import AnswerFile, Mode, PrimaryDisk
 from installer.block import loop
+from installer.errors import RefusedError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,13 @@ def with_target_disk(answers: AnswerFile, device: str | None) -> AnswerFile:
     if device is None:
         return answers
     if answers.mode in (Mode.FRESH, Mode.REINSTALL):
+        if answers.raid is not None:
+            raise RefusedError(
+                f"--target-disk {device} cannot stand in for the primary disk: this answer file "
+                f"makes software RAID1 {answers.raid.device} of "
+                f"{', '.join(answers.raid.disks)} and installs onto that; leave out "
+                "--target-disk, or remove <raid>"
+            )
         primary = answers.primary_disk
         new = (
             dataclasses.replace(primary, disk=device)
@@ -64,6 +72,9 @@ def image_only(answers: AnswerFile, target: str | None) -> AnswerFile:
     real disks of this machine, so they are left out."""
     if not is_image_file(target) or not answers.guest_disks:
         return answers
-    log.warning("installing onto the image %s: guest disks %s are left alone",
-                target, ", ".join(answers.guest_disks))
+    log.warning(
+        "installing onto the image %s: guest disks %s are left alone",
+        target,
+        ", ".join(answers.guest_disks),
+    )
     return dataclasses.replace(answers, guest_disks=())

@@ -61,6 +61,7 @@ PACKAGES = (
     "udev",
     "zstd",
     "ipmitool",
+    "mdadm",  # software RAID1 as the primary disk (installer.block.mdadm)
 )
 # Python distributions the installer imports; their own dependencies are added from metadata.
 DISTRIBUTIONS = (
@@ -95,6 +96,10 @@ MODULE_TREES = (
     "lib", "crypto", "arch/x86/crypto", "net/8021q", "net/802", "net/llc", "net/core", "net/ipv6",
     "net/packet", "net/core/failover.ko",
 )  # fmt: skip
+# mdadm's udev rule that assembles every array whose member appears: here it would start the
+# stale arrays of reused disks (held, they could not be wiped) and the arrays of disks no plan
+# names. The installer makes the one array it plans; the rule naming arrays' links stays.
+AUTO_ASSEMBLY_RULE = "/lib/udev/rules.d/64-md-raid-assembly.rules"
 # Never needed at install time; together they are most of a Debian root.
 STRIP = (
     "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
@@ -334,6 +339,13 @@ def install_release_keyring(root: Path, keys: bytes) -> Path:
 
 
 def _strip(root: Path) -> None:
+    rule = inside(root, AUTO_ASSEMBLY_RULE)
+    if not rule.is_file():
+        raise BootImageError(
+            f"mdadm's auto-assembly rule {AUTO_ASSEMBLY_RULE} is not in the "
+            "image; find where mdadm puts it and remove it there"
+        )
+    rule.unlink()
     for rel in STRIP:
         path = root / rel
         if path.is_dir() and not path.is_symlink():

@@ -18,9 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from answerfiles.errors import AnswerFileError
-from answerfiles.model import AnswerFile, PrimaryDisk
+from answerfiles.model import AnswerFile
 from common.errors import ReportedError
 from installer import discovery, sources
+from installer.block.mdadm import METADATA as RAID_METADATA
 from installer.bootmode import booted_mode
 from installer.plan import (
     GPT_BASIC_DATA,
@@ -32,11 +33,16 @@ from installer.plan import (
     Plan,
     make_plan,
 )
-from installer.target import disk_path, target_device
+from installer.target import disk_path, target_device, with_target_disk
 
 # gdisk's short codes, as the XCP-ng documentation writes the layout; fits in 80 columns.
-_TYPE_CODES = {GPT_BASIC_DATA: "0700", GPT_LINUX_LVM: "8e00", GPT_ESP: "ef00",
-               GPT_BIOS_BOOT: "ef02", GPT_LINUX_SWAP: "8200"}
+_TYPE_CODES = {
+    GPT_BASIC_DATA: "0700",
+    GPT_LINUX_LVM: "8e00",
+    GPT_ESP: "ef00",
+    GPT_BIOS_BOOT: "ef02",
+    GPT_LINUX_SWAP: "8200",
+}
 
 
 def read_answers(location: str) -> AnswerFile:
@@ -45,11 +51,10 @@ def read_answers(location: str) -> AnswerFile:
 
 def plan_for(answers: AnswerFile, target: str | None, boot_mode: BootMode) -> Plan:
     hardware = discovery.discover()
-    if target is not None:
-        primary = answers.primary_disk or PrimaryDisk(target)
-        answers = replace(answers, primary_disk=replace(primary, disk=target))
+    answers = with_target_disk(answers, target)
     named = [answers.primary_disk.disk] if answers.primary_disk else []
-    for name in [*named, *answers.guest_disks]:
+    members = answers.raid.disks if answers.raid else ()
+    for name in [*named, *members, *answers.guest_disks]:
         hardware = _with_named_device(hardware, name)
     return make_plan(answers, hardware, boot_mode, installer_disk=discovery.installer_disks())
 
@@ -81,14 +86,22 @@ def run_guarded(console: Console, work: Any) -> int:
 
 def plan_table(plan: Plan) -> Table:
     disk = plan.primary.disk
-    table = Table(title=f"{disk.path}  {disk.size_bytes / 2**30:.1f} GiB  {plan.boot_mode}  "
-                        f"labels *-{plan.label_suffix}")
+    table = Table(
+        title=f"{disk.path}  {disk.size_bytes / 2**30:.1f} GiB  {plan.boot_mode}  "
+        f"labels *-{plan.label_suffix}"
+    )
     for column in ("#", "role", "start MiB", "size MiB", "type", "fs", "label"):
         table.add_column(column, justify="right" if "MiB" in column or column == "#" else "left")
     for spec in plan.primary.on_disk_order:
-        table.add_row(str(spec.number), spec.role, str(spec.start_bytes >> 20),
-                      str(spec.size_bytes >> 20), _TYPE_CODES.get(spec.gpt_type, spec.gpt_type),
-                      spec.filesystem or "", spec.label or "")
+        table.add_row(
+            str(spec.number),
+            spec.role,
+            str(spec.start_bytes >> 20),
+            str(spec.size_bytes >> 20),
+            _TYPE_CODES.get(spec.gpt_type, spec.gpt_type),
+            spec.filesystem or "",
+            spec.label or "",
+        )
     return table
 
 
@@ -96,38 +109,72 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     def disk_plan(disk_plan: Any) -> dict[str, Any]:
         disk = disk_plan.disk
         return {
-            "disk": {"path": disk.path, "size_bytes": disk.size_bytes, "serial": disk.serial,
-                     "wwn": disk.wwn, "by_id": list(disk.by_id),
-                     "logical_sector": disk.logical_sector},
+            "disk": {
+                "path": disk.path,
+                "size_bytes": disk.size_bytes,
+                "serial": disk.serial,
+                "wwn": disk.wwn,
+                "by_id": list(disk.by_id),
+                "logical_sector": disk.logical_sector,
+            },
             "partitions": [
-                {"number": p.number, "role": p.role, "start": p.start, "end": p.end,
-                 "size_bytes": p.size_bytes, "gpt_type": p.gpt_type, "flag": p.flag,
-                 "name": p.name, "filesystem": p.filesystem, "label": p.label,
-                 "preserve": p.preserve}
+                {
+                    "number": p.number,
+                    "role": p.role,
+                    "start": p.start,
+                    "end": p.end,
+                    "size_bytes": p.size_bytes,
+                    "gpt_type": p.gpt_type,
+                    "flag": p.flag,
+                    "name": p.name,
+                    "filesystem": p.filesystem,
+                    "label": p.label,
+                    "preserve": p.preserve,
+                }
                 for p in disk_plan.on_disk_order
             ],
         }
 
+    raid = plan.raid
     return {
         "boot_mode": str(plan.boot_mode),
         "label_suffix": plan.label_suffix,
         "primary": disk_plan(plan.primary),
+        "raid": None
+        if raid is None
+        else {
+            "device": raid.device,
+            "level": "raid1",
+            "metadata": RAID_METADATA,
+            "size_bytes": raid.size_bytes,
+            "members": [disk_plan(m)["disk"] for m in raid.members],
+        },
         "guest_disks": [disk_plan(g) for g in plan.guest_disks],
         "notes": list(plan.notes),
     }
 
 
 @click.command()
-@click.option("--answerfile", "answerfile", required=True, metavar="SRC",
-              help="Answer file path.")
-@click.option("--target-disk", metavar="PATH",
-              help="A block device or a disk image file, instead of the primary disk.")
-@click.option("--boot-mode", type=click.Choice([m.value for m in BootMode]),
-              help="Default: as this machine booted.")
+@click.option("--answerfile", "answerfile", required=True, metavar="SRC", help="Answer file path.")
+@click.option(
+    "--target-disk",
+    metavar="PATH",
+    help="A block device or a disk image file, instead of the primary disk.",
+)
+@click.option(
+    "--boot-mode",
+    type=click.Choice([m.value for m in BootMode]),
+    help="Default: as this machine booted.",
+)
 @click.option("--json", "as_json", is_flag=True, help="The plan as JSON.")
 @click.pass_context
-def plan(ctx: click.Context, answerfile: str, target_disk: str | None, boot_mode: str | None,
-         as_json: bool) -> None:
+def plan(
+    ctx: click.Context,
+    answerfile: str,
+    target_disk: str | None,
+    boot_mode: str | None,
+    as_json: bool,
+) -> None:
     """Show the disk plan for an answer file; writes nothing."""
     out = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)

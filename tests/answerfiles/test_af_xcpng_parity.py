@@ -265,11 +265,28 @@ CASES = [
     # -- fresh install -----------------------------------------------------------------------
     Case(
         "`<raid device>` with `<disk>`",
-        fresh('<raid device="md127"><disk>sdb</disk><disk>sdc</disk></raid>'),
-        Refused(
-            "installation/raid",
-            "<raid> (software RAID1 md127 as the primary disk) is not supported yet",
+        bare(
+            '<raid device="md127"><disk>sdb</disk><disk>sdc</disk></raid>',
+            "<primary-disk>md127</primary-disk>",
+            SRC,
+            IFACE,
         ),
+        Honoured(lambda af: af.raid.disks == ("sdb", "sdc") and af.primary_disk.disk == "md127"),
+    ),
+    Case(
+        "`<raid device>` with `<disk>`",
+        fresh('<raid device="md127"><disk>sdb</disk><disk>sdc</disk></raid>'),
+        Refused("installation/raid", '<raid device="md127"> is not the <primary-disk> (sda)'),
+    ),
+    Case(
+        "`<raid device>` with `<disk>`",
+        bare(
+            '<raid device="md127"><disk>sdb</disk></raid>',
+            "<primary-disk>md127</primary-disk>",
+            SRC,
+            IFACE,
+        ),
+        Refused("installation/raid", "found 1 <disk> (sdb): RAID1 needs at least two"),
     ),
     Case(
         "`<primary-disk>`",

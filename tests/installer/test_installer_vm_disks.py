@@ -6,9 +6,10 @@ installer image under QEMU (``tests/support/installer_vm.py``) with three disks 
 life before: a GPT whose partition 1 was an md member (metadata 1.2, 4 KiB in), partition 2 an
 LVM physical volume and partition 3, up to the end of the disk, a ZFS vdev; and over the whole
 disk an md 0.90 superblock near its end. The LVM label comes from the host's ``pvcreate``
-(device-mapper is not needed for a label), the md superblocks from ``mdadm --create`` inside
-the VM (the host's mdadm binary rides along: the image has none). No tool without ZFS's kernel
-module writes a ZFS label, so its uberblocks are written byte by byte, as libblkid reads them.
+(device-mapper is not needed for a label), the md superblocks from the image's own ``mdadm
+--create`` inside the VM (the image leaves out mdadm's udev rule that would assemble them again).
+No tool without ZFS's kernel module writes a ZFS label, so its uberblocks are written byte by
+byte, as libblkid reads them.
 
 One boot does it all (TCG time is CI time): make the md members, read every disk, install
 (UEFI layout) onto ``vda`` with ``vdb`` as guest storage, read every disk again, then check what
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,7 +51,6 @@ ANSWERFILE = """<?xml version="1.0"?>
 </installation>
 """.replace("WORKDIR", WORKDIR)
 SCRIPT = r"""
-export PATH="$PWD/bin:$PATH"
 # The old arrays: degraded mirrors, so nothing resyncs. Creating the 0.90 array over a whole
 # disk makes the kernel drop that disk's partitions; a re-read brings them back, as at boot.
 n=100
@@ -154,15 +153,11 @@ def _clean(found: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def vm(installer_image, tmp_path_factory) -> Iterator[tuple[VmResult, dict[str, dict]]]:
-    mdadm = shutil.which("mdadm")
-    if mdadm is None:
-        pytest.skip("mdadm (scripts/test-packages.txt) is not installed")
     work = tmp_path_factory.mktemp("stale")
     extents = {f"/dev/{name}": _stale_disk(work / file, size)
                for name, (file, size) in DISKS.items()}  # fmt: skip
     small_release.build(work / "release")
     files = {
-        "bin/mdadm": Path(mdadm),
         "stale_probe.py": Path(stale_probe.__file__),
         "release": work / "release",
         "answerfile.xml": ANSWERFILE,

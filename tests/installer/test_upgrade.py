@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ from common import runner
 from hypervisor.grub import HostConsole
 from installer import install, modes
 from installer.block import loop
+from installer.discovery import Disk, DiskPartition
 from installer.mounts import mounted
-from installer.plan import BootMode
+from installer.plan import GPT_BASIC_DATA, GPT_BIOS_BOOT, BootMode
 
 pytestmark = pytest.mark.root
 GIB = 1 << 30
@@ -84,11 +86,16 @@ def test_upgrade_then_restore_round_trip(server: ReleaseServer, installed: Path)
     with loop.attached(image) as device:
         sr_before = _sha(loop.refresh(device)[3], 0, 4096)
         with mounted(loop.refresh(device)[1]) as root:
-            uuid_before = (root / "etc/xensource-inventory").read_text().split(
-                "INSTALLATION_UUID='")[1][:36]
+            uuid_before = (
+                (root / "etc/xensource-inventory").read_text().split("INSTALLATION_UUID='")[1][:36]
+            )
 
-    modes.upgrade(_parse(UPGRADE, server.url), target=image, boot_mode=BootMode.BIOS,
-                  host_console=HostConsole.SERIAL)
+    modes.upgrade(
+        _parse(UPGRADE, server.url),
+        target=image,
+        boot_mode=BootMode.BIOS,
+        host_console=HostConsole.SERIAL,
+    )
     with loop.attached(image) as device:
         nodes = loop.refresh(device)
         with mounted(nodes[1]) as root:
@@ -161,3 +168,24 @@ def test_upgrade_finds_the_backup_by_number_on_an_unnamed_xcp_ng_table(
     modes.upgrade(_parse(UPGRADE, server.url), target=str(installed), boot_mode=BootMode.BIOS)
     with loop.attached(installed) as device, mounted(loop.refresh(device)[2]) as backup:
         assert (backup / modes.BACKUP_MARKER).is_file()
+
+
+def test_a_software_raid_member_is_neither_upgraded_nor_restored() -> None:
+    """A member's partitions are the mirror's seen through one disk: writing them would change
+    that member alone. The root and boot partitions are all there, as on a mirror's member."""
+    root = DiskPartition(
+        1, "/dev/sda1", 2048, 18 << 30, GPT_BASIC_DATA, "root", "ext3", "root-abcdef"
+    )
+    boot = DiskPartition(4, "/dev/sda4", 4096, 512 << 20, GPT_BIOS_BOOT, "boot")
+    member = Disk(
+        "sda",
+        "/dev/sda",
+        100 << 30,
+        partitions=(root, boot),
+        table="gpt",
+        signatures=("PMBR", "gpt", "linux_raid_member"),
+    )
+    with pytest.raises(modes.ModeRefusedError, match="/dev/sda is a member of a software RAID"):
+        modes.find_installation(member)
+    plain = replace(member, signatures=("PMBR", "gpt"))
+    assert modes.find_installation(plain).root == root
