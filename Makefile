@@ -3,7 +3,8 @@ VENV := .venv
 DATA ?= ./data
 ARGS ?=
 
-.PHONY: setup setup-runtime run test lint e2e e2e-rack bench-register bench-tftp bench-rack clean
+.PHONY: setup setup-runtime run test lint e2e e2e-rack e2e-raid e2e-all bench-register bench-tftp \
+	bench-rack clean
 
 setup:
 	./scripts/setup.sh test
@@ -33,6 +34,14 @@ e2e: setup
 # installed into a pool, then one rolling reinstall of the pool (2 at a time) through the API.
 e2e-rack: setup
 	$(VENV)/bin/xcp-provision lab run --vms 4 --bmc --reinstall --max-parallel 2 $(ARGS)
+
+# The RAID lab: 2 VMs, each installed onto a software RAID1 of its two disks, then booted with
+# its second disk pulled: Xen and dom0 must come up and the host must report its mirror degraded.
+e2e-raid: setup
+	$(VENV)/bin/xcp-provision lab run --vms 2 --raid $(ARGS)
+
+# Every real-boot lab, one after the other (each exits non-zero when a check fails).
+e2e-all: e2e e2e-rack e2e-raid
 
 # 1,000 concurrent registrations into one pool (ARGS="--postgres --dns" for the other setups).
 bench-register: setup

@@ -19,6 +19,15 @@ FIRSTBOOT_CONFIG = f"{CONFIG_DIR}/firstboot.json"  # written by the installer
 POOL_CONFIG = f"{CONFIG_DIR}/pool.conf"  # written by the agent
 POOL_JOIN_HOOK = f"{CONFIG_DIR}/hooks/pool-join"  # optional, run by the agent
 DONE_MARKER = "/var/lib/xcp-provision/firstboot.done"
+# Health reports after the first boot: the agent with --report, at every boot and from a timer,
+# with the report token the registration gave (written by the agent, mode 0600).
+REPORT_UNIT_NAME = "xcp-provision-report.service"
+REPORT_TIMER_NAME = "xcp-provision-report.timer"
+REPORT_UNIT = f"/etc/systemd/system/{REPORT_UNIT_NAME}"
+REPORT_TIMER = f"/etc/systemd/system/{REPORT_TIMER_NAME}"
+REPORT_UNIT_WANTS = f"/etc/systemd/system/multi-user.target.wants/{REPORT_UNIT_NAME}"
+REPORT_TIMER_WANTS = f"/etc/systemd/system/timers.target.wants/{REPORT_TIMER_NAME}"
+REPORT_CONFIG = f"{CONFIG_DIR}/report.json"
 RELEASE_FILE = f"{CONFIG_DIR}/release"  # our release name, one line
 
 # Networking in dom0 is ifupdown (+ isc-dhcp-client). /etc/network/interfaces sources the

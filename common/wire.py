@@ -17,6 +17,7 @@ INSTALL_EVENTS = f"{INSTALLS}/events"
 INSTALL_FAILED = f"{INSTALLS}/failed"
 INSTALL_DONE = f"{INSTALLS}/done"
 REGISTER = "/api/v1/register"  # the installed host's first boot calls home
+HEALTH = "/api/v1/health"  # then reports its health, with the report token registration gave
 LOADERS = "/loaders"  # /loaders/<name>: network boot loaders for UEFI HTTP Boot
 
 
@@ -47,3 +48,7 @@ def install_report_url(base_url: str, path: str) -> str:
 
 def register_url(base_url: str) -> str:
     return _join(base_url, REGISTER)
+
+
+def health_url(base_url: str) -> str:
+    return _join(base_url, HEALTH)

@@ -18,6 +18,10 @@ from dom0 import firstboot
 FIRSTBOOT_DIR = Path(firstboot.__file__).parent
 AGENT_SOURCE = FIRSTBOOT_DIR / "agent.py"
 UNIT_SOURCE = FIRSTBOOT_DIR / dom0_layout.UNIT_NAME
+REPORT_SOURCES = {
+    dom0_layout.REPORT_UNIT: FIRSTBOOT_DIR / dom0_layout.REPORT_UNIT_NAME,
+    dom0_layout.REPORT_TIMER: FIRSTBOOT_DIR / dom0_layout.REPORT_TIMER_NAME,
+}
 
 
 def _symlink(root: Path, link: str, target: str) -> None:
@@ -29,7 +33,8 @@ def _symlink(root: Path, link: str, target: str) -> None:
 
 
 def install_overlay(root: Path, release_name: str) -> None:
-    """Install and enable the first-boot agent, the network base config and the hvc0 getty."""
+    """Install and enable the first-boot agent, its health report unit and timer, the network
+    base config and the hvc0 getty."""
     agent = inside(root, dom0_layout.AGENT)
     agent.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(AGENT_SOURCE, agent)
@@ -39,6 +44,11 @@ def install_overlay(root: Path, release_name: str) -> None:
     shutil.copyfile(UNIT_SOURCE, unit)
     unit.chmod(0o644)
     _symlink(root, dom0_layout.UNIT_WANTS, dom0_layout.UNIT)
+    for target, source in REPORT_SOURCES.items():  # health reports, after the first boot
+        shutil.copyfile(source, inside(root, target))
+        inside(root, target).chmod(0o644)
+    _symlink(root, dom0_layout.REPORT_UNIT_WANTS, dom0_layout.REPORT_UNIT)
+    _symlink(root, dom0_layout.REPORT_TIMER_WANTS, dom0_layout.REPORT_TIMER)
     inside(root, dom0_layout.POOL_JOIN_HOOK).parent.mkdir(parents=True, exist_ok=True)
     inside(root, dom0_layout.RELEASE_FILE).write_text(release_name + "\n")
 

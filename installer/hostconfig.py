@@ -2,14 +2,13 @@
 
 Everything here is a file under the target root, so every function takes the root path and
 writes plain text: no chroot, no service manager, nothing that needs the target to run. dom0 is
-Debian with ifupdown, so the management interface goes to ``/etc/network/interfaces.d``; XAPI
-facts go to ``/etc/xensource-inventory`` in XCP-ng's ``KEY='value'`` format, so tools written for
-XCP-ng find what they expect.
+Debian with ifupdown, so the management network (``installer.dom0_network``: the NIC on bridge
+``xenbr0``) goes to ``/etc/network/interfaces.d``; XAPI facts go to ``/etc/xensource-inventory``
+in XCP-ng's ``KEY='value'`` format, so tools written for XCP-ng find what they expect.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import uuid
@@ -18,17 +17,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from answerfiles.model import (
-    AdminInterface,
     AnswerFile,
     NetworkBackend,
     NtpSource,
-    Proto,
-    ProtoV6,
     ServiceState,
     SrType,
 )
 from common import dom0_layout
 from common.dom0_layout import inside
+from installer import dom0_network
+from installer.dom0_network import ManagementNetwork
 from installer.errors import FailedError
 
 INVENTORY = "etc/xensource-inventory"
@@ -86,7 +84,7 @@ class HostFacts:
     xen_version: str
     kernel_version: str
     product_version: str
-    management_interface: str
+    management_interface: str  # the NIC; the inventory names the bridge over it
     management_mac: str | None
     uefi: bool
     management_address_type: str = "IPv4"
@@ -97,11 +95,19 @@ def configure(
     root: Path, answers: AnswerFile, labels: Labels, facts: HostFacts, identity: Identity
 ) -> None:
     """Write every host configuration file the answer file asks for."""
+    network = (
+        ManagementNetwork(
+            answers.admin_interface,
+            facts.management_interface,
+            facts.management_mac,
+            answers.network_backend,
+        )
+        if answers.admin_interface
+        else None
+    )
     try:
         write_hostname(root, answers.hostname)
-        write_network(
-            root, answers.admin_interface, facts.management_interface, facts.management_mac
-        )
+        write_network(root, network)
         write_resolv_conf(root, answers.name_servers, answers.hostname)
         write_ntp(root, answers.ntp.source, answers.ntp.servers)
         write_timezone(root, answers.timezone)
@@ -111,7 +117,9 @@ def configure(
         write_services(root, answers)
         write_network_backend(root, answers.network_backend)
         write_fstab(root, labels)
-        write_inventory(root, facts, identity, labels)
+        write_inventory(
+            root, facts, identity, labels, network.device if network else facts.management_interface
+        )
         write_local_storage(root, facts.local_storage)
         write_firstboot(root, answers, facts.management_mac)
     except OSError as exc:
@@ -143,53 +151,26 @@ def write_hostname(root: Path, hostname: str) -> None:
     )
 
 
-def interfaces_stanza(admin: AdminInterface, device: str) -> str:
-    """ifupdown stanzas for the management interface, on its VLAN when one is set.
-
-    Address and netmask are separate lines, the form every ifupdown (Debian's, busybox's) reads.
-    """
-    iface = f"{device}.{admin.vlan}" if admin.vlan else device
-    raw = [f"\tvlan-raw-device {device}"] if admin.vlan else []
-    lines = ["# Management interface, written by xcp-provision", f"auto {iface}"]
-    if admin.proto == Proto.STATIC:
-        network = ipaddress.ip_network(f"{admin.ipaddr}/{admin.subnet}", strict=False)
-        lines += [
-            f"iface {iface} inet static",
-            f"\taddress {admin.ipaddr}",
-            f"\tnetmask {network.netmask}",
-        ]
-        lines += [f"\tgateway {admin.gateway}"] if admin.gateway else []
-        lines += raw
-    elif admin.proto == Proto.DHCP:
-        lines += [f"iface {iface} inet dhcp", *raw]
-    if admin.protov6 == ProtoV6.STATIC:
-        address, _, prefix = (admin.ipv6 or "").partition("/")
-        lines += [f"iface {iface} inet6 static", f"\taddress {address}"]
-        lines += [f"\tnetmask {prefix or 64}"]
-        lines += [f"\tgateway {admin.gatewayv6}"] if admin.gatewayv6 else []
-        lines += raw
-    elif admin.protov6 in (ProtoV6.DHCP, ProtoV6.AUTOCONF):
-        method = "dhcp" if admin.protov6 == ProtoV6.DHCP else "auto"
-        lines += [f"iface {iface} inet6 {method}", *raw]
-    return "\n".join(lines) + "\n"
-
-
-def write_network(root: Path, admin: AdminInterface | None, device: str, mac: str | None) -> None:
-    if admin is None:
+def write_network(root: Path, network: ManagementNetwork | None) -> None:
+    if network is None:
         return
-    _write(root, dom0_layout.MANAGEMENT_INTERFACE_FILE, interfaces_stanza(admin, device))
-    if mac:
+    _write(root, dom0_layout.MANAGEMENT_INTERFACE_FILE, dom0_network.interfaces_text(network))
+    if network.mac:
         # Pin the name: dom0's kernel may enumerate NICs differently from the installer's.
         _write(
             root,
             "etc/systemd/network/10-xcp-management.link",
-            f"[Match]\nMACAddress={mac}\n\n[Link]\nName={device}\n",
+            f"[Match]\nMACAddress={network.mac}\n\n[Link]\nName={network.nic}\n",
         )
 
 
 def write_network_backend(root: Path, backend: NetworkBackend) -> None:
-    """XCP-ng's record of the network backend, which the first-boot agent reports too."""
+    """XCP-ng's record of the network backend, and Xen's vif defaults for the same backend
+    (the image's ``xl.conf`` edited in place, so Debian's other settings stay)."""
     _write(root, NETWORK_CONF, f"{backend.value}\n")
+    xl_conf = inside(root, dom0_network.XL_CONF)
+    current = xl_conf.read_text() if xl_conf.exists() else ""
+    _write(root, dom0_network.XL_CONF, dom0_network.xl_conf_text(current, backend))
 
 
 def write_resolv_conf(root: Path, name_servers: tuple[str, ...], hostname: str) -> None:
@@ -319,7 +300,11 @@ def write_local_storage(root: Path, storage: LocalStorage | None) -> None:
     )
 
 
-def inventory_text(facts: HostFacts, identity: Identity, labels: Labels) -> str:
+def inventory_text(
+    facts: HostFacts, identity: Identity, labels: Labels, management_interface: str
+) -> str:
+    """The inventory; ``management_interface`` is where the address lives (``xenbr0``, as XCP-ng
+    records it), not the NIC under it."""
     values = {
         "PRODUCT_BRAND": PRODUCT_BRAND,
         "PRODUCT_NAME": "xcp-provision",
@@ -332,7 +317,7 @@ def inventory_text(facts: HostFacts, identity: Identity, labels: Labels) -> str:
         "CONTROL_DOMAIN_UUID": identity.control_domain_uuid,
         "PRIMARY_DISK": facts.primary_disk,
         "BACKUP_PARTITION": facts.backup_partition or "",
-        "MANAGEMENT_INTERFACE": facts.management_interface,
+        "MANAGEMENT_INTERFACE": management_interface,
         "MANAGEMENT_ADDRESS_TYPE": facts.management_address_type,
         "PARTITION_LAYOUT": ",".join(facts.partition_layout),
         "DOM0_MEM": str(facts.dom0_mem_mib),
@@ -343,8 +328,10 @@ def inventory_text(facts: HostFacts, identity: Identity, labels: Labels) -> str:
     return "".join(f"{key}='{value}'\n" for key, value in values.items())
 
 
-def write_inventory(root: Path, facts: HostFacts, identity: Identity, labels: Labels) -> None:
-    _write(root, INVENTORY, inventory_text(facts, identity, labels))
+def write_inventory(
+    root: Path, facts: HostFacts, identity: Identity, labels: Labels, management_interface: str
+) -> None:
+    _write(root, INVENTORY, inventory_text(facts, identity, labels, management_interface))
 
 
 def read_inventory(root: Path) -> dict[str, str]:

@@ -12,6 +12,7 @@ import click
 
 from lab.harness import LabOptions, default_results, run_lab
 from lab.rack import RackOptions, mixed_firmwares, run_rack
+from lab.raid import run_raid
 
 
 @click.group()
@@ -77,6 +78,12 @@ def _firmware(*, uefi: bool, uefi_http: bool) -> str:
     "--max-parallel", type=click.IntRange(1), default=2, show_default=True,
     help="With --reinstall: VMs reinstalled at once.",
 )  # fmt: skip
+@click.option(
+    "--raid",
+    is_flag=True,
+    help="Two disks per VM, installed as a software RAID1; once all are in the pool, each VM "
+    "loses its second disk and must boot Xen and dom0 and report its mirror degraded.",
+)
 def run(
     *,
     vms: int,
@@ -90,6 +97,7 @@ def run(
     bmc: bool = False,
     reinstall: bool = False,
     max_parallel: int = 2,
+    raid: bool = False,
 ) -> None:
     """Run the lab; exit 0 only when every VM is in the pool with Xen and dom0 up."""
     options = LabOptions(
@@ -106,12 +114,16 @@ def run(
 
     if reinstall and not bmc:
         raise click.UsageError("--reinstall needs --bmc: the roll powers the VMs through them")
+    if raid and bmc:
+        raise click.UsageError("--raid and --bmc exclude each other: run the RAID lab alone")
     if bmc and not (uefi or uefi_http):
         options = replace(options, firmwares=mixed_firmwares(vms))
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if bmc:
             report = run_rack(RackOptions(options, reinstall, max_parallel), progress=echo)
+        elif raid:
+            report = run_raid(options, progress=echo)
         else:
             report = run_lab(options, progress=echo)
     except KeyboardInterrupt:

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from answerfiles.model import NetworkBackend
+from installer.dom0_network import BRIDGE
 from lab import dnsmasq, netns, qemu
 from lab.api import LabApi
 from lab.errors import LabError
@@ -439,6 +441,7 @@ def _checks(api: LabApi, vms: list[VmRun]) -> list[Check]:
         missing = tl.first_missing()
         checks.append(Check(f"{name} chain", missing is None, _chain_detail(vm)))
         checks.append(Check(f"{name} in pool", vm.state == "in-pool", f"server state {vm.state}"))
+        checks.append(_management_network(api, vm))
         kinds = [e.get("kind") for e in vm.events]
         install_ok = "done" in kinds and "progress" in kinds and "failed" not in kinds
         detail = f"events: {', '.join(dict.fromkeys(str(k) for k in kinds)) or 'none'}"
@@ -458,6 +461,24 @@ def _checks(api: LabApi, vms: list[VmRun]) -> list[Check]:
         )
     checks.append(_one_master(api, vms))
     return checks
+
+
+# The lab's template leaves <network-backend> out: the default, Open vSwitch.
+EXPECTED_BACKEND = NetworkBackend.OPENVSWITCH
+
+
+def _management_network(api: LabApi, vm: VmRun) -> Check:
+    """dom0 runs the backend the answer file asked for, with its management address on the
+    bridge, as the first-boot agent found them running (it reports what runs, not the answer
+    file)."""
+    facts = api.get(f"/api/v1/hosts/{vm.host_id}").get("facts") or {}
+    backend, interface = facts.get("network_backend"), facts.get("management_interface")
+    return Check(
+        f"{vm.spec.name} management network",
+        backend == EXPECTED_BACKEND and interface == BRIDGE,
+        f"reported {facts.get('management_ip')} on {interface} with backend {backend}; "
+        f"expected {BRIDGE} on {EXPECTED_BACKEND}",
+    )
 
 
 # How each lab firmware starts its network boot, as the server's ``boot`` event names it: BIOS

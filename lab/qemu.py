@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,14 +127,49 @@ def mac_for(index: int, seed: int | None = None) -> str:
     return f"52:54:00:{(seed >> 8) & 0xFF:02x}:{seed & 0xFF:02x}:{index & 0xFF:02x}"
 
 
-def create_disk(spec: VmSpec) -> Path:
-    """A blank sparse qcow2 disk: 60 GiB seen by the guest, a few hundred KiB on the host."""
+def create_disk(spec: VmSpec, path: Path | None = None) -> Path:
+    """A blank sparse qcow2 disk (the VM's first, or ``path``): 60 GiB seen by the guest, a few
+    hundred KiB on the host."""
+    path = path or spec.disk
     spec.workdir.mkdir(parents=True, exist_ok=True)
     try:
-        run(["qemu-img", "create", "-q", "-f", "qcow2", spec.disk, f"{spec.disk_gib}G"])
+        run(["qemu-img", "create", "-q", "-f", "qcow2", path, f"{spec.disk_gib}G"])
     except CommandError as exc:
-        raise LabError("disk", f"cannot create {spec.disk}: {exc}") from exc
-    return spec.disk
+        raise LabError("disk", f"cannot create {path}: {exc}") from exc
+    return path
+
+
+def extra_disk(spec: VmSpec, number: int) -> Path:
+    """Where the VM's disk ``number`` (2, 3...) lives, beside its first."""
+    return spec.workdir / f"{spec.name}.disk{number}.qcow2"
+
+
+def guest_disk_name(disk_bus: str, number: int) -> str:
+    """How the guest's kernel names disk ``number`` (1: the first) on ``disk_bus``: vda,
+    vdb... behind virtio-blk, sda, sdb... behind AHCI."""
+    prefix = "vd" if disk_bus == "virtio" else "sd"
+    return prefix + "abcdefgh"[number - 1]
+
+
+def extra_disk_args(spec: VmSpec, number: int) -> list[str]:
+    """QEMU arguments attaching disk ``number`` (2, 3...; made when absent) after the first, on
+    the same bus, so the guest names it as :func:`guest_disk_name` says. Given to :func:`command` as
+    ``extra``; left out, the VM boots without that disk, as with the disk pulled.
+
+    Zeros written to it stay holes (``detect-zeroes``): a RAID1's first resync copies the whole
+    first disk, mostly never written, onto it, which would otherwise allocate all 60 GiB."""
+    path = extra_disk(spec, number)
+    if not path.exists():
+        create_disk(spec, path)
+    drive = (f"file={path},format=qcow2,if=none,id=disk{number - 1},cache=unsafe,discard=unmap,"
+             "detect-zeroes=unmap")  # fmt: skip
+    if spec.disk_bus == "virtio":
+        device = f"virtio-blk-pci,drive=disk{number - 1}"
+    elif spec.disk_bus == "sata":
+        device = f"ide-hd,drive=disk{number - 1},bus=ahci0.{number - 1}"
+    else:
+        raise LabError("disk", f"unknown disk bus {spec.disk_bus!r}; use virtio or sata")
+    return ["-drive", drive, "-device", device]
 
 
 def _disk_args(spec: VmSpec, bootindex: int | None) -> list[str]:
@@ -205,14 +241,16 @@ def command(
     ]
 
 
-def power_on(spec: VmSpec, net: LabNetwork, max_seconds: float) -> Background:
-    """Create the VM's tap and disk if needed and start it."""
+def power_on(
+    spec: VmSpec, net: LabNetwork, max_seconds: float, extra: Sequence[str] = ()
+) -> Background:
+    """Create the VM's tap and disk if needed and start it; ``extra``: more QEMU arguments."""
     if not spec.disk.exists():
         create_disk(spec)
     spec.serial_log.unlink(missing_ok=True)
     spec.serial_log.touch()
     net.add_tap(spec.tap)
-    return launch(spec.name, command(spec, net, max_seconds), spec.qemu_log)
+    return launch(spec.name, command(spec, net, max_seconds, extra=extra), spec.qemu_log)
 
 
 def power_cut(process: Background, timeout: float = 30) -> None:
@@ -223,6 +261,18 @@ def power_cut(process: Background, timeout: float = 30) -> None:
         process.proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise LabError("vm", f"{process.name} (pid {process.pid}) outlived SIGKILL") from exc
+
+
+def wait_released(path: Path, timeout: float = 30) -> None:
+    """Until no QEMU holds the image ``path`` (its write lock): a VM whose power was cut dies a
+    moment after the wrapper :func:`power_cut` waits for, and a VM started on the image before
+    then fails at once with 'Failed to get "write" lock'."""
+    deadline = time.monotonic() + timeout
+    while run(["qemu-img", "info", path], check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise LabError("disk", f"{path} is still held by a QEMU {timeout:.0f} s after its "
+                           "power cut")  # fmt: skip
+        time.sleep(0.5)
 
 
 def power_on_again(spec: VmSpec, net: LabNetwork, max_seconds: float) -> Background:

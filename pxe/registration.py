@@ -13,6 +13,11 @@ Concurrency: the first admitted host becomes master by a conditional
 transaction can win on SQLite (writers serialised) and on PostgreSQL (row lock, re-checked
 predicate); every other host then reads the winner and is checked against its facts.
 
+Every registration answered 200 also carries a new report token, with which the host reports
+its health from then on (:mod:`pxe.health`); the one it had before stops working. It reaches
+only the holder of the install token, from the address that token is bound to: a machine that
+merely knows the host's MAC cannot report for it.
+
 DNS runs after the database commit, so a slow or absent DNS server never holds the inventory's
 write lock; its outcome is recorded as events, and never fails a registration.
 """
@@ -20,7 +25,7 @@ write lock; its outcome is recorded as events, and never fails a registration.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -46,7 +51,7 @@ from pxe.store.pools import create_pool
 from pxe.store.profiles import resolve_profile
 from pxe.store.security_events import KIND as SECURITY
 from pxe.store.security_events import REGISTER_IDENTITY, WRONG_ADDRESS
-from pxe.store.tokens import host_for_install_token, spend_install_token
+from pxe.store.tokens import host_for_install_token, issue_report_token, spend_install_token
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +95,9 @@ class Answer:
     # Seconds after which to ask again, when the refusal is only for now (the pool's named
     # master has not registered yet): served as 503 + Retry-After, which the agent retries.
     retry_after: int | None = None
+    # The host's new credential for its health reports (pxe.health); new at every answer, so
+    # not part of what makes two answers the same.
+    report_token: str | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +107,7 @@ class Answer:
             "master_address": self.master_address,
             "pool_secret": self.pool_secret,
             "reasons": list(self.reasons),
+            "report_token": self.report_token,
         }
 
 
@@ -184,7 +193,20 @@ def _place(session: Session, token: str, report: HostReport, source: str | None)
         host.token_bound_addr = source
         host.token_claimed_at = utcnow()
     if host.token_spent:
-        return _replay(session, host, report)
+        return _with_report_token(session, host, _replay(session, host, report))
+    return _with_report_token(session, host, _placed(session, host, report))
+
+
+def _with_report_token(session: Session, host: Host, placed: _Placed) -> _Placed:
+    """A 200 answer carries a new report token; a wait (503) carries none."""
+    if placed.answer.retry_after is not None:
+        return placed
+    answer = replace(placed.answer, report_token=issue_report_token(session, host))
+    return replace(placed, answer=answer)
+
+
+def _placed(session: Session, host: Host, report: HostReport) -> _Placed:
+    """Record the report and place the host: standalone, refused, or in its pool."""
     before = _dns_target(host)
     host.facts = {**(host.facts or {}), **report.facts}
     if report.hostname and not host.hostname:

@@ -1,11 +1,21 @@
 #!/usr/bin/python3
-"""The dom0 first-boot agent: register this host with the provisioning server, once.
+"""The dom0 first-boot agent: register this host with the provisioning server, once; then
+report its health at every boot and every few minutes (``--report``).
 
 It runs inside the freshly installed dom0 with nothing but Debian's python3, so it uses the
 standard library only. The installer leaves ``/etc/xcp-provision/firstboot.json`` with the
 server URL and a one-time token; the agent reports the host's facts to
 ``POST {server_url}/api/v1/register``, records the pool answer in
 ``/etc/xcp-provision/pool.conf``, runs the optional pool-join hook and then disables itself.
+
+Health: the registration answer carries a report token, the host's own credential from then on
+(the install token is spent by the join, and anyone may know a MAC). The agent keeps it with
+the server URL in ``/etc/xcp-provision/report.json`` (mode 0600), sends a first report at once,
+and ``--report`` (xcp-provision-report.service at every boot, its timer every 5 minutes) sends
+each md array's level, members, array state and sync progress, read from sysfs, to
+``POST {server_url}/api/v1/health``. Exit codes of ``--report``: 0 sent; 2 refused (4xx: the
+host was reinstalled or registered again; a new token comes with the next registration);
+3 no report token yet; 75 gave up after ``--max-attempts``.
 
 While the server is unreachable or failing (5xx) it retries with exponential backoff (capped,
 with jitter, so a rack of hosts booting together does not hammer the server in step). A 4xx is an
@@ -50,9 +60,13 @@ POOL_CONF = "etc/xcp-provision/pool.conf"
 HOOK = "etc/xcp-provision/hooks/pool-join"
 RELEASE = "etc/xcp-provision/release"
 OS_RELEASE = "etc/os-release"
-XENSOURCE_NETWORK_CONF = "etc/xensource/network.conf"
 UNIT_WANTS = "etc/systemd/system/multi-user.target.wants/xcp-provision-firstboot.service"
 DONE = "var/lib/xcp-provision/firstboot.done"
+REPORT_CONFIG = "etc/xcp-provision/report.json"
+SYS_BLOCK = "sys/block"  # under --root like the rest: tests give md arrays a sysfs-shaped tree
+REGISTER_PATH = "/api/v1/register"  # common/wire.py's REGISTER and HEALTH: this file runs
+HEALTH_PATH = "/api/v1/health"  # alone in dom0, so a test holds the two equal
+REPORT_ATTEMPTS = 8  # --report's default: about 3 minutes of backoff, then the timer's turn
 
 EXIT_OK, EXIT_HOOK, EXIT_REFUSED, EXIT_CONFIG, EXIT_NOT_JOINED, EXIT_GAVE_UP = 0, 1, 2, 3, 4, 75
 REQUIRED = ("server_url", "token")
@@ -168,11 +182,40 @@ def dom0_release(root: Path) -> str:
     return ""
 
 
-def network_backend(root: Path, config: dict) -> str:
-    """The network backend as XAPI names it ("openvswitch" or "bridge"), from its config."""
-    if config.get("network_backend"):
-        return str(config["network_backend"])
-    return _read(root / XENSOURCE_NETWORK_CONF) or "bridge"
+def network_backend(interface: str | None) -> str:
+    """The backend that carries the management interface, as XAPI names it, from what runs.
+
+    "openvswitch" when the interface (or the device under its VLAN) is a bridge of a running
+    ovs-vswitchd, "bridge" when it is a Linux bridge or a port of one, else "none" (an address
+    on a bare NIC). What the answer file asked for is no proof: the pool compares this.
+    """
+    device = vlan_parent(interface) or interface
+    if not device:
+        return "none"
+    if device in _ovs_bridges():
+        return "openvswitch"
+    net = Path("/sys/class/net") / device
+    if (net / "bridge").is_dir() or (net / "master" / "bridge").is_dir():
+        return "bridge"
+    return "none"
+
+
+def _ovs_bridges() -> list[str]:
+    """Bridges of a running Open vSwitch: ovs-vswitchd answers, and its database lists them."""
+    if not _command(["ovs-appctl", "--timeout=5", "-t", "ovs-vswitchd", "version"]):
+        return []
+    return _command(["ovs-vsctl", "--timeout=5", "list-br"]).split()
+
+
+def vlan_parent(interface: str | None) -> str | None:
+    """The device a VLAN interface is on (``Device:`` in /proc/net/vlan), None for the rest."""
+    if not interface:
+        return None
+    for line in _read(f"/proc/net/vlan/{interface}").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Device" and value.strip():
+            return value.strip()
+    return None
 
 
 def management_ip(server_url: str) -> str | None:
@@ -249,6 +292,46 @@ def disks() -> list[dict]:
     return result
 
 
+def _number(path: Path) -> int:
+    text = _read(path)
+    return int(text) if text.isdigit() else 0
+
+
+def sync_progress(md: Path) -> float | None:
+    """Percent done of the running sync action: md/sync_completed reads "done / total" in
+    sectors while one runs, "none" (or "delayed") otherwise."""
+    done, sep, total = _read(md / "sync_completed").partition("/")
+    done, total = done.strip(), total.strip()
+    if not (sep and done.isdigit() and total.isdigit() and int(total) > 0):
+        return None
+    return round(100 * int(done) / int(total), 1)
+
+
+def raid_arrays(sys_block: Path) -> list[dict]:
+    """Every md array as the kernel shows it in sysfs: level, members present (raid_disks less
+    degraded) and expected, array state, sync action and its progress. Containers (IMSM, DDF)
+    hold no data themselves and are left out, as are md nodes nothing was assembled into."""
+    arrays = []
+    for dev in sorted(sys_block.glob("md*")):
+        md = dev / "md"
+        level = _read(md / "level")
+        if not level or level == "container":
+            continue
+        expected = _number(md / "raid_disks")
+        arrays.append(
+            {
+                "name": dev.name,
+                "level": level,
+                "members": max(expected - _number(md / "degraded"), 0),
+                "expected": expected,
+                "array_state": _read(md / "array_state"),
+                "sync_action": _read(md / "sync_action") or None,
+                "progress": sync_progress(md),
+            }
+        )
+    return arrays
+
+
 def mac_of(interface: str | None) -> str:
     return _read(f"/sys/class/net/{interface}/address") if interface else ""
 
@@ -278,7 +361,7 @@ def collect_facts(root: Path, config: dict) -> dict:
         "memory": memory_mib(info),
         "xen_version": xen_version(info),
         "dom0_release": dom0_release(root),
-        "network_backend": network_backend(root, config),
+        "network_backend": network_backend(interface),
         "management_ip": ip,
         "management_interface": interface,
         "management_vlan": vlan_of(interface),
@@ -291,11 +374,12 @@ def collect_facts(root: Path, config: dict) -> dict:
 # --- the exchange --------------------------------------------------------------------------
 
 
-def register(server_url: str, token: str, facts: dict, timeout: float = 30) -> dict:
-    url = server_url.rstrip("/") + "/api/v1/register"
+def post_json(url: str, token: str, body: dict, timeout: float = 30) -> dict:
+    """POST ``body`` with the bearer ``token``; the JSON object answered. RefusedError for a
+    4xx, UnavailableError for anything worth retrying."""
     request = urllib.request.Request(  # noqa: S310 (the scheme is checked in load_config)
         url,
-        data=json.dumps(facts).encode(),
+        data=json.dumps(body).encode(),
         method="POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
@@ -313,8 +397,16 @@ def register(server_url: str, token: str, facts: dict, timeout: float = 30) -> d
         answer = json.loads(body)
     except ValueError as exc:
         raise UnavailableError(f"{url} answered something that is not JSON") from exc
-    if not isinstance(answer, dict) or answer.get("state") not in ("in-pool", "registered"):
-        raise UnavailableError(f"{url} answered without a registration state: {body[:200]!r}")
+    if not isinstance(answer, dict):
+        raise UnavailableError(f"{url} answered JSON that is not an object: {body[:200]!r}")
+    return answer
+
+
+def register(server_url: str, token: str, facts: dict, timeout: float = 30) -> dict:
+    url = server_url.rstrip("/") + REGISTER_PATH
+    answer = post_json(url, token, facts, timeout)
+    if answer.get("state") not in ("in-pool", "registered"):
+        raise UnavailableError(f"{url} answered without a registration state: {answer!r:.200}")
     return answer
 
 
@@ -343,15 +435,34 @@ def register_with_retries(
     not answering); that is an outage to wait out like a dead server, not a report to send: the
     server would refuse it (4xx) and the host would never register.
     """
+
+    def attempt() -> dict:
+        facts = collect()
+        if not facts.get("management_ip"):
+            raise UnavailableError(f"no route to {config['server_url']} yet (no local address)")
+        return register(config["server_url"], config["token"], facts)
+
+    return with_retries(attempt, max_attempts=max_attempts, base=base, cap=cap, sleep=sleep,
+                        rng=rng)  # fmt: skip
+
+
+def with_retries(
+    call,
+    *,
+    max_attempts: int,
+    base: float,
+    cap: float,
+    sleep=time.sleep,
+    rng: random.Random | None = None,
+) -> dict:
+    """``call()`` again after each UnavailableError, with backoff, ``max_attempts`` times at
+    most (0: until it answers); a RefusedError ends it at once."""
     delays = backoff_delays(base, cap, rng or random.Random())  # noqa: S311 (jitter, not secrets)
     attempt = 0
     while True:
         attempt += 1
         try:
-            facts = collect()
-            if not facts.get("management_ip"):
-                raise UnavailableError(f"no route to {config['server_url']} yet (no local address)")
-            return register(config["server_url"], config["token"], facts)
+            return call()
         except UnavailableError as exc:
             if max_attempts and attempt >= max_attempts:
                 raise
@@ -420,17 +531,94 @@ def disable(root: Path, config: dict) -> None:
     config_path.write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
 
 
+# --- health reports ------------------------------------------------------------------------
+
+
+def write_report_config(root: Path, server_url: str, token: str) -> Path:
+    """The report token and where to send reports; 0600: the token is this host's credential."""
+    path = root / REPORT_CONFIG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"server_url": server_url, "token": token}, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_report_config(root: Path) -> dict:
+    path = root / REPORT_CONFIG
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} does not exist; the host's registration writes it") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or not all(data.get(key) for key in REQUIRED):
+        raise ConfigError(f"{path} must hold server_url and token")
+    return data
+
+
+def send_health(server_url: str, token: str, sys_block: Path) -> dict:
+    """One report of the md arrays under ``sys_block``, read afresh; the server's judgement."""
+    url = server_url.rstrip("/") + HEALTH_PATH
+    return post_json(url, token, {"raid": raid_arrays(sys_block)})
+
+
+def describe_health(answer: dict) -> str:
+    arrays = ", ".join(
+        f"{a.get('name')} {a.get('state')} ({a.get('members')} of {a.get('expected')})"
+        for a in answer.get("raid") or []
+    )
+    return f"software RAID {answer.get('raid_state')}" + (f": {arrays}" if arrays else "")
+
+
+def report(root: Path, *, max_attempts: int, base: float, cap: float) -> int:
+    """``--report``: send this host's health once, retrying an unreachable server."""
+    try:
+        config = load_report_config(root)
+    except ConfigError as exc:
+        log.error("cannot report: %s", exc)
+        return EXIT_CONFIG
+    try:
+        answer = with_retries(
+            lambda: send_health(config["server_url"], config["token"], root / SYS_BLOCK),
+            max_attempts=max_attempts, base=base, cap=cap,
+        )  # fmt: skip
+    except RefusedError as exc:
+        log.error("health report refused, not retrying: %s", exc)
+        return EXIT_REFUSED
+    except UnavailableError as exc:
+        log.error("giving up after %d attempts: %s", max_attempts, exc)
+        return EXIT_GAVE_UP
+    log.info("reported: %s", describe_health(answer))
+    return EXIT_OK
+
+
 # --- main ----------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Register this host with xcp-provision, once.")
+    parser = argparse.ArgumentParser(
+        description="Register this host with xcp-provision, once; or report its health."
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="Send this host's health (software RAID) with the report token registration gave.",
+    )
     parser.add_argument(
         "--root",
         default=os.environ.get("XCP_PROVISION_ROOT", "/"),
         help="Root directory holding etc/ and var/ (tests use a temporary one).",
     )
-    parser.add_argument("--max-attempts", type=int, default=0, help="0: keep trying.")
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        default=None,
+        help=f"0: keep trying (the default, but {REPORT_ATTEMPTS} with --report).",
+    )
     parser.add_argument("--backoff-base", type=float, default=2.0, help="First delay, seconds.")
     parser.add_argument("--backoff-cap", type=float, default=300.0, help="Longest delay.")
     return parser.parse_args(argv)
@@ -438,8 +626,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="xcp-provision-firstboot: %(message)s")
     root = Path(args.root)
+    if args.report:
+        logging.basicConfig(level=logging.INFO, format="xcp-provision-report: %(message)s")
+        attempts = REPORT_ATTEMPTS if args.max_attempts is None else args.max_attempts
+        return report(root, max_attempts=attempts, base=args.backoff_base, cap=args.backoff_cap)
+    logging.basicConfig(level=logging.INFO, format="xcp-provision-firstboot: %(message)s")
+    args.max_attempts = args.max_attempts or 0
+    return first_boot(root, args)
+
+
+def first_boot(root: Path, args: argparse.Namespace) -> int:
+    """Register, once: the pool answer, the report token, the hook, then never again."""
     if (root / DONE).exists():
         log.info("already registered (%s exists); nothing to do", root / DONE)
         return EXIT_OK
@@ -465,6 +663,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("giving up after %d attempts: %s", args.max_attempts, exc)
         return EXIT_GAVE_UP
     write_pool_conf(root, answer)
+    if answer.get("report_token"):
+        write_report_config(root, config["server_url"], answer["report_token"])
+        # The first report now, briefly: the report unit's timer sends the next ones.
+        report(root, max_attempts=3, base=args.backoff_base, cap=args.backoff_cap)
     log.info(
         "registered: state %s, pool %s, role %s%s",
         answer.get("state"),
@@ -475,8 +677,10 @@ def main(argv: list[str] | None = None) -> int:
     if answer.get("state") == "registered" and answer.get("reasons"):
         # The pool refused us; the server kept our token so that a fixed pool (force, a matching
         # master) admits us on the next try. Disabling now would need a reinstall instead.
-        log.warning("not joined; still armed: restart xcp-provision-firstboot once the pool "
-                    "accepts this host")
+        log.warning(
+            "not joined; still armed: restart xcp-provision-firstboot once the pool "
+            "accepts this host"
+        )
         return EXIT_NOT_JOINED
     hook_ok = run_hook(root, answer)
     disable(root, config)

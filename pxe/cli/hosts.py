@@ -10,6 +10,7 @@ from pxe.bmc.driver import PowerAction
 from pxe.cli.admin import emit, make_table
 from pxe.cli.backend import Backend, backend_options
 from pxe.cli.reinstalls import announce_roll
+from pxe.health import summary
 from pxe.store import rolls as store_rolls
 from pxe.store.bmc import BmcSettings
 from pxe.store.errors import StoreError
@@ -92,7 +93,8 @@ def show(ref: str, backend: Backend, as_json: bool) -> None:
     row = backend.show_host(ref, events=20)
 
     def table() -> object:
-        fields = [(k, v) for k, v in row.items() if k not in ("events", "failure_log")]
+        fields = [(k, v) for k, v in row.items() if k not in ("events", "failure_log", "health")]
+        fields.append(("software RAID", _health_line(row.get("health"))))
         fields += [
             (f"event {e['time']}", f"{e['kind']} {e['step']} {e['percent'] or ''} {e['message']}")
             for e in row["events"]
@@ -100,6 +102,13 @@ def show(ref: str, backend: Backend, as_json: bool) -> None:
         return make_table(f"host {ref}", ["field", "value"], fields)
 
     emit(row, as_json, table)
+
+
+def _health_line(health: dict | None) -> str:
+    """What the host last reported of its software RAID, in one line, with when."""
+    if not health:
+        return "not reported yet"
+    return f"{summary(health['raid_state'], health['raid'])} (reported {health['reported_at']})"
 
 
 @hosts.command("edit")

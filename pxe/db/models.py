@@ -317,3 +317,27 @@ class RollStep(Base):
     )
     step: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text, default="")
+
+
+class HostHealth(Base):
+    """What an installed host last reported of its health (pxe.health_report), and the
+    credential it reports with.
+
+    ``token_hash`` is the sha256 of the host's report token: handed to its first-boot agent in
+    the registration answer (which only the holder of the install token, from the address
+    that token is bound to, receives) and replaced at each registration; a reinstall removes
+    the row. Apart from the host's row, so that reports every few minutes never move
+    ``hosts.updated_at``, which boot decisions compare. Removed with its host.
+    """
+
+    __tablename__ = "host_health"
+
+    host_id: Mapped[int] = mapped_column(
+        ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    # The worst state over the arrays (clean | resyncing | degraded | failed), "none" for a
+    # host without software RAID; None until the first report.
+    raid_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    raid: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    reported_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -15,6 +15,7 @@ from pxe.db.models import Host, HostMac, Pool, Profile, utcnow
 from pxe.db.prepared import PreparedRead
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.events import record_event
+from pxe.store.health import forget_health
 from pxe.store.lifecycle import State, check_transition
 from pxe.store.macs import is_mac, normalise_mac
 from pxe.store.names import row_id
@@ -335,6 +336,7 @@ def reinstall_host(session: Session, host: Host, reason: str = "reinstall reques
     host.queued_at = None
     host.failure_log = ""
     host.refusal_reasons = []
+    forget_health(session, host)
     session.flush()
     return host
 

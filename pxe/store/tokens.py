@@ -1,4 +1,5 @@
-"""Secrets: admin API tokens and hosts' one-time install tokens, stored only as sha256.
+"""Secrets: admin API tokens, hosts' one-time install tokens and their report tokens, stored
+only as sha256.
 
 A token is 32 random bytes, so a plain sha256 is enough to make a stolen database useless and
 keeps the check a single indexed lookup (no slow KDF on every request of an installing rack).
@@ -16,13 +17,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, ScalarSelect, Update, and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from pxe.db.models import ApiToken, Host, utcnow
+from pxe.db.models import ApiToken, Host, HostHealth, utcnow
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.hosts import update_unchanged_host
 from pxe.store.lifecycle import INSTALLER_STATES, State
 
 API_PREFIX = "xpa_"
 INSTALL_PREFIX = "xpi_"
+REPORT_PREFIX = "xph_"
 # What an API token may do: an admin changes things; a viewer only reads (GET and HEAD on the
 # API, the dashboard without its actions).
 ADMIN = "admin"
@@ -157,3 +159,24 @@ def host_for_install_token(session: Session, token: str) -> Host | None:
 def spend_install_token(host: Host) -> None:
     """Mark the token used up (registration does this once the host joined its pool)."""
     host.token_spent = True
+
+
+def issue_report_token(session: Session, host: Host) -> str:
+    """A new report token for ``host`` (its health reports, pxe.health); the one it had stops
+    working. Registration hands it out; a reinstall removes it with the host's health."""
+    token = new_token(REPORT_PREFIX)
+    row = session.get(HostHealth, host.id)
+    if row is None:
+        row = HostHealth(host_id=host.id, raid=[])
+        session.add(row)
+    row.token_hash = hash_token(token)
+    return token
+
+
+def host_for_report_token(session: Session, token: str) -> Host | None:
+    """The host holding this report token, or None."""
+    if not token:
+        return None
+    query = select(HostHealth.host_id).where(HostHealth.token_hash == hash_token(token))
+    host_id = session.scalar(query)
+    return session.get(Host, host_id) if host_id is not None else None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pxe.db.models import ApiToken, Bmc, Event, Host, Pool, Profile, Selector
+from pxe.db.models import ApiToken, Bmc, Event, Host, HostHealth, Pool, Profile, Selector
 from pxe.store.bmc import bmc_of
+from pxe.store.health import health_of
 from pxe.store.lifecycle import State
 
 
@@ -34,6 +35,7 @@ def host_view(host: Host) -> dict[str, Any]:
         "install_address": host.token_bound_addr,
         "queued": is_queued(host),
         "bmc": bmc_view(bmc_of(host)),  # never its password (pxe.bmc)
+        "health": health_view(health_of(host)),  # never its report token (pxe.health)
         "created_at": _time(host.created_at),
         "updated_at": _time(host.updated_at),
     }
@@ -112,4 +114,15 @@ def bmc_view(bmc: Bmc | None) -> dict[str, Any] | None:
         "system_path": bmc.system_path or None,
         "verify_tls": bmc.verify_tls,
         "updated_at": _time(bmc.updated_at),
+    }
+
+
+def health_view(health: HostHealth | None) -> dict[str, Any] | None:
+    """What the host last reported of its health; None before its first report."""
+    if health is None or health.reported_at is None:
+        return None
+    return {
+        "raid_state": health.raid_state,
+        "raid": list(health.raid or []),
+        "reported_at": _time(health.reported_at),
     }

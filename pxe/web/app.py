@@ -14,6 +14,7 @@ from pxe.web import (
     context,
     dashboard,
     errors,
+    health,
     installs,
     loaders,
     metrics,
@@ -47,6 +48,7 @@ BLUEPRINTS = (
     api_audit.bp,
     openapi.bp,
     register.bp,
+    health.bp,
     dashboard.bp,
     metrics.bp,
 )

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from pxe.web import openapi_power, openapi_rolls
+from pxe.web import openapi_health, openapi_power, openapi_rolls
 
 bp = Blueprint("openapi", __name__)
 
@@ -595,6 +595,7 @@ for (_path, _method, _status), _links in LINKS.items():
 
 openapi_power.merge(PATHS, SCHEMAS)  # a host's BMC and power (pxe.web.api.power)
 openapi_rolls.merge(PATHS, SCHEMAS)  # rolling reinstalls (pxe.web.api.reinstalls)
+openapi_health.merge(PATHS, SCHEMAS)  # installed hosts' health reports (pxe.web.health)
 
 
 _READ_METHODS = ("get", "head")
@@ -645,6 +646,7 @@ def spec() -> dict[str, Any]:
                     "scheme": "bearer",
                     "description": "the host's one-time install token",
                 },
+                openapi_health.SCHEME: openapi_health.SECURITY_SCHEME,
             },
         },
     }

@@ -38,6 +38,10 @@ def test_one_bios_vm_installs_boots_xen_and_joins_the_pool(tmp_path: Path) -> No
     assert timeline.evidence[Stage.XEN].startswith("(XEN)")
     for check in report.checks:
         assert check.ok, check
+    # The installed dom0 runs Open vSwitch (the answer files' default) with its address on
+    # xenbr0, as its first-boot agent found them running; the pool admitted it.
+    [network] = [c for c in report.checks if c.name == "lab-vm1 management network"]
+    assert " on xenbr0 with backend openvswitch;" in network.detail, network
     for name in ("lab-vm1.serial.log", "server.log", "dnsmasq.log", "report.json"):
         assert (results / name).stat().st_size > 0, name
     assert not list(results.glob("*.qcow2")), "virtual disks must not be kept"

@@ -3,8 +3,9 @@
 The boot is the proof that matters: Xen 4.17 (from the same build cache) starts the image's
 kernel and initrd under QEMU TCG, the initrd finds the root filesystem by LABEL on an ext3 disk,
 systemd comes up and a getty prints a login prompt on hvc0, which Xen relays to the serial log;
-ifupdown brings up eth0 from the stanza the installer writes, and the first-boot agent registers
-with real facts from a real Xen.
+ifupdown brings up the Linux bridge xenbr0 over eth0 from the stanzas the installer writes for
+``<network-backend>bridge``, and the first-boot agent registers with real facts from a real Xen,
+the bridge among them. (The VM lab installs the default, Open vSwitch, and checks it the same way.)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from answerfiles.model import AdminInterface, NetworkBackend
 from common import dom0_layout
 from common.dom0_layout import inside
 from common.runner import run, start
@@ -28,6 +30,8 @@ from dom0.firstboot import agent as agent_module
 from images import xen
 from images.cache import BuildCache, default_cache_dir
 from images.dom0 import Dom0Image, build_dom0
+from installer import hostconfig
+from installer.dom0_network import ManagementNetwork
 from tests.images.vm import stop_vm
 
 BOOT_TIMEOUT = 420
@@ -58,6 +62,15 @@ def test_dom0_image_contents(dom0_image: Dom0Image, dom0_tree: Path) -> None:
     for tool in ("usr/sbin/xl", "usr/sbin/sshd", "usr/bin/python3", "usr/sbin/ifup", "sbin/init"):
         assert (root / tool).exists(), tool
     assert (root / "sbin" / "dhclient").exists()
+    # Both network backends: Open vSwitch (the default) and Linux bridges, each with its ifupdown
+    # hook; Xen's vif script for each; Open vSwitch started at boot.
+    for tool in ("usr/bin/ovs-vsctl", "usr/bin/ovs-appctl", "usr/sbin/ovs-vswitchd",
+                 "usr/sbin/ovsdb-server", "sbin/brctl", "etc/xen/scripts/vif-openvswitch",
+                 "etc/xen/scripts/vif-bridge", "etc/network/if-pre-up.d/openvswitch",
+                 "etc/network/if-pre-up.d/bridge", "etc/xen/xl.conf"):  # fmt: skip
+        assert (root / tool).exists() or (root / tool).is_symlink(), tool
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    assert (wants / "openvswitch-switch.service").is_symlink()
     assert (root / dom0_layout.UNIT_WANTS.lstrip("/")).is_symlink()
     assert (root / dom0_layout.AGENT.lstrip("/")).read_bytes() == (
         Path(agent_module.__file__)
@@ -126,9 +139,11 @@ def test_dom0_boots_under_xen_to_a_login_prompt_on_hvc0_and_registers(
     QEMU's user-mode network gives dom0 DHCP, and its 10.0.2.2 reaches our loopback registrar.
     """
     port, bodies = registrar
-    (dom0_tree / dom0_layout.MANAGEMENT_INTERFACE_FILE.lstrip("/")).write_text(
-        "auto eth0\niface eth0 inet dhcp\n"
+    network = ManagementNetwork(
+        AdminInterface(name="eth0"), "eth0", "52:54:00:0d:00:01", NetworkBackend.BRIDGE
     )
+    hostconfig.write_network(dom0_tree, network)
+    hostconfig.write_network_backend(dom0_tree, network.backend)
     (dom0_tree / dom0_layout.FIRSTBOOT_CONFIG.lstrip("/")).write_text(
         json.dumps(
             {"server_url": f"http://10.0.2.2:{port}", "token": "tok-boot", "pool": "rack1",
@@ -182,7 +197,8 @@ def test_dom0_boots_under_xen_to_a_login_prompt_on_hvc0_and_registers(
     assert body["xen_version"].startswith("4.17")
     assert body["dom0_release"] == dom0_image.version
     assert body["management_ip"] == "10.0.2.15"
-    assert body["management_interface"] == "eth0"
+    assert body["management_interface"] == "xenbr0"
+    assert body["network_backend"] == "bridge"
     assert body["mac"] == "52:54:00:0d:00:01"
     assert "eth0" in [nic["name"] for nic in body["nics"]]
     assert body["memory"] >= 1024

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,8 +13,6 @@ from answerfiles.model import (
     AnswerFile,
     Ntp,
     NtpSource,
-    Proto,
-    ProtoV6,
     Provisioning,
     Service,
     ServiceState,
@@ -41,49 +38,6 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_static_ipv4_on_a_vlan_with_static_ipv6() -> None:
-    admin = AdminInterface(name="eno1", proto=Proto.STATIC, protov6=ProtoV6.STATIC, vlan=7,
-                           ipaddr="10.1.2.3", subnet="255.255.252.0", gateway="10.1.0.1",
-                           ipv6="2001:db8::5/64", gatewayv6="2001:db8::1")
-    text = hostconfig.interfaces_stanza(admin, "eno1")
-    assert "auto eno1.7\n" in text
-    assert "iface eno1.7 inet static\n\taddress 10.1.2.3\n\tnetmask 255.255.252.0\n" in text
-    assert "\tgateway 10.1.0.1\n" in text
-    assert "iface eno1.7 inet6 static\n\taddress 2001:db8::5\n\tnetmask 64\n" in text
-    assert "\tgateway 2001:db8::1\n" in text
-    assert text.count("vlan-raw-device eno1") == 2
-
-
-@pytest.mark.parametrize(
-    ("proto", "protov6", "expected"),
-    [
-        (Proto.DHCP, ProtoV6.NONE, ["iface eth0 inet dhcp"]),
-        (Proto.NONE, ProtoV6.AUTOCONF, ["iface eth0 inet6 auto"]),
-        (Proto.DHCP, ProtoV6.DHCP, ["iface eth0 inet dhcp", "iface eth0 inet6 dhcp"]),
-    ],
-)
-def test_dhcp_and_ipv6_methods(proto: Proto, protov6: ProtoV6, expected: list[str]) -> None:
-    text = hostconfig.interfaces_stanza(AdminInterface(name="eth0", proto=proto,
-                                                       protov6=protov6), "eth0")
-    assert [line for line in text.splitlines() if line.startswith("iface")] == expected
-    assert "vlan-raw-device" not in text
-
-
-def test_ifupdown_accepts_the_stanza(tmp_path: Path) -> None:
-    """busybox's ifup in dry-run mode parses the file and prints the commands it would run."""
-    admin = AdminInterface(name="eth0", proto=Proto.STATIC, protov6=ProtoV6.STATIC, vlan=42,
-                           ipaddr="192.0.2.9", subnet="255.255.255.0", gateway="192.0.2.1",
-                           ipv6="2001:db8::9/64", gatewayv6="2001:db8::1")
-    interfaces = tmp_path / "interfaces"
-    interfaces.write_text(hostconfig.interfaces_stanza(admin, "eth0"))
-    ifup = subprocess.run(["busybox", "ifup", "-n", "-v", "-f", "-i", str(interfaces), "eth0.42"],
-                          capture_output=True, text=True, check=False)
-    assert ifup.returncode == 0, ifup.stderr
-    assert "ip addr add 192.0.2.9/24 dev eth0.42" in ifup.stdout
-    assert "ip route add default via 192.0.2.1 dev eth0.42" in ifup.stdout
-    assert "2001:db8::9/64" in ifup.stdout
-
-
 def test_configure_writes_every_file(root: Path) -> None:
     answers = AnswerFile(
         admin_interface=AdminInterface(hwaddr="52:54:00:AA:BB:CC"),
@@ -96,11 +50,21 @@ def test_configure_writes_every_file(root: Path) -> None:
     hostconfig.configure(root, answers, LABELS, FACTS, identity)
     assert (root / "etc/shadow").read_text().startswith("root:!:")
     assert (root / "etc/xensource/network.conf").read_text() == "openvswitch\n"
+    # The default backend: eno1 on the Open vSwitch bridge xenbr0, which holds the address.
+    management = inside(root, dom0_layout.MANAGEMENT_INTERFACE_FILE).read_text()
+    assert "iface xenbr0 inet dhcp\n\tovs_type OVSBridge\n\tovs_ports eno1\n" in management
+    assert "iface eno1 inet manual\n\tovs_bridge xenbr0\n" in management
+    assert 'other-config:hwaddr=\\"52:54:00:aa:bb:cc\\"' in management
+    xl_conf = (root / "etc/xen/xl.conf").read_text().splitlines()
+    assert 'vif.default.script="vif-openvswitch"' in xl_conf
+    assert 'vif.default.bridge="xenbr0"' in xl_conf
     assert "bin:*:" in (root / "etc/shadow").read_text()
     assert (root / "etc/systemd/system/systemd-timesyncd.service").readlink() == Path("/dev/null")
     assert (root / "etc/systemd/system/multi-user.target.wants/ssh.service").is_symlink()
-    assert "MACAddress=52:54:00:aa:bb:cc\n\n[Link]\nName=eno1" in (
-        root / "etc/systemd/network/10-xcp-management.link").read_text()
+    assert (
+        "MACAddress=52:54:00:aa:bb:cc\n\n[Link]\nName=eno1"
+        in (root / "etc/systemd/network/10-xcp-management.link").read_text()
+    )
     assert 'XKBVARIANT="nodeadkeys"' in (root / "etc/default/keyboard").read_text()
     assert (root / "etc/localtime").readlink() == Path("/usr/share/zoneinfo/America/New_York")
     inventory = hostconfig.read_inventory(root)
@@ -109,7 +73,7 @@ def test_configure_writes_every_file(root: Path) -> None:
     assert inventory["PRIMARY_DISK"] == "/dev/disk/by-id/ata-TEST"
     assert inventory["BACKUP_PARTITION"] == "/dev/sda2"
     assert inventory["DOM0_MEM"] == "1232" and inventory["DOM0_VCPUS"] == "4"
-    assert inventory["MANAGEMENT_INTERFACE"] == "eno1"
+    assert inventory["MANAGEMENT_INTERFACE"] == "xenbr0"  # as XCP-ng records it
     assert inventory["PARTITION_LAYOUT"] == "ROOT,BACKUP,SR,BOOT,LOG,SWAP"
     fstab = (root / "etc/fstab").read_text().splitlines()
     assert [line.split("\t")[:3] for line in fstab[1:]] == [
@@ -123,8 +87,13 @@ def test_configure_writes_every_file(root: Path) -> None:
     assert "x-systemd.device-timeout=300s" in options["/var/log"]
     assert {"nofail", "x-systemd.device-timeout=300s"} <= set(options["none"])
     firstboot = json.loads(inside(root, dom0_layout.FIRSTBOOT_CONFIG).read_text())
-    assert firstboot == {"server_url": "https://prov.example", "token": "t0k", "pool": "p1",
-                         "hostname": "h1.example.org", "mac": "52:54:00:aa:bb:cc"}
+    assert firstboot == {
+        "server_url": "https://prov.example",
+        "token": "t0k",
+        "pool": "p1",
+        "hostname": "h1.example.org",
+        "mac": "52:54:00:aa:bb:cc",
+    }
 
 
 def test_ntp_from_dhcp_keeps_a_fallback(root: Path) -> None:
@@ -142,13 +111,18 @@ def test_unwritable_root_is_one_clear_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("sr_type", list(SrType))
 def test_the_local_sr_is_left_for_the_first_boot_as_xcpng_leaves_it(root: Path, sr_type) -> None:
     storage = hostconfig.LocalStorage(
-        sr_type, ("/dev/disk/by-id/ata-TEST-part3", "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"))
-    hostconfig.configure(root, AnswerFile(), LABELS, replace(FACTS, local_storage=storage),
-                         hostconfig.Identity.new())
+        sr_type, ("/dev/disk/by-id/ata-TEST-part3", "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4")
+    )
+    hostconfig.configure(
+        root, AnswerFile(), LABELS, replace(FACTS, local_storage=storage), hostconfig.Identity.new()
+    )
     devices = "/dev/disk/by-id/ata-TEST-part3 /dev/disk/by-id/wwn-0x5000c500a1b2c3d4"
     assert (root / "etc/firstboot.d/data/default-storage.conf").read_text().splitlines() == [
-        f"XSPARTITIONS='{devices}'", f"XSTYPE='{sr_type}'",
-        f"PARTITIONS='{devices}'", f"TYPE='{sr_type}'"]
+        f"XSPARTITIONS='{devices}'",
+        f"XSTYPE='{sr_type}'",
+        f"PARTITIONS='{devices}'",
+        f"TYPE='{sr_type}'",
+    ]
 
 
 def test_no_sr_asked_leaves_no_storage_request(root: Path) -> None:

@@ -124,15 +124,16 @@ def _check_root(root: Path, result, mode: BootMode) -> None:
     for key in ("INSTALLATION_UUID", "CONTROL_DOMAIN_UUID", "PRIMARY_DISK", "BACKUP_PARTITION",
                 "DOM0_MEM", "DOM0_VCPUS"):
         assert re.search(rf"^{key}='[^']+'$", inventory, re.M), key
-    assert "MANAGEMENT_INTERFACE='eth0'" in inventory
+    assert "MANAGEMENT_INTERFACE='xenbr0.42'" in inventory  # the address's VLAN on the bridge
     assert "PARTITION_LAYOUT='ROOT,BACKUP,SR,BOOT,LOG,SWAP'" in inventory
     assert f"INSTALLATION_UUID='{result.identity.installation_uuid}'" in inventory
 
     assert (root / "etc/hostname").read_text() == "rack1-h07.lab.example\n"
     net = (root / "etc/network/interfaces.d/management").read_text()
-    assert "iface eth0.42 inet static" in net
+    assert "iface xenbr0 inet manual\n\tovs_type OVSBridge\n\tovs_ports eth0\n" in net
+    assert "iface xenbr0.42 inet static" in net
     assert "address 192.0.2.10\n\tnetmask 255.255.255.0" in net
-    assert "vlan-raw-device eth0" in net and "gateway 192.0.2.1" in net
+    assert "vlan-raw-device xenbr0" in net and "gateway 192.0.2.1" in net
     resolv = (root / "etc/resolv.conf").read_text()
     assert "nameserver 192.0.2.53" in resolv and "search lab.example" in resolv
     assert (root / "etc/shadow").read_text().startswith(f"root:{HASH}:")

@@ -38,7 +38,7 @@ EXAMPLES = 100  # per operation and generation mode, in the fuzzing phase
 SCENARIOS = 300  # stateful scenarios, each up to STEPS calls
 STEPS = 12
 RUNS = 50  # at most, to reach SCENARIOS (see the stateful test)
-INSTALLER_ROUTES = r"^/api/v1/(installs/|register$)"
+INSTALLER_ROUTES = r"^/api/v1/(installs/|register$|health$)"
 
 
 @dataclass(frozen=True)

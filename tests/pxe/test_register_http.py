@@ -55,7 +55,9 @@ def test_the_agents_exchange(server: str, database: Database) -> None:
     member_token = installed_host(database, 2, pool="rack1")
     status, master = post_register(server, master_token, facts(1))
     assert status == 200
-    assert set(master) == {"state", "pool", "role", "master_address", "pool_secret", "reasons"}
+    assert set(master) == {
+        "state", "pool", "role", "master_address", "pool_secret", "reasons", "report_token"
+    }  # fmt: skip
     assert (master["state"], master["role"], master["master_address"]) == (
         "in-pool",
         "master",
@@ -66,8 +68,11 @@ def test_the_agents_exchange(server: str, database: Database) -> None:
     assert member["role"] == "member"
     assert member["master_address"] == ip_of(1)
     assert member["pool_secret"] == master["pool_secret"]
-    # The agent retrying after a lost response gets the same answer.
-    assert post_register(server, member_token, facts(2)) == (200, member)
+    # The agent retrying after a lost response gets the same answer, and a new report token
+    # (it never received the first one).
+    status, again = post_register(server, member_token, facts(2))
+    assert status == 200 and again.pop("report_token") != member.pop("report_token")
+    assert again == member
 
 
 def test_refused_host_gets_reasons_with_200(server: str, database: Database) -> None:

@@ -48,7 +48,9 @@ def test_first_host_is_master_and_the_next_a_member(database: Database) -> None:
         "master_address": "192.0.2.1",
         "pool_secret": _secret(database, "rack1"),
         "reasons": [],
+        "report_token": master.report_token,
     }
+    assert master.report_token.startswith("xph_")
     member = register(database, second, facts(2))
     assert (member.state, member.role, member.master_address) == ("in-pool", "member", "192.0.2.1")
     assert member.pool_secret == master.pool_secret

@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pxe.db.models import Event, Host
+from pxe.health import summary
+from pxe.store.health import health_of
 from pxe.store.lifecycle import State
 from pxe.store.views import is_queued
 
@@ -44,6 +46,9 @@ class HostRow:
     last_event: LastEvent | None
     queued: bool = False  # ready, waiting for an install slot (max_concurrent_installs)
     install_attempts: int = 0
+    # Its software RAID as last reported (pxe.health): the worst array's state, and one line.
+    raid_state: str | None = None
+    raid_summary: str = ""
 
 
 def host_name(host: Host) -> str:
@@ -77,6 +82,8 @@ def host_rows(session: Session, hosts: list[Host]) -> list[HostRow]:
     for host in hosts:
         last = latest.get(host.id)
         step = progress.get(host.id)
+        health = health_of(host)
+        raid_state = health.raid_state if health is not None else None
         rows.append(
             HostRow(
                 id=host.id,
@@ -90,6 +97,8 @@ def host_rows(session: Session, hosts: list[Host]) -> list[HostRow]:
                 last_event=LastEvent(last.time, last.kind, event_text(last)) if last else None,
                 queued=is_queued(host),
                 install_attempts=host.install_attempts or 0,
+                raid_state=raid_state,
+                raid_summary=summary(raid_state, health.raid if health is not None else []),
             )
         )
     return rows

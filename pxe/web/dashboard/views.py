@@ -34,12 +34,13 @@ from pxe.store.audit import audit_view, list_audit, parse_since
 from pxe.store.bmc import bmc_of
 from pxe.store.errors import NotFoundError, StoreError
 from pxe.store.events import list_events
+from pxe.store.health import health_of
 from pxe.store.lifecycle import State
 from pxe.store.pools import list_pools
 from pxe.store.profiles import list_profiles
 from pxe.store.security_events import count_security_events, recent_security_events
 from pxe.store.tokens import ADMIN
-from pxe.store.views import bmc_view
+from pxe.store.views import bmc_view, health_view
 from pxe.web import audit_trail
 from pxe.web.context import base_url, db, settings
 from pxe.web.dashboard import login
@@ -296,7 +297,8 @@ def _timeline(host_id: int) -> dict[str, Any]:
     events = list_events(session, host=host, limit=TIMELINE)
     events.reverse()  # newest first on screen
     row = host_rows(session, [host])[0]
-    return {"host": host, "row": row, "events": events, "event_text": event_text}
+    return {"host": host, "row": row, "events": events, "event_text": event_text,
+            "health": health_view(health_of(host))}  # fmt: skip
 
 
 @bp.get("/ui/hosts/<int:host_id>")
