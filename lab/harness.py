@@ -137,6 +137,11 @@ class LabReport:
     timelines: list[Timeline] = field(default_factory=list)
     figures: dict[str, float] = field(default_factory=dict)
 
+    def verdict(self, lab: str) -> str:
+        """The summary's last line, which scripts and people look for."""
+        verdict = "PASS" if self.ok else f"FAIL at {self.failed_step or 'unknown step'}"
+        return f"{lab}: {verdict} (results in {self.results})"
+
     def summary(self) -> str:
         lines = ["timeline (seconds from power-on):", render_table(self.timelines), ""]
         lines += [f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}" for c in self.checks]
@@ -144,8 +149,7 @@ class LabReport:
             lines.append(f"{name}: {value}")
         if self.error:
             lines.append(f"error: {self.error}")
-        verdict = "PASS" if self.ok else f"FAIL at {self.failed_step or 'unknown step'}"
-        lines.append(f"lab: {verdict} (results in {self.results})")
+        lines.append(self.verdict("lab"))
         return "\n".join(lines)
 
     def to_json(self) -> str:

@@ -87,8 +87,7 @@ class RackReport(LabReport):
         lines += [f"{name}: {value}" for name, value in self.figures.items()]
         if self.error:
             lines.append(f"error: {self.error}")
-        verdict = "PASS" if self.ok else f"FAIL at {self.failed_step or 'unknown step'}"
-        lines.append(f"rack lab: {verdict} (results in {self.results})")
+        lines.append(self.verdict("rack lab"))
         return "\n".join(lines)
 
     def to_json(self) -> str:

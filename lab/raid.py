@@ -112,8 +112,7 @@ class RaidReport(LabReport):
             for boot in self.degraded:
                 cells = [f"{p} {boot.seen[p]:.1f}" if p in boot.seen else f"{p} -" for p in PROOFS]
                 lines.append(f"  {boot.vm}: {', '.join(cells)}")
-        verdict = "PASS" if self.ok else f"FAIL at {self.failed_step or 'unknown step'}"
-        lines.append(f"raid lab: {verdict} (results in {self.results})")
+        lines.append(self.verdict("raid lab"))
         return "\n".join(lines)
 
     def to_json(self) -> str:

@@ -22,15 +22,10 @@ import pytest
 from common import dom0_layout, wire
 from dom0.firstboot import agent
 from images.overlay import AGENT_SOURCE, install_overlay
-from pxe.config import Settings
 from pxe.db.models import HostHealth
 from pxe.db.session import Database
-from pxe.httpd.server import running_server
 from pxe.store.hosts import get_host, reinstall_host
-from pxe.store.pools import create_pool
-from pxe.store.profiles import create_profile
-from pxe.web.app import create_app
-from tests.support.registering import installed_host, mac_of
+from tests.support.registering import installed_host, mac_of, rack_inventory, serving
 
 XL_INFO = "xen_major : 4\nxen_minor : 17\nxen_extra : .7\nnr_cpus : 4\ntotal_memory : 8192\n"
 
@@ -107,19 +102,14 @@ def test_the_report_units_verify(tmp_path: Path) -> None:
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    db = Database(f"sqlite:///{tmp_path / 'inventory.sqlite3'}")
-    db.migrate()
-    with db.scope() as session:
-        create_pool(session, "rack1")
-        create_profile(session, "rack")
-    yield db
-    db.dispose()
+    with rack_inventory(tmp_path, profiles=("rack",)) as db:
+        yield db
 
 
 @pytest.fixture
 def server(tmp_path: Path, database: Database) -> Iterator[str]:
-    with running_server(create_app(Settings(data_dir=tmp_path), database=database)) as running:
-        yield running.url
+    with serving(tmp_path, database) as url:
+        yield url
 
 
 def _xen_path(tmp_path: Path) -> str:

@@ -17,12 +17,9 @@ import pytest
 
 from common import dom0_layout
 from images.overlay import AGENT_SOURCE, install_overlay
-from pxe.config import Settings
 from pxe.db.session import Database
-from pxe.httpd.server import running_server
-from pxe.store.pools import create_pool, get_pool, pool_members
-from pxe.web.app import create_app
-from tests.support.registering import installed_host, mac_of
+from pxe.store.pools import get_pool, pool_members
+from tests.support.registering import installed_host, mac_of, rack_inventory, serving
 
 XL_INFO = """\
 host                   : xenhost
@@ -38,18 +35,14 @@ xen_version            : 4.17.7
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    db = Database(f"sqlite:///{tmp_path / 'inventory.sqlite3'}")
-    db.migrate()
-    with db.scope() as session:
-        create_pool(session, "rack1")
-    yield db
-    db.dispose()
+    with rack_inventory(tmp_path) as db:
+        yield db
 
 
 @pytest.fixture
 def server(tmp_path: Path, database: Database) -> Iterator[str]:
-    with running_server(create_app(Settings(data_dir=tmp_path), database=database)) as running:
-        yield running.url
+    with serving(tmp_path, database) as url:
+        yield url
 
 
 def _xen_path(tmp_path: Path) -> str:

@@ -13,30 +13,30 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pxe.config import Settings
 from pxe.db.session import Database, close_databases
-from pxe.httpd.server import running_server
-from pxe.store.pools import create_pool
 from pxe.store.tokens import create_api_token
-from pxe.web.app import create_app
-from tests.support.registering import events_of, facts, host_row, installed_host, post_register
+from tests.support.registering import (
+    events_of,
+    facts,
+    host_row,
+    installed_host,
+    post_register,
+    rack_inventory,
+    serving,
+)
 from xcp_provision.main import main
 
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    db = Database(f"sqlite:///{tmp_path / 'inventory.sqlite3'}")
-    db.migrate()
-    with db.scope() as session:
-        create_pool(session, "rack1")
-    yield db
-    db.dispose()
+    with rack_inventory(tmp_path) as db:
+        yield db
 
 
 @pytest.fixture
 def server(tmp_path: Path, database: Database) -> Iterator[str]:
-    with running_server(create_app(Settings(data_dir=tmp_path), database=database)) as running:
-        yield running.url
+    with serving(tmp_path, database) as url:
+        yield url
 
 
 def _call(

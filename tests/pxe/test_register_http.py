@@ -18,7 +18,7 @@ from pxe.db.session import Database, close_databases
 from pxe.httpd.server import running_server
 from pxe.registration import on_host_removed
 from pxe.store.hosts import host_by_mac
-from pxe.store.pools import create_pool, get_pool
+from pxe.store.pools import get_pool
 from pxe.store.tokens import create_api_token
 from pxe.web.app import create_app
 from tests.support.bind import BindServer, running_bind
@@ -30,24 +30,22 @@ from tests.support.registering import (
     ip_of,
     mac_of,
     post_register,
+    rack_inventory,
+    serving,
 )
 from xcp_provision.main import main
 
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    db = Database(f"sqlite:///{tmp_path / 'inventory.sqlite3'}")
-    db.migrate()
-    with db.scope() as session:
-        create_pool(session, "rack1")
-    yield db
-    db.dispose()
+    with rack_inventory(tmp_path) as db:
+        yield db
 
 
 @pytest.fixture
 def server(tmp_path: Path, database: Database) -> Iterator[str]:
-    with running_server(create_app(Settings(data_dir=tmp_path), database=database)) as running:
-        yield running.url
+    with serving(tmp_path, database) as url:
+        yield url
 
 
 def test_the_agents_exchange(server: str, database: Database) -> None:

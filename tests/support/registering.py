@@ -5,15 +5,23 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+from pxe.config import Settings
 from pxe.db.models import Event, Host
 from pxe.db.session import Database
+from pxe.httpd.server import running_server
 from pxe.store.hosts import add_host
 from pxe.store.lifecycle import State
+from pxe.store.pools import create_pool
+from pxe.store.profiles import create_profile
 from pxe.store.tokens import issue_install_token
+from pxe.web.app import create_app
 
 
 def mac_of(number: int) -> str:
@@ -108,3 +116,25 @@ def post_register(
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+@contextmanager
+def rack_inventory(tmp_path: Path, *, profiles: tuple[str, ...] = ()) -> Iterator[Database]:
+    """A migrated SQLite inventory in ``tmp_path`` with the pool ``rack1`` and ``profiles``."""
+    db = Database(f"sqlite:///{tmp_path / 'inventory.sqlite3'}")
+    db.migrate()
+    with db.scope() as session:
+        create_pool(session, "rack1")
+        for name in profiles:
+            create_profile(session, name)
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def serving(tmp_path: Path, database: Database) -> Iterator[str]:
+    """The whole web application on a real socket over ``database``; its base URL."""
+    with running_server(create_app(Settings(data_dir=tmp_path), database=database)) as running:
+        yield running.url
