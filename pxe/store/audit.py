@@ -85,7 +85,12 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     match = _RELATIVE.match(text)
     if match:
         amount, unit = match.groups()
-        return (now or utcnow()) - timedelta(**{_UNITS[unit]: int(amount)})
+        try:
+            return (now or utcnow()) - timedelta(**{_UNITS[unit]: int(amount)})
+        except OverflowError as exc:  # further back than the calendar goes (year 1)
+            raise InvalidInputError(
+                f"since={text!r} reaches before the year 1; give a shorter span or a time"
+            ) from exc
     try:
         value = datetime.fromisoformat(text.strip().upper().replace("Z", "+00:00"))
     except ValueError as exc:
