@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
 from pxe.db.models import Bmc, Host, utcnow
+from pxe.store import per_host
 from pxe.store.errors import InvalidInputError
 from pxe.store.macs import normalise_mac
 
@@ -138,39 +138,13 @@ def get_bmc(session: Session, host: Host) -> Bmc | None:
     return session.get(Bmc, host.id)
 
 
-_KNOWN = "xcp_bmcs"  # Session.info key: host id -> its Bmc or None, as read in this session
-_CHUNK = 500  # host ids per IN (...) query
-
-
-def _known(session: Session) -> dict[int, Bmc | None]:
-    return session.info.setdefault(_KNOWN, {})
+_KNOWN = "xcp_bmcs"  # Session.info key of pxe.store.per_host
 
 
 def bmc_of(host: Host) -> Bmc | None:
-    """The host's BMC through the session the host was loaded in (None if detached).
-
-    Views of many hosts ask this once per host: the first call reads the BMCs of every host
-    the session holds, in a few queries, so listing 1,000 hosts is not 1,000 more queries.
-    """
-    session = object_session(host)
-    if session is None:
-        return None
-    known = _known(session)
-    if host.id not in known:
-        ids = [host.id]
-        ids += [
-            obj.id
-            for obj in session.identity_map.values()
-            if isinstance(obj, Host) and obj.id is not None and obj.id not in known
-            and obj.id != host.id
-        ]  # fmt: skip
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            found = {
-                b.host_id: b for b in session.scalars(select(Bmc).where(Bmc.host_id.in_(chunk)))
-            }
-            known.update({host_id: found.get(host_id) for host_id in chunk})
-    return known[host.id]
+    """The host's BMC through the session the host was loaded in (None if detached), read
+    with every other host's that session holds."""
+    return per_host.row_of(host, Bmc, _KNOWN)
 
 
 def set_bmc(
@@ -197,7 +171,7 @@ def set_bmc(
     bmc.verify_tls = settings.verify_tls
     bmc.updated_at = utcnow()
     session.flush()
-    _known(session)[host.id] = bmc
+    per_host.remember(session, _KNOWN, host.id, bmc)
     return bmc
 
 
@@ -207,5 +181,5 @@ def remove_bmc(session: Session, host: Host) -> bool:
         return False
     session.delete(bmc)
     session.flush()
-    _known(session)[host.id] = None
+    per_host.remember(session, _KNOWN, host.id, None)
     return True
