@@ -51,6 +51,10 @@ bench-register: setup
 bench-tftp: setup
 	$(VENV)/bin/python bench/tftp_bench.py $(ARGS)
 
+# TFTP windows (RFC 7440): one 1 MiB loader over 1 ms of added latency, lock-step vs windows.
+bench-tftp-window: setup
+	$(VENV)/bin/python bench/tftp_window_bench.py $(ARGS)
+
 # A rack of 100 hosts booting at once: ours (alone, then behind nginx) vs tftpd-hpa + nginx.
 bench-rack: setup
 	$(VENV)/bin/python bench/rack_boot_bench.py $(ARGS)

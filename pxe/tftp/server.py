@@ -56,6 +56,7 @@ from tftpy.TftpShared import (
 from tftpy.TftpStates import TftpServerState, TftpState, TftpStateExpectACK
 
 from pxe.tftp.filecache import FileCache, OutsideRootError
+from pxe.tftp.window import WindowedSender, accepted_window
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,6 @@ MAX_BLKSIZE = 65464
 _RECV_SIZE = 65536
 _ACK = b"\x00\x04"
 _DAT = b"\x00\x03"
-
-
-LOOP_NICE = -10  # the loop thread's nice value (see TftpService._supervise)
 
 
 class TftpRefusedError(TftpException):
@@ -113,6 +111,8 @@ class _ReadRequest(TftpServerState):
         accepted = super().returnSupportedOptions(options)
         if "blksize" in accepted:
             accepted["blksize"] = min(int(accepted["blksize"]), MAX_BLKSIZE)
+        if "windowsize" in options:
+            accepted["windowsize"] = accepted_window(options["windowsize"])
         return accepted
 
     def handle(self, pkt: TftpPacketRRQ, raddress: str, rport: int) -> TftpState:
@@ -163,6 +163,8 @@ class _Transfer(TftpContextServer):
         self.peer = client
         self.started = time.monotonic()
         self.blksize: int | None = None  # known once options are negotiated
+        # The data phase when the client negotiated a window of more than one block.
+        self.windowed: WindowedSender | None = None
 
     @property
     def last_pkt(self) -> object:
@@ -180,8 +182,14 @@ class _Transfer(TftpContextServer):
         self._last_pkt, self._last_dat = packet, None
 
     def arm_fast_path(self) -> None:
-        """After tftpy moved the transfer: the one ACK :meth:`ack_and_send_next` may take."""
-        if type(self.state) is TftpStateExpectACK:
+        """After tftpy moved the transfer: the one ACK :meth:`ack_and_send_next` may take, or,
+        right after an OACK granting a window, the windowed sender that takes over."""
+        window = int(self.options.get("windowsize", 1))
+        if window > 1 and type(self.state) is TftpStateExpectACK and self.next_block == 0:
+            blksize = int(self.options.get("blksize", 512))
+            self.windowed = WindowedSender(self.sock, self.fileobj, blksize, window)
+            self._expected_ack = None
+        elif type(self.state) is TftpStateExpectACK:
             self._expected_ack = _ACK + self.next_block.to_bytes(2, "big")
         else:
             self._expected_ack = None
@@ -288,14 +296,9 @@ class TftpService:
     def _supervise(self) -> None:
         """Run the loop; if it dies of a bug, log it, rebuild its state and run it again.
 
-        The loop runs at a higher priority than the HTTP workers when it may (root): a transfer
-        moves in lock-step, one block per round trip, so every wait for a CPU multiplies by
-        the number of blocks, and one thread carries every transfer (tftpd-hpa gets one
-        process, hence one share of the CPU, per transfer). A rack powering on otherwise left
-        its loaders crawling behind the kernels the HTTP workers were sending.
+        The loop runs at the process's own priority, like every other server a site runs: a
+        faster transfer is the protocol's to win (windows, large blocks), not the scheduler's.
         """
-        with contextlib.suppress(PermissionError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOOP_NICE)
         while not self._stopping.is_set():
             try:
                 self._loop()
@@ -419,7 +422,11 @@ class TftpService:
         transfer.last_update = time.time()
         transfer.timeout_expectACK = False
         try:
-            if not transfer.ack_and_send_next(buffer):
+            if transfer.windowed is not None:
+                if transfer.windowed.take(buffer):
+                    transfer.state = None
+                transfer.retry_count = 0
+            elif not transfer.ack_and_send_next(buffer):
                 packet = self._factory.parse(buffer)
                 transfer.state = transfer.state.handle(packet, *transfer.peer)
                 transfer.retry_count = 0
@@ -460,7 +467,10 @@ class TftpService:
                 transfer.timeout_expectACK = False
                 transfer.last_update = now
                 try:
-                    transfer.state.resendLast()
+                    if transfer.windowed is not None and transfer.windowed.started:
+                        transfer.windowed.send_window()
+                    else:
+                        transfer.state.resendLast()
                 except Exception as exc:
                     self._finish(transfer, f"resend failed: {exc}")
 
@@ -471,6 +481,8 @@ class TftpService:
         transfer.end()
         seconds = time.monotonic() - transfer.started
         sent = transfer.metrics.bytes
+        if transfer.windowed is not None:
+            sent += transfer.windowed.new_bytes
         client = "%s:%d" % transfer.peer  # noqa: UP031 (one address, two parts)
         if failure is None:
             self.counters.transfers += 1

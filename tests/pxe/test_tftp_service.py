@@ -21,7 +21,7 @@ from pxe.tftp import server as tftp_server
 from pxe.tftp.filecache import FileCache, OutsideRootError
 from pxe.tftp.files import GeneratedFiles
 from pxe.tftp.loaders import IPXE_DIR, prepare_tftp_root
-from pxe.tftp.server import LOOP_NICE, TftpService
+from pxe.tftp.server import TftpService
 
 MAC = "52:54:00:12:34:56"
 INSTALL = BootPlan(
@@ -118,12 +118,10 @@ def test_curl_fetches_loaders_byte_exact(service, tmp_path, name, blksize):
     assert (tmp_path / name).read_bytes() == (IPXE_DIR / name).read_bytes()
 
 
-def test_the_loop_outranks_the_http_workers(service):
-    """Root (as serve runs on a rack) lets the loop take a higher priority than the threads
-    around it."""
-    assert os.geteuid() == 0, "serve runs as root for ports 67 and 69; so do these tests"
+def test_the_loop_runs_at_the_priority_of_the_threads_around_it(service):
+    """Benches compare us with servers at their own priority: ours takes no higher one."""
     loop = os.getpriority(os.PRIO_PROCESS, service._thread.native_id)
-    assert loop == LOOP_NICE < os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert loop == os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
 def test_loaders_in_root_are_debian_copies(root):
