@@ -487,8 +487,9 @@ class TftpService:
         if failure is None:
             self.counters.transfers += 1
             self.counters.bytes += sent
-            log.info("tftp sent %s to %s: %d bytes in %.3f s",
-                     transfer.file_to_transfer, client, sent, seconds)
+            window = f", window {transfer.windowed.window}" if transfer.windowed else ""
+            log.info("tftp sent %s to %s: %d bytes in %.3f s%s",
+                     transfer.file_to_transfer, client, sent, seconds, window)
         else:
             self.counters.failed += 1
             log.warning("tftp failed %s to %s after %d bytes in %.3f s: %s",

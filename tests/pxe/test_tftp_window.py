@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,6 +99,17 @@ def test_a_window_survives_the_block_number_rollover(service, root, tmp_path):
     proc = atftp(service.port, "rollover.bin", out, "windowsize 32", "blksize 8")
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes() == (root / "rollover.bin").read_bytes()
+
+
+def test_the_log_line_names_the_window(service, tmp_path, caplog):
+    with caplog.at_level("INFO", logger="pxe.tftp.server"):
+        proc = atftp(service.port, "loader.bin", tmp_path / "x", "windowsize 16")
+        assert proc.returncode == 0, proc.stderr
+        deadline = time.monotonic() + 5
+        while "window 16" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert "tftp sent loader.bin" in caplog.text
+    assert "bytes in" in caplog.text and ", window 16" in caplog.text
 
 
 def test_a_client_without_the_option_keeps_lock_step(service, root, tmp_path):
