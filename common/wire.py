@@ -21,6 +21,11 @@ HEALTH = "/api/v1/health"  # then reports its health, with the report token regi
 LOADERS = "/loaders"  # /loaders/<name>: network boot loaders for UEFI HTTP Boot
 
 
+def authority(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it: an IPv6 literal in brackets (RFC 3986)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _join(base_url: str, path: str) -> str:
     return base_url.rstrip("/") + path
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from common import wire
+
 ENV_PREFIX = "XCP_PROVISION_"
 
 
@@ -97,6 +99,10 @@ class Settings:
     dns_server: str = ""
     dns_port: int = 53
     dns_forward_zone: str = ""
+    # The zones PTR records go in (comma-separated, or a TOML list), in-addr.arpa and ip6.arpa
+    # alike: each address goes to the most specific zone holding it. dns_reverse_zone is the
+    # older name, for one zone; both are used.
+    dns_reverse_zones: str = ""
     dns_reverse_zone: str = ""
     dns_key_name: str = ""
     dns_key_algorithm: str = "hmac-sha256"
@@ -123,9 +129,12 @@ class Settings:
         if request_host_url:
             return request_host_url.rstrip("/")
         host = self.bind if self.bind not in ("0.0.0.0", "::", "") else _primary_address()  # noqa: S104
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.http_port}"
+        return f"http://{wire.authority(host, self.http_port)}"
+
+    def ipv4_bind(self) -> str:
+        """The address the IPv4-only UDP services (ProxyDHCP, TFTP) bind: IPv4's wildcard when
+        ``bind`` is IPv6's, with which HTTP answers both families."""
+        return "0.0.0.0" if self.bind == "::" else self.bind  # noqa: S104
 
     def pxe_server_ip(self) -> str:
         """The IPv4 address to hand PXE clients as the TFTP server."""
@@ -139,8 +148,11 @@ class Settings:
 
     def dhcp_interface_names(self) -> tuple[str, ...]:
         """dhcp_interfaces and its older alias dhcp_interface, in order, each name once."""
-        names = f"{self.dhcp_interfaces},{self.dhcp_interface}".replace(" ", ",").split(",")
-        return tuple(dict.fromkeys(name for name in names if name))
+        return _names(self.dhcp_interfaces, self.dhcp_interface)
+
+    def dns_reverse_zone_names(self) -> tuple[str, ...]:
+        """dns_reverse_zones and its older alias dns_reverse_zone, in order, each name once."""
+        return _names(self.dns_reverse_zones, self.dns_reverse_zone)
 
     def workers(self) -> int:
         return self.http_workers if self.http_workers > 0 else max(1, os.cpu_count() or 1)
@@ -157,6 +169,12 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **_coerce_all(changes))
+
+
+def _names(*lists: str) -> tuple[str, ...]:
+    """The names of comma- or space-separated ``lists``, in order, each once."""
+    names = ",".join(lists).replace(" ", ",").split(",")
+    return tuple(dict.fromkeys(name for name in names if name))
 
 
 def _primary_address() -> str:
@@ -181,7 +199,7 @@ CLIENT_ENV = frozenset({CLIENT_SERVER_ENV, CLIENT_TOKEN_ENV, CLIENT_CONFIG_ENV})
 
 
 # Comma-separated settings that a TOML file may also give as a list.
-_LIST_SETTINGS = frozenset({"dhcp_interfaces", "dhcp_dns"})
+_LIST_SETTINGS = frozenset({"dhcp_interfaces", "dhcp_dns", "dns_reverse_zones"})
 
 
 def _coerce(name: str, value: Any) -> Any:

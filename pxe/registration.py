@@ -24,6 +24,7 @@ write lock; its outcome is recorded as events, and never fails a registration.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -130,7 +131,7 @@ def dns_settings(settings: Settings) -> DnsSettings | None:
             "server": settings.dns_server,
             "port": settings.dns_port,
             "forward_zone": settings.dns_forward_zone,
-            "reverse_zone": settings.dns_reverse_zone,
+            "reverse_zones": settings.dns_reverse_zone_names(),
             "key_name": settings.dns_key_name,
             "algorithm": settings.dns_key_algorithm,
             "secret_file": settings.dns_key_file,
@@ -250,7 +251,7 @@ def _mismatch(host: Host, report: HostReport, source: str | None) -> IdentityMis
     """Why this registration is not the token's host, or None: its MAC (when the inventory
     lists some), the SMBIOS UUID and serial the host reported at PXE time (when it did and the
     registration reports them), and the client address (when the token is bound: the address
-    its install used, or the static management address of its profile, ``ipaddr``)."""
+    its install used, or a static management address of its profile, ``ipaddr`` or ``ipv6``)."""
     refused = None
     if host.mac_list and report.mac not in host.mac_list:
         refused = f"this install token belongs to another host than the one with MAC {report.mac}"
@@ -264,7 +265,7 @@ def _mismatch(host: Host, report: HostReport, source: str | None) -> IdentityMis
                    "booted its installer")  # fmt: skip
     if refused is not None:
         return IdentityMismatchError(REGISTER_IDENTITY, refused)
-    allowed = {host.token_bound_addr, _static_address(host)} - {None}
+    allowed = {host.token_bound_addr, *_static_addresses(host)} - {None}
     if source is not None and host.token_bound_addr is not None and source not in allowed:
         return IdentityMismatchError(
             WRONG_ADDRESS,
@@ -279,16 +280,26 @@ def _reported_text(report: HostReport, field: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _static_address(host: Host) -> str | None:
-    """The management address the host's profile gives it (fresh-static's ``ipaddr``): where
-    its dom0 comes up, rather than its installer's DHCP address."""
+def _static_addresses(host: Host) -> set[str]:
+    """The management addresses the host's profile gives it (fresh-static's ``ipaddr``,
+    fresh-static-ipv6's ``ipv6``): where its dom0 comes up, rather than the address its
+    installer had, which is often IPv4 even for a host managed over IPv6."""
     if host.profile is None:
-        return None
+        return set()
     try:
-        value = resolve_profile(host.profile).variables.get("ipaddr")
+        variables = resolve_profile(host.profile).variables
     except ConflictError:
-        return None
-    return str(value).split("/")[0] if value else None
+        return set()
+    return {_address(str(variables[key])) for key in ("ipaddr", "ipv6") if variables.get(key)}
+
+
+def _address(text: str) -> str:
+    """An address as a client's is written (``2001:DB8:0::7/64`` is ``2001:db8::7``)."""
+    bare = text.split("/", maxsplit=1)[0].strip()
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        return bare
 
 
 def _check_identity(session: Session, host: Host, mac: str) -> None:

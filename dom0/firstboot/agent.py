@@ -39,6 +39,7 @@ pool as a member.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -433,13 +434,21 @@ def register_with_retries(
 
     Early in the first boot the management address may not exist yet (DHCP still running, DNS
     not answering); that is an outage to wait out like a dead server, not a report to send: the
-    server would refuse it (4xx) and the host would never register.
+    server would refuse it (4xx) and the host would never register. So is a link-local IPv6
+    address: while the static or autoconf address is still tentative (duplicate address
+    detection, a second or more), the kernel reaches an on-link server from fe80::.
     """
 
     def attempt() -> dict:
         facts = collect()
-        if not facts.get("management_ip"):
+        address = facts.get("management_ip")
+        if not address:
             raise UnavailableError(f"no route to {config['server_url']} yet (no local address)")
+        if ipaddress.ip_address(address).is_link_local:
+            raise UnavailableError(
+                f"only the link-local {address} reaches {config['server_url']} yet (the "
+                "management address is not usable yet)"
+            )
         return register(config["server_url"], config["token"], facts)
 
     return with_retries(attempt, max_attempts=max_attempts, base=base, cap=cap, sleep=sleep,

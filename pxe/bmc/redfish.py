@@ -17,6 +17,7 @@ import sushy
 from sushy import auth as sushy_auth
 from sushy import exceptions as sushy_errors
 
+from common import wire
 from pxe.bmc.driver import (
     BmcAuthError,
     BmcCommandError,
@@ -40,8 +41,7 @@ def base_url(config: BmcConfig) -> str:
     """``https://address:port``; an address given as a URL keeps its scheme (and port)."""
     address = config.address
     if "://" not in address:
-        host = f"[{address}]" if ":" in address else address
-        return f"https://{host}:{config.port}"
+        return f"https://{wire.authority(address, config.port)}"
     parts = urlsplit(address)
     if parts.port is None:
         return f"{parts.scheme}://{parts.netloc}:{config.port}"

@@ -91,7 +91,7 @@ class Services:
         """``shared_counters``: a file to count in, for HTTP workers in other processes."""
         root = prepare_tftp_root(settings.data_dir)
         generated = GeneratedFiles(plan_for_mac(settings, database), settings.base_url())
-        service = TftpService(root, generated, settings.bind, settings.tftp_port)
+        service = TftpService(root, generated, settings.ipv4_bind(), settings.tftp_port)
         if shared_counters is not None:
             service.counters = SharedTftpCounters(shared_counters, writable=True)
         service.start()
@@ -119,7 +119,7 @@ class Services:
         service = ProxyDhcpService(
             _pinned_server_ip(settings, base),
             base,
-            bind=settings.bind,
+            bind=settings.ipv4_bind(),
             interfaces=settings.dhcp_interface_names(),
             http_port=settings.http_port,
             ports=(settings.dhcp_port, settings.pxe_port),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,16 @@ ALGORITHMS = {
     "hmac-sha512": dns.tsig.HMAC_SHA512,
 }
 _KEY_BLOCK_SECRET = re.compile(r'secret\s+"([^"]+)"\s*;')
-REQUIRED = ("server", "forward_zone", "reverse_zone", "key_name", "secret_file")
+REQUIRED = ("server", "forward_zone", "reverse_zones", "key_name", "secret_file")
+_REVERSE_ROOTS = (dns.name.from_text("in-addr.arpa."), dns.name.from_text("ip6.arpa."))
 
 
 @dataclass(frozen=True)
 class DnsSettings:
     server: str
     forward_zone: str
-    reverse_zone: str
+    # in-addr.arpa and ip6.arpa zones alike; reverse_zone_for picks the one a PTR goes in.
+    reverse_zones: tuple[str, ...]
     key_name: str
     secret_file: Path
     port: int = 53
@@ -51,13 +53,21 @@ class DnsSettings:
             )
         if not 0 < self.port < 65536:
             raise DnsSettingsError(f"DNS port {self.port} is not between 1 and 65535")
+        if not self.reverse_zones:
+            raise DnsSettingsError("DNS settings lack reverse_zones")
+        for zone in self.reverse_zones:
+            if not any(dns.name.from_text(zone).is_subdomain(root) for root in _REVERSE_ROOTS):
+                raise DnsSettingsError(
+                    f"reverse zone {zone} is not under in-addr.arpa. or ip6.arpa.; name the "
+                    "zones PTR records go in, such as 2.0.192.in-addr.arpa."
+                )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> DnsSettings | None:
         """Build from the ``[dns]`` settings table; ``None`` when DNS updates are not configured.
 
         A table with a server but without zones or key is a mistake worth stopping for, not a
-        silent "DNS off".
+        silent "DNS off". ``reverse_zones`` is a sequence of zones or one comma-separated text.
         """
         if not values or not values.get("server"):
             return None
@@ -68,7 +78,7 @@ class DnsSettings:
             return cls(
                 server=str(values["server"]),
                 forward_zone=_absolute(values["forward_zone"]),
-                reverse_zone=_absolute(values["reverse_zone"]),
+                reverse_zones=_zones(values["reverse_zones"]),
                 key_name=str(values["key_name"]),
                 secret_file=Path(values["secret_file"]),
                 port=int(values.get("port", 53)),
@@ -79,6 +89,16 @@ class DnsSettings:
         except (TypeError, ValueError) as exc:
             raise DnsSettingsError(f"DNS settings are invalid: {exc}") from exc
 
+    def reverse_zone_for(self, reverse_name: dns.name.Name) -> str | None:
+        """The most specific reverse zone holding ``reverse_name``, None when none does: one
+        site may delegate 10.in-addr.arpa. and, inside it, 2.0.10.in-addr.arpa. elsewhere."""
+        holding = [
+            zone
+            for zone in self.reverse_zones
+            if reverse_name.is_subdomain(dns.name.from_text(zone))
+        ]
+        return max(holding, key=lambda zone: len(dns.name.from_text(zone)), default=None)
+
     def tsig_key(self) -> dns.tsig.Key:
         """The signing key, with the secret read from its file now."""
         return dns.tsig.Key(
@@ -88,6 +108,15 @@ class DnsSettings:
 
 def _absolute(zone: object) -> str:
     return dns.name.from_text(str(zone)).to_text()
+
+
+def _zones(zones: object) -> tuple[str, ...]:
+    """Absolute zone names, each once, from a sequence or a comma-separated text."""
+    items = zones.split(",") if isinstance(zones, str) else zones
+    if not isinstance(items, Sequence):
+        raise ValueError(f"reverse zones {zones!r} are neither a list nor a comma-separated text")
+    names = (str(item).strip() for item in items)
+    return tuple(dict.fromkeys(_absolute(name) for name in names if name))
 
 
 def read_secret(path: Path) -> str:

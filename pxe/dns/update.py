@@ -23,6 +23,7 @@ import dns.reversename
 import dns.tsig
 import dns.update
 
+from common import wire
 from pxe.dns.errors import (
     DnsAuthError,
     DnsConflictError,
@@ -62,7 +63,7 @@ class HostDnsResult:
     """What one registration did in DNS; conflicts are results here, not exceptions."""
 
     done: tuple[tuple[Record, RecordStatus], ...] = ()
-    # Conflicts, and a reverse record the configured zone cannot hold.
+    # Conflicts, and a reverse record no configured reverse zone holds.
     problems: tuple[DnsServerError, ...] = ()
     # Records not attempted because an earlier conflict made them wrong (a PTR to a name that
     # points elsewhere).
@@ -75,7 +76,7 @@ class DnsUpdater:
 
     @property
     def server(self) -> str:
-        return f"{self.settings.server}:{self.settings.port}"
+        return wire.authority(self.settings.server, self.settings.port)
 
     def forward_record(self, hostname: str, address: str) -> Record:
         """The A (or AAAA) record of ``hostname`` at ``address``.
@@ -100,20 +101,24 @@ class DnsUpdater:
         return Record(self.settings.forward_zone, name.to_text(), rdtype, str(ip))
 
     def reverse_record(self, forward: Record) -> Record:
-        """The PTR record pointing ``forward``'s address back at its name."""
+        """The PTR record pointing ``forward``'s address back at its name, in the reverse zone
+        that holds the address (in-addr.arpa for an A, ip6.arpa for an AAAA)."""
         reverse = dns.reversename.from_address(forward.value)
-        if not reverse.is_subdomain(dns.name.from_text(self.settings.reverse_zone)):
+        zone = self.settings.reverse_zone_for(reverse)
+        if zone is None:
+            family = "ip6.arpa" if forward.rdtype == "AAAA" else "in-addr.arpa"
             raise DnsNameError(
                 self.server,
-                self.settings.reverse_zone,
-                f"address {forward.value} is outside the reverse zone",
+                ", ".join(self.settings.reverse_zones),
+                f"address {forward.value} is outside every reverse zone; add the {family} "
+                "zone holding it to dns_reverse_zones",
             )
-        return Record(self.settings.reverse_zone, reverse.to_text(), "PTR", forward.name)
+        return Record(zone, reverse.to_text(), "PTR", forward.name)
 
     def add_host(self, hostname: str, address: str) -> HostDnsResult:
         """Ensure the host's forward then reverse record.
 
-        A conflict, or an address outside the reverse zone, is reported in the result; the
+        A conflict, or an address outside every reverse zone, is reported in the result; the
         forward record stays, since it is correct on its own. A forward conflict skips the PTR,
         which would point at a name that resolves elsewhere.
         """

@@ -14,6 +14,7 @@ from flask import Flask
 from waitress import wasyncore
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
+from common import wire
 from pxe.httpd.file_sender import read_once_files
 
 
@@ -49,7 +50,7 @@ class RunningServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{wire.authority(self.host, self.port)}"
 
 
 @contextmanager

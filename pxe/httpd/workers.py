@@ -41,7 +41,8 @@ _MAX_BACKOFF_SECONDS = 30.0
 
 def listening_socket(host: str, port: int) -> socket.socket:
     """A TCP socket listening on ``host``:``port``, for ``serve`` answering HTTP itself."""
-    return socket.create_server((host, port), family=_family(host), backlog=1024)
+    return socket.create_server((host, port), family=_family(host), backlog=1024,
+                                dualstack_ipv6=_both_families(host))  # fmt: skip
 
 
 def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
@@ -56,12 +57,19 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT only
         probe.bind((host, port))
         port = probe.getsockname()[1]  # port 0 picked one: all the sockets take it
-    return [socket.create_server((host, port), family=family, backlog=1024, reuse_port=True)
+    return [socket.create_server((host, port), family=family, backlog=1024, reuse_port=True,
+                                 dualstack_ipv6=_both_families(host))
             for _ in range(count)]  # fmt: skip
 
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _both_families(host: str) -> bool:
+    """IPv6's wildcard answers IPv4 too: hosts network-boot over IPv4 and may then be managed
+    over IPv6, and both must reach the one server. Python's default would be IPv6 alone."""
+    return host == "::"
 
 
 @dataclass

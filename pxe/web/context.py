@@ -59,16 +59,29 @@ def client_address() -> str:
     The peer of the connection, unless it is one of ``trusted_proxies``: then the last entry
     of X-Forwarded-For, the address that proxy saw (deploy/nginx.conf sets the header to it).
     A header sent by any other peer is ignored, so a host cannot pass for another by sending
-    one; a value that is not an IP address leaves the peer.
+    one; a value that is not an IP address leaves the peer. An IPv4 client of a socket that
+    answers both families (``bind = "::"``) is its IPv4 address, as it would be on an IPv4
+    socket: the address a token is bound to does not depend on the socket it came in on.
     """
-    peer = request.remote_addr or ""
+    peer = _unmapped(request.remote_addr or "")
     if peer not in _trusted(settings().trusted_proxies):
         return peer
     forwarded = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
     try:
-        return str(ip_address(forwarded))
+        ip_address(forwarded)
     except ValueError:
         return peer
+    return _unmapped(forwarded)
+
+
+def _unmapped(address: str) -> str:
+    """``address`` in its canonical form, an IPv4-mapped IPv6 one (::ffff:192.0.2.7) as IPv4."""
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return address
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped or ip)
 
 
 @lru_cache(maxsize=8)

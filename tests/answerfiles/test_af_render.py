@@ -9,7 +9,7 @@ import pytest
 
 from answerfiles import render
 from answerfiles.errors import AnswerFileError
-from answerfiles.model import Mode, NtpSource, Proto
+from answerfiles.model import Mode, NtpSource, Proto, ProtoV6
 from answerfiles.parse import parse_answerfile
 from answerfiles.password import hash_password
 from answerfiles.render import RenderError, list_templates, render_template
@@ -31,7 +31,9 @@ def rendered(template: str, variables: dict[str, object]):
 
 
 def test_bundled_templates() -> None:
-    assert list_templates() == ["fresh-dhcp", "fresh-static", "restore", "upgrade"]
+    assert list_templates() == [
+        "fresh-dhcp", "fresh-static", "fresh-static-ipv6", "restore", "upgrade"
+    ]  # fmt: skip
 
 
 def test_fresh_dhcp() -> None:
@@ -76,6 +78,27 @@ def test_fresh_static_nameservers_as_comma_separated_text() -> None:
                                    "vlan": ""}).answers
     assert af.name_servers == ("192.0.2.53", "192.0.2.54")
     assert af.admin_interface.vlan is None
+
+
+def test_fresh_static_ipv6_has_no_ipv4() -> None:
+    variables = {
+        **BASE,
+        "server_url": "http://[2001:db8::1]:8080",
+        "ipv6": "2001:db8:6::10/64",
+        "gatewayv6": "2001:db8:6::1",
+        "vlan": 120,
+        "nameservers": "2001:db8::53",
+    }
+    parsed = rendered("fresh-static-ipv6", variables)
+    assert parsed.warnings == ()
+    iface = parsed.answers.admin_interface
+    assert (iface.proto, iface.protov6) == (Proto.NONE, ProtoV6.STATIC)
+    assert (iface.ipv6, iface.gatewayv6, iface.vlan) == ("2001:db8:6::10/64", "2001:db8:6::1", 120)
+    assert (iface.ipaddr, iface.gateway) == (None, None)
+    assert parsed.answers.name_servers == ("2001:db8::53",)
+    assert parsed.answers.provisioning.server_url == "http://[2001:db8::1]:8080"
+    with pytest.raises(RenderError, match="gatewayv6"):
+        render_template("fresh-static-ipv6", {**variables, "gatewayv6": "192.0.2.1"}, host="h")
 
 
 def test_upgrade_and_restore() -> None:
@@ -155,7 +178,9 @@ def test_invalid_output_is_an_answerfile_error_naming_template_and_host() -> Non
 
 
 def test_unknown_template_lists_the_bundled_ones() -> None:
-    with pytest.raises(RenderError, match="allowed fresh-dhcp, fresh-static, restore, upgrade"):
+    with pytest.raises(
+        RenderError, match="allowed fresh-dhcp, fresh-static, fresh-static-ipv6, restore, upgrade"
+    ):
         render_template("fresh", BASE)
 
 

@@ -7,14 +7,11 @@ broadcasts crafted DISCOVERs and unicasts REQUESTs to port 4011, as PXE firmware
 
 from __future__ import annotations
 
-import ctypes
 import os
 import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import TypeVar
 
 import pytest
 
@@ -23,12 +20,11 @@ from pxe.dhcp import options as opt
 from pxe.dhcp.packet import BOOTREQUEST, FLAG_BROADCAST, DhcpPacket
 from pxe.dhcp.pool import DhcpRange
 from pxe.dhcp.proxy import ProxyDhcpService
+from tests.support.netns import in_netns
 
 SERVER_IP = "10.99.0.1"
 CLIENT_IP = "10.99.0.2"
 BASE_URL = f"http://{SERVER_IP}:8080"
-CLONE_NEWNET = 0x40000000
-T = TypeVar("T")
 
 pytestmark = pytest.mark.root
 
@@ -59,31 +55,6 @@ def link() -> Iterator[Link]:
     finally:
         for ns in (link.server_ns, link.client_ns):
             run(["ip", "netns", "del", ns], check=False)
-
-
-def in_netns(ns: str, action: Callable[[], T]) -> T:
-    """Run ``action`` in a thread that entered ``ns``; threads it starts stay there too."""
-    result: list[T] = []
-    errors: list[BaseException] = []
-
-    def enter_and_run() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-        try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns into {ns} failed")
-            result.append(action())
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            os.close(fd)
-
-    thread = threading.Thread(target=enter_and_run)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return result[0]
 
 
 @pytest.fixture

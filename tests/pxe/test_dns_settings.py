@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from pxe.config import load_settings
 from pxe.dns.errors import DnsSettingsError
 from pxe.dns.settings import DnsSettings, read_secret
+from pxe.registration import dns_settings
 
 SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I="
 
@@ -16,7 +18,7 @@ def _mapping(secret_file: Path, **extra: object) -> dict[str, object]:
     return {
         "server": "192.0.2.53",
         "forward_zone": "lab.example",
-        "reverse_zone": "2.0.192.in-addr.arpa",
+        "reverse_zones": "2.0.192.in-addr.arpa",
         "key_name": "xcp-provision",
         "secret_file": str(secret_file),
         **extra,
@@ -29,7 +31,7 @@ def test_no_server_means_dns_updates_are_off() -> None:
 
 
 def test_a_server_without_zones_or_key_is_an_error() -> None:
-    with pytest.raises(DnsSettingsError, match="lack forward_zone, reverse_zone, key_name"):
+    with pytest.raises(DnsSettingsError, match="lack forward_zone, reverse_zones, key_name"):
         DnsSettings.from_mapping({"server": "192.0.2.53", "secret_file": "/k"})
 
 
@@ -37,8 +39,42 @@ def test_zones_become_absolute_and_defaults_apply(tmp_path: Path) -> None:
     settings = DnsSettings.from_mapping(_mapping(tmp_path / "k"))
     assert settings is not None
     assert settings.forward_zone == "lab.example."
-    assert settings.reverse_zone == "2.0.192.in-addr.arpa."
+    assert settings.reverse_zones == ("2.0.192.in-addr.arpa.",)
     assert (settings.port, settings.algorithm, settings.ttl) == (53, "hmac-sha256", 300)
+
+
+def test_reverse_zones_of_both_families_from_a_list_or_a_text(tmp_path: Path) -> None:
+    zones = ["2.0.192.in-addr.arpa", "8.b.d.0.1.0.0.2.ip6.arpa.", "2.0.192.in-addr.arpa."]
+    expected = ("2.0.192.in-addr.arpa.", "8.b.d.0.1.0.0.2.ip6.arpa.")
+    for given in (zones, ", ".join(zones)):
+        settings = DnsSettings.from_mapping(_mapping(tmp_path / "k", reverse_zones=given))
+        assert settings is not None
+        assert settings.reverse_zones == expected
+
+
+def test_a_reverse_zone_outside_the_arpa_trees_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DnsSettingsError, match=r"reverse zone lab\.example\. is not under"):
+        DnsSettings.from_mapping(_mapping(tmp_path / "k", reverse_zones="lab.example"))
+    with pytest.raises(DnsSettingsError, match="lack reverse_zones"):
+        DnsSettings.from_mapping(_mapping(tmp_path / "k", reverse_zones=" , "))
+
+
+def test_the_server_settings_name_reverse_zones_the_old_way_and_the_new(tmp_path: Path) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text(
+        "[dns]\n"
+        'server = "2001:db8::53"\n'
+        'forward_zone = "lab.example."\n'
+        'reverse_zone = "2.0.192.in-addr.arpa."\n'
+        'reverse_zones = ["8.b.d.0.1.0.0.2.ip6.arpa.", "2.0.192.in-addr.arpa."]\n'
+        'key_name = "xcp-provision"\n'
+        f'key_file = "{tmp_path / "k"}"\n'
+    )
+    settings = dns_settings(load_settings(config, environ={}))
+    assert settings is not None
+    assert settings.reverse_zones == ("8.b.d.0.1.0.0.2.ip6.arpa.", "2.0.192.in-addr.arpa.")
+    old = load_settings(environ={"XCP_PROVISION_DNS_REVERSE_ZONE": "2.0.192.in-addr.arpa"})
+    assert old.dns_reverse_zone_names() == ("2.0.192.in-addr.arpa",)
 
 
 def test_unknown_algorithm_and_bad_port_are_refused(tmp_path: Path) -> None:

@@ -113,13 +113,49 @@ def test_remove_host_deletes_only_its_records(bind: BindServer, settings: DnsSet
     updater.remove_host("node06", "192.0.2.16")  # removing twice is harmless
 
 
-def test_ipv6_gets_an_aaaa_record(bind: BindServer, settings: DnsSettings) -> None:
+def test_ipv6_gets_an_aaaa_record_and_its_ptr_in_the_ip6_arpa_zone(
+    bind: BindServer, settings: DnsSettings
+) -> None:
     result = DnsUpdater(settings).add_host("node07", "2001:db8::7")
-    assert [str(record) for record, _ in result.done] == ["node07.xcp.test. AAAA 2001:db8::7"]
+    ptr = "7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
+    assert [(str(record), record.zone, status) for record, status in result.done] == [
+        ("node07.xcp.test. AAAA 2001:db8::7", "xcp.test.", RecordStatus.ADDED),
+        (f"{ptr} PTR node07.xcp.test.", bind.reverse6_zone, RecordStatus.ADDED),
+    ]
+    assert result.problems == ()
+    assert bind.query("node07.xcp.test.", "AAAA") == ["2001:db8::7"]
+    assert bind.query(ptr, "PTR") == ["node07.xcp.test."]
+    updater = DnsUpdater(settings)
+    assert [status for _, status in updater.add_host("node07", "2001:db8::7").done] == [
+        RecordStatus.PRESENT,
+        RecordStatus.PRESENT,
+    ]
+    updater.remove_host("node07", "2001:db8::7")
+    assert bind.query(ptr, "PTR") == []
+
+
+def test_an_address_outside_every_reverse_zone_keeps_its_forward_record(
+    bind: BindServer, settings: DnsSettings
+) -> None:
+    ipv4_only = DnsUpdater(replace(settings, reverse_zones=(bind.reverse_zone,)))
+    result = ipv4_only.add_host("node17", "2001:db8::17")
+    assert [str(record) for record, _ in result.done] == ["node17.xcp.test. AAAA 2001:db8::17"]
     (problem,) = result.problems
     assert isinstance(problem, DnsNameError)
-    assert "2001:db8::7 is outside the reverse zone" in str(problem)
-    assert bind.query("node07.xcp.test.", "AAAA") == ["2001:db8::7"]
+    assert str(problem) == (
+        f"DNS server {bind.host}:{bind.port}, zone 2.0.192.in-addr.arpa.: address 2001:db8::17 is"
+        " outside every reverse zone; add the ip6.arpa zone holding it to dns_reverse_zones"
+    )
+    assert bind.query("node17.xcp.test.", "AAAA") == ["2001:db8::17"]
+
+
+def test_the_most_specific_reverse_zone_holds_the_ptr(settings: DnsSettings) -> None:
+    wide = replace(settings, reverse_zones=("0.192.in-addr.arpa.", "2.0.192.in-addr.arpa."))
+    updater = DnsUpdater(wide)
+    record = updater.reverse_record(updater.forward_record("node18", "192.0.2.18"))
+    assert (record.zone, record.name) == ("2.0.192.in-addr.arpa.", "18.2.0.192.in-addr.arpa.")
+    elsewhere = updater.reverse_record(updater.forward_record("node19", "192.0.3.19"))
+    assert elsewhere.zone == "0.192.in-addr.arpa."
 
 
 def test_a_name_outside_the_zone_is_refused_before_sending(settings: DnsSettings) -> None:

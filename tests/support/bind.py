@@ -1,4 +1,5 @@
-"""A real BIND 9 ``named`` for the DNS tests: loopback only, a free port, a TSIG key, two zones.
+"""A real BIND 9 ``named`` for the DNS tests: loopback only, a free port, a TSIG key, a forward
+zone and a reverse zone for each address family.
 
 Started in the foreground (``-g``) from a config written into a temporary directory, so nothing
 of the system's BIND is touched, and stopped at teardown even when a test fails. The zones accept
@@ -27,6 +28,7 @@ from common import runner
 
 FORWARD_ZONE = "xcp.test."
 REVERSE_ZONE = "2.0.192.in-addr.arpa."
+REVERSE6_ZONE = "8.b.d.0.1.0.0.2.ip6.arpa."  # 2001:db8::/32
 # Records that exist before any test runs, for the conflict tests.
 STATIC_NAME = "taken"
 STATIC_ADDRESS = "192.0.2.200"
@@ -42,6 +44,7 @@ class BindServer:
     port: int
     forward_zone: str
     reverse_zone: str
+    reverse6_zone: str
     key_name: str
     algorithm: str
     secret: str
@@ -54,7 +57,8 @@ class BindServer:
             "server": self.host,
             "port": self.port,
             "forward_zone": self.forward_zone,
-            "reverse_zone": self.reverse_zone,
+            # Comma-separated, as the environment gives it (bench/register_bench.py).
+            "reverse_zones": f"{self.reverse_zone},{self.reverse6_zone}",
             "key_name": self.key_name,
             "algorithm": self.algorithm,
             "secret_file": str(self.key_file),
@@ -76,11 +80,12 @@ class BindServer:
 
 def _free_port(host: str) -> int:
     """A port free for both TCP and UDP on ``host`` (named listens on both)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        with socket.socket(family, socket.SOCK_STREAM) as tcp:
             tcp.bind((host, 0))
             port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            with socket.socket(family, socket.SOCK_DGRAM) as udp:
                 try:
                     udp.bind((host, port))
                 except OSError:
@@ -103,6 +108,9 @@ def _zone_files(workdir: Path) -> None:
         f"$ORIGIN {REVERSE_ZONE}\n" + soa + "@ IN NS ns.xcp.test.\n"
         f"{last_octet} IN PTR {STATIC_PTR_TARGET}\n"
     )
+    (workdir / "reverse6.zone").write_text(
+        f"$TTL 300\n$ORIGIN {REVERSE6_ZONE}\n" + soa + "@ IN NS ns.xcp.test.\n"
+    )
 
 
 def _config(workdir: Path, host: str, port: int, secret: str) -> Path:
@@ -111,8 +119,14 @@ def _config(workdir: Path, host: str, port: int, secret: str) -> Path:
     zones = "".join(
         f'zone "{zone.rstrip(".")}" {{ type primary; file "{workdir / filename}";'
         f' allow-update {{ key "{KEY_NAME}"; }}; }};\n'
-        for zone, filename in ((FORWARD_ZONE, "forward.zone"), (REVERSE_ZONE, "reverse.zone"))
+        for zone, filename in (
+            (FORWARD_ZONE, "forward.zone"),
+            (REVERSE_ZONE, "reverse.zone"),
+            (REVERSE6_ZONE, "reverse6.zone"),
+        )
     )
+    # named listens on ``host`` alone, in its family (an IPv6 one: in a test's namespace).
+    v4, v6 = ("none", host) if ":" in host else (host, "none")
     conf = workdir / "named.conf"
     conf.write_text(
         "options {\n"
@@ -120,8 +134,8 @@ def _config(workdir: Path, host: str, port: int, secret: str) -> Path:
         f'  pid-file "{workdir / "named.pid"}";\n'
         f'  session-keyfile "{workdir / "session.key"}";\n'
         f'  managed-keys-directory "{workdir}";\n'
-        f"  listen-on port {port} {{ {host}; }};\n"
-        "  listen-on-v6 { none; };\n"
+        f"  listen-on port {port} {{ {v4}; }};\n"
+        f"  listen-on-v6 port {port} {{ {v6}; }};\n"
         "  recursion no;\n"
         "  dnssec-validation no;\n"
         "  notify no;\n"
@@ -147,7 +161,8 @@ def _wait_ready(proc: subprocess.Popen[bytes], host: str, port: int, log: Path) 
 
 @contextlib.contextmanager
 def running_bind(workdir: Path, host: str = "127.0.0.1") -> Iterator[BindServer]:
-    """Start ``named`` serving the test zones from ``workdir``; stop it on exit."""
+    """Start ``named`` serving the test zones from ``workdir`` on ``host`` (IPv4 or IPv6);
+    stop it on exit. Entered from a thread inside a network namespace, it runs there."""
     workdir.mkdir(parents=True, exist_ok=True)
     _zone_files(workdir)
     secret = base64.b64encode(secrets.token_bytes(32)).decode()
@@ -167,6 +182,7 @@ def running_bind(workdir: Path, host: str = "127.0.0.1") -> Iterator[BindServer]
             port=port,
             forward_zone=FORWARD_ZONE,
             reverse_zone=REVERSE_ZONE,
+            reverse6_zone=REVERSE6_ZONE,
             key_name=KEY_NAME,
             algorithm=ALGORITHM,
             secret=secret,

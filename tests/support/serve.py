@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from common import runner
+from common import runner, wire
 
 EXE = Path(sys.executable).parent / "xcp-provision"
 
@@ -56,16 +56,19 @@ def serve_process(
     http_port: int | None = None,
     env: Mapping[str, str] | None = None,
     output: int | IO[bytes] = subprocess.DEVNULL,
+    bind: str = "127.0.0.1",
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run ``serve`` on loopback with ``args`` (``--tftp-port 0 --no-dhcp``, ``--demo``, ...)
-    and yield its base URL and process once it is healthy."""
+    """Run ``serve`` on ``bind`` (loopback unless told) with ``args`` (``--tftp-port 0
+    --no-dhcp``, ``--demo``, ...) and yield its base URL (loopback's for a wildcard bind) and
+    process once it is healthy. Entered from a thread inside a network namespace, the server
+    runs there."""
     port = http_port or free_port()
     proc = runner.start(
-        [EXE, "serve", "--data-dir", data_dir, "--bind", "127.0.0.1", "--http-port", str(port),
-         *args],
+        [EXE, "serve", "--data-dir", data_dir, "--bind", bind, "--http-port", str(port), *args],
         stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
     )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(bind, bind)  # a wildcard: ask loopback
+    base = f"http://{wire.authority(host, port)}"
     try:
         wait_healthy(base, proc)
         yield base, proc

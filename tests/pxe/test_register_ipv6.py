@@ -1,0 +1,241 @@
+"""A host managed over IPv6 registers for real: ``xcp-provision serve`` and the first-boot agent
+in two network namespaces joined by an IPv6-only link, a real BIND beside the server.
+
+The server listens on its IPv6 address alone, its ``public_url`` an IPv6 literal. The host's
+installer fetches the answer file over the link and reports build-done with the installer's own
+reporter; the installer's own code turns the answer file into the agent's brief; the host then
+takes the static address the answer file gives it (as the installed dom0 does), and the agent
+registers from there under the system's python3, as in dom0. The installer fetched from another
+address than the one dom0 comes up on, as a host that network-boots over IPv4 does: the profile's
+static ``ipv6`` is what lets the registration through. Only ``xl`` is a stand-in: there is no
+Xen here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.reversename
+import pytest
+
+from answerfiles.parse import parse_answerfile
+from common import dom0_layout, wire
+from common.runner import run
+from dom0.firstboot import agent
+from images.overlay import AGENT_SOURCE, install_overlay
+from installer.hostconfig import write_firstboot
+from installer.progress import HttpReporter
+from pxe.db.session import Database
+from pxe.registration import register
+from pxe.store.hosts import add_host, get_host
+from pxe.store.lifecycle import State
+from pxe.store.pools import create_pool
+from pxe.store.profiles import create_profile
+from pxe.store.tokens import issue_install_token
+from tests.support.bind import BindServer, running_bind
+from tests.support.netns import Link, address, in_netns, veth_link
+from tests.support.registering import events_of, facts, installed_host, mac_of, rack_inventory
+from tests.support.serve import free_port, serve_process
+
+pytestmark = pytest.mark.root
+
+SERVER_IP = "2001:db8:6::1"
+INSTALLER_IP = "2001:db8:6::99"  # the installer's address; in a rack often an IPv4 lease
+HOST_CIDR = "2001:db8:6::2/64"  # what the profile gives dom0
+RELEASE = "debian12-xcp.test"
+XL_INFO = "xen_major : 4\nxen_minor : 17\nxen_extra : .7\nnr_cpus : 4\ntotal_memory : 8192\n"
+
+
+@dataclass(frozen=True)
+class Site:
+    link: Link
+    public_url: str
+    database: Database
+    bind: BindServer
+    path: str  # the agent's PATH: the stand-in xl first
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    tmp = tmp_path_factory.mktemp("ipv6")
+    with ExitStack() as stack:
+        link = stack.enter_context(veth_link(f"v6r{os.getpid() % 100000}", host_mac=mac_of(6)))
+        stack.enter_context(address(link.server_ns, link.server_if, f"{SERVER_IP}/64"))
+        bind = in_netns(
+            link.server_ns, lambda: stack.enter_context(running_bind(tmp / "bind", host="::1"))
+        )
+        data = tmp / "data"
+        database = stack.enter_context(rack_inventory(data))
+        port = free_port()  # any port is free in a new namespace: this one is free here too
+        public_url = f"http://[{SERVER_IP}]:{port}"
+        env = {
+            "XCP_PROVISION_PUBLIC_URL": public_url,
+            "XCP_PROVISION_DNS_SERVER": bind.host,
+            "XCP_PROVISION_DNS_PORT": str(bind.port),
+            "XCP_PROVISION_DNS_FORWARD_ZONE": bind.forward_zone,
+            "XCP_PROVISION_DNS_REVERSE_ZONES": f"{bind.reverse_zone},{bind.reverse6_zone}",
+            "XCP_PROVISION_DNS_KEY_NAME": bind.key_name,
+            "XCP_PROVISION_DNS_KEY_ALGORITHM": bind.algorithm,
+            "XCP_PROVISION_DNS_KEY_FILE": str(bind.key_file),
+        }
+        served = serve_process(data, "--tftp-port", "0", "--no-dhcp", "--workers", "1",
+                               http_port=port, env=env, bind=SERVER_IP)  # fmt: skip
+        in_netns(link.server_ns, lambda: stack.enter_context(served))
+        xl = tmp / "xen-bin" / "xl"
+        xl.parent.mkdir()
+        xl.write_text(f"#!/bin/sh\n[ \"$1\" = info ] || exit 1\ncat <<'EOF'\n{XL_INFO}EOF\n")
+        xl.chmod(0o755)
+        yield Site(link, public_url, database, bind, f"{xl.parent}:{os.environ['PATH']}")
+
+
+def _installer(site: Site, root: Path, host_id: int, token: str) -> str:
+    """What the installer does over the network, from the host's namespace: fetch the answer
+    file, write the agent's brief from it, report build-done. Returns the answer file."""
+
+    def install() -> str:
+        url = wire.answerfile_url(site.public_url, host_id, token)
+        with urllib.request.urlopen(url, timeout=30) as response:
+            text = response.read().decode()
+        answers = parse_answerfile(text).answers
+        write_firstboot(root, answers, mac_of(6))
+        HttpReporter(answers.provisioning.server_url, token, final_patience=10).done()
+        return text
+
+    return in_netns(site.link.host_ns, install)
+
+
+def _agent(site: Site, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", "netns", "exec", site.link.host_ns, "/usr/bin/python3", str(AGENT_SOURCE),
+         "--root", str(root), "--backoff-base", "0.05", "--max-attempts", "3", *args],
+        capture_output=True, text=True, timeout=120, env={"PATH": site.path}, check=False,
+    )  # fmt: skip
+
+
+def _pool_conf(root: Path) -> dict[str, str]:
+    text = dom0_layout.inside(root, dom0_layout.POOL_CONFIG).read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_an_ipv6_managed_host_installs_registers_and_lands_in_dns(
+    site: Site, tmp_path: Path
+) -> None:
+    with site.database.scope() as session:
+        create_pool(session, "v6")
+        create_profile(session, "ipv6-static", release=RELEASE, template="fresh-static-ipv6",
+                       pool="v6", variables={"primary_disk": "sda", "ipv6": HOST_CIDR,
+                                             "gatewayv6": SERVER_IP})  # fmt: skip
+        host = add_host(session, macs=[mac_of(6)], hostname="node-v6", profile="ipv6-static",
+                        state=State.INSTALLING)  # fmt: skip
+        token = issue_install_token(host)
+        host_id = host.id
+    root = tmp_path / "root"
+    install_overlay(root, RELEASE)
+
+    with address(site.link.host_ns, site.link.host_if, f"{INSTALLER_IP}/64"):
+        answerfile = parse_answerfile(_installer(site, root, host_id, token)).answers
+    # Every URL the server built for the host has its IPv6 literal in brackets.
+    assert answerfile.provisioning.server_url == site.public_url
+    assert answerfile.sources[0].location == f"{site.public_url}/releases/{RELEASE}/"
+    brief = json.loads(dom0_layout.inside(root, dom0_layout.FIRSTBOOT_CONFIG).read_text())
+    assert brief["server_url"] == site.public_url
+    iface = answerfile.admin_interface
+    assert (iface.proto.value, iface.protov6.value, iface.ipv6) == ("none", "static", HOST_CIDR)
+
+    # dom0 comes up on the answer file's address, IPv6 alone.
+    with address(site.link.host_ns, site.link.host_if, iface.ipv6) as host_ip:
+        result = _agent(site, root)
+        assert result.returncode == agent.EXIT_OK, result.stderr
+        assert "reported: software RAID" in result.stderr  # the first health report, too
+
+    conf = _pool_conf(root)
+    assert (conf["STATE"], conf["POOL"], conf["ROLE"]) == ("in-pool", "v6", "master")
+    assert conf["MASTER_ADDRESS"] == host_ip
+    report = json.loads(dom0_layout.inside(root, dom0_layout.REPORT_CONFIG).read_text())
+    assert report["server_url"] == site.public_url
+    with site.database.scope(write=False) as session:
+        row = get_host(session, host_id)
+        assert (row.state, row.token_bound_addr) == (State.IN_POOL.value, INSTALLER_IP)
+        recorded = dict(row.facts)
+    assert recorded["management_ip"] == host_ip
+    assert recorded["management_interface"] == site.link.host_if
+    assert (recorded["mac"], recorded["xen_version"]) == (mac_of(6), "4.17.7")
+    assert recorded["dom0_release"] == RELEASE
+
+    ptr = dns.reversename.from_address(host_ip).to_text()
+    assert in_netns(site.link.server_ns, lambda: site.bind.query("node-v6.xcp.test.", "AAAA")) == [
+        host_ip
+    ]
+    assert in_netns(site.link.server_ns, lambda: site.bind.query(ptr, "PTR")) == [
+        "node-v6.xcp.test."
+    ]
+    assert ptr.endswith(site.bind.reverse6_zone)
+    assert events_of(site.database, 6, "dns") == [
+        f"added node-v6.xcp.test. AAAA {host_ip}",
+        f"added {ptr} PTR node-v6.xcp.test.",
+    ]
+
+
+def test_an_ipv6_host_is_refused_by_a_pool_whose_master_is_ipv4(site: Site, tmp_path: Path) -> None:
+    cpu_vendor = agent.cpu_facts({})["cpu_vendor"]
+    with site.database.scope() as session:
+        create_pool(session, "mixed")
+    master = facts(7, pool="mixed", xen_version="4.17.7", dom0_release=RELEASE,
+                   cpu_vendor=cpu_vendor, network_backend="none")  # fmt: skip
+    answer = register(site.database, installed_host(site.database, 7, pool="mixed"), master)
+    assert (answer.role, answer.master_address) == ("master", master["management_ip"])
+
+    token = installed_host(site.database, 8, pool="mixed", hostname="node-v6b")
+    root = tmp_path / "root"
+    install_overlay(root, RELEASE)
+    dom0_layout.inside(root, dom0_layout.FIRSTBOOT_CONFIG).write_text(json.dumps(
+        {"server_url": site.public_url, "token": token, "hostname": "node-v6b", "mac": mac_of(8)}
+    ))  # fmt: skip
+    with address(site.link.host_ns, site.link.host_if, "2001:db8:6::8/64") as host_ip:
+        result = _agent(site, root)
+    assert result.returncode == agent.EXIT_NOT_JOINED, result.stderr
+    sentence = (
+        f"Management address {host_ip} is IPv6, the master's {master['management_ip']} is IPv4."
+    )
+    assert f"(reasons: {sentence})" in result.stderr
+    assert _pool_conf(root)["STATE"] == "registered"
+    with site.database.scope(write=False) as session:
+        row = get_host(session, mac_of(8))
+        assert (row.state, row.refusal_reasons) == (State.REGISTERED.value, [sentence])
+
+
+def test_the_agent_waits_while_only_a_link_local_address_reaches_the_server(
+    site: Site, tmp_path: Path
+) -> None:
+    """Duplicate address detection keeps a new address tentative (here 3 probes 1 s apart),
+    and meanwhile the kernel reaches an on-link server from fe80::. Registered, that address
+    would be refused (not the one the token allows) or land in the pool and DNS."""
+    token = installed_host(site.database, 9, hostname="node-v6c")
+    root = tmp_path / "root"
+    install_overlay(root, RELEASE)
+    dom0_layout.inside(root, dom0_layout.FIRSTBOOT_CONFIG).write_text(json.dumps(
+        {"server_url": site.public_url, "token": token, "hostname": "node-v6c", "mac": mac_of(9)}
+    ))  # fmt: skip
+    for knob in ("conf.{}.dad_transmits=3", "neigh.{}.retrans_time_ms=1000"):
+        run(["ip", "netns", "exec", site.link.host_ns, "sysctl", "-qw",
+             "net.ipv6." + knob.format(site.link.host_if)])  # fmt: skip
+    try:
+        with address(site.link.host_ns, site.link.host_if, "2001:db8:6::9/64", dad=True):
+            result = _agent(site, root, "--max-attempts", "2")
+    finally:
+        run(["ip", "netns", "exec", site.link.host_ns, "sysctl", "-qw",
+             f"net.ipv6.conf.{site.link.host_if}.dad_transmits=1"])  # fmt: skip
+    assert result.returncode == agent.EXIT_GAVE_UP, result.stderr
+    assert "attempt 1: only the link-local fe80::" in result.stderr
+    with site.database.scope(write=False) as session:
+        row = get_host(session, mac_of(9))
+        assert (row.state, row.token_bound_addr) == (State.INSTALLED.value, None)
