@@ -3,8 +3,8 @@ VENV := .venv
 DATA ?= ./data
 ARGS ?=
 
-.PHONY: setup setup-runtime run test lint e2e e2e-rack e2e-raid e2e-all bench-register bench-tftp \
-	bench-rack clean
+.PHONY: setup setup-runtime run test lint e2e e2e-rack e2e-raid e2e-examples e2e-all \
+	bench-register bench-tftp bench-tftp-window bench-rack clean
 
 setup:
 	./scripts/setup.sh test
@@ -40,8 +40,14 @@ e2e-rack: setup
 e2e-raid: setup
 	$(VENV)/bin/xcp-provision lab run --vms 2 --raid $(ARGS)
 
+# XCP-ng 8.3's documentation answer files, unchanged: a UEFI VM installs the fresh-install
+# example (3 SATA disks), a BIOS VM the RAID1 example (2), from the site's pxehost.example.com
+# (the lab's DNS and nginx); judged from their serial consoles and the site's logs.
+e2e-examples: setup
+	$(VENV)/bin/xcp-provision lab run --xcpng-examples $(ARGS)
+
 # Every real-boot lab, one after the other (each exits non-zero when a check fails).
-e2e-all: e2e e2e-rack e2e-raid
+e2e-all: e2e e2e-rack e2e-raid e2e-examples
 
 # 1,000 concurrent registrations into one pool (ARGS="--postgres --dns" for the other setups).
 bench-register: setup

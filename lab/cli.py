@@ -10,6 +10,7 @@ from types import FrameType
 
 import click
 
+from lab.examples import run_examples
 from lab.harness import LabOptions, default_results, run_lab
 from lab.rack import RackOptions, mixed_firmwares, run_rack
 from lab.raid import run_raid
@@ -84,6 +85,14 @@ def _firmware(*, uefi: bool, uefi_http: bool) -> str:
     help="Two disks per VM, installed as a software RAID1; once all are in the pool, each VM "
     "loses its second disk and must boot Xen and dom0 and report its mirror degraded.",
 )
+@click.option(
+    "--xcpng-examples",
+    is_flag=True,
+    help="XCP-ng 8.3's documentation answer files, unchanged: a UEFI VM with three SATA disks "
+    "installs the fresh-install example, a BIOS VM with two the RAID1 example, from the site's "
+    "pxehost.example.com (the lab plays it); judged from serial consoles and the site's logs. "
+    "Sets the VMs, firmwares and disk bus itself.",
+)
 def run(
     *,
     vms: int,
@@ -98,6 +107,7 @@ def run(
     reinstall: bool = False,
     max_parallel: int = 2,
     raid: bool = False,
+    xcpng_examples: bool = False,
 ) -> None:
     """Run the lab; exit 0 only when every VM is in the pool with Xen and dom0 up."""
     options = LabOptions(
@@ -116,12 +126,16 @@ def run(
         raise click.UsageError("--reinstall needs --bmc: the roll powers the VMs through them")
     if raid and bmc:
         raise click.UsageError("--raid and --bmc exclude each other: run the RAID lab alone")
+    if xcpng_examples and (raid or bmc):
+        raise click.UsageError("--xcpng-examples runs alone: drop --raid and --bmc")
     if bmc and not (uefi or uefi_http):
         options = replace(options, firmwares=mixed_firmwares(vms))
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if bmc:
             report = run_rack(RackOptions(options, reinstall, max_parallel), progress=echo)
+        elif xcpng_examples:
+            report = run_examples(options, progress=echo)
         elif raid:
             report = run_raid(options, progress=echo)
         else:

@@ -1,9 +1,14 @@
-"""The site's own DHCP server, as the lab plays it: dnsmasq handing out addresses, nothing else.
+"""The site's own DHCP server, as the lab plays it: dnsmasq handing out addresses.
 
 It runs on its own "machine" (the site namespace, see :mod:`lab.netns`) at its own address.
 
-It knows nothing about PXE (no boot file, no next-server, no TFTP, no DNS), exactly like the
-existing DHCP of a datacenter; everything network-boot comes from our ProxyDHCP beside it.
+It knows nothing about PXE (no boot file, no next-server, no TFTP), exactly like the existing
+DHCP of a datacenter; everything network-boot comes from our ProxyDHCP beside it. By default it
+serves no DNS either. Given site names (an answer file written for a site names its web server,
+``pxehost.example.com`` in XCP-ng's examples), it is also the site's DNS: it answers those names
+with its own address, hands itself out as the resolver, and logs every query, so the lab can
+see a host resolve them through the resolver DHCP gave it. It forwards nothing: the lab has no
+way out, and a name it does not know must fail rather than leak.
 """
 
 from __future__ import annotations
@@ -18,7 +23,13 @@ from lab.process import Background, bounded, launch
 LEASE_TIME = "1h"
 
 
-def command(net: LabNetwork, lease_file: Path, max_seconds: float) -> list[str]:
+def command(
+    net: LabNetwork,
+    lease_file: Path,
+    max_seconds: float,
+    names: tuple[str, ...] = (),
+) -> list[str]:
+    """``names``: host names the site's DNS answers with the site's address (none: no DNS)."""
     first, last = net.dhcp_range()
     return [
         *net.site_exec_prefix(),
@@ -26,7 +37,7 @@ def command(net: LabNetwork, lease_file: Path, max_seconds: float) -> list[str]:
         "dnsmasq",
         "--no-daemon",
         "--conf-file=/dev/null",
-        "--port=0",
+        *_dns(net, names),
         f"--interface={SITE_IFACE}",
         "--bind-interfaces",
         f"--dhcp-range={first},{last},{net.subnet.netmask},{LEASE_TIME}",
@@ -36,12 +47,31 @@ def command(net: LabNetwork, lease_file: Path, max_seconds: float) -> list[str]:
     ]
 
 
+def _dns(net: LabNetwork, names: tuple[str, ...]) -> list[str]:
+    if not names:
+        return ["--port=0"]
+    return [
+        "--no-resolv",
+        "--no-hosts",
+        "--log-queries",
+        *[f"--host-record={name},{net.site_ip}" for name in names],
+        # 0.0.0.0: the address of the machine running dnsmasq, as DHCP option 6.
+        "--dhcp-option=option:dns-server,0.0.0.0",
+    ]
+
+
 def start_site_dhcp(
-    net: LabNetwork, workdir: Path, max_seconds: float = 7200, timeout: float = 30.0
+    net: LabNetwork,
+    workdir: Path,
+    max_seconds: float = 7200,
+    timeout: float = 30.0,
+    *,
+    names: tuple[str, ...] = (),
 ) -> Background:
-    """Start dnsmasq on the site's link and wait until it says it is serving."""
+    """Start dnsmasq on the site's link and wait until it says it is serving; ``names``: host
+    names its DNS answers with the site's address (none: it serves no DNS)."""
     log_path = workdir / "dnsmasq.log"
-    argv = command(net, workdir / "dnsmasq.leases", max_seconds)
+    argv = command(net, workdir / "dnsmasq.leases", max_seconds, names)
     server = launch("dnsmasq", argv, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

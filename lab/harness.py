@@ -58,6 +58,9 @@ class LabOptions:
     build: bool = True  # run the image builders (cached); False: use release_dir as it is
     disk_bus: str = "virtio"
     memory_mib: int = qemu.MEMORY_MIB
+    # Host names the site's DNS answers with the site's own address (lab.dnsmasq); none: the
+    # site runs DHCP alone, without DNS.
+    site_names: tuple[str, ...] = ()
     # Called after every poll of the server while VMs run: fault tests act on the lab here.
     on_poll: Callable[[LabRun], None] | None = None
 
@@ -270,7 +273,7 @@ def start_lab(
     net = netns.create()
     teardown.callback(netns.destroy, net)
     progress(f"network: namespace {net.namespace}, bridge {net.bridge}, server {net.server_ip}")
-    site = dnsmasq.start_site_dhcp(net, results, max_seconds)
+    site = dnsmasq.start_site_dhcp(net, results, max_seconds, names=options.site_names)
     teardown.callback(site.stop)
 
     data_dir = results / "server-data"
