@@ -4,7 +4,7 @@ DATA ?= ./data
 ARGS ?=
 
 .PHONY: setup setup-runtime run test lint e2e e2e-rack e2e-raid e2e-examples e2e-all \
-	bench-register bench-tftp bench-tftp-window bench-rack clean
+	bench-register bench-tftp bench-tftp-window bench-rack bench-two-servers clean
 
 setup:
 	./scripts/setup.sh test
@@ -64,6 +64,11 @@ bench-tftp-window: setup
 # A rack of 100 hosts booting at once: ours (alone, then behind nginx) vs tftpd-hpa + nginx.
 bench-rack: setup
 	$(VENV)/bin/python bench/rack_boot_bench.py $(ARGS)
+
+# Two servers on one PostgreSQL: 200 hosts and 1,000 registrations split between them, against
+# one server taking all of it (the ratio per round; goal 1.6x).
+bench-two-servers: setup
+	$(VENV)/bin/python bench/two_servers_bench.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

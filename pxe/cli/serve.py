@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
+from sqlalchemy.exc import IntegrityError
 
 from pxe.boot.decide import plan_for_mac
 from pxe.boot.watchdog import InstallWatchdog
@@ -61,7 +62,11 @@ def seed_demo(settings: Settings, database: Database, write_release: DemoWriter)
         try:
             get_profile(session, DEMO)
         except NotFoundError:
-            create_profile(session, DEMO, release=DEMO, template="fresh-dhcp")
+            try:
+                with session.begin_nested():
+                    create_profile(session, DEMO, release=DEMO, template="fresh-dhcp")
+            except IntegrityError:  # another server sharing the database made it first
+                return
             log.info("profile %r created", DEMO)
 
 
