@@ -4,7 +4,8 @@ DATA ?= ./data
 ARGS ?=
 
 .PHONY: setup setup-runtime run test lint e2e e2e-rack e2e-raid e2e-examples e2e-all \
-	bench-register bench-tftp bench-tftp-window bench-rack bench-two-servers clean
+	bench-register bench-tftp bench-tftp-window bench-rack bench-two-servers \
+	bench-wsgi clean
 
 setup:
 	./scripts/setup.sh test
@@ -69,6 +70,12 @@ bench-rack: setup
 # one server taking all of it (the ratio per round; goal 1.6x).
 bench-two-servers: setup
 	$(VENV)/bin/python bench/two_servers_bench.py $(ARGS)
+
+# The WSGI server under our app: waitress (serve) vs gunicorn gthread vs granian, on /healthz and
+# on answer files; gunicorn and granian come from the bench extra, never needed to run.
+bench-wsgi: setup
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(VENV)/bin/python bench/wsgi_bench.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
