@@ -434,9 +434,10 @@ def register_with_retries(
 
     Early in the first boot the management address may not exist yet (DHCP still running, DNS
     not answering); that is an outage to wait out like a dead server, not a report to send: the
-    server would refuse it (4xx) and the host would never register. So is a link-local IPv6
-    address: while the static or autoconf address is still tentative (duplicate address
-    detection, a second or more), the kernel reaches an on-link server from fe80::.
+    server would refuse it (4xx) and the host would never register. So is a link-local or
+    loopback IPv6 address: while the static or autoconf address is still tentative (duplicate
+    address detection, a second or more), the kernel reaches an on-link server from fe80::, or
+    from ::1 while fe80:: is tentative too.
     """
 
     def attempt() -> dict:
@@ -444,9 +445,13 @@ def register_with_retries(
         address = facts.get("management_ip")
         if not address:
             raise UnavailableError(f"no route to {config['server_url']} yet (no local address)")
-        if ipaddress.ip_address(address).is_link_local:
+        ip = ipaddress.ip_address(address)
+        if ip.is_link_local or ip.is_loopback:
+            # With every address of the link still tentative the kernel even picks ::1, and a
+            # connection from there hangs until its timeout.
+            scope = "link-local" if ip.is_link_local else "loopback"
             raise UnavailableError(
-                f"only the link-local {address} reaches {config['server_url']} yet (the "
+                f"only the {scope} {address} reaches {config['server_url']} yet (the "
                 "management address is not usable yet)"
             )
         return register(config["server_url"], config["token"], facts)

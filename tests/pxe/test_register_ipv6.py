@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -121,6 +122,18 @@ def _agent(site: Site, root: Path, *args: str) -> subprocess.CompletedProcess[st
     )  # fmt: skip
 
 
+def _wait_link_local(site: Site, seconds: float = 30) -> None:
+    """Until the host's fe80:: address has passed duplicate address detection."""
+    deadline = time.monotonic() + seconds
+    while True:
+        shown = run(["ip", "-n", site.link.host_ns, "-6", "addr", "show", "dev",
+                     site.link.host_if, "scope", "link"]).stdout  # fmt: skip
+        if "fe80::" in shown and "tentative" not in shown:
+            return
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.1)
+
+
 def _pool_conf(root: Path) -> dict[str, str]:
     text = dom0_layout.inside(root, dom0_layout.POOL_CONFIG).read_text()
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
@@ -213,29 +226,40 @@ def test_an_ipv6_host_is_refused_by_a_pool_whose_master_is_ipv4(site: Site, tmp_
         assert (row.state, row.refusal_reasons) == (State.REGISTERED.value, [sentence])
 
 
-def test_the_agent_waits_while_only_a_link_local_address_reaches_the_server(
-    site: Site, tmp_path: Path
+@pytest.mark.parametrize(("index", "scope", "seen"),
+                         [(9, "link-local", "fe80::"), (10, "loopback", "::1")])  # fmt: skip
+def test_the_agent_waits_while_no_usable_address_reaches_the_server(
+    site: Site, tmp_path: Path, index: int, scope: str, seen: str
 ) -> None:
-    """Duplicate address detection keeps a new address tentative (here 3 probes 1 s apart),
-    and meanwhile the kernel reaches an on-link server from fe80::. Registered, that address
-    would be refused (not the one the token allows) or land in the pool and DNS."""
-    token = installed_host(site.database, 9, hostname="node-v6c")
+    """Duplicate address detection keeps a new address tentative (here 10 probes 1 s apart,
+    so that the agent's two attempts fall inside it even on a loaded machine), and meanwhile
+    the kernel reaches an on-link server from fe80::, or, while fe80:: is tentative too (the
+    link just came up), from ::1. Registered, fe80:: would be refused (not the address the
+    token allows) or land in the pool and DNS; from ::1 the connection hangs until its
+    timeout."""
+    token = installed_host(site.database, index, hostname=f"node-v6c{index}")
     root = tmp_path / "root"
     install_overlay(root, RELEASE)
     dom0_layout.inside(root, dom0_layout.FIRSTBOOT_CONFIG).write_text(json.dumps(
-        {"server_url": site.public_url, "token": token, "hostname": "node-v6c", "mac": mac_of(9)}
+        {"server_url": site.public_url, "token": token, "hostname": f"node-v6c{index}",
+         "mac": mac_of(index)}
     ))  # fmt: skip
-    for knob in ("conf.{}.dad_transmits=3", "neigh.{}.retrans_time_ms=1000"):
+    for knob in ("conf.{}.dad_transmits=10", "neigh.{}.retrans_time_ms=1000"):
         run(["ip", "netns", "exec", site.link.host_ns, "sysctl", "-qw",
              "net.ipv6." + knob.format(site.link.host_if)])  # fmt: skip
+    _wait_link_local(site)
+    if scope == "loopback":  # down and up: fe80:: goes through its own detection again
+        for state in ("down", "up"):
+            run(["ip", "-n", site.link.host_ns, "link", "set", site.link.host_if, state])
     try:
-        with address(site.link.host_ns, site.link.host_if, "2001:db8:6::9/64", dad=True):
+        with address(site.link.host_ns, site.link.host_if, f"2001:db8:6::{index}/64", dad=True):
             result = _agent(site, root, "--max-attempts", "2")
     finally:
         run(["ip", "netns", "exec", site.link.host_ns, "sysctl", "-qw",
              f"net.ipv6.conf.{site.link.host_if}.dad_transmits=1"])  # fmt: skip
+        _wait_link_local(site)  # the next test finds the link as it was
     assert result.returncode == agent.EXIT_GAVE_UP, result.stderr
-    assert "attempt 1: only the link-local fe80::" in result.stderr
+    assert f"attempt 1: only the {scope} {seen}" in result.stderr
     with site.database.scope(write=False) as session:
-        row = get_host(session, mac_of(9))
+        row = get_host(session, mac_of(index))
         assert (row.state, row.token_bound_addr) == (State.INSTALLED.value, None)
