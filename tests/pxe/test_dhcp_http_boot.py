@@ -9,6 +9,7 @@ the offer are the serving interface's). The client plays the firmware: it broadc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,8 +20,9 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
+from support.netns import Link, ipv4_link, veth_link
 from support.serve import EXE, serve_process, stop
-from test_dhcp_proxy import BROADCAST, Client, Link, http_discover, pxe_packet
+from test_dhcp_proxy import BROADCAST, Client, http_discover, pxe_packet
 
 from common import runner
 from common.runner import run
@@ -46,27 +48,18 @@ class Served:
         return f"http://{SERVER_IP}:{HTTP_PORT}"
 
     def curl(self, *args: str) -> subprocess.CompletedProcess:
-        return run(["ip", "netns", "exec", self.link.client_ns, "curl", "-sS",
+        return run(["ip", "netns", "exec", self.link.host_ns, "curl", "-sS",
                     "--max-time", "10", *args], check=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tag = f"hb{os.getpid() % 100000}"
-    link = Link(f"{tag}-srv", f"{tag}-cli", f"{tag}s", f"{tag}c")
     data_dir = tmp_path_factory.mktemp("httpboot") / "data"
     log = data_dir.parent / "serve.log"
-    proc = None
-    try:
-        run(["ip", "netns", "add", link.server_ns])
-        run(["ip", "netns", "add", link.client_ns])
-        run(["ip", "link", "add", link.server_if, "netns", link.server_ns, "type", "veth",
-             "peer", "name", link.client_if, "netns", link.client_ns])  # fmt: skip
-        for ns, ifname, address in ((link.server_ns, link.server_if, SERVER_IP),
-                                    (link.client_ns, link.client_if, CLIENT_IP)):
-            run(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", ifname])
-            run(["ip", "-n", ns, "link", "set", ifname, "up"])
-            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+    with contextlib.ExitStack() as stack:
+        link = ipv4_link(stack.enter_context(veth_link(tag, host_if=f"{tag}c")),
+                         f"{SERVER_IP}/24", f"{CLIENT_IP}/24")
         run([EXE, "hosts", "add", "--mac", "52:54:00:ab:cd:16", "--data-dir", data_dir])
         env = {key: value for key, value in os.environ.items()
                if not key.startswith("XCP_PROVISION_")}  # fmt: skip
@@ -76,6 +69,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                  "--http-port", str(HTTP_PORT), "--tftp-port", "0", "--workers", "2"],
                 stdout=out, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
+        stack.callback(stop, proc)  # before the namespaces go
         served = Served(link, data_dir, log)
         deadline = time.monotonic() + 60
         while served.curl("-f", f"{served.base}/healthz").returncode != 0:
@@ -83,11 +77,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.3)
         yield served
-    finally:
-        if proc is not None:
-            stop(proc)
-        for ns in (link.server_ns, link.client_ns):
-            run(["ip", "netns", "del", ns], check=False)
 
 
 def exchange(served: Served, packet: DhcpPacket, timeout: float = 2.0) -> list[DhcpPacket]:

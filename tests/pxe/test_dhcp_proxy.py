@@ -10,17 +10,15 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 import pytest
+from support.netns import Link, in_netns, ipv4_link, veth_link
 
-from common.runner import run
 from pxe.dhcp import options as opt
 from pxe.dhcp.packet import BOOTREQUEST, FLAG_BROADCAST, DhcpPacket
 from pxe.dhcp.pool import DhcpRange
 from pxe.dhcp.proxy import ProxyDhcpService
-from tests.support.netns import in_netns
 
 SERVER_IP = "10.99.0.1"
 CLIENT_IP = "10.99.0.2"
@@ -29,32 +27,10 @@ BASE_URL = f"http://{SERVER_IP}:8080"
 pytestmark = pytest.mark.root
 
 
-@dataclass(frozen=True)
-class Link:
-    server_ns: str
-    client_ns: str
-    server_if: str
-    client_if: str
-
-
 @pytest.fixture(scope="module")
 def link() -> Iterator[Link]:
-    tag = f"ed{os.getpid() % 100000}"
-    link = Link(f"{tag}-srv", f"{tag}-cli", f"{tag}s", f"{tag}c")
-    try:
-        run(["ip", "netns", "add", link.server_ns])
-        run(["ip", "netns", "add", link.client_ns])
-        run(["ip", "link", "add", link.server_if, "netns", link.server_ns, "type", "veth",
-             "peer", "name", link.client_if, "netns", link.client_ns])
-        for ns, ifname, address in ((link.server_ns, link.server_if, SERVER_IP),
-                                    (link.client_ns, link.client_if, CLIENT_IP)):
-            run(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", ifname])
-            run(["ip", "-n", ns, "link", "set", ifname, "up"])
-            run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        yield link
-    finally:
-        for ns in (link.server_ns, link.client_ns):
-            run(["ip", "netns", "del", ns], check=False)
+    with veth_link(f"ed{os.getpid() % 100000}", host_if=f"ed{os.getpid() % 100000}c") as pair:
+        yield ipv4_link(pair, f"{SERVER_IP}/24", f"{CLIENT_IP}/24")
 
 
 @pytest.fixture
@@ -82,7 +58,7 @@ class Client:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE,
-                                self.link.client_if.encode())
+                                self.link.host_if.encode())
                 sock.bind(("0.0.0.0", 68))
                 sock.settimeout(timeout)
                 sock.sendto(packet.encode(), to)
@@ -96,7 +72,7 @@ class Client:
                     if reply.xid == packet.xid:
                         replies.append(reply)
 
-        return in_netns(self.link.client_ns, go)
+        return in_netns(self.link.host_ns, go)
 
 
 @pytest.fixture
@@ -195,7 +171,7 @@ def test_malformed_datagrams_are_dropped_and_service_keeps_answering(proxy, clie
                 junk = os.urandom(i % 400) if i % 2 else valid[: 240 + i % 60] + b"\x35"
                 sock.sendto(junk, (SERVER_IP, 67))
 
-    in_netns(link.client_ns, barrage)
+    in_netns(link.host_ns, barrage)
     # Like PXE firmware, retransmit while the server still works through the backlog the
     # barrage left in its socket buffer (slow on a loaded machine).
     replies = []

@@ -53,6 +53,14 @@ def veth_link(tag: str, *, host_if: str = "eth0", host_mac: str | None = None) -
             run(["ip", "netns", "del", ns], check=False)
 
 
+def ipv4_link(link: Link, server_cidr: str, host_cidr: str) -> Link:
+    """``link`` with an IPv4 address on each end (``10.99.0.1/24``...); they go with the link."""
+    for ns, ifname, cidr in ((link.server_ns, link.server_if, server_cidr),
+                             (link.host_ns, link.host_if, host_cidr)):  # fmt: skip
+        run(["ip", "-n", ns, "addr", "add", cidr, "dev", ifname])
+    return link
+
+
 @contextmanager
 def address(ns: str, ifname: str, cidr: str, *, dad: bool = False) -> Iterator[str]:
     """The IPv6 ``cidr`` on ``ifname`` in ``ns`` for the block; yields the address without its
