@@ -3,7 +3,7 @@ VENV := .venv
 DATA ?= ./data
 ARGS ?=
 
-.PHONY: setup setup-runtime run test lint e2e e2e-rack e2e-raid e2e-examples e2e-all \
+.PHONY: setup setup-runtime run test lint e2e e2e-rack e2e-raid e2e-examples e2e-ipv6 e2e-all \
 	bench-register bench-tftp bench-tftp-window bench-rack bench-two-servers \
 	bench-wsgi clean
 
@@ -47,8 +47,13 @@ e2e-raid: setup
 e2e-examples: setup
 	$(VENV)/bin/xcp-provision lab run --xcpng-examples $(ARGS)
 
+# A host installed over IPv4 and managed over IPv6 alone: it registers over IPv6 with a server
+# known by a dual-stack name, joins the pool, and the lab's BIND holds its AAAA and ip6.arpa PTR.
+e2e-ipv6: setup
+	$(VENV)/bin/xcp-provision lab run --ipv6 $(ARGS)
+
 # Every real-boot lab, one after the other (each exits non-zero when a check fails).
-e2e-all: e2e e2e-rack e2e-raid e2e-examples
+e2e-all: e2e e2e-rack e2e-raid e2e-examples e2e-ipv6
 
 # 1,000 concurrent registrations into one pool (ARGS="--postgres --dns" for the other setups).
 bench-register: setup

@@ -12,6 +12,7 @@ import click
 
 from lab.examples import run_examples
 from lab.harness import LabOptions, default_results, run_lab
+from lab.ipv6 import run_ipv6
 from lab.rack import RackOptions, mixed_firmwares, run_rack
 from lab.raid import run_raid
 
@@ -93,6 +94,13 @@ def _firmware(*, uefi: bool, uefi_http: bool) -> str:
     "pxehost.example.com (the lab plays it); judged from serial consoles and the site's logs. "
     "Sets the VMs, firmwares and disk bus itself.",
 )
+@click.option(
+    "--ipv6",
+    is_flag=True,
+    help="One VM network-boots and installs over IPv4, its dom0 is managed over IPv6 alone "
+    "(fresh-static-ipv6); the server's name has A and AAAA records in the site's BIND, which "
+    "must then hold the host's AAAA and ip6.arpa PTR.",
+)
 def run(
     *,
     vms: int,
@@ -108,6 +116,7 @@ def run(
     max_parallel: int = 2,
     raid: bool = False,
     xcpng_examples: bool = False,
+    ipv6: bool = False,
 ) -> None:
     """Run the lab; exit 0 only when every VM is in the pool with Xen and dom0 up."""
     options = LabOptions(
@@ -128,6 +137,8 @@ def run(
         raise click.UsageError("--raid and --bmc exclude each other: run the RAID lab alone")
     if xcpng_examples and (raid or bmc):
         raise click.UsageError("--xcpng-examples runs alone: drop --raid and --bmc")
+    if ipv6 and (raid or bmc or xcpng_examples or vms != 1):
+        raise click.UsageError("--ipv6 runs one VM alone: drop --vms, --raid, --bmc and the rest")
     if bmc and not (uefi or uefi_http):
         options = replace(options, firmwares=mixed_firmwares(vms))
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -136,6 +147,8 @@ def run(
             report = run_rack(RackOptions(options, reinstall, max_parallel), progress=echo)
         elif xcpng_examples:
             report = run_examples(options, progress=echo)
+        elif ipv6:
+            report = run_ipv6(options, progress=echo)
         elif raid:
             report = run_raid(options, progress=echo)
         else:

@@ -28,8 +28,10 @@ def command(
     lease_file: Path,
     max_seconds: float,
     names: tuple[str, ...] = (),
+    resolver: str = "",
 ) -> list[str]:
-    """``names``: host names the site's DNS answers with the site's address (none: no DNS)."""
+    """``names``: host names the site's DNS answers with the site's address (none: no DNS);
+    ``resolver``: another machine's DNS server that DHCP hands out instead."""
     first, last = net.dhcp_range()
     return [
         *net.site_exec_prefix(),
@@ -37,7 +39,7 @@ def command(
         "dnsmasq",
         "--no-daemon",
         "--conf-file=/dev/null",
-        *_dns(net, names),
+        *_dns(net, names, resolver),
         f"--interface={SITE_IFACE}",
         "--bind-interfaces",
         f"--dhcp-range={first},{last},{net.subnet.netmask},{LEASE_TIME}",
@@ -47,9 +49,10 @@ def command(
     ]
 
 
-def _dns(net: LabNetwork, names: tuple[str, ...]) -> list[str]:
+def _dns(net: LabNetwork, names: tuple[str, ...], resolver: str) -> list[str]:
     if not names:
-        return ["--port=0"]
+        handed_out = [f"--dhcp-option=option:dns-server,{resolver}"] if resolver else []
+        return ["--port=0", *handed_out]
     return [
         "--no-resolv",
         "--no-hosts",
@@ -67,11 +70,13 @@ def start_site_dhcp(
     timeout: float = 30.0,
     *,
     names: tuple[str, ...] = (),
+    resolver: str = "",
 ) -> Background:
     """Start dnsmasq on the site's link and wait until it says it is serving; ``names``: host
-    names its DNS answers with the site's address (none: it serves no DNS)."""
+    names its DNS answers with the site's address (none: it serves no DNS); ``resolver``: the
+    DNS server it hands out instead (none: no DNS at all)."""
     log_path = workdir / "dnsmasq.log"
-    argv = command(net, workdir / "dnsmasq.leases", max_seconds, names)
+    argv = command(net, workdir / "dnsmasq.leases", max_seconds, names, resolver)
     server = launch("dnsmasq", argv, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

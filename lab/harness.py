@@ -63,6 +63,9 @@ class LabOptions:
     site_names: tuple[str, ...] = ()
     # Called after every poll of the server while VMs run: fault tests act on the lab here.
     on_poll: Callable[[LabRun], None] | None = None
+    # Called once the network exists, before the site DHCP and the server start: a lab that
+    # adds services to the site (lab.ipv6: DNS, an IPv6 address) starts them here.
+    site_setup: SiteSetup | None = None
 
     @property
     def release_path(self) -> Path:
@@ -72,6 +75,21 @@ class LabOptions:
     def needs_tftp(self) -> bool:
         """UEFI HTTP Boot machines alone boot without TFTP: the server then runs none."""
         return any(firmware != "uefi-http" for firmware in self.firmwares)
+
+
+@dataclass(frozen=True)
+class SiteServices:
+    """What :attr:`LabOptions.site_setup` tells the rest of the lab: the resolver the site's
+    DHCP hands out, and how the server listens and names itself to the VMs."""
+
+    resolver: str = ""
+    bind: str = "0.0.0.0"  # noqa: S104 - only the namespace's bridge and loopback exist
+    public_url: str = ""
+    server_env: tuple[tuple[str, str], ...] = ()
+
+
+# (network, results folder, seconds the processes may live, teardown) -> what the site offers.
+SiteSetup = Callable[[netns.LabNetwork, Path, float, contextlib.ExitStack], SiteServices]
 
 
 @dataclass(frozen=True)
@@ -273,7 +291,12 @@ def start_lab(
     net = netns.create()
     teardown.callback(netns.destroy, net)
     progress(f"network: namespace {net.namespace}, bridge {net.bridge}, server {net.server_ip}")
-    site = dnsmasq.start_site_dhcp(net, results, max_seconds, names=options.site_names)
+    services = SiteServices()
+    if options.site_setup is not None:
+        services = options.site_setup(net, results, max_seconds, teardown)
+    site = dnsmasq.start_site_dhcp(
+        net, results, max_seconds, names=options.site_names, resolver=services.resolver
+    )
     teardown.callback(site.stop)
 
     data_dir = results / "server-data"
@@ -283,7 +306,12 @@ def start_lab(
         link.symlink_to(release_dir.resolve(), target_is_directory=True)
     token = create_token(data_dir)
     spec = ServerSpec(
-        data_dir, results / "server.log", tftp_port=TFTP_PORT if options.needs_tftp else 0
+        data_dir,
+        results / "server.log",
+        tftp_port=TFTP_PORT if options.needs_tftp else 0,
+        public_url=services.public_url,
+        bind=services.bind,
+        env=services.server_env,
     )
     server = start_server(spec, net, max_seconds)
     teardown.callback(server.stop)
@@ -320,21 +348,35 @@ def _run(
     progress: Callable[[str], None],
 ) -> None:
     lab = start_lab(options, report, teardown, progress, options.timeout + PROCESS_MARGIN)
-    for vm in lab.vms:
-        vm.process = qemu.power_on(vm.spec, lab.net, lab.max_seconds)
-        vm.powered_on = datetime.now(UTC)
-        teardown.callback(vm.process.stop)
-        vm.watcher = SerialWatcher(vm.spec.serial_log, vm.timeline, vm.process.started).start()
-        teardown.callback(vm.watcher.stop)
-        progress(f"{vm.spec.name}: powered on ({vm.timeline.firmware}, MAC {vm.spec.mac})")
-    _wait(lab.api, lab.server, lab.vms, options.timeout, progress, lab=lab, on_poll=options.on_poll)
-    for vm in lab.vms:
-        assert vm.watcher is not None
-        vm.watcher.read_once(final=True)
-    report.checks = _checks(lab.api, lab.vms)
+    report.checks = boot_and_check(lab, options)
     report.ok = all(check.ok for check in report.checks)
     if not report.ok:
         report.failed_step = _failed_step(lab.vms, report.checks)
+
+
+def boot_and_check(lab: LabRun, options: LabOptions) -> list[Check]:
+    """The plain lab's chain on a started lab: power every VM on from the network, wait until
+    the chain ends one way or another, and check it."""
+    for vm in lab.vms:
+        vm.process = qemu.power_on(vm.spec, lab.net, lab.max_seconds)
+        vm.powered_on = datetime.now(UTC)
+        lab.teardown.callback(vm.process.stop)
+        vm.watcher = SerialWatcher(vm.spec.serial_log, vm.timeline, vm.process.started).start()
+        lab.teardown.callback(vm.watcher.stop)
+        lab.progress(f"{vm.spec.name}: powered on ({vm.timeline.firmware}, MAC {vm.spec.mac})")
+    _wait(
+        lab.api,
+        lab.server,
+        lab.vms,
+        options.timeout,
+        lab.progress,
+        lab=lab,
+        on_poll=options.on_poll,
+    )
+    for vm in lab.vms:
+        assert vm.watcher is not None
+        vm.watcher.read_once(final=True)
+    return _checks(lab.api, lab.vms)
 
 
 def _seed_inventory(api: LabApi, vms: list[VmRun], disk_bus: str) -> None:

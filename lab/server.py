@@ -46,8 +46,13 @@ class ServerSpec:
     log_path: Path
     http_port: int = HTTP_PORT
     tftp_port: int = TFTP_PORT
+    # What every URL handed to a VM starts with; empty: the bridge's IPv4 address (base_url).
+    public_url: str = ""
+    bind: str = "0.0.0.0"  # noqa: S104 - only the namespace's bridge and loopback exist
+    env: tuple[tuple[str, str], ...] = ()  # further settings, e.g. the [dns] ones
 
     def base_url(self, net: LabNetwork) -> str:
+        """Where the lab itself reaches the server (its API, its health check)."""
         return f"http://{net.server_ip}:{self.http_port}"
 
 
@@ -75,17 +80,18 @@ def start_server(
         "--data-dir",
         str(spec.data_dir),
         "--bind",
-        "0.0.0.0",  # noqa: S104 - only the namespace's bridge and loopback exist
+        spec.bind,
         "--http-port",
         str(spec.http_port),
         "--tftp-port",
         str(spec.tftp_port),
     ]
     env = {
-        "XCP_PROVISION_PUBLIC_URL": spec.base_url(net),
+        "XCP_PROVISION_PUBLIC_URL": spec.public_url or spec.base_url(net),
         "XCP_PROVISION_SERVER_IP": net.server_ip,
         "XCP_PROVISION_DHCP_INTERFACES": net.bridge,
         "PYTHONUNBUFFERED": "1",
+        **dict(spec.env),
     }
     server = launch("serve", argv, spec.log_path, env=env)
     deadline = time.monotonic() + ready_timeout

@@ -25,6 +25,7 @@ import dns.query
 import dns.rdatatype
 
 from common import runner
+from lab.named import ALGORITHM, write_named_conf
 
 FORWARD_ZONE = "xcp.test."
 REVERSE_ZONE = "2.0.192.in-addr.arpa."
@@ -35,7 +36,6 @@ STATIC_ADDRESS = "192.0.2.200"
 STATIC_PTR_ADDRESS = "192.0.2.201"
 STATIC_PTR_TARGET = "someone-else.xcp.test."
 KEY_NAME = "xcp-test-key"
-ALGORITHM = "hmac-sha256"
 
 
 @dataclass(frozen=True)
@@ -114,35 +114,16 @@ def _zone_files(workdir: Path) -> None:
 
 
 def _config(workdir: Path, host: str, port: int, secret: str) -> Path:
-    key_block = f'key "{KEY_NAME}" {{\n\talgorithm {ALGORITHM};\n\tsecret "{secret}";\n}};\n'
-    (workdir / "tsig.key").write_text(key_block)
-    zones = "".join(
-        f'zone "{zone.rstrip(".")}" {{ type primary; file "{workdir / filename}";'
-        f' allow-update {{ key "{KEY_NAME}"; }}; }};\n'
-        for zone, filename in (
-            (FORWARD_ZONE, "forward.zone"),
-            (REVERSE_ZONE, "reverse.zone"),
-            (REVERSE6_ZONE, "reverse6.zone"),
-        )
-    )
     # named listens on ``host`` alone, in its family (an IPv6 one: in a test's namespace).
-    v4, v6 = ("none", host) if ":" in host else (host, "none")
-    conf = workdir / "named.conf"
-    conf.write_text(
-        "options {\n"
-        f'  directory "{workdir}";\n'
-        f'  pid-file "{workdir / "named.pid"}";\n'
-        f'  session-keyfile "{workdir / "session.key"}";\n'
-        f'  managed-keys-directory "{workdir}";\n'
-        f"  listen-on port {port} {{ {v4}; }};\n"
-        f"  listen-on-v6 port {port} {{ {v6}; }};\n"
-        "  recursion no;\n"
-        "  dnssec-validation no;\n"
-        "  notify no;\n"
-        "};\n"
-        "controls { };\n" + key_block + zones
-    )
-    return conf
+    return write_named_conf(
+        workdir,
+        [(FORWARD_ZONE, "forward.zone"), (REVERSE_ZONE, "reverse.zone"),
+         (REVERSE6_ZONE, "reverse6.zone")],
+        listen=("none", host) if ":" in host else (host, "none"),
+        port=port,
+        key=(KEY_NAME, secret),
+        key_file=workdir / "tsig.key",
+    )  # fmt: skip
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], host: str, port: int, log: Path) -> None:
