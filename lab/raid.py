@@ -51,6 +51,11 @@ POLL_SECONDS = 5.0
 # The agent reports right after its registration, which is when the chain counts a VM in the
 # pool: seconds the first reports may take beyond that.
 REPORT_PATIENCE = 180.0
+# From the mirrors' first reports to pulling the disks. The agent sends its first report and
+# then runs the pool hook and disarms itself; ext4 commits every 5 s. Pulled a second after the
+# report (power cut, as the lab pulls disks), a VM lost the disarming and, on its degraded boot,
+# registered again with its spent token instead of reporting.
+SETTLE_SECONDS = 20.0
 # The lab profile's answer file: fresh-dhcp's, on a RAID1 of the VM's two disks. Inline text
 # (a profile's template may be), so it carries our provisioning extension itself.
 RAID_TEMPLATE = """\
@@ -159,7 +164,10 @@ def _run(
     if not report.ok:
         report.failed_step = _failed_step(lab.vms, report.checks)
         return
-    progress("every VM is in the pool on its mirror: pulling each VM's second disk")
+    progress(f"every VM is in the pool on its mirror; {SETTLE_SECONDS:.0f} s for their agents "
+             "to finish and their disks to commit")
+    time.sleep(SETTLE_SECONDS)
+    progress("pulling each VM's second disk")
     report.degraded = _pull_disks(lab, options.timeout)
     checks = [check for boot in report.degraded for check in _degraded_checks(lab.api, boot)]
     report.checks += checks
