@@ -471,7 +471,7 @@ PATHS: dict[str, Any] = {
                     "schema": {
                         "anyOf": [
                             {"type": "string", "format": "date-time"},
-                            {"type": "string", "pattern": "^([0-9]{1,6}[smhdw])?$"},
+                            {"type": "string", "pattern": "^([0-9]{1,5}[smhdw])?$"},
                         ]
                     },
                 },
