@@ -48,6 +48,7 @@ from pxe.store.errors import ConflictError, StoreError
 from pxe.store.events import record_event
 from pxe.store.hosts import host_by_mac, set_state
 from pxe.store.lifecycle import State
+from pxe.store.macs import slaac_address
 from pxe.store.pools import create_pool
 from pxe.store.profiles import resolve_profile
 from pxe.store.security_events import KIND as SECURITY
@@ -251,7 +252,8 @@ def _mismatch(host: Host, report: HostReport, source: str | None) -> IdentityMis
     """Why this registration is not the token's host, or None: its MAC (when the inventory
     lists some), the SMBIOS UUID and serial the host reported at PXE time (when it did and the
     registration reports them), and the client address (when the token is bound: the address
-    its install used, or a static management address of its profile, ``ipaddr`` or ``ipv6``)."""
+    its install used, a static management address of its profile, ``ipaddr`` or ``ipv6``, or
+    the address IPv6 autoconfiguration gives one of its MACs)."""
     refused = None
     if host.mac_list and report.mac not in host.mac_list:
         refused = f"this install token belongs to another host than the one with MAC {report.mac}"
@@ -266,11 +268,17 @@ def _mismatch(host: Host, report: HostReport, source: str | None) -> IdentityMis
     if refused is not None:
         return IdentityMismatchError(REGISTER_IDENTITY, refused)
     allowed = {host.token_bound_addr, *_static_addresses(host)} - {None}
-    if source is not None and host.token_bound_addr is not None and source not in allowed:
+    if (
+        source is not None
+        and host.token_bound_addr is not None
+        and source not in allowed
+        and not _autoconfigured(source, host.mac_list)
+    ):
         return IdentityMismatchError(
             WRONG_ADDRESS,
-            f"this install token is bound to the address its install used, not {source}; "
-            "register from the host itself",
+            f"this install token is bound to the address its install used, not {source} (nor "
+            "is that a static address of the host's profile or the IPv6 autoconfiguration "
+            "address of one of its MACs); register from the host itself",
         )
     return None
 
@@ -291,6 +299,22 @@ def _static_addresses(host: Host) -> set[str]:
     except ConflictError:
         return set()
     return {_address(str(variables[key])) for key in ("ipaddr", "ipv6") if variables.get(key)}
+
+
+def _autoconfigured(source: str, macs: list[str]) -> bool:
+    """Whether ``source`` is the address SLAAC gives one of the inventory's MACs on its /64:
+    dom0 on ``protov6="autoconf"`` has no address known in advance, but the low 64 bits of the
+    one it takes are its MAC's. Only the inventory's MACs count: a MAC the registration merely
+    reports would let any holder of the token choose its own. Any prefix passes, since the site's
+    router chooses it; a link-local address is no management address."""
+    try:
+        address = ipaddress.ip_address(source)
+    except ValueError:
+        return False
+    if not isinstance(address, ipaddress.IPv6Address) or address.is_link_local:
+        return False
+    prefix = ipaddress.IPv6Network((address, 64), strict=False)
+    return any(slaac_address(prefix, mac) == address for mac in macs)
 
 
 def _address(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from pxe.store.errors import InvalidInputError
@@ -39,3 +40,20 @@ def is_mac(text: str) -> bool:
     except InvalidInputError:
         return False
     return True
+
+
+def slaac_address(prefix: ipaddress.IPv6Network, mac: str) -> ipaddress.IPv6Address:
+    """The address stateless autoconfiguration gives the NIC with ``mac`` on the /64 ``prefix``:
+    the prefix and the MAC's modified EUI-64 (RFC 4291, appendix A: ``ff:fe`` in the middle, the
+    universal/local bit flipped). Linux does this under its default address generation, without
+    privacy extensions, so it is the one address such a host can be expected at.
+
+    Raises ValueError for a prefix other than a /64 (SLAAC forms addresses on a /64 alone) and
+    InvalidInputError for a value that is not a MAC.
+    """
+    if prefix.prefixlen != 64:
+        raise ValueError(f"SLAAC needs a /64 prefix, not {prefix}")
+    octets = bytes.fromhex(normalise_mac(mac).replace(":", ""))
+    eui64 = bytearray(octets[:3] + b"\xff\xfe" + octets[3:])
+    eui64[0] ^= 0x02
+    return ipaddress.IPv6Address(int(prefix.network_address) | int.from_bytes(eui64, "big"))

@@ -32,7 +32,8 @@ def rendered(template: str, variables: dict[str, object]):
 
 def test_bundled_templates() -> None:
     assert list_templates() == [
-        "fresh-dhcp", "fresh-static", "fresh-static-ipv6", "restore", "upgrade"
+        "fresh-autoconf-ipv6", "fresh-dhcp", "fresh-static", "fresh-static-ipv6", "restore",
+        "upgrade"
     ]  # fmt: skip
 
 
@@ -99,6 +100,21 @@ def test_fresh_static_ipv6_has_no_ipv4() -> None:
     assert parsed.answers.provisioning.server_url == "http://[2001:db8::1]:8080"
     with pytest.raises(RenderError, match="gatewayv6"):
         render_template("fresh-static-ipv6", {**variables, "gatewayv6": "192.0.2.1"}, host="h")
+
+
+def test_fresh_autoconf_ipv6_has_no_address_of_its_own() -> None:
+    variables = {**BASE, "mac": "00:16:3e:aa:bb:cc", "vlan": 120,
+                 "nameservers": "2001:db8::53, 2001:db8::54"}  # fmt: skip
+    parsed = rendered("fresh-autoconf-ipv6", variables)
+    assert parsed.warnings == ()
+    iface = parsed.answers.admin_interface
+    assert (iface.proto, iface.protov6) == (Proto.NONE, ProtoV6.AUTOCONF)
+    assert (iface.hwaddr, iface.vlan) == ("00:16:3e:aa:bb:cc", 120)
+    assert (iface.ipaddr, iface.ipv6, iface.gatewayv6) == (None, None, None)
+    assert parsed.answers.name_servers == ("2001:db8::53", "2001:db8::54")
+    bare = rendered("fresh-autoconf-ipv6", BASE).answers
+    assert (bare.admin_interface.name, bare.admin_interface.vlan) == ("eth0", None)
+    assert bare.name_servers == ()
 
 
 def test_upgrade_and_restore() -> None:
@@ -179,7 +195,9 @@ def test_invalid_output_is_an_answerfile_error_naming_template_and_host() -> Non
 
 def test_unknown_template_lists_the_bundled_ones() -> None:
     with pytest.raises(
-        RenderError, match="allowed fresh-dhcp, fresh-static, fresh-static-ipv6, restore, upgrade"
+        RenderError,
+        match="allowed fresh-autoconf-ipv6, fresh-dhcp, fresh-static, fresh-static-ipv6, restore, "
+        "upgrade",
     ):
         render_template("fresh", BASE)
 

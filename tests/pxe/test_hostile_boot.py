@@ -5,6 +5,7 @@ Through the Flask app with each request's source address set as the network woul
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import pytest
@@ -15,6 +16,7 @@ from pxe.db.session import Database
 from pxe.store import hosts, profiles
 from pxe.store.events import list_events
 from pxe.store.lifecycle import State
+from pxe.store.macs import slaac_address
 from pxe.store.pools import create_pool
 from pxe.store.tokens import create_api_token
 from pxe.tftp.files import GeneratedFiles
@@ -177,6 +179,27 @@ def test_the_pool_secret_goes_only_to_the_host_the_server_knows(
         assert hosts.get_host(s, host_id).state == State.INSTALLED
     admitted = client.post("/api/v1/register", json=body, headers=auth, **_from(HOST_IP))
     assert admitted.status_code == 200 and admitted.json["pool_secret"]
+
+
+def test_an_autoconf_address_passes_with_the_inventorys_mac_alone(
+    client, database, demo_release, rack_pool
+) -> None:
+    """dom0 on SLAAC registers from the router's prefix and its MAC's EUI-64, whatever the
+    prefix; another MAC's identifier, or its own on a link-local address, is refused."""
+    host_id, token = _registering_host(client, database)
+    auth = {"Authorization": f"Bearer {token}"}
+    body = facts(1, pool="rack1", smbios_uuid=UUID, serial="SN-1")
+    prefix = ipaddress.IPv6Network("2001:db8:7::/64")
+    another_mac = slaac_address(prefix, facts(2)["mac"])
+    link_local = slaac_address(ipaddress.IPv6Network("fe80::/64"), body["mac"])
+    for source in (another_mac, link_local):
+        refused = client.post("/api/v1/register", json=body, headers=auth, **_from(str(source)))
+        assert refused.status_code == 403 and "autoconfiguration" in refused.json["error"]
+    assert _security_events(database, host_id) == ["token-address"] * 2
+    own = str(slaac_address(prefix, body["mac"]))
+    admitted = client.post("/api/v1/register", json={**body, "management_ip": own},
+                           headers=auth, **_from(own))  # fmt: skip
+    assert admitted.status_code == 200 and admitted.json["role"] == "master"
 
 
 def _capped(settings: Settings, database: Database, cap: int):

@@ -13,6 +13,7 @@ Xen here.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -26,6 +27,7 @@ from pathlib import Path
 import dns.reversename
 import pytest
 
+from answerfiles.model import AnswerFile
 from answerfiles.parse import parse_answerfile
 from common import dom0_layout, wire
 from common.runner import run
@@ -37,6 +39,7 @@ from pxe.db.session import Database
 from pxe.registration import register
 from pxe.store.hosts import add_host, get_host
 from pxe.store.lifecycle import State
+from pxe.store.macs import slaac_address
 from pxe.store.pools import create_pool
 from pxe.store.profiles import create_profile
 from pxe.store.tokens import issue_install_token
@@ -98,16 +101,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         yield Site(link, public_url, database, bind, f"{xl.parent}:{os.environ['PATH']}")
 
 
-def _installer(site: Site, root: Path, host_id: int, token: str) -> str:
+def _installer(site: Site, root: Path, host_id: int, token: str, mac: str = mac_of(6)) -> str:
     """What the installer does over the network, from the host's namespace: fetch the answer
-    file, write the agent's brief from it, report build-done. Returns the answer file."""
+    file, write the agent's brief from it (``mac``: the management NIC's), report build-done.
+    Returns the answer file."""
 
     def install() -> str:
         url = wire.answerfile_url(site.public_url, host_id, token)
         with urllib.request.urlopen(url, timeout=30) as response:
             text = response.read().decode()
         answers = parse_answerfile(text).answers
-        write_firstboot(root, answers, mac_of(6))
+        write_firstboot(root, answers, mac)
         HttpReporter(answers.provisioning.server_url, token, final_patience=10).done()
         return text
 
@@ -134,6 +138,24 @@ def _wait_link_local(site: Site, seconds: float = 30) -> None:
         time.sleep(0.1)
 
 
+def _installed(
+    site: Site, root: Path, template: str, variables: dict[str, str], *, mac: str, hostname: str
+) -> tuple[int, AnswerFile]:
+    """A host of a profile on ``template`` (pool and profile named after the host) installed
+    into ``root`` from the installer's IPv4 address. Returns its id and answer file."""
+    with site.database.scope() as session:
+        create_pool(session, hostname)
+        create_profile(session, hostname, release=RELEASE, template=template, pool=hostname,
+                       variables={"primary_disk": "sda", **variables})  # fmt: skip
+        host = add_host(session, macs=[mac], hostname=hostname, profile=hostname,
+                        state=State.INSTALLING)  # fmt: skip
+        token = issue_install_token(host)
+        host_id = host.id
+    install_overlay(root, RELEASE)
+    with address(site.link.host_ns, site.link.host_if, f"{INSTALLER_IP}/64"):
+        return host_id, parse_answerfile(_installer(site, root, host_id, token, mac)).answers
+
+
 def _pool_conf(root: Path) -> dict[str, str]:
     text = dom0_layout.inside(root, dom0_layout.POOL_CONFIG).read_text()
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
@@ -142,20 +164,11 @@ def _pool_conf(root: Path) -> dict[str, str]:
 def test_an_ipv6_managed_host_installs_registers_and_lands_in_dns(
     site: Site, tmp_path: Path
 ) -> None:
-    with site.database.scope() as session:
-        create_pool(session, "v6")
-        create_profile(session, "ipv6-static", release=RELEASE, template="fresh-static-ipv6",
-                       pool="v6", variables={"primary_disk": "sda", "ipv6": HOST_CIDR,
-                                             "gatewayv6": SERVER_IP})  # fmt: skip
-        host = add_host(session, macs=[mac_of(6)], hostname="node-v6", profile="ipv6-static",
-                        state=State.INSTALLING)  # fmt: skip
-        token = issue_install_token(host)
-        host_id = host.id
     root = tmp_path / "root"
-    install_overlay(root, RELEASE)
-
-    with address(site.link.host_ns, site.link.host_if, f"{INSTALLER_IP}/64"):
-        answerfile = parse_answerfile(_installer(site, root, host_id, token)).answers
+    host_id, answerfile = _installed(
+        site, root, "fresh-static-ipv6", {"ipv6": HOST_CIDR, "gatewayv6": SERVER_IP},
+        mac=mac_of(6), hostname="node-v6",
+    )  # fmt: skip
     # Every URL the server built for the host has its IPv6 literal in brackets.
     assert answerfile.provisioning.server_url == site.public_url
     assert answerfile.sources[0].location == f"{site.public_url}/releases/{RELEASE}/"
@@ -171,7 +184,7 @@ def test_an_ipv6_managed_host_installs_registers_and_lands_in_dns(
         assert "reported: software RAID" in result.stderr  # the first health report, too
 
     conf = _pool_conf(root)
-    assert (conf["STATE"], conf["POOL"], conf["ROLE"]) == ("in-pool", "v6", "master")
+    assert (conf["STATE"], conf["POOL"], conf["ROLE"]) == ("in-pool", "node-v6", "master")
     assert conf["MASTER_ADDRESS"] == host_ip
     report = json.loads(dom0_layout.inside(root, dom0_layout.REPORT_CONFIG).read_text())
     assert report["server_url"] == site.public_url
@@ -195,6 +208,44 @@ def test_an_ipv6_managed_host_installs_registers_and_lands_in_dns(
     assert events_of(site.database, 6, "dns") == [
         f"added node-v6.xcp.test. AAAA {host_ip}",
         f"added {ptr} PTR node-v6.xcp.test.",
+    ]
+
+
+def test_an_autoconf_host_registers_from_its_macs_slaac_address_alone(
+    site: Site, tmp_path: Path
+) -> None:
+    """``protov6="autoconf"``: no address is known in advance, but SLAAC forms dom0's from the
+    router's prefix and the MAC's EUI-64. The inventory's MAC lets that one through; another
+    interface identifier on the same prefix is refused, and the token stays unspent."""
+    mac = mac_of(11)
+    root = tmp_path / "root"
+    host_id, answerfile = _installed(
+        site, root, "fresh-autoconf-ipv6", {"nameservers": SERVER_IP}, mac=mac, hostname="node-v6d"
+    )
+    iface = answerfile.admin_interface
+    assert (iface.proto.value, iface.protov6.value, iface.ipv6) == ("none", "autoconf", None)
+    slaac = slaac_address(ipaddress.IPv6Network(f"{SERVER_IP}/64", strict=False), mac)
+    assert str(slaac).endswith(":5054:ff:fe00:b")
+
+    with address(site.link.host_ns, site.link.host_if, f"{slaac + 1}/64") as other:
+        refused = _agent(site, root)
+    assert refused.returncode == agent.EXIT_REFUSED, refused.stderr
+    assert "HTTP 403" in refused.stderr and f"not {other}" in refused.stderr
+    [event] = events_of(site.database, 11, "security")
+    assert event.startswith(f"registration refused: this install token is bound to the address "
+                            f"its install used, not {other} ")  # fmt: skip
+
+    with address(site.link.host_ns, site.link.host_if, f"{slaac}/64") as host_ip:
+        result = _agent(site, root)
+    assert result.returncode == agent.EXIT_OK, result.stderr
+    conf = _pool_conf(root)
+    assert (conf["STATE"], conf["POOL"], conf["MASTER_ADDRESS"]) == ("in-pool", "node-v6d", host_ip)
+    with site.database.scope(write=False) as session:
+        row = get_host(session, host_id)
+        assert (row.state, row.token_bound_addr) == (State.IN_POOL.value, INSTALLER_IP)
+        assert row.facts["management_ip"] == str(slaac)
+    assert in_netns(site.link.server_ns, lambda: site.bind.query("node-v6d.xcp.test.", "AAAA")) == [
+        host_ip
     ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from pxe.db.session import Database
@@ -9,7 +11,7 @@ from pxe.store import hosts, pools, profiles, selectors, tokens
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.events import list_events, record_event
 from pxe.store.lifecycle import State, TransitionError
-from pxe.store.macs import normalise_mac
+from pxe.store.macs import normalise_mac, slaac_address
 
 
 @pytest.mark.parametrize(
@@ -30,6 +32,16 @@ def test_mac_spellings_normalise(spelling: str) -> None:
 def test_malformed_mac_is_named(bad: str) -> None:
     with pytest.raises(InvalidInputError, match="is not a MAC address"):
         normalise_mac(bad)
+
+
+def test_slaac_address_is_the_prefix_and_the_macs_modified_eui64() -> None:
+    """RFC 4291's appendix A: ff:fe in the middle and the universal/local bit flipped, so a
+    locally administered MAC (02 set) gives an identifier with it clear, and the reverse."""
+    prefix = ipaddress.IPv6Network("2001:db8::/64")
+    assert str(slaac_address(prefix, "52-54-00-AB-CD-01")) == "2001:db8::5054:ff:feab:cd01"
+    assert str(slaac_address(prefix, "00:16:3e:12:34:56")) == "2001:db8::216:3eff:fe12:3456"
+    with pytest.raises(ValueError, match="/64"):
+        slaac_address(ipaddress.IPv6Network("2001:db8:6::/56"), "00:16:3e:12:34:56")
 
 
 def test_hosts_add_find_edit_remove(any_database: Database) -> None:
