@@ -12,7 +12,7 @@ import click
 
 from lab.examples import run_examples
 from lab.harness import LabOptions, default_results, run_lab
-from lab.ipv6 import run_ipv6
+from lab.ipv6 import Addressing, run_ipv6
 from lab.rack import RackOptions, mixed_firmwares, run_rack
 from lab.raid import run_raid
 
@@ -96,10 +96,15 @@ def _firmware(*, uefi: bool, uefi_http: bool) -> str:
 )
 @click.option(
     "--ipv6",
-    is_flag=True,
-    help="One VM network-boots and installs over IPv4, its dom0 is managed over IPv6 alone "
-    "(fresh-static-ipv6); the server's name has A and AAAA records in the site's BIND, which "
-    "must then hold the host's AAAA and ip6.arpa PTR.",
+    type=click.Choice([mode.value for mode in Addressing]),
+    is_flag=False,
+    flag_value=Addressing.STATIC.value,
+    default=None,
+    help="One VM network-boots and installs over IPv4, its dom0 is managed over IPv6 alone; "
+    "the server's name has A and AAAA records in the site's BIND, which must then hold the "
+    "host's AAAA and ip6.arpa PTR. static (the default): the profile's address "
+    "(fresh-static-ipv6); autoconf: SLAAC from the site's router advertisements "
+    "(fresh-autoconf-ipv6), expected at the prefix and the VM MAC's EUI-64.",
 )
 def run(
     *,
@@ -116,7 +121,7 @@ def run(
     max_parallel: int = 2,
     raid: bool = False,
     xcpng_examples: bool = False,
-    ipv6: bool = False,
+    ipv6: str | None = None,
 ) -> None:
     """Run the lab; exit 0 only when every VM is in the pool with Xen and dom0 up."""
     options = LabOptions(
@@ -148,7 +153,7 @@ def run(
         elif xcpng_examples:
             report = run_examples(options, progress=echo)
         elif ipv6:
-            report = run_ipv6(options, progress=echo)
+            report = run_ipv6(options, progress=echo, addressing=Addressing(ipv6))
         elif raid:
             report = run_raid(options, progress=echo)
         else:

@@ -9,10 +9,16 @@ serves no DNS either. Given site names (an answer file written for a site names 
 with its own address, hands itself out as the resolver, and logs every query, so the lab can
 see a host resolve them through the resolver DHCP gave it. It forwards nothing: the lab has no
 way out, and a name it does not know must fail rather than leak.
+
+Given an IPv6 prefix, it is also the site's router for it: router advertisements alone (no
+DHCPv6), so a host on ``protov6="autoconf"`` takes the prefix and its MAC's EUI-64 by SLAAC, the
+site's machine (its link-local address) its default router. dnsmasq advertises a prefix only on an
+interface holding an address in it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from pathlib import Path
 
@@ -29,9 +35,12 @@ def command(
     max_seconds: float,
     names: tuple[str, ...] = (),
     resolver: str = "",
+    *,
+    advertised: ipaddress.IPv6Network | None = None,
 ) -> list[str]:
     """``names``: host names the site's DNS answers with the site's address (none: no DNS);
-    ``resolver``: another machine's DNS server that DHCP hands out instead."""
+    ``resolver``: another machine's DNS server that DHCP hands out instead; ``advertised``: the
+    IPv6 prefix its router advertisements offer for SLAAC (none: it sends none)."""
     first, last = net.dhcp_range()
     return [
         *net.site_exec_prefix(),
@@ -43,6 +52,7 @@ def command(
         f"--interface={SITE_IFACE}",
         "--bind-interfaces",
         f"--dhcp-range={first},{last},{net.subnet.netmask},{LEASE_TIME}",
+        *_router_advertisements(advertised),
         f"--dhcp-leasefile={lease_file}",
         "--dhcp-authoritative",
         "--log-dhcp",
@@ -63,6 +73,13 @@ def _dns(net: LabNetwork, names: tuple[str, ...], resolver: str) -> list[str]:
     ]
 
 
+def _router_advertisements(prefix: ipaddress.IPv6Network | None) -> list[str]:
+    if prefix is None:
+        return []
+    # ra-only: the advertisement's autonomous flag set and no DHCPv6 behind it.
+    return ["--enable-ra", f"--dhcp-range={prefix.network_address},ra-only,{prefix.prefixlen}"]
+
+
 def start_site_dhcp(
     net: LabNetwork,
     workdir: Path,
@@ -71,12 +88,16 @@ def start_site_dhcp(
     *,
     names: tuple[str, ...] = (),
     resolver: str = "",
+    advertised: ipaddress.IPv6Network | None = None,
 ) -> Background:
     """Start dnsmasq on the site's link and wait until it says it is serving; ``names``: host
     names its DNS answers with the site's address (none: it serves no DNS); ``resolver``: the
-    DNS server it hands out instead (none: no DNS at all)."""
+    DNS server it hands out instead (none: no DNS at all); ``advertised``: the IPv6 prefix it
+    advertises as the site's router (none: no router advertisements)."""
     log_path = workdir / "dnsmasq.log"
-    argv = command(net, workdir / "dnsmasq.leases", max_seconds, names, resolver)
+    argv = command(
+        net, workdir / "dnsmasq.leases", max_seconds, names, resolver, advertised=advertised
+    )
     server = launch("dnsmasq", argv, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -44,6 +44,7 @@ from lab.dnsmasq import leases
 from lab.errors import LabError
 from lab.harness import (
     EXPECTED_BOOT_PATH,
+    INSTALLER_ARGS,
     PROCESS_MARGIN,
     RELEASE,
     Check,
@@ -255,8 +256,7 @@ def _use_example(lab: LabRun, one: ExampleRun) -> None:
     text = one.example.text.decode()
     lab.api.post("/api/v1/profiles", {
         "name": one.example.profile, "release": RELEASE, "template": text,
-        # Last console= wins /dev/console: the installer's output lands on the serial log.
-        "kernel_args": "console=ttyS0,115200",
+        "kernel_args": INSTALLER_ARGS,
     })  # fmt: skip
     lab.api.call("PATCH", f"/api/v1/hosts/{one.vm.host_id}", {"profile": one.example.profile})
 

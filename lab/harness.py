@@ -8,6 +8,7 @@ report saying which step of the chain each VM reached and where it stopped.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import time
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 POOL = "lab"
 PROFILE = "lab"
+# The lab profile's installer kernel arguments. The last console= wins /dev/console: the
+# installer's output lands on the serial log.
+INSTALLER_ARGS = "console=ttyS0,115200"
 RELEASE = "lab"
 POLL_SECONDS = 5.0
 SERVER_PATIENCE = 60.0
@@ -80,9 +84,11 @@ class LabOptions:
 @dataclass(frozen=True)
 class SiteServices:
     """What :attr:`LabOptions.site_setup` tells the rest of the lab: the resolver the site's
-    DHCP hands out, and how the server listens and names itself to the VMs."""
+    DHCP hands out, the IPv6 prefix it advertises as the site's router (none: it sends no
+    router advertisements), and how the server listens and names itself to the VMs."""
 
     resolver: str = ""
+    advertised: ipaddress.IPv6Network | None = None
     bind: str = "0.0.0.0"  # noqa: S104 - only the namespace's bridge and loopback exist
     public_url: str = ""
     server_env: tuple[tuple[str, str], ...] = ()
@@ -295,7 +301,12 @@ def start_lab(
     if options.site_setup is not None:
         services = options.site_setup(net, results, max_seconds, teardown)
     site = dnsmasq.start_site_dhcp(
-        net, results, max_seconds, names=options.site_names, resolver=services.resolver
+        net,
+        results,
+        max_seconds,
+        names=options.site_names,
+        resolver=services.resolver,
+        advertised=services.advertised,
     )
     teardown.callback(site.stop)
 
@@ -391,8 +402,7 @@ def _seed_inventory(api: LabApi, vms: list[VmRun], disk_bus: str) -> None:
             "template": "fresh-dhcp",
             "pool": POOL,
             "disk_rule": {"disk": disk},
-            # Last console= wins /dev/console: the installer's output lands on the serial log.
-            "kernel_args": "console=ttyS0,115200",
+            "kernel_args": INSTALLER_ARGS,
         },
     )
     for vm in vms:

@@ -6,12 +6,17 @@ binds both families (``--bind ::``), and the site's DNS (a real BIND, :mod:`lab.
 server's name an A and an AAAA record. The server's ``public_url`` is that name, which is what
 an operator would configure: iPXE and the installer resolve it over IPv4 (the site DHCP hands
 out the DNS server), dom0 over IPv6 (the answer file names the same DNS server by its IPv6
-address). The profile installs the bundled ``fresh-static-ipv6`` template: no IPv4 on the
-management interface, a static IPv6 address.
+address). The profile installs one of two bundled templates, both with no IPv4 on the
+management interface (:class:`Addressing`): ``fresh-static-ipv6``, a static IPv6 address, or
+``fresh-autoconf-ipv6``, an address by SLAAC. For the latter the site's DHCP server (another
+machine, :mod:`lab.netns`) also takes an address in the server's prefix and advertises that
+prefix as the site's router; dom0's address is then the prefix and its MAC's EUI-64, which is
+what lets its registration through although its install used its IPv4 lease. The static run
+sends no router advertisement at all.
 
 Beyond the plain lab's chain (PXE, install, Xen, dom0, registered, in the pool as master) the
-run checks that the agent reported the IPv6 address as its management address, that dom0 no
-longer answers on the IPv4 lease its installer had but does on its IPv6 address, and that
+run checks that the agent reported the expected IPv6 address as its management address, that
+dom0 no longer answers on the IPv4 lease its installer had but does on its IPv6 address, and that
 the server wrote the host's AAAA and ip6.arpa PTR (and no A record) into BIND over RFC 2136.
 """
 
@@ -22,6 +27,7 @@ import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from enum import StrEnum
 from pathlib import Path
 
 from common.errors import CommandError
@@ -31,6 +37,7 @@ from lab import dnsmasq
 from lab.api import LabApi
 from lab.errors import LabError
 from lab.harness import (
+    INSTALLER_ARGS,
     PROCESS_MARGIN,
     PROFILE,
     Check,
@@ -44,17 +51,42 @@ from lab.harness import (
     start_lab,
 )
 from lab.named import FORWARD_ZONE, SiteDns, start_named
-from lab.netns import LabNetwork
+from lab.netns import SITE_IFACE, LabNetwork
 from lab.server import HTTP_PORT
+from pxe.config import Settings
+from pxe.db.session import Database
+from pxe.store.hosts import get_host
+from pxe.store.macs import slaac_address
 
 SERVER_IPV6 = ipaddress.IPv6Interface("fd00:99::1/64")
-# The VM's management address: the template's ``ipv6`` variable lives on the profile, so the
-# lab installs one VM.
+# The site's router, in autoconf runs: the site DHCP's machine, which advertises the prefix.
+SITE_IPV6 = ipaddress.IPv6Interface("fd00:99::2/64")
+# The VM's static management address: the template's ``ipv6`` variable lives on the profile, so
+# the lab installs one VM.
 HOST_IPV6 = ipaddress.IPv6Interface("fd00:99::11/64")
-TEMPLATE = "fresh-static-ipv6"
 # Seconds a neighbour probe waits: the kernel gives up on an address after three solicitations
 # one second apart.
 PROBE_SECONDS = 5
+
+
+class Addressing(StrEnum):
+    """How the VM's dom0 takes its IPv6 management address."""
+
+    STATIC = "static"  # the profile's ``ipv6``
+    AUTOCONF = "autoconf"  # SLAAC, from the site's router advertisements
+
+    @property
+    def template(self) -> str:
+        """The bundled answer-file template the lab's profile installs."""
+        return "fresh-autoconf-ipv6" if self is Addressing.AUTOCONF else "fresh-static-ipv6"
+
+
+def management_address(addressing: Addressing, mac: str) -> ipaddress.IPv6Address:
+    """Where the VM with ``mac`` must be managed: the profile's address, or the one SLAAC forms
+    from the advertised prefix and the MAC (dom0's bridge carries its NIC's)."""
+    if addressing is Addressing.AUTOCONF:
+        return slaac_address(SERVER_IPV6.network, mac)
+    return HOST_IPV6.ip
 
 
 class Ipv6Report(LabReport):
@@ -62,20 +94,26 @@ class Ipv6Report(LabReport):
         return super().summary().rsplit("\nlab: ", 1)[0] + "\n" + self.verdict("ipv6 lab")
 
 
-def run_ipv6(options: LabOptions, progress: Callable[[str], None] = print) -> Ipv6Report:
+def run_ipv6(
+    options: LabOptions,
+    progress: Callable[[str], None] = print,
+    addressing: Addressing = Addressing.STATIC,
+) -> Ipv6Report:
     """Run the IPv6 lab once; like :func:`lab.harness.run_lab`, it reports, never raises."""
     if len(options.firmwares) != 1:
         raise LabError("ipv6", "the IPv6 lab runs one VM (its address is the profile's)")
     report = Ipv6Report(options.results.resolve())
     return run_reported(
-        report, lambda teardown: _run(options, report, teardown, progress), progress
+        report, lambda teardown: _run(options, report, teardown, progress, addressing), progress
     )
 
 
 class _DualStackSite:
-    """The site setup hook: the bridge's IPv6 address and BIND, before DHCP and the server."""
+    """The site setup hook: the bridge's IPv6 address and BIND, before DHCP and the server; for
+    an autoconf run, the site's router too."""
 
-    def __init__(self) -> None:
+    def __init__(self, addressing: Addressing = Addressing.STATIC) -> None:
+        self.addressing = addressing
         self.dns: SiteDns | None = None
 
     def __call__(
@@ -100,12 +138,32 @@ class _DualStackSite:
         dns = start_named(net, SERVER_IPV6, results / "named", max_seconds)
         teardown.callback(dns.process.stop)
         self.dns = dns
+        advertised = None
+        if self.addressing is Addressing.AUTOCONF:
+            _site_router(net)
+            advertised = SERVER_IPV6.network
         return SiteServices(
             resolver=net.server_ip,
+            advertised=advertised,
             bind="::",
             public_url=f"http://{dns.server_fqdn}:{HTTP_PORT}",
             server_env=dns.settings_env(),
         )
+
+
+def _site_router(net: LabNetwork) -> None:
+    """Ready the site's machine to advertise the server's prefix (dnsmasq advertises a prefix
+    only where it holds an address in it), and keep the server's bridge to its one address: it
+    takes nothing from the advertisements, so the server is where its name says."""
+    commands = (
+        ["ip", "-n", net.site_namespace, "addr", "add", str(SITE_IPV6), "dev", SITE_IFACE, "nodad"],
+        [*net.exec_prefix(), "sysctl", "-qw", f"net.ipv6.conf.{net.bridge}.accept_ra=0"],
+    )
+    for argv in commands:
+        try:
+            run(argv)
+        except CommandError as exc:
+            raise LabError("network", f"cannot make the site's router: {exc}") from exc
 
 
 def _run(
@@ -113,8 +171,9 @@ def _run(
     report: Ipv6Report,
     teardown: contextlib.ExitStack,
     progress: Callable[[str], None],
+    addressing: Addressing,
 ) -> None:
-    site = _DualStackSite()
+    site = _DualStackSite(addressing)
     max_seconds = options.timeout + PROCESS_MARGIN
     lab = start_lab(replace(options, site_setup=site), report, teardown, progress, max_seconds)
     assert site.dns is not None
@@ -122,33 +181,50 @@ def _run(
         f"site DNS: named on {site.dns.server_ipv4} and {site.dns.server_ipv6}, "
         f"server public URL http://{site.dns.server_fqdn}:{HTTP_PORT}"
     )
-    lab.api.call(
-        "PATCH",
-        f"/api/v1/profiles/{PROFILE}",
-        {
-            "template": TEMPLATE,
-            "variables": {
-                "ipv6": str(HOST_IPV6),
-                "gatewayv6": str(SERVER_IPV6.ip),
-                "nameservers": site.dns.server_ipv6,
-            },
-        },
-    )
+    variables = {"nameservers": site.dns.server_ipv6}
+    changes: dict[str, object] = {"template": addressing.template}
+    if addressing is Addressing.STATIC:
+        variables |= {"ipv6": str(HOST_IPV6), "gatewayv6": str(SERVER_IPV6.ip)}
+    else:
+        progress(f"site router: {SITE_IPV6.ip} advertises {SERVER_IPV6.network} for SLAAC")
+        # The installer stays on IPv4, so its token is bound to its lease; otherwise it would
+        # take the same SLAAC address as dom0 and the registration would pass on the binding.
+        changes["kernel_args"] = f"{INSTALLER_ARGS} ipv6.disable=1"
+    lab.api.call("PATCH", f"/api/v1/profiles/{PROFILE}", {**changes, "variables": variables})
     lease_file = report.results / "dnsmasq.leases"
     report.checks = boot_and_check(lab, options)
     for vm in lab.vms:
         lease = dnsmasq.leases(lease_file).get(vm.spec.mac.lower(), "")
-        report.checks += _ipv6_checks(lab.api, lab.net, site.dns, vm, lease)
+        address = management_address(addressing, vm.spec.mac)
+        report.checks += _ipv6_checks(lab.api, lab.net, site.dns, vm, lease=lease, address=address)
+        if addressing is Addressing.AUTOCONF and vm.host_id is not None:
+            bound = _bound_address(lab.server_spec.data_dir, vm.host_id)
+            report.checks.append(
+                Check(
+                    f"{vm.spec.name} token bound to the lease",
+                    bool(lease) and bound == lease,
+                    f"its install token is bound to {bound}; the installer's lease is "
+                    f"{lease or '(none found)'}, so dom0's SLAAC address got in by its MAC",
+                )
+            )
     report.ok = all(check.ok for check in report.checks)
     if not report.ok:
         report.failed_step = _failed_step(lab.vms, report.checks)
 
 
-def _ipv6_checks(api: LabApi, net: LabNetwork, dns: SiteDns, vm: VmRun, lease: str) -> list[Check]:
+def _ipv6_checks(
+    api: LabApi,
+    net: LabNetwork,
+    dns: SiteDns,
+    vm: VmRun,
+    *,
+    lease: str,
+    address: ipaddress.IPv6Address,
+) -> list[Check]:
     name = vm.spec.name
     facts = api.get(f"/api/v1/hosts/{vm.host_id}").get("facts") or {}
     reported = facts.get("management_ip")
-    wanted = str(HOST_IPV6.ip)
+    wanted = str(address)
     checks = [
         Check(
             f"{name} management address",
@@ -187,7 +263,7 @@ def _ipv6_checks(api: LabApi, net: LabNetwork, dns: SiteDns, vm: VmRun, lease: s
             f"{fqdn} AAAA {aaaa or 'none'}, A {a or 'none'}; expected AAAA {wanted} alone",
         )
     )
-    pointer = HOST_IPV6.ip.reverse_pointer + "."
+    pointer = address.reverse_pointer + "."
     ptr = dns.query(net, pointer, "PTR")
     checks.append(
         Check(
@@ -195,6 +271,18 @@ def _ipv6_checks(api: LabApi, net: LabNetwork, dns: SiteDns, vm: VmRun, lease: s
         )
     )
     return checks
+
+
+def _bound_address(data_dir: Path, host_id: int) -> str | None:
+    """The address the host's install token is bound to. No API shows it (it is the server's
+    own defence), so the lab reads its server's inventory, as anyone with the data directory
+    can."""
+    database = Database(Settings(data_dir=data_dir).database)
+    try:
+        with database.scope(write=False) as session:
+            return get_host(session, host_id).token_bound_addr
+    finally:
+        database.dispose()
 
 
 def _answers(net: LabNetwork, address: str) -> bool:

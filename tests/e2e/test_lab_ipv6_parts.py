@@ -1,14 +1,17 @@
 """The IPv6 lab's parts without a VM: its dual-stack site (the bridge's IPv6 address and a real
-BIND answering the server's name in both families), what the site DHCP is told to hand out, and
-the neighbour probe that tells whether a machine on the link holds an address. A few seconds;
-the whole lab is ``test_lab_ipv6.py``.
+BIND answering the server's name in both families), what the site DHCP is told to hand out, the
+site's router advertisements of an autoconf run (a machine on the link takes the address the lab
+expects of its MAC), and the neighbour probe that tells whether a machine on the link holds an
+address. A few seconds; the whole lab is ``test_lab_ipv6.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +19,15 @@ import pytest
 
 from common.runner import run
 from lab import dnsmasq, netns
-from lab.ipv6 import SERVER_IPV6, _answers, _DualStackSite
+from lab.ipv6 import (
+    HOST_IPV6,
+    SERVER_IPV6,
+    SITE_IPV6,
+    Addressing,
+    _answers,
+    _DualStackSite,
+    management_address,
+)
 from lab.named import reverse_zone
 from lab.server import HTTP_PORT
 
@@ -83,6 +94,79 @@ def test_the_site_dhcp_hands_out_the_resolver_it_is_given(
     assert not any(
         arg.startswith("--dhcp-option") for arg in dnsmasq.command(lab_net, tmp_path, 60)
     )
+
+
+def test_only_an_autoconf_site_dhcp_advertises_the_servers_prefix(
+    lab_net: netns.LabNetwork, tmp_path: Path
+) -> None:
+    argv = dnsmasq.command(lab_net, tmp_path / "leases", 60, advertised=SERVER_IPV6.network)
+    assert argv[-6:-3] == ["--dhcp-range=10.99.0.128,10.99.0.254,255.255.255.0,1h",
+                           "--enable-ra", "--dhcp-range=fd00:99::,ra-only,64"]  # fmt: skip
+    assert "--enable-ra" not in dnsmasq.command(lab_net, tmp_path / "leases", 60)
+
+
+def test_the_expected_management_address_per_addressing() -> None:
+    mac = "52:54:00:12:34:01"
+    assert str(management_address(Addressing.AUTOCONF, mac)) == "fd00:99::5054:ff:fe12:3401"
+    assert management_address(Addressing.STATIC, mac) == HOST_IPV6.ip
+    assert Addressing.AUTOCONF.template == "fresh-autoconf-ipv6"
+    assert Addressing.STATIC.template == "fresh-static-ipv6"
+
+
+def _addresses(namespace: str, ifname: str, scope: str = "global") -> list[str]:
+    """The IPv6 addresses of ``scope`` on ``ifname`` past duplicate address detection."""
+    shown = json.loads(run(["ip", "-n", namespace, "-j", "-6", "addr", "show", "dev", ifname,
+                            "scope", scope]).stdout)  # fmt: skip
+    return [
+        info["local"]
+        for link in shown
+        for info in link.get("addr_info", [])
+        if "local" in info and not info.get("tentative")
+    ]
+
+
+@pytest.fixture
+def machine_on_the_link(lab_net: netns.LabNetwork) -> Iterator[tuple[str, str]]:
+    """A third namespace on the lab's bridge, as a VM's dom0 would be: (namespace, MAC)."""
+    namespace, mac = f"{lab_net.namespace}-dom0", "52:54:00:12:34:01"
+    run(["ip", "netns", "add", namespace])
+    try:
+        run(["ip", "-n", lab_net.namespace, "link", "add", "dom0port", "type", "veth", "peer",
+             "name", "eth0", "netns", namespace])  # fmt: skip
+        run(["ip", "-n", lab_net.namespace, "link", "set", "dom0port", "master", lab_net.bridge,
+             "up"])  # fmt: skip
+        run(["ip", "-n", namespace, "link", "set", "eth0", "address", mac, "up"])
+        yield namespace, mac
+    finally:
+        run(["ip", "netns", "del", namespace], check=False)
+
+
+def test_an_autoconf_site_routes_and_the_machine_takes_the_expected_slaac_address(
+    lab_net: netns.LabNetwork, tmp_path: Path, machine_on_the_link: tuple[str, str]
+) -> None:
+    namespace, mac = machine_on_the_link
+    site = _DualStackSite(Addressing.AUTOCONF)
+    with contextlib.ExitStack() as teardown:
+        services = site(lab_net, tmp_path, 120, teardown)
+        assert services.advertised == SERVER_IPV6.network
+        dhcp = dnsmasq.start_site_dhcp(lab_net, tmp_path, 120, resolver=services.resolver,
+                                       advertised=services.advertised)  # fmt: skip
+        teardown.callback(dhcp.stop)
+        wanted = str(management_address(Addressing.AUTOCONF, mac))
+        deadline = time.monotonic() + 30
+        while wanted not in _addresses(namespace, "eth0"):
+            assert time.monotonic() < deadline, _addresses(namespace, "eth0")
+            time.sleep(0.2)
+        # The site's machine is the router: the default route goes through its link-local.
+        routes = json.loads(run(["ip", "-n", namespace, "-j", "-6", "route", "show",
+                                 "default"]).stdout)  # fmt: skip
+        assert [route["gateway"] for route in routes] == _addresses(
+            lab_net.site_namespace, netns.SITE_IFACE, "link"
+        )
+        assert _addresses(lab_net.site_namespace, netns.SITE_IFACE) == [str(SITE_IPV6.ip)]
+        # The server's bridge heard the same advertisements and kept its one address.
+        assert _addresses(lab_net.namespace, lab_net.bridge) == [str(SERVER_IPV6.ip)]
+        assert "RTR-ADVERT(site0) fd00:99::" in (tmp_path / "dnsmasq.log").read_text()
 
 
 def test_the_neighbour_probe_finds_held_addresses_alone(lab_net: netns.LabNetwork) -> None:
