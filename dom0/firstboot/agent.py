@@ -446,9 +446,10 @@ def register_with_retries(
         if not address:
             raise UnavailableError(f"no route to {config['server_url']} yet (no local address)")
         ip = ipaddress.ip_address(address)
-        if ip.is_link_local or ip.is_loopback:
+        if ip.is_link_local or (ip.version == 6 and ip.is_loopback):
             # With every address of the link still tentative the kernel even picks ::1, and a
-            # connection from there hangs until its timeout.
+            # connection from there hangs until its timeout. IPv4 has no such state: 127.0.0.1
+            # is the source only for a server on this machine, which it does reach.
             scope = "link-local" if ip.is_link_local else "loopback"
             raise UnavailableError(
                 f"only the {scope} {address} reaches {config['server_url']} yet (the "
