@@ -23,7 +23,7 @@ from answerfiles.model import (
     ServiceState,
     SrType,
 )
-from common import dom0_layout
+from common import dom0_layout, registration_key
 from common.dom0_layout import inside
 from installer import dom0_network
 from installer.dom0_network import ManagementNetwork
@@ -93,8 +93,9 @@ class HostFacts:
 
 def configure(
     root: Path, answers: AnswerFile, labels: Labels, facts: HostFacts, identity: Identity
-) -> None:
-    """Write every host configuration file the answer file asks for."""
+) -> str:
+    """Write every host configuration file the answer file asks for; returns the sha256 of the
+    registration key written for the first-boot agent (:func:`write_firstboot`)."""
     network = (
         ManagementNetwork(
             answers.admin_interface,
@@ -121,7 +122,7 @@ def configure(
             root, facts, identity, labels, network.device if network else facts.management_interface
         )
         write_local_storage(root, facts.local_storage)
-        write_firstboot(root, answers, facts.management_mac)
+        return write_firstboot(root, answers, facts.management_mac)
     except OSError as exc:
         raise HostConfigError(
             f"cannot write the host configuration into {root}: {exc.filename}: {exc.strerror}"
@@ -347,14 +348,19 @@ def read_inventory(root: Path) -> dict[str, str]:
     return values
 
 
-def write_firstboot(root: Path, answers: AnswerFile, mac: str | None) -> None:
-    """The first-boot agent's brief; readable by root only, since it carries the token."""
+def write_firstboot(root: Path, answers: AnswerFile, mac: str | None) -> str:
+    """The first-boot agent's brief; readable by root only, since it carries the token and a new
+    registration key. Returns the key's sha256, for build-done to announce: the server then
+    admits the registration that holds the key from any address (common.registration_key)."""
     prov = answers.provisioning
+    key = registration_key.new_key()
     config = {
         "server_url": prov.server_url,
         "token": prov.token,
         "pool": prov.pool,
         "hostname": answers.hostname,
         "mac": mac,
+        registration_key.FIELD: key,
     }
     _write(root, dom0_layout.FIRSTBOOT_CONFIG, json.dumps(config, indent=2) + "\n", mode=0o600)
+    return registration_key.digest(key)

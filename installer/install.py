@@ -39,7 +39,7 @@ from installer.errors import RefusedError
 from installer.hostsize import HostSize
 from installer.mounts import mounted_tree
 from installer.plan import BootMode, Plan, make_plan
-from installer.progress import Progress, Reporter, Step
+from installer.progress import BuildDone, Progress, Reporter, Step
 from installer.release import load_release, open_source
 from installer.runlog import LogCapture, save_log
 from installer.target import image_only, is_image_file, target_device, with_target_disk
@@ -80,6 +80,8 @@ class Installed:
     labels: hostconfig.Labels
     devices: dict[str, str]
     scripts: tuple[scripts.ScriptRun, ...]
+    # The sha256 of the registration key left for the first-boot agent, for build-done.
+    registration_key_sha256: str | None = None
 
 
 def management_nic(answers: AnswerFile, nics: tuple[Nic, ...]) -> tuple[str, str | None]:
@@ -248,7 +250,7 @@ def install(
             raise
         progress.start("finish", "running installation-complete scripts")
         ran += scripts.run_stage(answers.scripts, complete, "0")
-        progress.done()
+        progress.done(BuildDone(result.registration_key_sha256))
         return dataclasses.replace(result, scripts=tuple(ran))
 
 
@@ -284,7 +286,7 @@ def _write_target(
         if "logs" in devices:
             mounts.mount(devices["logs"], "var/log")
         try:
-            _populate(
+            key_sha256 = _populate(
                 prepared,
                 progress,
                 root=root,
@@ -296,7 +298,7 @@ def _write_target(
             )
         finally:
             save_log(root, capture.text())
-    return Installed(plan, identity, labels, devices, ())
+    return Installed(plan, identity, labels, devices, (), key_sha256)
 
 
 def _populate(
@@ -309,7 +311,9 @@ def _populate(
     identity: hostconfig.Identity,
     ran: list[scripts.ScriptRun],
     raid: mdadm.Array | None = None,
-) -> None:
+) -> str:
+    """Lay the release down and configure the host; returns the sha256 of the registration key
+    written for its first-boot agent."""
     plan, answers = prepared.plan, prepared.answers
     total = sum(a.size for a in prepared.manifest.artefacts) or 1
     received_by_path: dict[str, int] = {}
@@ -349,7 +353,7 @@ def _populate(
         ),
         local_storage=local_storage(plan, devices, raid),
     )
-    hostconfig.configure(root, answers, labels, facts, identity)
+    key_sha256 = hostconfig.configure(root, answers, labels, facts, identity)
     if raid is not None:
         mdadm_conf.write_mdadm_conf(root, raid)
 
@@ -369,3 +373,4 @@ def _populate(
     )
     progress.start("scripts", "running filesystem-populated scripts")
     ran += scripts.run_stage(answers.scripts, ScriptStage.FILESYSTEM_POPULATED, str(root))
+    return key_sha256

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, TextColumn
 from rich.progress import Progress as RichProgress
 
-from common import wire
+from common import registration_key, wire
 from installer.local_bmc import BmcSighting
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,15 @@ def event_body(event: Event) -> dict[str, object]:
 
 
 @dataclass(frozen=True)
+class BuildDone:
+    """What a finished install tells the server beside that it is done."""
+
+    # The sha256 of the registration key left for the first-boot agent
+    # (common.registration_key); None where the install left none (an upgrade, a restore).
+    registration_key_sha256: str | None = None
+
+
+@dataclass(frozen=True)
 class Step:
     name: str
     weight: int
@@ -68,7 +77,7 @@ class Step:
 class Reporter(Protocol):
     def event(self, event: Event) -> None: ...
     def failed(self, reason: str, log_text: str) -> None: ...
-    def done(self) -> None: ...
+    def done(self, built: BuildDone) -> None: ...
 
 
 class Progress:
@@ -113,10 +122,10 @@ class Progress:
     def failed(self, reason: str, log_text: str) -> None:
         self._each("failed", reason, log_text)
 
-    def done(self) -> None:
+    def done(self, built: BuildDone | None = None) -> None:
         last = self.steps[-1].name if self.steps else "done"
         self.update(last, 1.0, "installation complete")
-        self._each("done")
+        self._each("done", built or BuildDone())
 
     def _each(self, method: str, *args: object) -> None:
         for reporter in self.reporters:
@@ -143,7 +152,7 @@ class JsonLinesReporter:
     def failed(self, reason: str, log_text: str) -> None:
         self._emit({"failed": reason})
 
-    def done(self) -> None:
+    def done(self, built: BuildDone) -> None:
         self._emit({"done": True})
 
 
@@ -166,7 +175,7 @@ class ConsoleReporter:
         self._bar.stop()
         self._console.print(f"[bold red]Installation failed:[/] {reason}")
 
-    def done(self) -> None:
+    def done(self, built: BuildDone) -> None:
         self._bar.update(self._task, completed=100)
         self._bar.stop()
         self._console.print("[bold green]Installation complete.[/]")
@@ -318,5 +327,8 @@ class HttpReporter:
             wire.INSTALL_FAILED, {"reason": reason, "log": log_text[-LOG_UPLOAD_LIMIT:]}
         )
 
-    def done(self) -> None:
-        self._final(wire.INSTALL_DONE, {})
+    def done(self, built: BuildDone) -> None:
+        body: dict[str, object] = {}
+        if built.registration_key_sha256 is not None:
+            body[registration_key.DIGEST_FIELD] = built.registration_key_sha256
+        self._final(wire.INSTALL_DONE, body)

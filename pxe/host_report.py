@@ -8,12 +8,14 @@ are kept as facts, so a newer agent does not need a newer server.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from common import registration_key
 from pxe.pools import JoinFacts
 from pxe.store.errors import InvalidInputError
 from pxe.store.hosts import check_hostname
@@ -39,8 +41,11 @@ class HostReport:
     hostname: str | None
     # The pool our answer-file extension named, if the agent passed it on.
     pool: str | None
-    # Everything reported, normalised; stored as the host's facts.
+    # Everything reported but the key, normalised; stored as the host's facts.
     facts: dict[str, Any]
+    # The registration key the installer left on the host (common.registration_key): a
+    # credential, so never among the facts, never shown.
+    key: str | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def _text(body: Mapping[str, Any], field: str) -> str:
@@ -66,6 +71,19 @@ def _optional_int(body: Mapping[str, Any], field: str, low: int, high: int) -> i
 def _optional_list(body: Mapping[str, Any], field: str) -> None:
     if body.get(field) is not None and not isinstance(body[field], list):
         raise ReportError(field, "must be a list")
+
+
+def _key(body: Mapping[str, Any]) -> str | None:
+    """The registration key; a bad one is named, never shown."""
+    name = registration_key.FIELD
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ReportError(name, f"must be a string, not {type(value).__name__}")
+    if len(value) > registration_key.MAX_KEY_CHARS:
+        raise ReportError(name, f"must be at most {registration_key.MAX_KEY_CHARS} characters")
+    return value
 
 
 def parse_report(body: Any) -> HostReport:
@@ -101,8 +119,9 @@ def parse_report(body: Any) -> HostReport:
             pool = check_name("pool", body["pool"])
         except InvalidInputError as exc:
             raise ReportError("pool", f"is not a pool name: {body['pool']!r}") from exc
+    key = _key(body)
     facts = {
-        **body,
+        **{name: value for name, value in body.items() if name != registration_key.FIELD},
         **texts,
         "mac": mac,
         "management_ip": str(ip),
@@ -117,4 +136,4 @@ def parse_report(body: Any) -> HostReport:
         management_ip=str(ip),
         management_vlan=vlan or 0,
     )
-    return HostReport(mac=mac, join=join, hostname=hostname, pool=pool, facts=facts)
+    return HostReport(mac=mac, join=join, hostname=hostname, pool=pool, facts=facts, key=key)

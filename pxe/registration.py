@@ -24,6 +24,7 @@ write lock; its outcome is recorded as events, and never fails a registration.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from common import registration_key
 from pxe.boot.identity import Identity
 from pxe.config import Settings
 from pxe.db.models import Event, Host, HostMac, Pool, utcnow
@@ -253,7 +255,8 @@ def _mismatch(host: Host, report: HostReport, source: str | None) -> IdentityMis
     lists some), the SMBIOS UUID and serial the host reported at PXE time (when it did and the
     registration reports them), and the client address (when the token is bound: the address
     its install used, a static management address of its profile, ``ipaddr`` or ``ipv6``, or
-    the address IPv6 autoconfiguration gives one of its MACs)."""
+    the address IPv6 autoconfiguration gives one of its MACs; from any other address, only a
+    registration holding the host's registration key)."""
     refused = None
     if host.mac_list and report.mac not in host.mac_list:
         refused = f"this install token belongs to another host than the one with MAC {report.mac}"
@@ -273,14 +276,26 @@ def _mismatch(host: Host, report: HostReport, source: str | None) -> IdentityMis
         and host.token_bound_addr is not None
         and source not in allowed
         and not _autoconfigured(source, host.mac_list)
+        and not _holds_key(host, report.key)
     ):
         return IdentityMismatchError(
             WRONG_ADDRESS,
             f"this install token is bound to the address its install used, not {source} (nor "
             "is that a static address of the host's profile or the IPv6 autoconfiguration "
-            "address of one of its MACs); register from the host itself",
+            "address of one of its MACs, and no registration key matched); register from the "
+            "host itself",
         )
     return None
+
+
+def _holds_key(host: Host, key: str | None) -> bool:
+    """Whether ``key`` is the registration key the host's installer announced with build-done
+    (common.registration_key): with the install token, from the address the token is bound
+    to, so only the installed disk holds it. That proves the host wherever dom0's address
+    comes from: DHCPv6, or a lease that changed since the install."""
+    if not key or host.registration_key_hash is None:
+        return False
+    return hmac.compare_digest(registration_key.digest(key), host.registration_key_hash)
 
 
 def _reported_text(report: HostReport, field: str) -> str | None:

@@ -4,7 +4,8 @@ report its health at every boot and every few minutes (``--report``).
 
 It runs inside the freshly installed dom0 with nothing but Debian's python3, so it uses the
 standard library only. The installer leaves ``/etc/xcp-provision/firstboot.json`` with the
-server URL and a one-time token; the agent reports the host's facts to
+server URL, a one-time token and a registration key (which lets the server know this host from
+whatever address it registers from); the agent reports the host's facts to
 ``POST {server_url}/api/v1/register``, records the pool answer in
 ``/etc/xcp-provision/pool.conf``, runs the optional pool-join hook and then disables itself.
 
@@ -67,6 +68,9 @@ REPORT_CONFIG = "etc/xcp-provision/report.json"
 SYS_BLOCK = "sys/block"  # under --root like the rest: tests give md arrays a sysfs-shaped tree
 REGISTER_PATH = "/api/v1/register"  # common/wire.py's REGISTER and HEALTH: this file runs
 HEALTH_PATH = "/api/v1/health"  # alone in dom0, so a test holds the two equal
+# common/registration_key.py's FIELD, held equal the same way: the secret the installer left in
+# the config, sent with the registration so the server knows this host from any address.
+REGISTRATION_KEY = "registration_key"
 REPORT_ATTEMPTS = 8  # --report's default: about 3 minutes of backoff, then the timer's turn
 
 EXIT_OK, EXIT_HOOK, EXIT_REFUSED, EXIT_CONFIG, EXIT_NOT_JOINED, EXIT_GAVE_UP = 0, 1, 2, 3, 4, 75
@@ -455,7 +459,9 @@ def register_with_retries(
                 f"only the {scope} {address} reaches {config['server_url']} yet (the "
                 "management address is not usable yet)"
             )
-        return register(config["server_url"], config["token"], facts)
+        key = config.get(REGISTRATION_KEY)
+        body = {**facts, REGISTRATION_KEY: key} if key else facts
+        return register(config["server_url"], config["token"], body)
 
     return with_retries(attempt, max_attempts=max_attempts, base=base, cap=cap, sleep=sleep,
                         rng=rng)  # fmt: skip
@@ -536,13 +542,14 @@ def run_hook(root: Path, answer: dict) -> bool:
 
 
 def disable(root: Path, config: dict) -> None:
-    """Never run again: drop the enable symlink, leave a marker, forget the spent token."""
+    """Never run again: drop the enable symlink, leave a marker, forget the spent token and the
+    registration key, which served it alone."""
     (root / UNIT_WANTS).unlink(missing_ok=True)
     done = root / DONE
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
     config_path = root / CONFIG
-    kept = {key: value for key, value in config.items() if key != "token"}
+    kept = {key: value for key, value in config.items() if key not in ("token", REGISTRATION_KEY)}
     config_path.write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
 
 

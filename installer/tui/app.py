@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import urwid
 
@@ -25,6 +25,9 @@ from installer.modes import find_installation, has_backup_marker
 from installer.tui.draft import Draft
 from installer.tui.form import Field, Note
 from installer.tui.screens import Context, Screen, existing_installations, question_screens
+
+if TYPE_CHECKING:
+    from installer.progress import BuildDone
 
 OnEvent = Callable[[str, int, str], None]
 Backend = Callable[[AnswerFile, Context, OnEvent], None]
@@ -387,7 +390,7 @@ class _ScreenReporter:
     def failed(self, reason: str, log_text: str) -> None:
         self.on_event("failed", 100, reason)
 
-    def done(self) -> None:
+    def done(self, built: BuildDone) -> None:
         self.on_event("done", 100, "installation complete")
 
 

@@ -277,7 +277,7 @@ def decide_in_session(
         set_state(session, host, State.READY,
                   f"retrying the install ({attempt}) after: {host.state_reason}")  # fmt: skip
         host.install_token_hash = None
-        host.token_claimed_at = host.token_bound_addr = None
+        host.token_claimed_at = host.token_bound_addr = host.registration_key_hash = None
         facts = BootFacts.of(host, slots)
     plan = decide(
         settings, facts, ident, base_url,

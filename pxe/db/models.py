@@ -135,6 +135,9 @@ class Host(Base):
     # (pxe.store.install_reports): a report numbered no higher is a replay. None since the
     # token's first use.
     report_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # sha256 hex of the registration key its installer left for the first-boot agent
+    # (common.registration_key), announced with build-done; None until then, and in a new cycle.
+    registration_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

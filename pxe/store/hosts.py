@@ -332,6 +332,7 @@ def reinstall_host(session: Session, host: Host, reason: str = "reinstall reques
     host.token_spent = False
     host.token_claimed_at = None
     host.token_bound_addr = None
+    host.registration_key_hash = None
     host.install_attempts = 0
     host.queued_at = None
     host.failure_log = ""

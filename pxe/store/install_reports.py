@@ -63,6 +63,9 @@ _FAILURE_LOG = update(Host).where(Host.id == bindparam("host_id")).values(
 _FACTS = select(Host.facts).where(Host.id == bindparam("host_id"))
 _SET_FACTS = update(Host).where(Host.id == bindparam("host_id")).values(facts=bindparam("facts"))
 _SEQ = update(Host).where(Host.id == bindparam("host_id")).values(report_seq=bindparam("seq"))
+_KEY_HASH = update(Host).where(Host.id == bindparam("host_id")).values(
+    registration_key_hash=bindparam("key_hash")
+)
 _EVENT = insert(Event)
 
 
@@ -166,10 +169,20 @@ def record_progress(
     return write_statements(database, write)
 
 
-def mark_installed(database: Database, host: Reporter, *, seq: int | None = None) -> None:
+def mark_installed(
+    database: Database,
+    host: Reporter,
+    *,
+    seq: int | None = None,
+    registration_key_hash: str | None = None,
+) -> None:
     """Move the host to installed, once: ConflictError when it already reported build-done,
     TransitionError (a conflict too) when its state does not allow it; a replay of report
-    ``seq`` (the same build-done retried) changes nothing and is no error."""
+    ``seq`` (the same build-done retried) changes nothing and is no error.
+
+    ``registration_key_hash`` is kept as the host's: it came with the install token from the
+    address that token is bound to, so the first boot that holds the key is the host's
+    (:mod:`pxe.registration`). A build-done without one leaves the host none."""
 
     def write(connection: Connection) -> None:
         state, last = _locked(connection, host)
@@ -181,6 +194,7 @@ def mark_installed(database: Database, host: Reporter, *, seq: int | None = None
         now = utcnow()
         _move(connection, host, State.INSTALLED, DONE_REASON, now)
         _event(connection, host, now, "done", DONE_REASON, seq=seq)
+        connection.execute(_KEY_HASH, {"host_id": host.id, "key_hash": registration_key_hash})
         _numbered(connection, host, seq)
 
     write_statements(database, write)

@@ -90,6 +90,7 @@ def issue_install_token(host: Host) -> str:
     host.token_spent = False
     host.token_claimed_at = None
     host.token_bound_addr = None
+    host.registration_key_hash = None
     host.queued_at = None
     host.updated_at = utcnow()
     return token

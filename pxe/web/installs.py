@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify
 
-from common import wire
+from common import registration_key, wire
 from pxe.store.bmc import check_seen
 from pxe.store.errors import InvalidInputError
 from pxe.store.install_reports import (
@@ -56,6 +56,17 @@ def _seq(body: dict) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1:
         raise InvalidInputError("'seq' must be a whole number from 1")
+    return value
+
+
+def _key_hash(body: dict) -> str | None:
+    value = body.get(registration_key.DIGEST_FIELD)
+    if value is None:
+        return None
+    if not registration_key.is_digest(value):
+        raise InvalidInputError(
+            f"{registration_key.DIGEST_FIELD!r} must be a sha256: 64 lowercase hexadecimal digits"
+        )
     return value
 
 
@@ -106,7 +117,11 @@ def failed() -> tuple[Response, int]:
 def done() -> tuple[Response, int]:
     """Once only: a second build-done is a 409, unless it is a retry of the first (the same
     ``seq``); a spent token still counts: registration may spend it before a slow installer
-    reports."""
+    reports. It may carry the sha256 of the registration key the installer left on the host
+    (:mod:`common.registration_key`)."""
     host = _reporter(allow_spent=True)
-    mark_installed(state().database, host, seq=_seq(json_body()))
+    body = json_body()
+    mark_installed(
+        state().database, host, seq=_seq(body), registration_key_hash=_key_hash(body)
+    )
     return jsonify(state=State.INSTALLED.value), 200

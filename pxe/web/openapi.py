@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from common import registration_key
 from pxe.web import openapi_health, openapi_power, openapi_rolls
 
 bp = Blueprint("openapi", __name__)
@@ -46,6 +47,7 @@ def _op(
     params: list[dict[str, Any]] | None = None,
     errors: tuple[int, ...] = (401,),
     security: str = "apiToken",
+    body_required: bool = True,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
@@ -57,7 +59,7 @@ def _op(
     }
     if body:
         op["requestBody"] = {
-            "required": True,
+            "required": body_required,
             "content": {"application/json": {"schema": _ref(body)}},
         }
     if params:
@@ -289,6 +291,23 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "BuildDone": {
+        "type": "object",
+        "properties": {
+            "seq": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "the report's number in this install; a number already recorded "
+                "is answered again and not recorded twice",
+            },
+            registration_key.DIGEST_FIELD: {
+                "type": ["string", "null"],
+                "pattern": registration_key.DIGEST_PATTERN,
+                "description": "sha256 (hex) of the registration key the installer left for the "
+                "host's first boot, which may then register from any address with the key",
+            },
+        },
+    },
     "State": {"type": "object", "properties": {"state": _STR}},
     "AuditEntry": {
         "type": "object",
@@ -334,6 +353,11 @@ SCHEMAS: dict[str, Any] = {
             "disks": {"type": ["array", "null"]},
             "hostname": _or_none(_HOSTNAME, _HOSTNAME_PATTERN),
             "pool": _or_none(_NAME, _NAME_PATTERN),
+            registration_key.FIELD: {
+                "type": ["string", "null"],
+                "maxLength": registration_key.MAX_KEY_CHARS,
+                "description": "the key the installer left on the host; never stored or shown",
+            },
         },
         "additionalProperties": True,
     },
@@ -513,7 +537,9 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Build done (-> installed); once only (a body {\"seq\": n} makes a retry safe)",
             _ref("State"),
-            errors=(401, 403, 409),
+            body="BuildDone",
+            body_required=False,
+            errors=(400, 401, 403, 409),
             security="installToken",
         ),
     },

@@ -5,7 +5,8 @@ The wire protocol the first-boot agent (dom0/firstboot/agent.py) is written agai
 or registered with the reasons it was refused); 400 naming the bad field; 401 without a token or
 with one no host holds; 403 for another host's token, one spent by an earlier join, or a
 registration that does not match the host (MAC, SMBIOS UUID, serial, the address its install
-used: a security event, see :mod:`pxe.registration`); 409 for a
+used unless it holds the host's registration key: a security event, see
+:mod:`pxe.registration`); 409 for a
 host that never finished installing; 503 + Retry-After while the pool's named master has not
 registered, or while the inventory database cannot be reached (restarting, a lost connection:
 :mod:`pxe.web.errors`; the registration is then not recorded, or recorded whole, which a retry

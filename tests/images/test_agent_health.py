@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from common import dom0_layout, wire
+from common import dom0_layout, registration_key, wire
 from dom0.firstboot import agent
 from images.overlay import AGENT_SOURCE, install_overlay
 from pxe.db.models import HostHealth
@@ -75,6 +75,7 @@ def test_the_agents_paths_and_units_are_the_contracts(tmp_path: Path) -> None:
     assert "/" + agent.REPORT_CONFIG == dom0_layout.REPORT_CONFIG
     assert agent.REGISTER_PATH == wire.REGISTER
     assert agent.HEALTH_PATH == wire.HEALTH
+    assert agent.REGISTRATION_KEY == registration_key.FIELD
     root = tmp_path / "root"
     install_overlay(root, "debian12-test")
     service = dom0_layout.inside(root, dom0_layout.REPORT_UNIT).read_text()

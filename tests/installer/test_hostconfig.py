@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from answerfiles.model import (
     ServiceState,
     SrType,
 )
-from common import dom0_layout
+from common import dom0_layout, registration_key
 from common.dom0_layout import inside
 from installer import hostconfig
 
@@ -47,7 +49,7 @@ def test_configure_writes_every_file(root: Path) -> None:
         provisioning=Provisioning(server_url="https://prov.example", token="t0k", pool="p1"),
     )  # fmt: skip
     identity = hostconfig.Identity.new()
-    hostconfig.configure(root, answers, LABELS, FACTS, identity)
+    key_sha256 = hostconfig.configure(root, answers, LABELS, FACTS, identity)
     assert (root / "etc/shadow").read_text().startswith("root:!:")
     assert (root / "etc/xensource/network.conf").read_text() == "openvswitch\n"
     # The default backend: eno1 on the Open vSwitch bridge xenbr0, which holds the address.
@@ -86,7 +88,12 @@ def test_configure_writes_every_file(root: Path) -> None:
     # A slow disk must not stop dom0 at an emergency shell, and a missing swap not at all.
     assert "x-systemd.device-timeout=300s" in options["/var/log"]
     assert {"nofail", "x-systemd.device-timeout=300s"} <= set(options["none"])
-    firstboot = json.loads(inside(root, dom0_layout.FIRSTBOOT_CONFIG).read_text())
+    brief = inside(root, dom0_layout.FIRSTBOOT_CONFIG)
+    assert stat.S_IMODE(brief.stat().st_mode) == 0o600  # the token and the key: root only
+    firstboot = json.loads(brief.read_text())
+    # A fresh random key, of which build-done sends only the hash.
+    key = firstboot.pop(registration_key.FIELD)
+    assert len(key) == 43 and key_sha256 == hashlib.sha256(key.encode()).hexdigest()
     assert firstboot == {
         "server_url": "https://prov.example",
         "token": "t0k",
@@ -128,3 +135,9 @@ def test_the_local_sr_is_left_for_the_first_boot_as_xcpng_leaves_it(root: Path, 
 def test_no_sr_asked_leaves_no_storage_request(root: Path) -> None:
     hostconfig.configure(root, AnswerFile(), LABELS, FACTS, hostconfig.Identity.new())
     assert not (root / "etc/firstboot.d").exists()
+
+
+def test_every_install_leaves_a_new_registration_key(tmp_path: Path) -> None:
+    answers = AnswerFile(provisioning=Provisioning(server_url="http://prov", token="t"))
+    digests = {hostconfig.write_firstboot(tmp_path / str(n), answers, None) for n in range(2)}
+    assert len(digests) == 2 and all(registration_key.is_digest(d) for d in digests)

@@ -8,7 +8,15 @@ from pathlib import Path
 
 from support.release_server import ReleaseServer
 
-from installer.progress import Event, HttpReporter, JsonLinesReporter, Progress, Step
+from common import registration_key
+from installer.progress import (
+    BuildDone,
+    Event,
+    HttpReporter,
+    JsonLinesReporter,
+    Progress,
+    Step,
+)
 
 
 class _Broken:
@@ -18,7 +26,7 @@ class _Broken:
     def failed(self, reason: str, log_text: str) -> None:
         raise OSError("pipe closed")
 
-    def done(self) -> None:
+    def done(self, built: BuildDone) -> None:
         raise OSError("pipe closed")
 
 
@@ -52,6 +60,18 @@ def test_http_reporter_posts_with_the_token(tmp_path: Path) -> None:
     assert [p.body["seq"] for p in posts] == [1, 2, 3]
     assert posts[2].body["reason"] == "disk on fire"
     assert len(posts[2].body["log"]) == 256 * 1024
+
+
+def test_build_done_announces_the_registration_keys_hash(tmp_path: Path) -> None:
+    digest = registration_key.digest("the key left on the disk")
+    with ReleaseServer(tmp_path) as srv:
+        progress = Progress([Step("a", 1)], [HttpReporter(srv.url, "secret", min_interval=0)])
+        progress.start("a")
+        progress.done(BuildDone(digest))
+        posts = srv.posts
+    assert [p.path for p in posts][-1] == "/api/v1/installs/done"
+    assert posts[-1].body == {registration_key.DIGEST_FIELD: digest, "seq": len(posts)}
+    assert "the key left on the disk" not in json.dumps([p.body for p in posts])
 
 
 def test_unreachable_server_does_not_stop_progress(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from answerfiles.parse import parse_answerfile
+from common import registration_key
 from pxe.config import Settings
 from pxe.store import hosts, profiles, tokens
 from pxe.web.app import create_app
@@ -157,6 +158,38 @@ def test_install_flow_and_build_done_replay(client, auth, ready_host) -> None:
     again = client.post("/api/v1/hosts/node1/reinstall", headers=auth)
     assert again.json["state"] == "ready"
     assert client.post("/api/v1/installs/done", headers=host_auth).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "bad", ["A" * 64, "0" * 63, "0" * 65, "g" * 64, "0" * 64 + "\n", "", 64, ["0" * 64]]
+)
+def test_build_done_names_a_malformed_registration_key_hash(client, ready_host, bad) -> None:
+    _, path, token = _boot(client)
+    host_auth = {"Authorization": f"Bearer {token}"}
+    assert client.get(path).status_code == 200
+    done = client.post(
+        "/api/v1/installs/done", json={registration_key.DIGEST_FIELD: bad}, headers=host_auth
+    )
+    assert done.status_code == 400
+    assert f"'{registration_key.DIGEST_FIELD}' must be a sha256" in done.json["error"]
+
+
+def test_build_done_keeps_the_registration_key_hash_for_one_cycle(
+    client, auth, database, ready_host
+) -> None:
+    _, path, token = _boot(client)
+    host_auth = {"Authorization": f"Bearer {token}"}
+    assert client.get(path).status_code == 200
+    digest = registration_key.digest("the key the installer left")
+    done = client.post(
+        "/api/v1/installs/done", json={registration_key.DIGEST_FIELD: digest}, headers=host_auth
+    )
+    assert done.status_code == 200
+    with database.scope(write=False) as session:
+        assert hosts.get_host(session, MAC).registration_key_hash == digest
+    assert client.post("/api/v1/hosts/node1/reinstall", headers=auth).status_code == 200
+    with database.scope(write=False) as session:
+        assert hosts.get_host(session, MAC).registration_key_hash is None
 
 
 def test_answer_file_tokens(client, ready_host) -> None:

@@ -29,12 +29,12 @@ import pytest
 
 from answerfiles.model import AnswerFile
 from answerfiles.parse import parse_answerfile
-from common import dom0_layout, wire
+from common import dom0_layout, registration_key, wire
 from common.runner import run
 from dom0.firstboot import agent
 from images.overlay import AGENT_SOURCE, install_overlay
 from installer.hostconfig import write_firstboot
-from installer.progress import HttpReporter
+from installer.progress import BuildDone, HttpReporter
 from pxe.db.session import Database
 from pxe.registration import register
 from pxe.store.hosts import add_host, get_host
@@ -103,7 +103,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 def _installer(site: Site, root: Path, host_id: int, token: str, mac: str = mac_of(6)) -> str:
     """What the installer does over the network, from the host's namespace: fetch the answer
-    file, write the agent's brief from it (``mac``: the management NIC's), report build-done.
+    file, write the agent's brief from it (``mac``: the management NIC's), report build-done
+    with the hash of the registration key the brief holds.
     Returns the answer file."""
 
     def install() -> str:
@@ -111,8 +112,9 @@ def _installer(site: Site, root: Path, host_id: int, token: str, mac: str = mac_
         with urllib.request.urlopen(url, timeout=30) as response:
             text = response.read().decode()
         answers = parse_answerfile(text).answers
-        write_firstboot(root, answers, mac)
-        HttpReporter(answers.provisioning.server_url, token, final_patience=10).done()
+        key_sha256 = write_firstboot(root, answers, mac)
+        reporter = HttpReporter(answers.provisioning.server_url, token, final_patience=10)
+        reporter.done(BuildDone(key_sha256))
         return text
 
     return in_netns(site.link.host_ns, install)
@@ -211,17 +213,32 @@ def test_an_ipv6_managed_host_installs_registers_and_lands_in_dns(
     ]
 
 
+def _brief(root: Path) -> Path:
+    return dom0_layout.inside(root, dom0_layout.FIRSTBOOT_CONFIG)
+
+
+def _edit_key(root: Path, key: str | None) -> None:
+    """Set the registration key of the agent's brief; None removes it."""
+    brief = json.loads(_brief(root).read_text())
+    brief.pop(registration_key.FIELD, None)
+    if key is not None:
+        brief[registration_key.FIELD] = key
+    _brief(root).write_text(json.dumps(brief))
+
+
 def test_an_autoconf_host_registers_from_its_macs_slaac_address_alone(
     site: Site, tmp_path: Path
 ) -> None:
     """``protov6="autoconf"``: no address is known in advance, but SLAAC forms dom0's from the
-    router's prefix and the MAC's EUI-64. The inventory's MAC lets that one through; another
-    interface identifier on the same prefix is refused, and the token stays unspent."""
+    router's prefix and the MAC's EUI-64. The inventory's MAC lets that one through, key or no
+    key; without the key, another interface identifier on the same prefix is refused, and the
+    token stays unspent."""
     mac = mac_of(11)
     root = tmp_path / "root"
     host_id, answerfile = _installed(
         site, root, "fresh-autoconf-ipv6", {"nameservers": SERVER_IP}, mac=mac, hostname="node-v6d"
     )
+    _edit_key(root, None)
     iface = answerfile.admin_interface
     assert (iface.proto.value, iface.protov6.value, iface.ipv6) == ("none", "autoconf", None)
     slaac = slaac_address(ipaddress.IPv6Network(f"{SERVER_IP}/64", strict=False), mac)
@@ -245,6 +262,59 @@ def test_an_autoconf_host_registers_from_its_macs_slaac_address_alone(
         assert (row.state, row.token_bound_addr) == (State.IN_POOL.value, INSTALLER_IP)
         assert row.facts["management_ip"] == str(slaac)
     assert in_netns(site.link.server_ns, lambda: site.bind.query("node-v6d.xcp.test.", "AAAA")) == [
+        host_ip
+    ]
+
+
+def test_a_host_whose_address_is_unknown_in_advance_registers_with_its_key(
+    site: Site, tmp_path: Path
+) -> None:
+    """A dom0 whose address comes from DHCPv6 (or any other address than its install used):
+    no rule on addresses knows it, but its installer left a registration key on its disk and
+    announced the key's hash with build-done. The real agent sends the key from an arbitrary
+    address on the link and is admitted; without the key, or with another one, it is refused
+    as before (a security event, the token unspent). The key is never kept among the facts,
+    and the agent forgets it with the token."""
+    mac = mac_of(12)
+    root = tmp_path / "root"
+    host_id, _ = _installed(
+        site, root, "fresh-autoconf-ipv6", {"nameservers": SERVER_IP}, mac=mac, hostname="node-v6e"
+    )
+    key = json.loads(_brief(root).read_text())[registration_key.FIELD]
+    with site.database.scope(write=False) as session:
+        assert get_host(session, host_id).registration_key_hash == registration_key.digest(key)
+    leased = "2001:db8:6::d6c6"  # a DHCPv6 lease: not the MAC's EUI-64, not the install's
+    slaac = slaac_address(ipaddress.IPv6Network(f"{SERVER_IP}/64", strict=False), mac)
+    assert leased not in (str(slaac), INSTALLER_IP)
+
+    for wrong in (None, key[:-1] + ("A" if key[-1] != "A" else "B")):
+        _edit_key(root, wrong)
+        with address(site.link.host_ns, site.link.host_if, f"{leased}/64"):
+            refused = _agent(site, root)
+        assert refused.returncode == agent.EXIT_REFUSED, refused.stderr
+        assert "HTTP 403" in refused.stderr and "no registration key matched" in refused.stderr
+    events = events_of(site.database, 12, "security")
+    assert len(events) == 2
+    assert all(f"bound to the address its install used, not {leased} " in e for e in events)
+    assert not any(key[:8] in e for e in events)
+    with site.database.scope(write=False) as session:
+        row = get_host(session, host_id)
+        assert (row.state, row.token_spent) == (State.INSTALLED.value, False)
+
+    _edit_key(root, key)
+    with address(site.link.host_ns, site.link.host_if, f"{leased}/64") as host_ip:
+        result = _agent(site, root)
+    assert result.returncode == agent.EXIT_OK, result.stderr
+    assert key not in result.stderr
+    conf = _pool_conf(root)
+    assert (conf["STATE"], conf["POOL"], conf["MASTER_ADDRESS"]) == ("in-pool", "node-v6e", host_ip)
+    assert registration_key.FIELD not in json.loads(_brief(root).read_text())
+    with site.database.scope(write=False) as session:
+        row = get_host(session, host_id)
+        assert (row.state, row.token_bound_addr) == (State.IN_POOL.value, INSTALLER_IP)
+        assert row.facts["management_ip"] == leased
+        assert key not in json.dumps(row.facts)
+    assert in_netns(site.link.server_ns, lambda: site.bind.query("node-v6e.xcp.test.", "AAAA")) == [
         host_ip
     ]
 
