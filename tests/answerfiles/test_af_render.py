@@ -32,8 +32,8 @@ def rendered(template: str, variables: dict[str, object]):
 
 def test_bundled_templates() -> None:
     assert list_templates() == [
-        "fresh-autoconf-ipv6", "fresh-dhcp", "fresh-static", "fresh-static-ipv6", "restore",
-        "upgrade"
+        "fresh-autoconf-ipv6", "fresh-dhcp", "fresh-dhcp-ipv6", "fresh-static", "fresh-static-ipv6",
+        "restore", "upgrade"
     ]  # fmt: skip
 
 
@@ -117,6 +117,16 @@ def test_fresh_autoconf_ipv6_has_no_address_of_its_own() -> None:
     assert bare.name_servers == ()
 
 
+def test_fresh_dhcp_ipv6_is_the_autoconf_template_on_dhcpv6() -> None:
+    variables = {**BASE, "mac": "00:16:3e:aa:bb:cc", "nameservers": "2001:db8::53"}
+    parsed = rendered("fresh-dhcp-ipv6", variables)
+    assert parsed.warnings == ()
+    iface = parsed.answers.admin_interface
+    assert (iface.proto, iface.protov6, iface.ipv6) == (Proto.NONE, ProtoV6.DHCP, None)
+    assert iface.hwaddr == "00:16:3e:aa:bb:cc"
+    assert parsed.answers.name_servers == ("2001:db8::53",)
+
+
 def test_upgrade_and_restore() -> None:
     upgrade = rendered("upgrade", BASE).answers
     assert upgrade.mode is Mode.UPGRADE
@@ -196,8 +206,8 @@ def test_invalid_output_is_an_answerfile_error_naming_template_and_host() -> Non
 def test_unknown_template_lists_the_bundled_ones() -> None:
     with pytest.raises(
         RenderError,
-        match="allowed fresh-autoconf-ipv6, fresh-dhcp, fresh-static, fresh-static-ipv6, restore, "
-        "upgrade",
+        match="allowed fresh-autoconf-ipv6, fresh-dhcp, fresh-dhcp-ipv6, fresh-static, "
+        "fresh-static-ipv6, restore, upgrade",
     ):
         render_template("fresh", BASE)
 
