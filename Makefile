@@ -50,7 +50,7 @@ e2e-examples: setup
 # A host installed over IPv4 and managed over IPv6 alone: it registers over IPv6 with a server
 # known by a dual-stack name, joins the pool, and the lab's BIND holds its AAAA and ip6.arpa PTR.
 # ARGS=autoconf: dom0 takes its address by SLAAC from the site's router advertisements instead
-# of the profile's static one.
+# of the profile's static one; ARGS=dhcp: from the site's DHCPv6 server.
 e2e-ipv6: setup
 	$(VENV)/bin/xcp-provision lab run --ipv6 $(ARGS)
 

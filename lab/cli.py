@@ -104,7 +104,8 @@ def _firmware(*, uefi: bool, uefi_http: bool) -> str:
     "the server's name has A and AAAA records in the site's BIND, which must then hold the "
     "host's AAAA and ip6.arpa PTR. static (the default): the profile's address "
     "(fresh-static-ipv6); autoconf: SLAAC from the site's router advertisements "
-    "(fresh-autoconf-ipv6), expected at the prefix and the VM MAC's EUI-64.",
+    "(fresh-autoconf-ipv6), expected at the prefix and the VM MAC's EUI-64; dhcp: DHCPv6 "
+    "from the site's DHCP server (fresh-dhcp-ipv6), expected among its leases.",
 )
 def run(
     *,

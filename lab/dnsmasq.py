@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LabError
@@ -27,6 +28,19 @@ from lab.netns import SITE_IFACE, LabNetwork
 from lab.process import Background, bounded, launch
 
 LEASE_TIME = "1h"
+# The part of an advertised /64 that DHCPv6 leases from, when it does (Ipv6Offer.dhcpv6).
+DHCPV6_FIRST, DHCPV6_LAST = 0x100, 0x1FF
+
+
+@dataclass(frozen=True)
+class Ipv6Offer:
+    """What the site's router offers on IPv6: its prefix in router advertisements, for SLAAC,
+    or (``dhcpv6``) with the managed flag and leases from part of it, the DNS server handed out
+    with them (``resolver``; DHCPv6 clients write it over the answer file's)."""
+
+    prefix: ipaddress.IPv6Network
+    dhcpv6: bool = False
+    resolver: str = ""
 
 
 def command(
@@ -36,11 +50,11 @@ def command(
     names: tuple[str, ...] = (),
     resolver: str = "",
     *,
-    advertised: ipaddress.IPv6Network | None = None,
+    advertised: Ipv6Offer | None = None,
 ) -> list[str]:
     """``names``: host names the site's DNS answers with the site's address (none: no DNS);
-    ``resolver``: another machine's DNS server that DHCP hands out instead; ``advertised``: the
-    IPv6 prefix its router advertisements offer for SLAAC (none: it sends none)."""
+    ``resolver``: another machine's DNS server that DHCP hands out instead; ``advertised``: what
+    its router advertisements offer on IPv6 (none: it sends none)."""
     first, last = net.dhcp_range()
     return [
         *net.site_exec_prefix(),
@@ -73,11 +87,17 @@ def _dns(net: LabNetwork, names: tuple[str, ...], resolver: str) -> list[str]:
     ]
 
 
-def _router_advertisements(prefix: ipaddress.IPv6Network | None) -> list[str]:
-    if prefix is None:
+def _router_advertisements(offer: Ipv6Offer | None) -> list[str]:
+    if offer is None:
         return []
-    # ra-only: the advertisement's autonomous flag set and no DHCPv6 behind it.
-    return ["--enable-ra", f"--dhcp-range={prefix.network_address},ra-only,{prefix.prefixlen}"]
+    prefix = offer.prefix
+    if not offer.dhcpv6:
+        # ra-only: the advertisement's autonomous flag set and no DHCPv6 behind it.
+        return ["--enable-ra", f"--dhcp-range={prefix.network_address},ra-only,{prefix.prefixlen}"]
+    # A range without a mode: the managed flag set, the prefix on-link but not autonomous.
+    leased = f"{prefix[DHCPV6_FIRST]},{prefix[DHCPV6_LAST]},{prefix.prefixlen},{LEASE_TIME}"
+    handed_out = [f"--dhcp-option=option6:dns-server,[{offer.resolver}]"] if offer.resolver else []
+    return ["--enable-ra", f"--dhcp-range={leased}", *handed_out]
 
 
 def start_site_dhcp(
@@ -88,12 +108,12 @@ def start_site_dhcp(
     *,
     names: tuple[str, ...] = (),
     resolver: str = "",
-    advertised: ipaddress.IPv6Network | None = None,
+    advertised: Ipv6Offer | None = None,
 ) -> Background:
     """Start dnsmasq on the site's link and wait until it says it is serving; ``names``: host
     names its DNS answers with the site's address (none: it serves no DNS); ``resolver``: the
-    DNS server it hands out instead (none: no DNS at all); ``advertised``: the IPv6 prefix it
-    advertises as the site's router (none: no router advertisements)."""
+    DNS server it hands out instead (none: no DNS at all); ``advertised``: what it offers on
+    IPv6 as the site's router (none: no router advertisements)."""
     log_path = workdir / "dnsmasq.log"
     argv = command(
         net, workdir / "dnsmasq.leases", max_seconds, names, resolver, advertised=advertised
@@ -113,12 +133,18 @@ def start_site_dhcp(
 
 
 def leases(lease_file: Path) -> dict[str, str]:
-    """MAC to address, from dnsmasq's lease file."""
-    found: dict[str, str] = {}
+    """MAC to IPv4 address, from dnsmasq's lease file."""
+    return {mac.lower(): address for mac, address in _lease_lines(lease_file) if ":" not in address}
+
+
+def ipv6_leases(lease_file: Path) -> set[str]:
+    """The IPv6 addresses leased by DHCPv6 (their lines name a client's IAID and DUID, no MAC)."""
+    return {address for _, address in _lease_lines(lease_file) if ":" in address}
+
+
+def _lease_lines(lease_file: Path) -> list[tuple[str, str]]:
+    """(second field, address) of each lease line; the ``duid`` line has no address."""
     if not lease_file.exists():
-        return found
-    for line in lease_file.read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 3:
-            found[parts[1].lower()] = parts[2]
-    return found
+        return []
+    rows = [line.split() for line in lease_file.read_text().splitlines()]
+    return [(parts[1], parts[2]) for parts in rows if len(parts) >= 3 and parts[0] != "duid"]

@@ -8,7 +8,6 @@ report saying which step of the chain each VM reached and where it stopped.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import logging
 import time
@@ -88,7 +87,7 @@ class SiteServices:
     router advertisements), and how the server listens and names itself to the VMs."""
 
     resolver: str = ""
-    advertised: ipaddress.IPv6Network | None = None
+    advertised: dnsmasq.Ipv6Offer | None = None
     bind: str = "0.0.0.0"  # noqa: S104 - only the namespace's bridge and loopback exist
     public_url: str = ""
     server_env: tuple[tuple[str, str], ...] = ()

@@ -6,13 +6,15 @@ binds both families (``--bind ::``), and the site's DNS (a real BIND, :mod:`lab.
 server's name an A and an AAAA record. The server's ``public_url`` is that name, which is what
 an operator would configure: iPXE and the installer resolve it over IPv4 (the site DHCP hands
 out the DNS server), dom0 over IPv6 (the answer file names the same DNS server by its IPv6
-address). The profile installs one of two bundled templates, both with no IPv4 on the
-management interface (:class:`Addressing`): ``fresh-static-ipv6``, a static IPv6 address, or
-``fresh-autoconf-ipv6``, an address by SLAAC. For the latter the site's DHCP server (another
-machine, :mod:`lab.netns`) also takes an address in the server's prefix and advertises that
-prefix as the site's router; dom0's address is then the prefix and its MAC's EUI-64, which is
-what lets its registration through although its install used its IPv4 lease. The static run
-sends no router advertisement at all.
+address). The profile installs one of three bundled templates, all with no IPv4 on the
+management interface (:class:`Addressing`): ``fresh-static-ipv6``, a static IPv6 address;
+``fresh-autoconf-ipv6``, an address by SLAAC; ``fresh-dhcp-ipv6``, an address by DHCPv6. For
+the last two the site's DHCP server (another machine, :mod:`lab.netns`) also takes an address in
+the server's prefix and advertises that prefix as the site's router, for SLAAC or with the
+managed flag and DHCPv6 leases; the installer is kept on IPv4, so its install token is bound to
+its IPv4 lease, and dom0's registration from its new address gets in by the rules that do not
+rest on that binding (its MAC's EUI-64, the registration key). The static run sends no router
+advertisement at all.
 
 Beyond the plain lab's chain (PXE, install, Xen, dom0, registered, in the pool as master) the
 run checks that the agent reported the expected IPv6 address as its management address, that
@@ -35,6 +37,7 @@ from common.runner import run
 from common.wire import authority
 from lab import dnsmasq
 from lab.api import LabApi
+from lab.dnsmasq import Ipv6Offer
 from lab.errors import LabError
 from lab.harness import (
     INSTALLER_ARGS,
@@ -74,18 +77,22 @@ class Addressing(StrEnum):
 
     STATIC = "static"  # the profile's ``ipv6``
     AUTOCONF = "autoconf"  # SLAAC, from the site's router advertisements
+    DHCP = "dhcp"  # DHCPv6, from the site's DHCP server, the router advertising managed
 
     @property
     def template(self) -> str:
         """The bundled answer-file template the lab's profile installs."""
-        return "fresh-autoconf-ipv6" if self is Addressing.AUTOCONF else "fresh-static-ipv6"
+        return f"fresh-{self.value}-ipv6"
 
 
-def management_address(addressing: Addressing, mac: str) -> ipaddress.IPv6Address:
+def management_address(addressing: Addressing, mac: str) -> ipaddress.IPv6Address | None:
     """Where the VM with ``mac`` must be managed: the profile's address, or the one SLAAC forms
-    from the advertised prefix and the MAC (dom0's bridge carries its NIC's)."""
+    from the advertised prefix and the MAC (dom0's bridge carries its NIC's); None on DHCPv6,
+    whose lease nobody knows in advance."""
     if addressing is Addressing.AUTOCONF:
         return slaac_address(SERVER_IPV6.network, mac)
+    if addressing is Addressing.DHCP:
+        return None
     return HOST_IPV6.ip
 
 
@@ -139,9 +146,12 @@ class _DualStackSite:
         teardown.callback(dns.process.stop)
         self.dns = dns
         advertised = None
-        if self.addressing is Addressing.AUTOCONF:
+        if self.addressing is not Addressing.STATIC:
             _site_router(net)
-            advertised = SERVER_IPV6.network
+            dhcpv6 = self.addressing is Addressing.DHCP
+            advertised = Ipv6Offer(
+                SERVER_IPV6.network, dhcpv6=dhcpv6, resolver=dns.server_ipv6 if dhcpv6 else ""
+            )
         return SiteServices(
             resolver=net.server_ip,
             advertised=advertised,
@@ -186,9 +196,10 @@ def _run(
     if addressing is Addressing.STATIC:
         variables |= {"ipv6": str(HOST_IPV6), "gatewayv6": str(SERVER_IPV6.ip)}
     else:
-        progress(f"site router: {SITE_IPV6.ip} advertises {SERVER_IPV6.network} for SLAAC")
+        how = "with DHCPv6 leases" if addressing is Addressing.DHCP else "for SLAAC"
+        progress(f"site router: {SITE_IPV6.ip} advertises {SERVER_IPV6.network} {how}")
         # The installer stays on IPv4, so its token is bound to its lease; otherwise it would
-        # take the same SLAAC address as dom0 and the registration would pass on the binding.
+        # take an IPv6 address too, perhaps dom0's, and the registration pass on the binding.
         changes["kernel_args"] = f"{INSTALLER_ARGS} ipv6.disable=1"
     lab.api.call("PATCH", f"/api/v1/profiles/{PROFILE}", {**changes, "variables": variables})
     lease_file = report.results / "dnsmasq.leases"
@@ -196,15 +207,18 @@ def _run(
     for vm in lab.vms:
         lease = dnsmasq.leases(lease_file).get(vm.spec.mac.lower(), "")
         address = management_address(addressing, vm.spec.mac)
+        if address is None:
+            address, leased = _leased_address(lab.api, vm, lease_file)
+            report.checks.append(leased)
         report.checks += _ipv6_checks(lab.api, lab.net, site.dns, vm, lease=lease, address=address)
-        if addressing is Addressing.AUTOCONF and vm.host_id is not None:
+        if addressing is not Addressing.STATIC and vm.host_id is not None:
             bound = _bound_address(lab.server_spec.data_dir, vm.host_id)
             report.checks.append(
                 Check(
                     f"{vm.spec.name} token bound to the lease",
                     bool(lease) and bound == lease,
                     f"its install token is bound to {bound}; the installer's lease is "
-                    f"{lease or '(none found)'}, so dom0's SLAAC address got in by its MAC",
+                    f"{lease or '(none found)'}, so no binding let dom0's {address} in",
                 )
             )
     report.ok = all(check.ok for check in report.checks)
@@ -271,6 +285,27 @@ def _ipv6_checks(
         )
     )
     return checks
+
+
+def _leased_address(
+    api: LabApi, vm: VmRun, lease_file: Path
+) -> tuple[ipaddress.IPv6Address, Check]:
+    """The DHCPv6 VM's management address as its agent reported it, and whether the site's
+    DHCPv6 server leased it (the :data:`~ipaddress.IPv6Address` ``::`` when none was reported)."""
+    facts = api.get(f"/api/v1/hosts/{vm.host_id}").get("facts") or {}
+    reported = str(facts.get("management_ip") or "")
+    leased = dnsmasq.ipv6_leases(lease_file)
+    try:
+        address = ipaddress.IPv6Address(reported)
+    except ValueError:
+        address = ipaddress.IPv6Address("::")
+    check = Check(
+        f"{vm.spec.name} DHCPv6 lease",
+        reported in leased,
+        f"the agent reported {reported or 'no address'}; DHCPv6 leased "
+        f"{', '.join(sorted(leased)) or 'nothing'}",
+    )
+    return address, check
 
 
 def _bound_address(data_dir: Path, host_id: int) -> str | None:

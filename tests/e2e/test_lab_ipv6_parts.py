@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from answerfiles.render import list_templates
 from common.runner import run
 from lab import dnsmasq, netns
+from lab.dnsmasq import Ipv6Offer
 from lab.ipv6 import (
     HOST_IPV6,
     SERVER_IPV6,
@@ -96,21 +98,41 @@ def test_the_site_dhcp_hands_out_the_resolver_it_is_given(
     )
 
 
-def test_only_an_autoconf_site_dhcp_advertises_the_servers_prefix(
+def test_only_an_autoconf_or_dhcpv6_site_dhcp_advertises_the_servers_prefix(
     lab_net: netns.LabNetwork, tmp_path: Path
 ) -> None:
-    argv = dnsmasq.command(lab_net, tmp_path / "leases", 60, advertised=SERVER_IPV6.network)
+    slaac = Ipv6Offer(SERVER_IPV6.network)
+    argv = dnsmasq.command(lab_net, tmp_path / "leases", 60, advertised=slaac)
     assert argv[-6:-3] == ["--dhcp-range=10.99.0.128,10.99.0.254,255.255.255.0,1h",
                            "--enable-ra", "--dhcp-range=fd00:99::,ra-only,64"]  # fmt: skip
+    managed = Ipv6Offer(SERVER_IPV6.network, dhcpv6=True, resolver="fd00:99::1")
+    argv = dnsmasq.command(lab_net, tmp_path / "leases", 60, advertised=managed)
+    assert argv[-6:-3] == ["--enable-ra", "--dhcp-range=fd00:99::100,fd00:99::1ff,64,1h",
+                           "--dhcp-option=option6:dns-server,[fd00:99::1]"]  # fmt: skip
     assert "--enable-ra" not in dnsmasq.command(lab_net, tmp_path / "leases", 60)
+
+
+def test_dnsmasq_leases_by_family(tmp_path: Path) -> None:
+    leases = tmp_path / "dnsmasq.leases"
+    leases.write_text(
+        "1764979200 52:54:00:1e:0f:01 10.99.0.207 lab-vm1 01:52:54:00:1e:0f:01\n"
+        "duid 00:01:00:01:30:c5:4e:1a:02:00:00:00:00:01\n"
+        "1764979200 1042 fd00:99::1a7 lab-vm1 00:01:00:01:30:c5:4e:1b:52:54:00:1e:0f:01\n"
+    )
+    assert dnsmasq.leases(leases) == {"52:54:00:1e:0f:01": "10.99.0.207"}
+    assert dnsmasq.ipv6_leases(leases) == {"fd00:99::1a7"}
+    assert dnsmasq.ipv6_leases(tmp_path / "none") == set()
 
 
 def test_the_expected_management_address_per_addressing() -> None:
     mac = "52:54:00:12:34:01"
     assert str(management_address(Addressing.AUTOCONF, mac)) == "fd00:99::5054:ff:fe12:3401"
     assert management_address(Addressing.STATIC, mac) == HOST_IPV6.ip
+    assert management_address(Addressing.DHCP, mac) is None  # known from the lease alone
     assert Addressing.AUTOCONF.template == "fresh-autoconf-ipv6"
     assert Addressing.STATIC.template == "fresh-static-ipv6"
+    assert Addressing.DHCP.template == "fresh-dhcp-ipv6"
+    assert set(list_templates()) >= {mode.template for mode in Addressing}
 
 
 def _addresses(namespace: str, ifname: str, scope: str = "global") -> list[str]:
@@ -148,7 +170,7 @@ def test_an_autoconf_site_routes_and_the_machine_takes_the_expected_slaac_addres
     site = _DualStackSite(Addressing.AUTOCONF)
     with contextlib.ExitStack() as teardown:
         services = site(lab_net, tmp_path, 120, teardown)
-        assert services.advertised == SERVER_IPV6.network
+        assert services.advertised == Ipv6Offer(SERVER_IPV6.network)
         dhcp = dnsmasq.start_site_dhcp(lab_net, tmp_path, 120, resolver=services.resolver,
                                        advertised=services.advertised)  # fmt: skip
         teardown.callback(dhcp.stop)
