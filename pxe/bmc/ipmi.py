@@ -12,10 +12,18 @@ seconds, which the service's own deadline bounds in any case.
 User name and password go to pyghmi as bytes: pyghmi 1.6 files a session being opened under
 the credentials as given but removes it under their bytes, so with text a login after a
 logout found the old, logged-out session and failed.
+
+pyghmi's one I/O thread waits on its sockets with select(), which refuses a descriptor numbered
+1024 or more. A server past a thousand open files (connections, transfers, the database) then
+opened a socket select() could not watch, the thread died, and every IPMI call after it went
+unanswered until a restart. pyghmi lets its caller replace the module it waits with (as eventlet
+does); ours waits by poll(), which has no such limit.
 """
 
 from __future__ import annotations
 
+import math
+import select
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +32,7 @@ from typing import Any, TypeVar
 
 from pyghmi import exceptions as pyghmi_errors
 from pyghmi.ipmi import command as ipmi_command
+from pyghmi.ipmi.private import session as ipmi_session
 
 from pxe.bmc.driver import (
     BmcAuthError,
@@ -36,6 +45,25 @@ from pxe.bmc.driver import (
 )
 
 T = TypeVar("T")
+
+
+class _PollWait:
+    """What pyghmi's I/O thread calls as ``select.select``: the readable sockets of ``readers``
+    within ``timeout`` seconds, by poll(), whatever their descriptor numbers."""
+
+    @staticmethod
+    def select(
+        readers: list[socket.socket], writers: Any, errors: Any, timeout: float | None = None
+    ) -> tuple[list[socket.socket], list[Any], list[Any]]:
+        poller = select.poll()
+        for sock in readers:
+            poller.register(sock, select.POLLIN)
+        wait_ms = None if timeout is None else max(0, math.ceil(timeout * 1000))
+        ready = {fd for fd, _ in poller.poll(wait_ms)}
+        return [sock for sock in readers if sock.fileno() in ready], [], []
+
+
+ipmi_session.select = _PollWait
 
 # What pyghmi says when the BMC refused who we are (its messages, lower-cased).
 _AUTH_WORDS = ("password", "unauthorized", "privilege", "rakp", "authenticat", "invalid role")

@@ -7,6 +7,8 @@ independent IPMI client) confirms what the BMC reports.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -164,3 +166,27 @@ def test_a_bmc_that_does_not_answer_fails_within_the_bound(
         service.power_status(database, bmc_settings, "web01")
     assert time.monotonic() - started < 0.5
     assert len(_events(database, "power-failed")) == 2  # the action, then the read once
+
+
+# A fresh process (pyghmi's sockets and I/O thread are per process) whose descriptors are
+# already past select()'s 1023 when it first talks IPMI, as a long-running server's are.
+_MANY_FILES = """
+import os, resource, sys
+from pxe.bmc.driver import BmcConfig
+from pxe.bmc.ipmi import IpmiDriver
+resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+port, user, password = sys.argv[1:]
+config = BmcConfig("ipmi", "127.0.0.1", int(port), user, password)
+print(IpmiDriver(config).power_state().value)
+"""
+
+
+def test_ipmi_works_in_a_process_past_a_thousand_open_files(sim: IpmiSim) -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", _MANY_FILES, str(sim.port), sim.username, sim.password],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.strip() == "off"
+    assert "out of range in select" not in ran.stderr
