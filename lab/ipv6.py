@@ -163,10 +163,13 @@ class _DualStackSite:
 
 def _site_router(net: LabNetwork) -> None:
     """Ready the site's machine to advertise the server's prefix (dnsmasq advertises a prefix
-    only where it holds an address in it), and keep the server's bridge to its one address: it
-    takes nothing from the advertisements, so the server is where its name says."""
+    only where it holds an address in it), and keep it and the server's bridge to their one
+    address each: neither takes anything from the advertisements, so the router does not
+    configure itself from its own (the kernel can hear them looped back) and the server is where
+    its name says."""
     commands = (
         ["ip", "-n", net.site_namespace, "addr", "add", str(SITE_IPV6), "dev", SITE_IFACE, "nodad"],
+        [*net.site_exec_prefix(), "sysctl", "-qw", f"net.ipv6.conf.{SITE_IFACE}.accept_ra=0"],
         [*net.exec_prefix(), "sysctl", "-qw", f"net.ipv6.conf.{net.bridge}.accept_ra=0"],
     )
     for argv in commands:
