@@ -41,18 +41,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
+from bench import register_load
 from common.runner import run, start
 from pxe.bmc.crypto import cipher, key_path
-from pxe.db.models import Event, Host, HostMac, Pool, utcnow
+from pxe.db.models import Event, Host, Pool
 from pxe.db.session import Database
 from pxe.store.lifecycle import State
-from pxe.store.pools import create_pool
-from pxe.store.tokens import create_api_token, hash_token, new_token
+from pxe.store.tokens import create_api_token
 from pxe.web.dashboard.login import SECRET_FILE, secret_key
 from tests.support.postgres import postgres_cluster
-from tests.support.registering import facts, mac_of
 from tests.support.serve import free_port, serve_process
 
 # A bench measures how fast the servers answer, not the install cap: every host may install.
@@ -197,68 +196,20 @@ def make_ready(server: Server, token: str, hosts: int) -> None:
             raise SystemExit(f"could not make bench{i:03d} ready: HTTP {status}")
 
 
-def populate(database: Database, first: int, count: int, tag: str) -> list[tuple[int, str]]:
-    """``count`` installed hosts numbered from ``first``, spread over ``POOLS`` new pools
-    named after ``tag``, each with an install token; returns (number, token) pairs."""
-    numbers = list(range(first, first + count))
-    tokens = {n: new_token("xpi_") for n in numbers}
-    with database.scope() as session:
-        pools = [create_pool(session, f"{tag}-{p}").id for p in range(POOLS)]
-        now = utcnow()
-        ids = session.scalars(
-            insert(Host).returning(Host.id, sort_by_parameter_order=True),
-            [{"pool_id": pools[i % POOLS], "state": State.INSTALLED.value, "state_reason": "",
-              "failure_log": "", "facts": {}, "refusal_reasons": [], "token_spent": False,
-              "install_token_hash": hash_token(tokens[n]), "created_at": now, "updated_at": now}
-             for i, n in enumerate(numbers)],
-        ).all()  # fmt: skip
-        macs = [{"host_id": i, "mac": mac_of(n)} for i, n in zip(ids, numbers, strict=True)]
-        session.execute(insert(HostMac), macs)
-    return list(tokens.items())
-
-
-def _quoted(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def curl_config(path: Path, out: Path, address: str, hosts: list[tuple[int, str]]) -> None:
-    """One ``curl --parallel`` config: a registration per host, each answer in its own file."""
-    blocks = []
-    for number, token in hosts:
-        blocks.append("\n".join((
-            f"url = {_quoted(f'http://{address}/api/v1/register')}",
-            f"header = {_quoted(f'Authorization: Bearer {token}')}",
-            'header = "Content-Type: application/json"',
-            f"data = {_quoted(json.dumps(facts(number)))}",
-            f"output = {_quoted(str(out / f'{number}.json'))}",
-            'write-out = "%{http_code}\\n"',
-        )))  # fmt: skip
-    path.write_text("\nnext\n".join(blocks) + "\n")
-
-
 def registrations(targets: list[Server], hosts: list[tuple[int, str]], work: Path) -> Run:
     """Two curl processes, each half of the hosts, the first against ``targets[0]`` and the
     second against ``targets[-1]``; then the answers checked."""
     out = work / "answers"
-    out.mkdir(parents=True)
-    halves = [hosts[0::2], hosts[1::2]]
-    configs = []
-    for i, (half, server) in enumerate(zip(halves, (targets[0], targets[-1]), strict=True)):
-        configs.append(work / f"curl-{i}.conf")
-        curl_config(configs[-1], out, server.address, half)
-    began = time.perf_counter()
-    curl = ["curl", "-sS", "--parallel", "--parallel-immediate", "--parallel-max", str(PARALLEL),
-            "--max-time", "300", "-K"]  # fmt: skip
-    procs = [start([*curl, c], stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in configs]
-    outputs = [proc.communicate() for proc in procs]
-    seconds = time.perf_counter() - began
-    statuses = Counter(line for stdout, _ in outputs for line in stdout.decode().split())
-    failures = [] if statuses == Counter({"200": len(hosts)}) else [f"statuses {dict(statuses)}"]
-    roles = Counter(json.loads((out / f"{n}.json").read_text()).get("role") for n, _ in hosts
-                    if (out / f"{n}.json").is_file())  # fmt: skip
+    batches = [register_load.registrations(server.address, half, out)
+               for half, server in zip((hosts[0::2], hosts[1::2]), (targets[0], targets[-1]),
+                                       strict=True)]  # fmt: skip
+    wave = register_load.fire(batches, work, PARALLEL)
+    failures = [] if wave.all_ok() else [f"statuses {dict(wave.statuses)}"]
+    roles = Counter(answer.get("role") for batch in batches
+                    for answer in register_load.answers(batch))  # fmt: skip
     if roles != Counter({"master": POOLS, "member": len(hosts) - POOLS}):
         failures.append(f"roles {dict(roles)}, expected {POOLS} masters")
-    return Run(seconds, len(hosts), failures)
+    return Run(wave.seconds, len(hosts), failures)
 
 
 def recorded(database: Database, tag: str, expected: int) -> list[str]:
@@ -341,7 +292,8 @@ def main() -> int:
                 done_runs += 1
                 make_ready(a, token, args.hosts)
                 tag = f"r{round_number}-{setup}"
-                hosts = populate(database, number, args.registrations, tag)
+                pools = [f"{tag}-{p}" for p in range(POOLS)]
+                hosts = register_load.populate(database, number, args.registrations, pools)
                 number += args.registrations
                 with cpu_use(roots) as register_cpu:
                     registered = registrations(targets, hosts, base / tag)
