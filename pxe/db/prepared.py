@@ -1,4 +1,4 @@
-"""One SELECT compiled once per dialect and run on a pooled DBAPI connection.
+"""One statement compiled once per dialect and run on a pooled DBAPI connection.
 
 For the reads every booting host makes (its answer file, its boot facts): a session, its
 transaction events and SQLAlchemy's execution context and result objects cost ~100 us per
@@ -10,6 +10,10 @@ what is skipped is the machinery around one statement that needs no unit of work
 A single statement sees one consistent snapshot on both backends: SQLite runs it as its own
 transaction (pysqlite opens none for a SELECT), PostgreSQL's implicit one is rolled back when
 the connection goes back to the pool.
+
+The same holds for the one conditional write every cold answer file makes (its token claimed):
+building the UPDATE anew cost more than a third of the render, and compiling it once is all
+the difference; it is committed as its own transaction.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, Select
+from sqlalchemy import Engine, Select, Update
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 
 Processor = Callable[[Any], Any]
 
@@ -27,13 +32,22 @@ Processor = Callable[[Any], Any]
 class _Compiled:
     """``statement`` as one dialect runs it."""
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+    def __init__(
+        self,
+        statement: Select[Any] | Update,
+        dialect: Dialect,
+        columns: tuple[Any, ...],
+    ) -> None:
         compiled = statement.compile(dialect=dialect)
         if compiled.escaped_bind_names:
             raise ValueError(f"bind names {sorted(compiled.escaped_bind_names)} need escaping")
         if compiled.post_compile_params:  # IN lists, literal-execute values: SQL per call
             names = sorted(p.key for p in compiled.post_compile_params)
             raise ValueError(f"parameters {names} are rendered per call: use literal_column")
+        prefetched = [*compiled.insert_prefetch, *compiled.update_prefetch]
+        if prefetched:  # computed by the execution context, which a raw cursor does not have
+            names = sorted(column.key for column in prefetched)
+            raise ValueError(f"columns {names} take a Python default: set them in the statement")
         self.sql = str(compiled)
         self._construct = compiled.construct_params
         self._positions = compiled.positiontup  # None for a named paramstyle (psycopg)
@@ -43,7 +57,7 @@ class _Compiled:
             if processor is not None:
                 self._binds[name] = processor
         self._results: list[tuple[int, Processor]] = []
-        for i, column in enumerate(statement.selected_columns):
+        for i, column in enumerate(columns):
             processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
             if processor is not None:
                 self._results.append((i, processor))
@@ -63,18 +77,35 @@ class _Compiled:
         return values
 
 
-class PreparedRead:
+class _PerDialect:
+    """A statement built at import time, compiled on first use for each engine's dialect."""
+
+    def __init__(self, statement: Select[Any] | Update, columns: tuple[Any, ...]) -> None:
+        self._statement = statement
+        self._columns = columns
+        self._by_dialect: dict[tuple[type[Dialect], str], _Compiled] = {}
+
+    def _compiled(self, dialect: Dialect) -> _Compiled:
+        # Tests run SQLite and PostgreSQL engines side by side in one process.
+        key = (type(dialect), dialect.paramstyle)
+        compiled = self._by_dialect.get(key)
+        if compiled is None:
+            compiled = _Compiled(self._statement, dialect, self._columns)
+            self._by_dialect[key] = compiled
+        return compiled
+
+
+class PreparedRead(_PerDialect):
     """A read-only ``statement`` whose rows are named tuples (``row.hostname``), as SQLAlchemy's
-    rows are; built at import time, compiled on first use for each engine's dialect."""
+    rows are."""
 
     def __init__(self, statement: Select[Any]) -> None:
         names = [column.key for column in statement.selected_columns]
         if None in names:
             raise ValueError(f"selected column {names.index(None) + 1} needs a label: rows are "
                              "named tuples")  # fmt: skip
-        self._statement = statement
+        super().__init__(statement, tuple(statement.selected_columns))
         self._row = namedtuple("Row", names)  # type: ignore[misc]
-        self._by_dialect: dict[tuple[type[Dialect], str], _Compiled] = {}
 
     def rows(self, engine: Engine, **values: Any) -> list[Any]:
         """Every row of the statement with ``values`` bound, read on one pooled connection."""
@@ -95,10 +126,36 @@ class PreparedRead:
         rows = self.rows(engine, **values)
         return rows[0] if rows else None
 
-    def _compiled(self, dialect: Dialect) -> _Compiled:
-        # Tests run SQLite and PostgreSQL engines side by side in one process.
-        key = (type(dialect), dialect.paramstyle)
-        compiled = self._by_dialect.get(key)
-        if compiled is None:
-            compiled = self._by_dialect[key] = _Compiled(self._statement, dialect)
-        return compiled
+
+class PreparedWrite(_PerDialect):
+    """A writing statement without results (a conditional UPDATE), run as its own transaction.
+
+    Raises the driver's errors wrapped as SQLAlchemy wraps them, so the write retries of
+    :mod:`pxe.db.write_retry` tell a busy database from a wrong statement as they do for
+    statements run through the engine.
+    """
+
+    def __init__(self, statement: Update) -> None:
+        super().__init__(statement, ())
+
+    def run(self, engine: Engine, **values: Any) -> int:
+        """Run the statement with ``values`` bound and commit it; returns the rows it changed."""
+        dialect = engine.dialect
+        compiled = self._compiled(dialect)
+        parameters = compiled.parameters(values)
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(compiled.sql, parameters)
+                changed = cursor.rowcount
+            finally:
+                cursor.close()
+            connection.commit()  # SQLite (no transaction open here): nothing to do
+        except dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                compiled.sql, parameters, exc, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from exc
+        finally:
+            connection.close()  # back to the pool, which ends any transaction
+        return changed

@@ -20,13 +20,14 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
+from pxe.db.prepared import PreparedWrite
 from pxe.db.session import Database
 
 ATTEMPTS = 6
@@ -79,6 +80,12 @@ def write_alone(database: Database, statement: Executable) -> int:
             return c.execute(statement).rowcount
 
     return _retried(attempt)
+
+
+def write_prepared(database: Database, statement: PreparedWrite, **values: Any) -> int:
+    """:func:`write_alone` for a statement compiled once (:mod:`pxe.db.prepared`), for the
+    write a cold answer file makes; returns the rows it changed."""
+    return _retried(lambda: statement.run(database.engine, **values))
 
 
 def _retried(attempt: Callable[[], T]) -> T:

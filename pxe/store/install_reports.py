@@ -26,7 +26,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from pxe.db.models import Event, Host, utcnow
 from pxe.db.prepared import PreparedRead
 from pxe.db.session import Database
-from pxe.db.write_retry import write_alone, write_statements
+from pxe.db.write_retry import write_statements
 from pxe.store.bmc import SEEN_FACT, BmcSeen
 from pxe.store.errors import ConflictError, NotFoundError
 from pxe.store.hosts import AnswerFileHost
@@ -108,9 +108,7 @@ def use_install_token(
     """
     bound = host.bound_addr if isinstance(host, Reporter) else host.token_bound_addr
     if bound is None:
-        # A new cycle's first use: its installer numbers its reports from 1 again.
-        claim = claim_install_token(host.id, token_hash, address).values(report_seq=None)
-        if write_alone(database, claim) == 1:
+        if claim_install_token(database, host.id, token_hash, address):
             return
         row = _BOUND.first(database.engine, host_id=host.id, token_hash=token_hash)
         bound = row.token_bound_addr if row is not None else None

@@ -14,10 +14,23 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, Update, and_, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    Update,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
 from pxe.db.models import ApiToken, Host, HostHealth, utcnow
+from pxe.db.prepared import PreparedWrite
+from pxe.db.session import Database
+from pxe.db.write_retry import write_prepared
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.hosts import update_unchanged_host
 from pxe.store.lifecycle import INSTALLER_STATES, State
@@ -135,19 +148,25 @@ def store_install_token(
     return statement
 
 
-def claim_install_token(host_id: int, token_hash: str, address: str) -> Update:
-    """The statement recording the first use of the host's unused token ``token_hash``: bound
-    to ``address`` from now on, one more install attempt; no row changes when the token was
-    used already (or replaced). It moves ``updated_at``, so a boot decision read before it
-    cannot hand out another token over it."""
+_CLAIM = PreparedWrite(
+    update(Host)
+    .where(Host.id == bindparam("host_id"), Host.install_token_hash == bindparam("token_hash"),
+           Host.token_bound_addr.is_(None))
+    .values(token_bound_addr=bindparam("address"), token_claimed_at=bindparam("claimed"),
+            install_attempts=Host.install_attempts + 1, updated_at=bindparam("updated"),
+            report_seq=None)
+)  # fmt: skip
+
+
+def claim_install_token(database: Database, host_id: int, token_hash: str, address: str) -> bool:
+    """Record the first use of the host's unused token ``token_hash``: bound to ``address`` from
+    now on, one more install attempt, and its installer's reports numbered from 1 again (a new
+    cycle). False, changing nothing, when the token was used already (or replaced). It moves
+    ``updated_at``, so a boot decision read before it cannot hand out another token over it."""
     now = utcnow()
-    return (
-        update(Host)
-        .where(Host.id == host_id, Host.install_token_hash == token_hash,
-               Host.token_bound_addr.is_(None))
-        .values(token_bound_addr=address, token_claimed_at=now,
-                install_attempts=Host.install_attempts + 1, updated_at=now)
-    )  # fmt: skip
+    claimed = write_prepared(database, _CLAIM, host_id=host_id, token_hash=token_hash,
+                             address=address, claimed=now, updated=now)  # fmt: skip
+    return claimed == 1
 
 
 def host_for_install_token(session: Session, token: str) -> Host | None:

@@ -1,15 +1,19 @@
 """A prepared read gives the rows SQLAlchemy's own execution gives, types included (JSON,
-timezone-aware dates, booleans), on both backends, and leaves no transaction open."""
+timezone-aware dates, booleans), on both backends, and leaves no transaction open; a prepared
+write is committed, counts the rows it changed, and fails as SQLAlchemy's statements fail."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import bindparam, create_engine, select, update
+from sqlalchemy.exc import OperationalError
 
 from pxe.db.models import Host, Profile
-from pxe.db.prepared import PreparedRead
+from pxe.db.prepared import PreparedRead, PreparedWrite
 from pxe.db.session import Database
 from pxe.store import hosts, profiles
 
@@ -25,6 +29,15 @@ STATEMENT = (
     .limit(5)
 )  # fmt: skip
 READ = PreparedRead(STATEMENT)
+# A conditional write, as a token claim is: a date bound (text on SQLite), a JSON value and
+# an increment of the row's own column.
+WRITE = PreparedWrite(
+    update(Host)
+    .where(Host.hostname == bindparam("name"), Host.token_bound_addr.is_(None))
+    .values(token_bound_addr=bindparam("address"), token_claimed_at=bindparam("at"),
+            install_attempts=Host.install_attempts + 1, facts=bindparam("facts"),
+            updated_at=bindparam("at"))
+)  # fmt: skip
 
 
 def _inventory(database: Database) -> None:
@@ -80,3 +93,61 @@ def test_statements_it_cannot_prepare_are_refused_with_the_reason(database: Data
     per_call = PreparedRead(select(Host.id).where(Host.id.in_(bindparam("ids", expanding=True))))
     with pytest.raises(ValueError, match=r"parameters \['ids'\] are rendered per call"):
         per_call.rows(database.engine, ids=[1, 2])
+    # updated_at's onupdate is computed by SQLAlchemy's execution, which a prepared write skips.
+    stale = PreparedWrite(update(Host).where(Host.id == 1).values(hostname=bindparam("name")))
+    with pytest.raises(ValueError, match=r"columns \['updated_at'\] take a Python default"):
+        stale.run(database.engine, name="node-x")
+
+
+def test_a_write_is_committed_and_counts_the_rows_it_changed(any_database: Database) -> None:
+    _inventory(any_database)
+    at = datetime(2026, 12, 6, 1, 2, 3, tzinfo=UTC)
+    values = {"name": "node-2", "address": "192.0.2.7", "at": at, "facts": {"cpus": 4}}
+    assert WRITE.run(any_database.engine, **values) == 1
+    assert WRITE.run(any_database.engine, **values) == 0  # bound now: the condition holds no more
+    assert WRITE.run(any_database.engine, **{**values, "name": "absent"}) == 0
+    fresh = Database(any_database.url)  # another pool: it sees only what was committed
+    try:
+        with fresh.scope(write=False) as s:
+            host = s.scalars(select(Host).where(Host.hostname == "node-2")).one()
+            assert (host.token_bound_addr, host.token_claimed_at) == ("192.0.2.7", at)
+            assert (host.install_attempts, host.facts) == (1, {"cpus": 4})
+            others = s.scalars(select(Host).where(Host.hostname != "node-2")).all()
+            assert all(h.token_bound_addr is None for h in others)
+    finally:
+        fresh.dispose()
+
+
+def test_a_write_commits_where_the_driver_opens_transactions_itself(tmp_path: Path) -> None:
+    """Our SQLite engines leave BEGIN to SQLAlchemy; a plain one lets pysqlite begin before the
+    UPDATE, and the write must still be committed when the connection goes back."""
+    url = f"sqlite:///{tmp_path / 'plain.sqlite3'}"
+    Database(url).migrate()
+    engine = create_engine(url)
+    try:
+        with Database(url).scope() as s:
+            hosts.add_host(s, macs=["52:54:00:dd:01:01"], hostname="node-p")
+        at = datetime.now(UTC)
+        assert WRITE.run(engine, name="node-p", address="192.0.2.8", at=at, facts={}) == 1
+        with sqlite3.connect(tmp_path / "plain.sqlite3") as reader:
+            bound = reader.execute("SELECT token_bound_addr FROM hosts").fetchone()
+        assert bound == ("192.0.2.8",)
+    finally:
+        engine.dispose()
+
+
+def test_a_busy_database_fails_as_sqlalchemy_fails_so_writes_are_retried(tmp_path: Path) -> None:
+    path = tmp_path / "busy.sqlite3"
+    url = f"sqlite:///{path}"
+    Database(url).migrate()
+    engine = create_engine(url, connect_args={"timeout": 0.05})
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="locked") as caught:
+            WRITE.run(engine, name="x", address="192.0.2.9", at=datetime.now(UTC), facts={})
+        assert isinstance(caught.value.orig, sqlite3.OperationalError)
+        assert engine.pool.checkedout() == 0
+    finally:
+        holder.close()
+        engine.dispose()
