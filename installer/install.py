@@ -37,7 +37,7 @@ from installer.bootmode import booted_mode, refuse_secure_boot
 from installer.discovery import Hardware, Nic, describe_disk, discover
 from installer.errors import RefusedError
 from installer.hostsize import HostSize
-from installer.mounts import mounted_tree
+from installer.mounts import BULK_WRITE, mounted_tree
 from installer.plan import BootMode, Plan, make_plan
 from installer.progress import BuildDone, Progress, Reporter, Step
 from installer.release import load_release, open_source
@@ -282,9 +282,9 @@ def _write_target(
     identity = hostconfig.Identity.new()
     with mounted_tree() as mounts:
         progress.start("mount", "mounting the new filesystems")
-        root = mounts.mount(devices["root"])
+        root = mounts.mount(devices["root"], options=BULK_WRITE)
         if "logs" in devices:
-            mounts.mount(devices["logs"], "var/log")
+            mounts.mount(devices["logs"], "var/log", options=BULK_WRITE)
         try:
             key_sha256 = _populate(
                 prepared,
