@@ -46,6 +46,7 @@ from pxe.tftp.loaders import (
     ARCH_X64_UEFI,
     ARCH_X64_UEFI_HTTP,
 )
+from pxe.udp_buffers import deepen_receive_buffer
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ class ProxyDhcpService:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            deepen_receive_buffer(sock)
             links.enable_pktinfo(sock)
             sock.bind((self.bind, port))
         except OSError:

@@ -57,6 +57,7 @@ from tftpy.TftpStates import TftpServerState, TftpState, TftpStateExpectACK
 
 from pxe.tftp.filecache import FileCache, OutsideRootError
 from pxe.tftp.window import WindowedSender, accepted_window
+from pxe.udp_buffers import deepen_receive_buffer
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +290,7 @@ class TftpService:
         port = self._requested_port if self._sock is None else self.port
         # No SO_REUSEADDR: for UDP it would let a second server share port 69 silently.
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        deepen_receive_buffer(sock)
         sock.bind((self.host, port))
         sock.setblocking(False)
         self._sock = sock
