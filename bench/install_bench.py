@@ -86,6 +86,18 @@ def _release(top: Path, gib: float) -> Path:
     return tar
 
 
+def _discard(image: Path) -> None:
+    """Delete a side's disk once no loop device holds it (one detached while busy lets go
+    later), then write out what is dirty, so what one side left is not the next one's to do."""
+    deadline = time.monotonic() + 30
+    while run(["losetup", "--associated", image]).stdout.strip():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{image} is still attached to a loop device after 30 s")
+        time.sleep(0.1)
+    image.unlink()
+    os.sync()
+
+
 def _image(top: Path, name: str) -> Path:
     image = top / name
     with open(image, "wb") as fh:
@@ -126,7 +138,7 @@ def _time_install(top: Path, url: str, mode: BootMode) -> tuple[float, dict[str,
     start = time.perf_counter()
     install.install(answers, target=str(image), boot_mode=mode, reporters=(clock,))
     end = time.perf_counter()
-    image.unlink()
+    _discard(image)
     return end - start, clock.steps(end)
 
 
@@ -155,7 +167,7 @@ def _time_reference(top: Path, tar: Path, mode: BootMode) -> float:
         root = made[plan.partition("root").number]
         run(["dd", f"if={tar}", f"of={root}", "bs=4M", "conv=fsync", "status=none"])
         elapsed = time.perf_counter() - start
-    image.unlink()
+    _discard(image)
     return elapsed
 
 
