@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.runner import run, start
 from tests.support.netns import in_netns
 from tests.support.nginx import running_nginx
-from tests.support.serve import wait_healthy
+from tests.support.serve import stop, wait_healthy
 
 # A bench measures how fast the server answers, not the install cap: every host may install.
 os.environ.setdefault("XCP_PROVISION_MAX_CONCURRENT_INSTALLS", "1000000")
@@ -155,12 +155,7 @@ def process(argv: list[str], log: Path, env: dict[str, str] | None = None,
         try:
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def wait_for(what: str, ready: Callable[[], bool], proc: subprocess.Popen,

@@ -326,6 +326,17 @@ static void tftp_send(struct host *h, const void *pkt, int len, struct sockaddr_
     sendto(h->fd, pkt, len, 0, (struct sockaddr *)to, sizeof *to);
 }
 
+/* A non-blocking socket sending from the clients' address (the machine may hold others). */
+static int client_socket(int type, const char *what) {
+    int fd = socket(AF_INET, type | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        die("socket");
+    struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr = client_ip};
+    if (bind(fd, (struct sockaddr *)&me, sizeof me) < 0)
+        die(what);
+    return fd;
+}
+
 static void watch(int fd, struct host *h, uint32_t events, int op) {
     struct epoll_event ev = {.events = events, .data.fd = fd};
     if (epoll_ctl(epfd, op, fd, &ev) < 0)
@@ -336,12 +347,7 @@ static void watch(int fd, struct host *h, uint32_t events, int op) {
 static void tftp_start(struct host *h, double t) {
     phase_done(h);
     h->state = TFTP;
-    h->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    if (h->fd < 0)
-        die("socket");
-    struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr = client_ip};
-    if (bind(h->fd, (struct sockaddr *)&me, sizeof me) < 0)
-        die("bind tftp");
+    h->fd = client_socket(SOCK_DGRAM, "bind tftp");
     watch(h->fd, h, EPOLLIN, EPOLL_CTL_ADD);
     h->peer = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(tftp_port),
                                    .sin_addr.s_addr = h->tftp_server};
@@ -473,12 +479,7 @@ static void http_request(struct host *h, const struct sockaddr_in *to, const cha
     r->body = 0;
     r->status = 0;
     r->keep = keep;
-    r->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (r->fd < 0)
-        die("socket");
-    struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr = client_ip};
-    if (bind(r->fd, (struct sockaddr *)&me, sizeof me) < 0)
-        die("bind http");
+    r->fd = client_socket(SOCK_STREAM, "bind http");
     if (connect(r->fd, (const struct sockaddr *)to, sizeof *to) < 0 && errno != EINPROGRESS) {
         lose(h, "http-connect", "%s", strerror(errno));
         return;
