@@ -4,7 +4,10 @@ ProxyDHCP is the one place that sees how a boot starts: the firmware's DHCP requ
 protocol in the vendor class (``PXEClient`` or ``HTTPClient``), its firmware in option 93, and
 iPXE adds user class ``iPXE``. The path is the first request of a boot; the iPXE that the
 firmware then loads asks again, and that request (like retransmissions and the port-4011
-request) belongs to the same boot, so one event is written per boot and host.
+request) belongs to the same boot, so one event is written per boot and host. A boot runs one
+iPXE, which asks in one DHCP exchange (one transaction ID, retransmissions included): a firmware
+request after it, or an iPXE request of another exchange, is the machine starting again (a
+reinstall can power it on again within minutes), so it starts a new boot however soon it comes.
 
 The DHCP thread only classifies and queues (no I/O, nothing waits on the database); a writer
 thread inserts a ``boot`` event, one INSERT, into the host's history, which the REST API and the
@@ -35,7 +38,8 @@ from pxe.dhcp import options as opt
 log = logging.getLogger(__name__)
 
 EVENT_KIND = "boot"
-# Requests of one MAC this close to the one that started its boot belong to that boot.
+# Requests of one MAC this close to the one that started its boot belong to that boot, unless
+# they come after the boot's iPXE exchange (see above).
 SAME_BOOT_SECONDS = 180.0
 # How long an unknown MAC's boot waits for the host to appear in the inventory.
 PENDING_SECONDS = 600.0
@@ -69,6 +73,15 @@ def describe(options: dict[int, bytes]) -> str:
     return text + (", user class iPXE" if opt.is_ipxe(options) else "")
 
 
+@dataclass
+class _Boot:
+    """A MAC's boot as the DHCP thread follows it."""
+
+    path: BootPath
+    since: float
+    ipxe_xid: int | None  # the transaction of the boot's iPXE, once it asked
+
+
 @dataclass(frozen=True)
 class BootNote:
     mac: str
@@ -86,23 +99,27 @@ class BootPathRecorder:
         self.written = 0
         self._clock = clock
         self._same_boot = same_boot_seconds
-        self._started: dict[str, tuple[BootPath, float]] = {}  # the DHCP thread's alone
+        self._started: dict[str, _Boot] = {}  # the DHCP thread's alone
         self._queue: queue.SimpleQueue[BootNote | None] = queue.SimpleQueue()
         self._pending: dict[str, tuple[BootNote, float]] = {}  # the writer's alone
         self._thread: threading.Thread | None = None
 
-    def note(self, mac: str, options: dict[int, bytes]) -> None:
-        """A request from ``mac`` was answered. Cheap: a dict lookup and a queue put."""
+    def note(self, mac: str, options: dict[int, bytes], xid: int) -> None:
+        """A request from ``mac`` (DHCP transaction ``xid``) was answered. Cheap: a dict lookup
+        and a queue put."""
         path = classify(options)
         if path is None:
             return
         now = self._clock()
-        started = self._started.get(mac)
-        if started is not None and now - started[1] < self._same_boot:
+        ipxe = xid if path is BootPath.IPXE else None
+        boot = self._started.get(mac)
+        if (boot is not None and now - boot.since < self._same_boot
+                and boot.ipxe_xid in (None, ipxe)):  # fmt: skip
+            boot.ipxe_xid = ipxe  # firmware before its iPXE, or that iPXE's exchange
             return  # the boot it started: retransmission, port 4011, or the iPXE it loaded
         if len(self._started) >= MAX_REMEMBERED:
             self._forget_before(now - self._same_boot)
-        self._started[mac] = (path, now)
+        self._started[mac] = _Boot(path, now, ipxe)
         self._queue.put(BootNote(mac, path, describe(options), datetime.now(UTC)))
 
     def start(self) -> None:
@@ -116,7 +133,7 @@ class BootPathRecorder:
             self._thread.join(timeout=10)
 
     def _forget_before(self, limit: float) -> None:
-        for mac in [m for m, (_, t) in self._started.items() if t < limit]:
+        for mac in [m for m, boot in self._started.items() if boot.since < limit]:
             del self._started[mac]
         while len(self._started) >= MAX_REMEMBERED:
             self._started.pop(next(iter(self._started)))

@@ -60,7 +60,7 @@ DEFAULT_HTTP_PORT = 8080
 BROADCAST = str(links.LIMITED_BROADCAST)
 # Told the MAC and options of every request answered (e.g. to record the boot path); runs on
 # the DHCP thread, so it must not block.
-AnswerHook = Callable[[str, dict[int, bytes]], None]
+AnswerHook = Callable[[str, dict[int, bytes], int], None]
 
 
 @dataclasses.dataclass
@@ -199,7 +199,7 @@ class ProxyDhcpService:
         self.counters.answered += 1
         log.info("dhcp %s to %s", reply.summary, request.mac)
         if self.on_answer is not None:
-            self.on_answer(request.mac, request.options)
+            self.on_answer(request.mac, request.options, request.xid)
 
     def _local_address(self, arrival: links.Arrival, request: DhcpPacket, *,
                        on_pxe_port: bool) -> IPv4Address | None:

@@ -67,6 +67,11 @@ def wait_for(condition, seconds: float = 15.0) -> None:
         time.sleep(0.1)
 
 
+def request(packet: DhcpPacket) -> tuple[dict[int, bytes], int]:
+    """What ProxyDHCP tells the recorder of a request it answered, beside the MAC."""
+    return packet.options, packet.xid
+
+
 def test_one_event_per_boot_and_a_late_host_still_gets_its_event(database):
     with database.scope() as session:
         add_host(session, macs=[MAC])
@@ -74,25 +79,47 @@ def test_one_event_per_boot_and_a_late_host_still_gets_its_event(database):
     recorder = BootPathRecorder(database, clock=clock, same_boot_seconds=180)
     recorder.start()
     try:
-        recorder.note(MAC, http_discover(1).options)
+        recorder.note(MAC, *request(http_discover(1)))
         clock.now += 20  # the iPXE that HTTP Boot loaded asks too: the same boot
-        recorder.note(MAC, pxe_packet(opt.DISCOVER, 7, xid=2, ipxe=True).options)
+        recorder.note(MAC, *request(pxe_packet(opt.DISCOVER, 7, xid=2, ipxe=True)))
         wait_for(lambda: recorder.written == 1)
         [(step, message)] = boots(database, MAC)
         assert step == "UEFI HTTP"
         assert "'HTTPClient:Arch:00016:UNDI:003001', architecture 16" in message
         clock.now += 600  # a later boot, by the NIC's own iPXE this time
-        recorder.note(MAC, pxe_packet(opt.DISCOVER, 0, xid=3, ipxe=True).options)
+        recorder.note(MAC, *request(pxe_packet(opt.DISCOVER, 0, xid=3, ipxe=True)))
         wait_for(lambda: recorder.written == 2)
         assert [step for step, _ in boots(database, MAC)] == ["UEFI HTTP", "iPXE"]
+        # Installed and powered on again through the BMC well within the window: the firmware
+        # asking after the boot's iPXE is a new boot; its retransmission and iPXE are not.
+        clock.now += 150
+        recorder.note(MAC, *request(pxe_packet(opt.DISCOVER, 11, xid=5)))
+        clock.now += 4
+        recorder.note(MAC, *request(pxe_packet(opt.DISCOVER, 11, xid=5)))
+        clock.now += 18
+        recorder.note(MAC, *request(pxe_packet(opt.DISCOVER, 7, xid=6, ipxe=True)))
+        wait_for(lambda: recorder.written == 3)
+        time.sleep(0.5)  # room for a wrong fourth event to be written
+        assert [step for step, _ in boots(database, MAC)] == ["UEFI HTTP", "iPXE", "UEFI PXE"]
+        # Soon again, by the NIC's own iPXE: another exchange (a new transaction ID) is a new
+        # boot; that exchange's retransmitted DISCOVER is not.
+        clock.now += 120
+        recorder.note(MAC, *request(pxe_packet(opt.DISCOVER, 0, xid=7, ipxe=True)))
+        clock.now += 1
+        recorder.note(MAC, *request(pxe_packet(opt.DISCOVER, 0, xid=7, ipxe=True)))
+        wait_for(lambda: recorder.written == 4)
+        time.sleep(0.5)
+        assert [step for step, _ in boots(database, MAC)] == [
+            "UEFI HTTP", "iPXE", "UEFI PXE", "iPXE"
+        ]
 
         late = "52:54:00:00:00:99"  # not in the inventory until its iPXE asks /boot/ipxe
-        recorder.note(late, pxe_packet(opt.DISCOVER, 0, xid=4).options)
-        recorder.note("52:54:00:00:00:98", {opt.VENDOR_CLASS: b"udhcp 1.36"})  # not booting
+        recorder.note(late, *request(pxe_packet(opt.DISCOVER, 0, xid=4)))
+        recorder.note("52:54:00:00:00:98", {opt.VENDOR_CLASS: b"udhcp 1.36"}, 7)  # not booting
         time.sleep(0.5)
         with database.scope() as session:
             add_host(session, macs=[late])
-        wait_for(lambda: recorder.written == 3)
+        wait_for(lambda: recorder.written == 5)
         assert [step for step, _ in boots(database, late)] == ["BIOS PXE"]
     finally:
         recorder.stop()
