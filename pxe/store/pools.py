@@ -22,12 +22,14 @@ def create_pool(session: Session, name: str, *, force: bool = False) -> Pool:
     return pool
 
 
-def get_pool(session: Session, ref: str | int) -> Pool:
-    """By name, else by id: a name may be all digits ("42"), and then it is the name."""
+def get_pool(session: Session, ref: str | int, *, by_id: bool = True) -> Pool:
+    """By name, else by id: a name may be all digits ("42"), and then it is the name.
+
+    ``by_id=False`` for a resource's own path, as :func:`pxe.store.profiles.get_profile`."""
     pool = None
     if isinstance(ref, str):
         pool = session.scalar(select(Pool).where(Pool.name == ref))
-    if pool is None and row_id(ref) is not None:
+    if pool is None and by_id and row_id(ref) is not None:
         pool = session.get(Pool, row_id(ref))
     if pool is None:
         raise NotFoundError("pool", ref)

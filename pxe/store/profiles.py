@@ -33,12 +33,15 @@ class EffectiveProfile:
     pool_id: int | None = None
 
 
-def get_profile(session: Session, ref: str | int) -> Profile:
-    """By name, else by id: a name may be all digits ("2024"), and then it is the name."""
+def get_profile(session: Session, ref: str | int, *, by_id: bool = True) -> Profile:
+    """By name, else by id: a name may be all digits ("2024"), and then it is the name.
+
+    ``by_id=False`` for a resource's own path (``/profiles/05``): there it names one profile,
+    and once that profile is deleted the path must not reach the profile whose id is 5."""
     profile = None
     if isinstance(ref, str):
         profile = session.scalar(select(Profile).where(Profile.name == ref))
-    if profile is None and row_id(ref) is not None:
+    if profile is None and by_id and row_id(ref) is not None:
         profile = session.get(Profile, row_id(ref))
     if profile is None:
         raise NotFoundError("profile", ref)

@@ -119,6 +119,21 @@ def test_profiles_selectors_pools_events(client, auth) -> None:
     assert client.delete("/api/v1/profiles/base", headers=auth).status_code == 409
 
 
+@pytest.mark.parametrize("kind", ["profiles", "pools"])
+def test_a_deleted_name_does_not_reach_the_row_with_that_id(client, auth, kind: str) -> None:
+    """Found by Schemathesis: ``/profiles/05`` still answered after profile "05" was deleted,
+    with the profile whose id is 5. A resource's path is its name only."""
+    first = client.post(f"/api/v1/{kind}", json={"name": "first"}, headers=auth).get_json()
+    assert client.post(f"/api/v1/{kind}", json={"name": str(first["id"])},
+                       headers=auth).status_code == 201  # fmt: skip
+    path = f"/api/v1/{kind}/{first['id']}"
+    assert client.get(path, headers=auth).get_json()["name"] == str(first["id"])
+    assert client.delete(path, headers=auth).status_code == 204
+    assert client.get(path, headers=auth).status_code == 404
+    assert client.delete(path, headers=auth).status_code == 404
+    assert client.get(f"/api/v1/{kind}/first", headers=auth).status_code == 200
+
+
 def test_install_flow_and_build_done_replay(client, auth, ready_host) -> None:
     script, path, token = _boot(client)
     assert script.startswith("#!ipxe\n")

@@ -37,12 +37,12 @@ def create_pool() -> tuple[Response, int]:
 @bp.get("/pools/<name>")
 def show_pool(name: str) -> Response:
     session = db()
-    return jsonify(pool_detail(session, store.get_pool(session, name)))
+    return jsonify(pool_detail(session, store.get_pool(session, name, by_id=False)))
 
 
 @bp.delete("/pools/<name>")
 def delete_pool(name: str) -> tuple[str, int]:
     session = db(write=True)
-    store.delete_pool(session, store.get_pool(session, name))
+    store.delete_pool(session, store.get_pool(session, name, by_id=False))
     session.commit()
     return "", 204

@@ -55,20 +55,20 @@ def create_profile() -> tuple[Response, int]:
 
 @bp.get("/profiles/<name>")
 def show_profile(name: str) -> Response:
-    return jsonify(profile_view(store.get_profile(db(), name)))
+    return jsonify(profile_view(store.get_profile(db(), name, by_id=False)))
 
 
 @bp.get("/profiles/<name>/effective")
 def effective_profile(name: str) -> Response:
     """The profile with its parents folded in, as hosts using it get it."""
-    return jsonify(asdict(store.resolve_profile(store.get_profile(db(), name))))
+    return jsonify(asdict(store.resolve_profile(store.get_profile(db(), name, by_id=False))))
 
 
 @bp.patch("/profiles/<name>")
 def edit_profile(name: str) -> Response:
     session = db(write=True)
     changes = changes_body(FIELDS)
-    profile = store.get_profile(session, name)
+    profile = store.get_profile(session, name, by_id=False)
     with references():
         profile = store.update_profile(session, profile, **changes)
     session.commit()
@@ -78,7 +78,7 @@ def edit_profile(name: str) -> Response:
 @bp.delete("/profiles/<name>")
 def delete_profile(name: str) -> tuple[str, int]:
     session = db(write=True)
-    store.delete_profile(session, store.get_profile(session, name))
+    store.delete_profile(session, store.get_profile(session, name, by_id=False))
     session.commit()
     return "", 204
 
