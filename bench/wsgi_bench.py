@@ -88,7 +88,7 @@ def __getattr__(name: str) -> Any:
 class Running:
     name: str
     base: str
-    pid: int
+    pids: tuple[int, ...]  # the server's top processes
 
 
 def _other_env(data: Path, public_url: str, metrics: Path) -> dict[str, str]:
@@ -103,7 +103,7 @@ def _process(name: str, argv: list[Any], env: dict[str, str], port: int) -> Iter
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, proc)
-        yield Running(name, base, proc.pid)
+        yield Running(name, base, (proc.pid,))
     finally:
         stop(proc)
 
@@ -137,7 +137,7 @@ def granian(data: Path, public_url: str, workers: int, threads: int,
 def serve(data: Path, workers: int, threads: int) -> Iterator[Running]:
     env = {"XCP_PROVISION_HTTP_WORKERS": str(workers), "XCP_PROVISION_HTTP_THREADS": str(threads)}
     with serve_process(data, "--tftp-port", "0", "--no-dhcp", env=env) as (base, proc):
-        yield Running("serve", base, proc.pid)
+        yield Running("serve", base, (proc.pid,))
 
 
 @contextmanager
@@ -154,7 +154,7 @@ def waitress(data: Path, public_url: str, workers: int, threads: int,
     try:
         for proc in procs:
             wait_healthy(base, proc)
-        yield Running("waitress", base, procs[0].pid)
+        yield Running("waitress", base, tuple(p.pid for p in procs))
     finally:
         for proc in procs:
             stop(proc)
@@ -267,7 +267,7 @@ def main() -> None:
         bench_nice = os.getpriority(os.PRIO_PROCESS, 0)
         print(f"CPU priority: the bench and wrk at nice {bench_nice}; the servers' processes:")
         for name, server in running.items():
-            tree = process_tree(server.pid)
+            tree = [pid for top in server.pids for pid in process_tree(top)]
             print(f"  {name:<9} {len(tree)} processes, nice "
                   f"{' '.join(str(nice(pid)) for pid in tree)}")  # fmt: skip
         same = {name: _digest(server.base + paths[0]) for name, server in running.items()}
