@@ -1,6 +1,6 @@
 """Per-request cost of ``GET /answerfile/<id>?token=...``, in-process (Flask's test client).
 
-No sockets, no HTTP server, no client process: what is left is our Python code per request, which
+No sockets, no waitress, no client process: what is left is our Python code per request, which
 is what the HTTP goal (2,000 answer files a second on two cores) is spent on. The inventory holds
 10,000 hosts as in ``bench/http_bench.py``; 1,001 of them are ready, each with its own token.
 Reference measured in the same run: ``/healthz`` (Flask, a session and ``SELECT 1``).

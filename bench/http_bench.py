@@ -1,7 +1,7 @@
 """HTTP: answer files for 100 concurrent clients, and iPXE boot lookups with 10,000 hosts.
 
 The server runs as operators run it (``xcp-provision serve`` in its own process with its HTTP
-worker processes, granian, SQLite in WAL mode); the load comes from C clients so it does not
+worker processes, waitress, SQLite in WAL mode); the load comes from C clients so it does not
 steal the Python interpreter from the server. Answer files are measured three ways:
 
 * capacity: ApacheBench (``ab``) with 100 connections asking for one host's answer file as fast

@@ -10,7 +10,7 @@ enough to pull every ratio towards 1). The reference side answers the
 same requests with the same bytes, but from static files (one host's script, one answer file, a
 fixed build-done reply), so the ratio is the price of computing everything per host.
 
-Ours runs twice: ``serve`` alone (the release files go through Python), and
+Ours runs twice: ``serve`` alone (waitress copies the release files through Python), and
 behind nginx as ``deploy/nginx.conf`` sets it up for a rack (``serve`` decides, nginx sends the
 release files with sendfile). All three sides stay up; every round runs the rack against each in
 turn (the order rotating), every process at its default priority (printed), and the ratios are

@@ -1,6 +1,6 @@
 """Registration: 1,000 first-boot agents calling home at once into one pool.
 
-The server runs as operators run it (``xcp-provision serve`` in its own process, granian), on
+The server runs as operators run it (``xcp-provision serve`` in its own process, waitress), on
 SQLite in WAL mode by default or on a throwaway PostgreSQL with ``--postgres``; ``--dns`` adds a
 real BIND 9 so every registration also sends its RFC 2136 updates. The agents are two
 ``curl --parallel`` processes (``bench/register_load.py``), every request in flight at once.

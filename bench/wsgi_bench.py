@@ -1,24 +1,21 @@
-"""The WSGI server under our Flask app: ``serve`` (granian's WSGI worker in our worker processes)
-against waitress (what ``serve`` ran before), gunicorn's threaded workers and granian's own
-command line, on ``/healthz`` and on the answer files of distinct hosts.
+"""The WSGI server under our Flask app: waitress (``serve`` as it runs today) against gunicorn's
+threaded workers and granian, on ``/healthz`` and on the answer files of distinct hosts.
 
 Every server serves the same app (:func:`pxe.web.app.create_app`) over the same data directory
 and SQLite inventory (10,000 hosts, 1,000 of them ready, as ``bench/http_bench.py`` sets up),
 with the same number of worker processes (``--workers``, one per core by default) and of
 request threads in each (``--threads``, ``serve``'s default):
 
-* serve: ``xcp-provision serve`` itself, its HTTP worker processes on ``SO_REUSEPORT`` sockets
-  (TFTP and ProxyDHCP stay in its main process, TFTP idle here);
-* waitress: one process per worker on sockets of one ``SO_REUSEPORT`` group, as ``serve`` ran it
-  until 2026-12-06 (this module, ``--waitress-fd``);
+* waitress: ``xcp-provision serve`` itself, its HTTP worker processes on ``SO_REUSEPORT``
+  sockets (TFTP and ProxyDHCP stay in its main process, TFTP idle here);
 * gunicorn: ``-k gthread -w N --threads T``, one listening socket shared by its workers;
-* granian: ``--interface wsgi --workers N --blocking-threads T``, granian binding and
-  supervising for itself.
+* granian: ``--interface wsgi --workers N --blocking-threads T`` (its Rust runtime parses HTTP
+  and hands requests to T Python threads per worker).
 
-The others load the app from this module (``bench.wsgi_bench:app``), built from the same
-``XCP_PROVISION_*`` settings a ``serve`` worker gets, with ``serve``'s public URL so every server
-renders the same bytes. All run at the bench's own CPU priority (printed, with each server
-process's nice value), and the load comes from ``wrk`` (C):
+gunicorn and granian load the app from this module (``bench.wsgi_bench:app``), built from the
+same ``XCP_PROVISION_*`` settings a ``serve`` worker gets, with the waitress server's public URL
+so every server renders the same bytes. All three run at the bench's own CPU priority (printed,
+with each server process's nice value), and the load comes from ``wrk`` (C):
 
 * closed loop: 100 connections asking as fast as answers come back, a new connection for each
   request as an installer makes (``cycle.lua``), on ``/healthz`` and on the answer files of the
@@ -31,7 +28,7 @@ shared 2-core machine falls on one server's run, not on one server; per round ea
 rate is divided by waitress's in the same round. Printed: median and range over the rounds.
 
     .venv/bin/python bench/wsgi_bench.py [--rounds 5] [--seconds 8] [--open-rate 2000]
-    make bench-wsgi   # installs gunicorn and waitress (the ``bench`` extra) first
+    make bench-wsgi   # installs gunicorn and granian (the ``bench`` extra) first
 """
 
 from __future__ import annotations
@@ -39,7 +36,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,7 +60,6 @@ from bench.http_bench import (
 )
 from common.runner import start
 from pxe.config import Settings, load_settings
-from pxe.httpd.sockets import listening_sockets
 from pxe.logging_json import configure_logging
 from pxe.web.app import create_app
 from tests.support.serve import free_port, serve_process, stop, wait_healthy
@@ -72,7 +67,7 @@ from tests.support.serve import free_port, serve_process, stop, wait_healthy
 ROOT = Path(__file__).resolve().parent.parent
 CYCLE_SCRIPT = Path(__file__).resolve().parent / "cycle.lua"
 VENV_BIN = Path(sys.executable).parent
-SERVERS = ("serve", "waitress", "gunicorn", "granian")
+SERVERS = ("waitress", "gunicorn", "granian")
 
 
 def __getattr__(name: str) -> Any:
@@ -88,7 +83,7 @@ def __getattr__(name: str) -> Any:
 class Running:
     name: str
     base: str
-    pids: tuple[int, ...]  # the server's top processes
+    pid: int
 
 
 def _other_env(data: Path, public_url: str, metrics: Path) -> dict[str, str]:
@@ -103,7 +98,7 @@ def _process(name: str, argv: list[Any], env: dict[str, str], port: int) -> Iter
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, proc)
-        yield Running(name, base, (proc.pid,))
+        yield Running(name, base, proc.pid)
     finally:
         stop(proc)
 
@@ -134,41 +129,10 @@ def granian(data: Path, public_url: str, workers: int, threads: int,
 
 
 @contextmanager
-def serve(data: Path, workers: int, threads: int) -> Iterator[Running]:
+def waitress(data: Path, workers: int, threads: int) -> Iterator[Running]:
     env = {"XCP_PROVISION_HTTP_WORKERS": str(workers), "XCP_PROVISION_HTTP_THREADS": str(threads)}
     with serve_process(data, "--tftp-port", "0", "--no-dhcp", env=env) as (base, proc):
-        yield Running("serve", base, (proc.pid,))
-
-
-@contextmanager
-def waitress(data: Path, public_url: str, workers: int, threads: int,
-             tmp: Path) -> Iterator[Running]:  # fmt: skip
-    socks = listening_sockets("127.0.0.1", 0, workers)
-    port = socks[0].getsockname()[1]
-    env = _other_env(data, public_url, tmp / "waitress-metrics")
-    procs = [start([sys.executable, __file__, "--waitress-fd", str(sock.fileno()), "--threads",
-                    str(threads)], env=env, pass_fds=(sock.fileno(),),
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-             for sock in socks]  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for proc in procs:
-            wait_healthy(base, proc)
-        yield Running("waitress", base, tuple(p.pid for p in procs))
-    finally:
-        for proc in procs:
-            stop(proc)
-        for sock in socks:
-            sock.close()
-
-
-def _waitress_worker(fd: int, threads: int) -> None:
-    """One waitress worker on an inherited socket, as ``serve``'s workers ran until 2026-12-06."""
-    import waitress  # noqa: PLC0415 (the bench extra; only this process needs it)
-
-    sock = socket.socket(fileno=fd)
-    waitress.serve(__getattr__("app"), sockets=[sock], threads=threads, ident="xcp-provision",
-                   channel_timeout=120, connection_limit=1000)  # fmt: skip
+        yield Running("waitress", base, proc.pid)
 
 
 def process_tree(pid: int) -> list[int]:
@@ -236,12 +200,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=Settings().http_threads)
     parser.add_argument("--hosts", type=int, default=10_000)
     parser.add_argument("--open-rate", type=float, default=2000.0)
-    parser.add_argument("--waitress-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.waitress_fd is not None:
-        _waitress_worker(args.waitress_fd, args.threads)
-        return
-    for tool in ("gunicorn", "waitress-serve"):
+    for tool in ("gunicorn", "granian"):
         if not (VENV_BIN / tool).exists():
             raise SystemExit(f"{tool} is not in {VENV_BIN}: run `make bench-wsgi`, which "
                              "installs the bench extra")  # fmt: skip
@@ -252,13 +212,11 @@ def main() -> None:
         tmp = Path(tmp_name)
         data = tmp / "data"
         macs = populate(data, args.hosts)
-        ours = stack.enter_context(serve(data, args.workers, args.threads))
+        ours = stack.enter_context(waitress(data, args.workers, args.threads))
         # Every ready host's answer-file URL, its token issued once by the boot lookup.
         paths = [answer_url(ours.base, mac).removeprefix(ours.base) for mac in macs[::10][:1000]]
         running = {
-            "serve": ours,
-            "waitress": stack.enter_context(
-                waitress(data, ours.base, args.workers, args.threads, tmp)),
+            "waitress": ours,
             "gunicorn": stack.enter_context(
                 gunicorn(data, ours.base, args.workers, args.threads, tmp)),
             "granian": stack.enter_context(
@@ -267,7 +225,7 @@ def main() -> None:
         bench_nice = os.getpriority(os.PRIO_PROCESS, 0)
         print(f"CPU priority: the bench and wrk at nice {bench_nice}; the servers' processes:")
         for name, server in running.items():
-            tree = [pid for top in server.pids for pid in process_tree(top)]
+            tree = process_tree(server.pid)
             print(f"  {name:<9} {len(tree)} processes, nice "
                   f"{' '.join(str(nice(pid)) for pid in tree)}")  # fmt: skip
         same = {name: _digest(server.base + paths[0]) for name, server in running.items()}

@@ -1,8 +1,9 @@
-"""``xcp-provision serve``: HTTP (granian), TFTP and ProxyDHCP.
+"""``xcp-provision serve``: HTTP (waitress), TFTP and ProxyDHCP.
 
-TFTP and ProxyDHCP run in this process; HTTP runs in worker processes, each on a listening socket
-this process binds and keeps (:mod:`pxe.httpd.workers`), which this process keeps running. TFTP's
-per-host files and the HTTP iPXE scripts ask the same inventory through one decision,
+TFTP and ProxyDHCP run in this process; HTTP runs here too when one worker is asked for, else in
+that many worker processes, each on a listening socket this process binds and keeps
+(:mod:`pxe.httpd.workers`), which this process keeps running. TFTP's per-host files and the HTTP
+iPXE scripts ask the same inventory through one decision,
 :func:`pxe.boot.decide.decide_and_record`. SIGTERM and SIGINT stop the workers and every service
 and close the database before exiting.
 """
@@ -29,8 +30,8 @@ from pxe.db.session import Database, close_databases, open_database
 from pxe.dhcp.bootpath import BootPathRecorder
 from pxe.dhcp.pool import DhcpRange
 from pxe.dhcp.proxy import ProxyDhcpService
-from pxe.httpd.sockets import listening_sockets
-from pxe.httpd.workers import HttpWorkers
+from pxe.httpd.server import make_socket_server
+from pxe.httpd.workers import HttpWorkers, listening_socket, listening_sockets
 from pxe.logging_json import configure_logging
 from pxe.rolls import RollDriver
 from pxe.store.errors import NotFoundError
@@ -39,6 +40,8 @@ from pxe.tftp.counters import SharedTftpCounters
 from pxe.tftp.files import GeneratedFiles
 from pxe.tftp.loaders import http_loader_for_arch, loader_for_arch, prepare_tftp_root
 from pxe.tftp.server import TftpService
+from pxe.web.app import create_app
+from pxe.web.metrics import attach_tftp
 
 log = logging.getLogger("pxe.serve")
 
@@ -88,13 +91,14 @@ class Services:
         self.running: list[object] = []
 
     def start_tftp(
-        self, settings: Settings, database: Database, shared_counters: Path
+        self, settings: Settings, database: Database, shared_counters: Path | None = None
     ) -> TftpService:
-        """``shared_counters``: the file it counts in, which the HTTP workers read."""
+        """``shared_counters``: a file to count in, for HTTP workers in other processes."""
         root = prepare_tftp_root(settings.data_dir)
         generated = GeneratedFiles(plan_for_mac(settings, database), settings.base_url())
         service = TftpService(root, generated, settings.ipv4_bind(), settings.tftp_port)
-        service.counters = SharedTftpCounters(shared_counters, writable=True)
+        if shared_counters is not None:
+            service.counters = SharedTftpCounters(shared_counters, writable=True)
         service.start()
         self.running.append(service)
         return service
@@ -144,8 +148,11 @@ class Services:
 
 
 class _StopSignalError(SystemExit):
-    """Raised in the main thread by SIGTERM/SIGINT to leave the supervising loop, wherever it is
-    (starting services, checking workers, asleep)."""
+    """Raised in the main thread by SIGTERM/SIGINT to leave waitress's loop.
+
+    A SystemExit, because waitress's socket handlers let only that, KeyboardInterrupt and their
+    own ExitNow through (any other exception is logged and swallowed, and the server would keep
+    running); ``run()`` then closes the server and returns."""
 
 
 class _Signals:
@@ -255,12 +262,15 @@ def run_server(
     rolls = RollDriver(settings, database)  # rolling reinstalls (pxe.rolls), this process only
     rolls.start()
     try:
-        pool = _serve_with_workers(settings, database, services)
-        while True:  # until a signal raises _StopSignalError
-            pool.check()
-            time.sleep(0.5)
+        if settings.workers() > 1:
+            pool = _serve_with_workers(settings, database, services)
+            while True:  # until a signal raises _StopSignalError
+                pool.check()
+                time.sleep(0.5)
+        else:
+            _serve_in_process(settings, database, services)
     except _StopSignalError:
-        pass
+        pass  # the signal came before or after waitress's loop
     finally:
         if signals.received:
             log.info("%s received, stopping", signals.received)
@@ -275,14 +285,28 @@ def run_server(
 
 
 def _start_udp(
-    settings: Settings, database: Database, services: Services, tftp_counters: Path | None
-) -> None:
-    if settings.tftp_port and tftp_counters is not None:
-        _start("TFTP", settings.tftp_port, lambda: services.start_tftp(
+    settings: Settings, database: Database, services: Services, tftp_counters: Path | None = None
+) -> TftpService | None:
+    tftp = None
+    if settings.tftp_port:
+        tftp = _start("TFTP", settings.tftp_port, lambda: services.start_tftp(
             settings, database, tftp_counters))  # fmt: skip
     if settings.dhcp_enabled:
         ports = f"{settings.dhcp_port} and {settings.pxe_port}"
         _start("ProxyDHCP", ports, lambda: services.start_dhcp(settings, database))
+    return tftp
+
+
+def _serve_in_process(settings: Settings, database: Database, services: Services) -> None:
+    app = create_app(settings, database=database)
+    sock = _start("HTTP", settings.http_port, lambda: listening_socket(
+        settings.bind, settings.http_port))  # fmt: skip
+    server = make_socket_server(app, sock, settings.http_threads)
+    tftp = _start_udp(settings, database, services)
+    if tftp is not None:
+        attach_tftp(app, tftp.counters)
+    log.info("HTTP on %s (hosts use %s)", settings.http_port, settings.base_url())
+    server.run()  # returns when a signal stops waitress's loop
 
 
 def _serve_with_workers(settings: Settings, database: Database, services: Services) -> HttpWorkers:

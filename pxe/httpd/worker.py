@@ -1,8 +1,8 @@
-"""One HTTP worker process of ``serve``: the Flask app under granian on an inherited socket.
+"""One HTTP worker process of ``serve``: the Flask app under waitress on an inherited socket.
 
 Started by :class:`pxe.httpd.workers.HttpWorkers` as ``python -m pxe.httpd.worker --fd N``, with the
 settings of its ``serve`` in ``XCP_PROVISION_*`` variables. It serves until SIGTERM or SIGINT,
-lets the requests in flight finish, closes the database and exits 0.
+then closes its connections and the database and exits 0.
 """
 
 from __future__ import annotations
@@ -17,13 +17,21 @@ from types import FrameType
 
 from pxe.config import load_settings
 from pxe.db.session import close_databases
-from pxe.httpd.server import HttpServer
+from pxe.httpd.server import make_socket_server
 from pxe.logging_json import configure_logging
 from pxe.tftp.counters import SharedTftpCounters
 from pxe.web.app import create_app
 from pxe.web.metrics import attach_tftp
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+class _Stop(SystemExit):
+    """Raised in the main thread by SIGTERM/SIGINT: waitress's loop lets SystemExit through."""
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    raise _Stop(0)
 
 
 def _die_with_parent() -> None:
@@ -33,7 +41,7 @@ def _die_with_parent() -> None:
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     if os.getppid() == 1:  # serve died before the line above
-        raise SystemExit(0)
+        raise _Stop(0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,22 +51,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = load_settings()
     configure_logging(settings.log_format)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     _die_with_parent()
     sock = socket.socket(fileno=args.fd)
     app = create_app(settings)
     if args.tftp_counters:
         attach_tftp(app, SharedTftpCounters(args.tftp_counters, writable=False))
-    server = HttpServer(app, sock, settings.http_threads)
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        server.request_stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    server.start()
+    server = make_socket_server(app, sock, settings.http_threads)
     try:
-        server.wait()
+        server.run()  # returns once a signal stopped the loop and in-flight requests finished
     finally:
+        server.close()
         close_databases()
 
 

@@ -5,8 +5,12 @@ concurrent requests a single process spent its time handing that lock around (bo
 write fell from ~700 to ~60 a second); two processes on two cores doubled ``/healthz`` and
 brought the writers back. TFTP and ProxyDHCP stay in the ``serve`` process.
 
-Each worker has a listening socket of its own (:mod:`pxe.httpd.sockets`), which ``serve`` binds
-and keeps: a dead worker's replacement inherits its socket with the connections queued on it.
+Each worker has a listening socket of its own on the port (``SO_REUSEPORT``), and the kernel
+spreads new connections over them. One socket shared by all wakes every worker's ``select`` for
+each connection and lets whichever wakes first take it, busy or not: with one queue per worker,
+the paced answer-file bench went from p50 15 ms and 1,700 a second to p50 8 ms and 1,950.
+``serve`` binds and keeps every socket, so a port in use is one clear error before anything
+starts, and a dead worker's replacement inherits its socket with the connections queued on it.
 
 A worker that dies is replaced; one that keeps dying young is replaced less and less often, so
 a broken deployment logs a line every half minute instead of spinning.
@@ -33,6 +37,39 @@ log = logging.getLogger("pxe.httpd.workers")
 # A worker that lived less than this died of its start-up, not of its work: back off.
 _YOUNG_SECONDS = 10.0
 _MAX_BACKOFF_SECONDS = 30.0
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host``:``port``, for ``serve`` answering HTTP itself."""
+    return socket.create_server((host, port), family=_family(host), backlog=1024,
+                                dualstack_ipv6=_both_families(host))  # fmt: skip
+
+
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` TCP sockets listening on ``host``:``port`` together, one per worker.
+
+    Every process of one user may join a ``SO_REUSEPORT`` group, a second ``serve`` too, and
+    would then take its share of the connections unnoticed. A plain socket is bound first, so
+    any listener already on the port is refused as it would be without the option (only one
+    starting in the instant between that check and the group's bind gets through)."""
+    family = _family(host)
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT only
+        probe.bind((host, port))
+        port = probe.getsockname()[1]  # port 0 picked one: all the sockets take it
+    return [socket.create_server((host, port), family=family, backlog=1024, reuse_port=True,
+                                 dualstack_ipv6=_both_families(host))
+            for _ in range(count)]  # fmt: skip
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _both_families(host: str) -> bool:
+    """IPv6's wildcard answers IPv4 too: hosts network-boot over IPv4 and may then be managed
+    over IPv6, and both must reach the one server. Python's default would be IPv6 alone."""
+    return host == "::"
 
 
 @dataclass
@@ -87,7 +124,7 @@ class HttpWorkers:
             if process is not None and process.poll() is not None:
                 lived = now - slot.started
                 slot.young_deaths = slot.young_deaths + 1 if lived < _YOUNG_SECONDS else 0
-                delay = min(_MAX_BACKOFF_SECONDS, 2.0**slot.young_deaths - 1)
+                delay = min(_MAX_BACKOFF_SECONDS, 2.0 ** slot.young_deaths - 1)
                 slot.next_start = now + delay
                 slot.process = None
                 log.error(

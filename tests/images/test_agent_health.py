@@ -1,5 +1,5 @@
 """The first-boot agent's health reports: its md reader on sysfs-shaped trees, and ``--report``
-against the real server (granian on loopback), run by the system's python3 as in dom0.
+against the real server (waitress on loopback), run by the system's python3 as in dom0.
 
 This machine's kernel has no md, so the arrays are directory trees laid out as
 ``/sys/block/mdN/md/`` is (the files the kernel documents in admin-guide/md.rst, with the

@@ -1,4 +1,4 @@
-"""The real first-boot agent against the real registration server (granian on loopback).
+"""The real first-boot agent against the real registration server (waitress on loopback).
 
 This machine is not a Xen host, so a stand-in ``xl`` on the agent's PATH answers ``xl info`` as
 Xen 4.17 would; everything else (facts from /proc and /sys, HTTP, the server's checks, the pool

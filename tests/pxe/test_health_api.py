@@ -1,4 +1,4 @@
-"""POST /api/v1/health over real HTTP (granian on loopback), as the agent's --report sends it:
+"""POST /api/v1/health over real HTTP (waitress on loopback), as the agent's --report sends it:
 who may report, what is kept and shown, what becomes an event, and what is refused."""
 
 from __future__ import annotations

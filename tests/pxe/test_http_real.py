@@ -1,4 +1,4 @@
-"""The same flows over real HTTP: granian on a free loopback port, urllib as the client."""
+"""The same flows over real HTTP: waitress on a free loopback port, urllib as the client."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import re
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,7 @@ from pxe.httpd.server import running_server
 from pxe.store.tokens import create_api_token
 from pxe.web.app import create_app
 
-# Headers as the response has them: names are case-insensitive (granian sends them lowercase).
-Reply = tuple[int, bytes, Message]
+Reply = tuple[int, bytes, dict[str, str]]
 
 
 def _request(url: str, method: str = "GET", body: object = None, token: str | None = None,
@@ -32,9 +30,9 @@ def _request(url: str, method: str = "GET", body: object = None, token: str | No
         req.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.read(), resp.headers
+            return resp.status, resp.read(), dict(resp.headers)
     except urllib.error.HTTPError as err:
-        return err.code, err.read(), err.headers
+        return err.code, err.read(), dict(err.headers)
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def test_a_thousand_hosts_at_once(any_database: Database, tmp_path: Path) -> Non
     start = threading.Barrier(HOSTS)
     app = create_app(Settings(data_dir=tmp_path), database=database)
 
-    with running_server(app) as running:
+    with running_server(app, connection_limit=1000, backlog=2048) as running:
         url = running.url
 
         def agent(number: int) -> None:

@@ -72,7 +72,7 @@ def test_a_postgresql_restart_during_a_thousand_registrations(tmp_path: Path) ->
         start = threading.Barrier(HOSTS + 1)
         restarted: dict[str, float] = {}
 
-        with running_server(app) as running:
+        with running_server(app, connection_limit=1000, backlog=2048) as running:
 
             def agent(number: int) -> None:
                 rng = random.Random(number)

@@ -1,4 +1,4 @@
-"""POST /api/v1/register over real HTTP (granian on loopback), as the first-boot agent calls it."""
+"""POST /api/v1/register over real HTTP (waitress on loopback), as the first-boot agent calls it."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -31,10 +30,10 @@ def nginx_front(tmp_path: Path, database: Database, demo_release: Path) -> Itera
         yield front, upstream
 
 
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, Message]:
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
     req = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(req, timeout=30) as resp:
-        return resp.status, resp.read(), resp.headers
+        return resp.status, resp.read(), dict(resp.headers)
 
 
 def test_nginx_sends_release_files_we_resolved(nginx_front, demo_release: Path):

@@ -66,8 +66,8 @@ def test_serve_demo_http_tftp_dhcp_then_sigterm(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigterm_stops_serve_under_load(tmp_path: Path, workers: str) -> None:
-    """SIGTERM arriving while the server handles requests (not while it waits) still stops it,
-    with one worker process as with two."""
+    """SIGTERM arriving while waitress handles sockets (not while it waits) still stops it, in
+    serve's own process (one worker) as in worker processes."""
     http_port = free_port(socket.SOCK_STREAM)
     exe = Path(sys.executable).parent / "xcp-provision"
     proc = runner.start(
