@@ -26,6 +26,7 @@ import math
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
@@ -66,6 +67,8 @@ class _PollWait:
 ipmi_session.select = _PollWait
 
 # What pyghmi says when the BMC refused who we are (its messages, lower-cased).
+# Logins tried when pyghmi loses a failed login's reason (see IpmiDriver._open).
+_LOGIN_TRIES = 5
 _AUTH_WORDS = ("password", "unauthorized", "privilege", "rakp", "authenticat", "invalid role")
 # set_power's words: "boot" is on when off, a hard reset when on.
 _POWER = {PowerAction.ON: "on", PowerAction.OFF: "off", PowerAction.CYCLE: "boot"}
@@ -113,8 +116,11 @@ class IpmiDriver:
         """A logged-in pyghmi command object. pyghmi 1.6 has a race in a failed login: its I/O
         thread marks the session broken before it stores the reason, and the constructor can
         read the flag first and raise AttributeError ('errormsg'). A login has no side effect on
-        the host, so that one case is tried once more, when the reason is normally there."""
-        for _ in range(2):
+        the host, so that one case is tried again, a little later each time: on a loaded
+        machine two tries in a row lost the race (seen in a full CI run)."""
+        for attempt in range(_LOGIN_TRIES):
+            if attempt:
+                time.sleep(0.1 * attempt)
             try:
                 return ipmi_command.Command(
                     bmc=self.config.address,
