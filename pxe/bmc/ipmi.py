@@ -66,9 +66,9 @@ class _PollWait:
 
 ipmi_session.select = _PollWait
 
-# What pyghmi says when the BMC refused who we are (its messages, lower-cased).
 # Logins tried when pyghmi loses a failed login's reason (see IpmiDriver._open).
 _LOGIN_TRIES = 5
+# What pyghmi says when the BMC refused who we are (its messages, lower-cased).
 _AUTH_WORDS = ("password", "unauthorized", "privilege", "rakp", "authenticat", "invalid role")
 # set_power's words: "boot" is on when off, a hard reset when on.
 _POWER = {PowerAction.ON: "on", PowerAction.OFF: "off", PowerAction.CYCLE: "boot"}
