@@ -10,12 +10,15 @@ request threads in each (``--threads``, ``serve``'s default):
   sockets (TFTP and ProxyDHCP stay in its main process, TFTP idle here);
 * gunicorn: ``-k gthread -w N --threads T``, one listening socket shared by its workers;
 * granian: ``--interface wsgi --workers N --blocking-threads T`` (its Rust runtime parses HTTP
-  and hands requests to T Python threads per worker).
+  and hands requests to T Python threads per worker);
+* rsgi: granian's ``--interface rsgi --workers N``, the app run by a pool of T threads per worker
+  (``bench/rsgi_bridge.py``): what granian would give if file bodies went out from Rust.
 
-gunicorn and granian load the app from this module (``bench.wsgi_bench:app``), built from the
-same ``XCP_PROVISION_*`` settings a ``serve`` worker gets, with the waitress server's public URL
-so every server renders the same bytes. All three run at the bench's own CPU priority (printed,
-with each server process's nice value), and the load comes from ``wrk`` (C):
+gunicorn and granian load the app from this module (``bench.wsgi_bench:app``, or ``rsgi_app``),
+built from the same ``XCP_PROVISION_*`` settings a ``serve`` worker gets, with the waitress
+server's public URL so every server renders the same bytes. All of them run at the bench's own
+CPU priority (printed, with each server process's nice value), and the load comes from ``wrk``
+(C):
 
 * closed loop: 100 connections asking as fast as answers come back, a new connection for each
   request as an installer makes (``cycle.lua``), on ``/healthz`` and on the answer files of the
@@ -58,6 +61,7 @@ from bench.http_bench import (
     unthrottle,
     wrk_paths,
 )
+from bench.rsgi_bridge import RsgiBridge
 from common.runner import start
 from pxe.config import Settings, load_settings
 from pxe.logging_json import configure_logging
@@ -67,16 +71,18 @@ from tests.support.serve import free_port, serve_process, stop, wait_healthy
 ROOT = Path(__file__).resolve().parent.parent
 CYCLE_SCRIPT = Path(__file__).resolve().parent / "cycle.lua"
 VENV_BIN = Path(sys.executable).parent
-SERVERS = ("waitress", "gunicorn", "granian")
+SERVERS = ("waitress", "gunicorn", "granian", "rsgi")
 
 
 def __getattr__(name: str) -> Any:
-    """``app`` for gunicorn and granian: what a ``serve`` worker builds, from the environment."""
-    if name != "app":
+    """``app`` for gunicorn and granian: what a ``serve`` worker builds, from the environment;
+    ``rsgi_app``: the same behind the RSGI bridge."""
+    if name not in ("app", "rsgi_app"):
         raise AttributeError(name)
     settings = load_settings()
     configure_logging(settings.log_format)
-    return create_app(settings)
+    app = create_app(settings)
+    return app if name == "app" else RsgiBridge(app, settings.http_threads)
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,18 @@ def granian(data: Path, public_url: str, workers: int, threads: int,
             "bench.wsgi_bench:app"]  # fmt: skip
     env = _other_env(data, public_url, tmp / "granian-metrics")
     with _process("granian", [str(a) for a in argv], env, port) as running:
+        yield running
+
+
+@contextmanager
+def rsgi(data: Path, public_url: str, workers: int, threads: int, tmp: Path) -> Iterator[Running]:
+    port = free_port()
+    argv = [VENV_BIN / "granian", "--interface", "rsgi", "--workers", workers,
+            "--host", "127.0.0.1", "--port", port, "--backlog", "1024", "--no-ws",
+            "--working-dir", ROOT, "bench.wsgi_bench:rsgi_app"]  # fmt: skip
+    env = _other_env(data, public_url, tmp / "rsgi-metrics")
+    env["XCP_PROVISION_HTTP_THREADS"] = str(threads)
+    with _process("rsgi", [str(a) for a in argv], env, port) as running:
         yield running
 
 
@@ -221,6 +239,7 @@ def main() -> None:
                 gunicorn(data, ours.base, args.workers, args.threads, tmp)),
             "granian": stack.enter_context(
                 granian(data, ours.base, args.workers, args.threads, tmp)),
+            "rsgi": stack.enter_context(rsgi(data, ours.base, args.workers, args.threads, tmp)),
         }  # fmt: skip
         bench_nice = os.getpriority(os.PRIO_PROCESS, 0)
         print(f"CPU priority: the bench and wrk at nice {bench_nice}; the servers' processes:")
