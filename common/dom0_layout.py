@@ -19,6 +19,8 @@ FIRSTBOOT_CONFIG = f"{CONFIG_DIR}/firstboot.json"  # written by the installer
 POOL_CONFIG = f"{CONFIG_DIR}/pool.conf"  # written by the agent
 POOL_JOIN_HOOK = f"{CONFIG_DIR}/hooks/pool-join"  # optional, run by the agent
 DONE_MARKER = "/var/lib/xcp-provision/firstboot.done"
+# The registration's answer, kept by the agent until it has disabled itself (mode 0600).
+REGISTRATION_ANSWER = "/var/lib/xcp-provision/firstboot.answer.json"
 # Health reports after the first boot: the agent with --report, at every boot and from a timer,
 # with the report token the registration gave (written by the agent, mode 0600).
 REPORT_UNIT_NAME = "xcp-provision-report.service"

@@ -18,6 +18,12 @@ each md array's level, members, array state and sync progress, read from sysfs, 
 host was reinstalled or registered again; a new token comes with the next registration);
 3 no report token yet; 75 gave up after ``--max-attempts``.
 
+The registration spends the install token, so the agent keeps the server's answer on disk
+(``/var/lib/xcp-provision/firstboot.answer.json``, synced) before it does anything else with
+it. A boot that lost power before the agent disabled itself (during the first report or the
+pool-join hook, minutes on a real pool) finishes from that answer on the next boot, rather than
+registering again with a token the server no longer takes.
+
 While the server is unreachable or failing (5xx) it retries with exponential backoff (capped,
 with jitter, so a rack of hosts booting together does not hammer the server in step). A 4xx is an
 answer, not an outage: the agent logs it and stops without retrying.
@@ -64,6 +70,7 @@ RELEASE = "etc/xcp-provision/release"
 OS_RELEASE = "etc/os-release"
 UNIT_WANTS = "etc/systemd/system/multi-user.target.wants/xcp-provision-firstboot.service"
 DONE = "var/lib/xcp-provision/firstboot.done"
+ANSWER = "var/lib/xcp-provision/firstboot.answer.json"
 REPORT_CONFIG = "etc/xcp-provision/report.json"
 SYS_BLOCK = "sys/block"  # under --root like the rest: tests give md arrays a sysfs-shaped tree
 REGISTER_PATH = "/api/v1/register"  # common/wire.py's REGISTER and HEALTH: this file runs
@@ -495,6 +502,58 @@ def with_retries(
 # --- applying the answer -------------------------------------------------------------------
 
 
+def write_durably(path: Path, text: str, mode: int = 0o644) -> Path:
+    """``text`` in ``path`` whole or not at all, on the disk before this returns.
+
+    A host can lose power at any moment of its first boot; a file the next boot reads must
+    then hold what was written or what was there before, never a truncated or empty one, which
+    ext4 leaves behind a cut within its commit interval when nothing was synced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _sync_directory(path.parent)
+    return path
+
+
+def _sync_directory(directory: Path) -> None:
+    """The directory's entries (a rename, a removal) on the disk too."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def refused_by_pool(answer: dict) -> bool:
+    """Registered but not admitted: the server kept the install token for another try."""
+    return answer.get("state") == "registered" and bool(answer.get("reasons"))
+
+
+def keep_answer(root: Path, answer: dict) -> Path:
+    """The registration's answer, kept before anything else happens: the install token is spent
+    now, so a boot that lost power before the agent disabled itself finishes from this answer
+    instead of registering again. 0600: it holds the pool secret and the report token."""
+    return write_durably(root / ANSWER, json.dumps(answer, sort_keys=True) + "\n", 0o600)
+
+
+def kept_answer(root: Path) -> dict | None:
+    """The answer an earlier boot registered with, or None when there is none to finish."""
+    try:
+        answer = json.loads((root / ANSWER).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:  # write_durably leaves no partial file; someone edited it
+        raise ConfigError(f"{root / ANSWER} is not valid JSON ({exc})") from exc
+    if not isinstance(answer, dict):
+        raise ConfigError(f"{root / ANSWER} must hold a JSON object")
+    return answer
+
+
 def write_pool_conf(root: Path, answer: dict) -> Path:
     """Shell-sourceable ``KEY=value`` lines; 0600 because it holds the pool secret."""
     values = {
@@ -505,15 +564,9 @@ def write_pool_conf(root: Path, answer: dict) -> Path:
         "POOL_SECRET": answer.get("pool_secret") or "",
         "REASONS": "; ".join(answer.get("reasons") or []),
     }
-    path = root / POOL_CONF
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("# Written by the xcp-provision first-boot agent.\n")
-        fh.writelines(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
-    os.replace(tmp, path)
-    return path
+    lines = [f"{key}={shlex.quote(value)}\n" for key, value in values.items()]
+    text = "# Written by the xcp-provision first-boot agent.\n" + "".join(lines)
+    return write_durably(root / POOL_CONF, text, 0o600)
 
 
 def run_hook(root: Path, answer: dict) -> bool:
@@ -543,14 +596,14 @@ def run_hook(root: Path, answer: dict) -> bool:
 
 def disable(root: Path, config: dict) -> None:
     """Never run again: drop the enable symlink, leave a marker, forget the spent token and the
-    registration key, which served it alone."""
-    (root / UNIT_WANTS).unlink(missing_ok=True)
-    done = root / DONE
-    done.parent.mkdir(parents=True, exist_ok=True)
-    done.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
-    config_path = root / CONFIG
+    registration key, which served it alone, and the kept answer, whose work is done."""
+    wants = root / UNIT_WANTS
+    wants.unlink(missing_ok=True)
+    _sync_directory(wants.parent)
+    write_durably(root / DONE, time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
     kept = {key: value for key, value in config.items() if key not in ("token", REGISTRATION_KEY)}
-    config_path.write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
+    write_durably(root / CONFIG, json.dumps(kept, indent=2, sort_keys=True) + "\n", 0o600)
+    (root / ANSWER).unlink(missing_ok=True)
 
 
 # --- health reports ------------------------------------------------------------------------
@@ -558,15 +611,8 @@ def disable(root: Path, config: dict) -> None:
 
 def write_report_config(root: Path, server_url: str, token: str) -> Path:
     """The report token and where to send reports; 0600: the token is this host's credential."""
-    path = root / REPORT_CONFIG
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"server_url": server_url, "token": token}, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps({"server_url": server_url, "token": token}, indent=2, sort_keys=True)
+    return write_durably(root / REPORT_CONFIG, text + "\n", 0o600)
 
 
 def load_report_config(root: Path) -> dict:
@@ -658,6 +704,27 @@ def main(argv: list[str] | None = None) -> int:
     return first_boot(root, args)
 
 
+def answer_to_finish(root: Path, config: dict, args: argparse.Namespace) -> dict:
+    """The answer an earlier boot kept, else a new registration's (kept unless the pool refused
+    the host, whose token then stays unspent for the next try)."""
+    answer = kept_answer(root)
+    if answer is not None:
+        log.info("registered on an earlier boot that stopped before finishing; finishing now")
+        return answer
+    hostname = config.get("hostname") or socket.gethostname()
+    log.info("registering %s with %s", hostname, config["server_url"])
+    answer = register_with_retries(
+        config,
+        lambda: collect_facts(root, config),
+        max_attempts=args.max_attempts,
+        base=args.backoff_base,
+        cap=args.backoff_cap,
+    )
+    if not refused_by_pool(answer):
+        keep_answer(root, answer)
+    return answer
+
+
 def first_boot(root: Path, args: argparse.Namespace) -> int:
     """Register, once: the pool answer, the report token, the hook, then never again."""
     if (root / DONE).exists():
@@ -665,19 +732,10 @@ def first_boot(root: Path, args: argparse.Namespace) -> int:
         return EXIT_OK
     try:
         config = load_config(root)
+        answer = answer_to_finish(root, config, args)
     except ConfigError as exc:
         log.error("cannot register: %s", exc)
         return EXIT_CONFIG
-    hostname = config.get("hostname") or socket.gethostname()
-    log.info("registering %s with %s", hostname, config["server_url"])
-    try:
-        answer = register_with_retries(
-            config,
-            lambda: collect_facts(root, config),
-            max_attempts=args.max_attempts,
-            base=args.backoff_base,
-            cap=args.backoff_cap,
-        )
     except RefusedError as exc:
         log.error("registration refused, not retrying: %s", exc)
         return EXIT_REFUSED
@@ -696,7 +754,7 @@ def first_boot(root: Path, args: argparse.Namespace) -> int:
         answer.get("role"),
         f" (reasons: {'; '.join(answer['reasons'])})" if answer.get("reasons") else "",
     )
-    if answer.get("state") == "registered" and answer.get("reasons"):
+    if refused_by_pool(answer):
         # The pool refused us; the server kept our token so that a fixed pool (force, a matching
         # master) admits us on the next try. Disabling now would need a reinstall instead.
         log.warning(

@@ -11,15 +11,26 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from common import dom0_layout
 from images.overlay import AGENT_SOURCE, install_overlay
+from pxe.db.models import Event, utcnow
 from pxe.db.session import Database
+from pxe.registration import JOINED, REPLAY_WINDOW
 from pxe.store.pools import get_pool, pool_members
-from tests.support.registering import installed_host, mac_of, rack_inventory, serving
+from tests.support.registering import (
+    events_of,
+    host_row,
+    installed_host,
+    mac_of,
+    rack_inventory,
+    serving,
+)
 
 XL_INFO = """\
 host                   : xenhost
@@ -107,7 +118,7 @@ def test_two_hosts_register_master_then_member_who_runs_the_join_hook(
     assert member_conf["POOL_SECRET"] == master_conf["POOL_SECRET"] != ""
     assert joined.read_text().split() == ["127.0.0.1", master_conf["POOL_SECRET"]]
     for root in (master, member):
-        assert not (root / dom0_layout.UNIT_WANTS.lstrip("/")).exists()
+        assert not (root / dom0_layout.UNIT_WANTS.lstrip("/")).is_symlink()
 
     with database.scope(write=False) as session:
         pool = get_pool(session, "rack1")
@@ -117,3 +128,45 @@ def test_two_hosts_register_master_then_member_who_runs_the_join_hook(
         assert pool.master.hostname == "node1"
         assert members["node2"].facts["xen_version"] == "4.17.7"
         assert members["node2"].facts["memory"] == 65442
+
+
+def test_a_boot_cut_short_after_registering_finishes_from_the_kept_answer(
+    tmp_path: Path, server: str, database: Database
+) -> None:
+    """The install token is spent by the join; a host that lost power before the agent disabled
+    itself (here: killed from inside the pool-join hook, as a power cut would stop it) must not
+    need it again, even once the server's replay window has passed."""
+    path = _xen_path(tmp_path)
+    assert _agent(_host_root(tmp_path, "node1", server,
+                             installed_host(database, 1, pool="rack1"), 1), path).returncode == 0
+    member = _host_root(tmp_path, "node2", server, installed_host(database, 2, pool="rack1"), 2)
+    hook = member / dom0_layout.POOL_JOIN_HOOK.lstrip("/")
+    hook.write_text("#!/bin/sh\nkill -9 $PPID\nsleep 10\n")
+    hook.chmod(0o755)
+
+    cut = _agent(member, path)
+    assert cut.returncode == -9, cut.stderr
+    assert (member / dom0_layout.UNIT_WANTS.lstrip("/")).is_symlink()  # still armed
+    kept = member / dom0_layout.REGISTRATION_ANSWER.lstrip("/")
+    assert kept.stat().st_mode & 0o777 == 0o600
+    with database.scope() as session:  # long after the join: the token opens nothing now
+        session.execute(
+            update(Event)
+            .where(Event.host_id == host_row(database, 2).id, Event.kind == JOINED)
+            .values(time=utcnow() - REPLAY_WINDOW - timedelta(minutes=1))
+        )
+    joined = tmp_path / "joined"
+    hook.write_text(f'#!/bin/sh\necho "$XCP_POOL_ROLE $XCP_POOL_MASTER_ADDRESS" > "{joined}"\n')
+
+    after = _agent(member, path)
+    assert after.returncode == 0, after.stderr
+    assert "finishing now" in after.stderr
+    assert joined.read_text().split() == ["member", "127.0.0.1"]
+    assert not (member / dom0_layout.UNIT_WANTS.lstrip("/")).is_symlink()
+    assert (member / dom0_layout.DONE_MARKER.lstrip("/")).exists()
+    assert not kept.exists()
+    assert "token" not in json.loads(
+        (member / dom0_layout.FIRSTBOOT_CONFIG.lstrip("/")).read_text())
+    assert len(events_of(database, 2, JOINED)) == 1  # registered once
+    report = json.loads((member / dom0_layout.REPORT_CONFIG.lstrip("/")).read_text())
+    assert report["token"]

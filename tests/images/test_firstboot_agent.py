@@ -310,6 +310,7 @@ def test_agent_paths_match_the_layout_contract() -> None:
     assert "/" + agent.HOOK == dom0_layout.POOL_JOIN_HOOK
     assert "/" + agent.UNIT_WANTS == dom0_layout.UNIT_WANTS
     assert "/" + agent.DONE == dom0_layout.DONE_MARKER
+    assert "/" + agent.ANSWER == dom0_layout.REGISTRATION_ANSWER
     assert "/" + agent.RELEASE == dom0_layout.RELEASE_FILE
     unit = (AGENT_SOURCE.parent / dom0_layout.UNIT_NAME).read_text()
     assert f"ExecStart=/usr/bin/python3 {dom0_layout.AGENT}" in unit
