@@ -83,8 +83,8 @@ bench-storm: setup
 bench-two-servers: setup
 	$(VENV)/bin/python bench/two_servers_bench.py $(ARGS)
 
-# The WSGI server under our app: waitress (serve) vs gunicorn gthread vs granian, on /healthz and
-# on answer files; gunicorn and granian come from the bench extra, never needed to run.
+# The WSGI server under our app: waitress (serve) vs gunicorn gthread vs granian (WSGI and RSGI),
+# on /healthz and answer files; gunicorn and granian come from the bench extra, never needed to run.
 bench-wsgi: setup
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(VENV)/bin/python bench/wsgi_bench.py $(ARGS)
