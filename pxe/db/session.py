@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pxe.config import Settings
 from pxe.db.migrate import upgrade
+from pxe.db.writer_queue import WriterQueue
 
 _BEGIN_OPTION = "xcp_sqlite_begin"
 
@@ -75,6 +76,16 @@ class Database:
             else self.engine
         )
         self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._writers = WriterQueue(self._sqlite_file()) if self.is_sqlite else None
+
+    def _sqlite_file(self) -> str | None:
+        path = self.engine.url.database
+        return path if path and path != ":memory:" else None
+
+    def writer_turn(self) -> AbstractContextManager[None]:
+        """Wait for this writer's turn (SQLite: :mod:`pxe.db.writer_queue`; PostgreSQL lets
+        writers in side by side, so there it is at once)."""
+        return self._writers.turn() if self._writers is not None else nullcontext()
 
     def session(self, *, write: bool = False) -> Session:
         """A new session; the caller commits and closes it."""
@@ -98,6 +109,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._writers is not None:
+            self._writers.close()
 
 
 _databases: dict[str, Database] = {}

@@ -13,13 +13,9 @@ and Retry-After: the caller tries again, and nothing it sent was half recorded.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
@@ -42,7 +38,7 @@ def write_with_retries(database: Database, work: Callable[[Session], T]) -> T:
     """
 
     def attempt() -> T:
-        with _writer_turn(database), database.scope(write=True) as session:
+        with database.writer_turn(), database.scope(write=True) as session:
             return work(session)
 
     return _retried(attempt)
@@ -57,7 +53,7 @@ def write_statements(database: Database, work: Callable[[Connection], T]) -> T:
     """
 
     def attempt() -> T:
-        with _writer_turn(database), database.write_engine.begin() as connection:
+        with database.writer_turn(), database.write_engine.begin() as connection:
             return work(connection)
 
     return _retried(attempt)
@@ -97,47 +93,6 @@ def _retried(attempt: Callable[[], T]) -> T:
                 raise
             time.sleep(random.uniform(0.01, 0.05) * 2 ** (tries - 1))  # noqa: S311 (jitter)
     raise AssertionError("unreachable")
-
-
-_sqlite_writers: dict[str, tuple[threading.Lock, int | None]] = {}
-_sqlite_writers_guard = threading.Lock()
-
-
-@contextlib.contextmanager
-def _writer_turn(database: Database) -> Iterator[None]:
-    """On SQLite, queue writers on locks instead of in SQLite's busy handler.
-
-    SQLite lets one writer in at a time and makes the others poll, sleeping up to 100 ms
-    between tries: with a rack registering at once, the lock sat free while every waiter
-    slept. Queueing here hands the lock over at once (measured in bench/register_bench.py):
-    a thread lock among this process's writers, then an flock on ``<database>.writers``
-    among the processes sharing the file (``serve``'s HTTP workers, its TFTP, the CLI); the
-    kernel wakes the next waiter the moment the holder lets go. PostgreSQL needs none of this.
-    """
-    if not database.is_sqlite:
-        yield
-        return
-    with _sqlite_writers_guard:
-        if database.url not in _sqlite_writers:
-            _sqlite_writers[database.url] = (threading.Lock(), _lock_file(database))
-        lock, fd = _sqlite_writers[database.url]
-    with lock:
-        if fd is None:
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)  # waits without holding the interpreter
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def _lock_file(database: Database) -> int | None:
-    """The open lock file beside a SQLite file (None for an in-memory database)."""
-    path = database.engine.url.database
-    if not path or path == ":memory:":
-        return None
-    return os.open(f"{path}.writers", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 def _transient(exc: DBAPIError) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +16,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from common import runner
-from pxe.db import write_retry
 from pxe.db.models import Pool
 from pxe.db.session import Database
 from pxe.db.write_retry import ATTEMPTS, write_with_retries
@@ -86,7 +86,7 @@ write_with_retries(database, lambda session: create_pool(session, "from-another-
 def test_writers_of_other_processes_queue_behind_this_one(database: Database) -> None:
     """Another process's writer waits for this process's write to end, for as long as it takes
     (here longer than all its retries), instead of failing on SQLite's lock."""
-    with write_retry._writer_turn(database), database.scope(write=True) as session:
+    with database.writer_turn(), database.scope(write=True) as session:
         create_pool(session, "rack1")
         session.flush()  # this transaction now holds SQLite's write lock
         other = runner.start(
@@ -100,3 +100,26 @@ def test_writers_of_other_processes_queue_behind_this_one(database: Database) ->
     with database.scope(write=False) as session:
         names = session.scalars(select(Pool.name).order_by(Pool.name)).all()
     assert names == ["from-another-process", "rack1"]
+
+
+def _open_files(name: str) -> int:
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.basename(_target(fd)) == name)
+
+
+def _target(fd: Path) -> str:
+    try:
+        return os.readlink(fd)
+    except OSError:  # closed since it was listed
+        return ""
+
+
+def test_a_disposed_database_closes_its_writers_lock_file(database: Database) -> None:
+    """A process that opens many databases in turn (the test suite, a tool going through data
+    directories) must not keep a lock file open for each: it ran out of descriptors."""
+    write_with_retries(database, lambda session: create_pool(session, "rack1"))
+    assert _open_files("inventory.sqlite3.writers") == 1
+    database.dispose()
+    assert _open_files("inventory.sqlite3.writers") == 0
+    write_with_retries(database, lambda session: create_pool(session, "rack2"))  # opened again
+    assert _open_files("inventory.sqlite3.writers") == 1
