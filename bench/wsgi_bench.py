@@ -218,7 +218,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=Settings().http_threads)
     parser.add_argument("--hosts", type=int, default=10_000)
     parser.add_argument("--open-rate", type=float, default=2000.0)
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help="which to measure, comma-separated (waitress always)")  # fmt: skip
     args = parser.parse_args()
+    servers = ("waitress", *(s for s in SERVERS[1:] if s in args.servers.split(",")))
     for tool in ("gunicorn", "granian"):
         if not (VENV_BIN / tool).exists():
             raise SystemExit(f"{tool} is not in {VENV_BIN}: run `make bench-wsgi`, which "
@@ -233,13 +236,11 @@ def main() -> None:
         ours = stack.enter_context(waitress(data, args.workers, args.threads))
         # Every ready host's answer-file URL, its token issued once by the boot lookup.
         paths = [answer_url(ours.base, mac).removeprefix(ours.base) for mac in macs[::10][:1000]]
-        running = {
-            "waitress": ours,
-            "gunicorn": stack.enter_context(
-                gunicorn(data, ours.base, args.workers, args.threads, tmp)),
-            "granian": stack.enter_context(
-                granian(data, ours.base, args.workers, args.threads, tmp)),
-            "rsgi": stack.enter_context(rsgi(data, ours.base, args.workers, args.threads, tmp)),
+        others = {"gunicorn": gunicorn, "granian": granian, "rsgi": rsgi}
+        running = {"waitress": ours} | {
+            name: stack.enter_context(
+                others[name](data, ours.base, args.workers, args.threads, tmp))
+            for name in servers[1:]
         }  # fmt: skip
         bench_nice = os.getpriority(os.PRIO_PROCESS, 0)
         print(f"CPU priority: the bench and wrk at nice {bench_nice}; the servers' processes:")
@@ -258,11 +259,11 @@ def main() -> None:
             closed(paths, 3)(server)
             closed(["/healthz"], 2)(server)
 
-        health: dict[str, list[Load]] = {name: [] for name in SERVERS}
-        answers: dict[str, list[Load]] = {name: [] for name in SERVERS}
-        arrivals: dict[str, list[OpenLoad]] = {name: [] for name in SERVERS}
+        health: dict[str, list[Load]] = {name: [] for name in servers}
+        answers: dict[str, list[Load]] = {name: [] for name in servers}
+        arrivals: dict[str, list[OpenLoad]] = {name: [] for name in servers}
         for i in range(args.rounds):
-            order = SERVERS[i % len(SERVERS):] + SERVERS[:i % len(SERVERS)]  # fmt: skip
+            order = servers[i % len(servers):] + servers[:i % len(servers)]  # fmt: skip
             for name in order:
                 server = running[name]
                 health[name].append(closed(["/healthz"], args.seconds)(server))
