@@ -1,9 +1,10 @@
 """The product laid into the mounted root: the dom0 tree, Xen, and dom0's kernel and initrd.
 
 The dom0 archive streams from the network through zstd into ``tar`` without touching a scratch
-disk. Boot files keep their versioned names (the fallback menu entry uses them) and get stable
-names beside them (``/boot/xen.gz``, ``/boot/vmlinuz``, ``/boot/initrd.img``) that the default
-entries use, so an upgrade only moves the stable names.
+disk, while what tar wrote goes on to the disk (:mod:`installer.writeback`). Boot files keep
+their versioned names (the fallback menu entry uses them) and get stable names beside them
+(``/boot/xen.gz``, ``/boot/vmlinuz``, ``/boot/initrd.img``) that the default entries use, so an
+upgrade only moves the stable names.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from common.release import Artefact, ArtefactKind, Manifest
 from hypervisor.grub import BootFiles
 from installer import fetch
 from installer.errors import FailedError
+from installer.writeback import BackgroundWriteback
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ def _symlink(link: Path, target: str) -> None:
 def _extract_rootfs(
     base: str, art: Artefact, root: Path, progress: ArtefactProgress | None
 ) -> None:
-    with tempfile.TemporaryFile() as errors:
+    with tempfile.TemporaryFile() as errors, BackgroundWriteback(root):
         proc = runner.start(
             [*TAR_EXTRACT, f"--directory={root}"], stdin=subprocess.PIPE, stderr=errors
         )
