@@ -1,7 +1,8 @@
 """A rack powering on: N simulated hosts at once against ``xcp-provision serve``, then against
 tftpd-hpa + nginx serving the same bytes as static files.
 
-Each host does what a real one does after DHCP: the loader over TFTP, its iPXE script
+Each host does what a real one does after DHCP: the loader over TFTP (in blocks of 1468 bytes
+by default, as EDK2 and iPXE ask for, ``--tftp-blksize``), its iPXE script
 (``/boot/ipxe?mac=...``), the installer kernel and initrd it names, the answer file named on
 the kernel command line, and build-done with its install token. Each host is one bash process
 driving curl (``bench/rack_host.sh``): the clients' cost is C's, the same for every side, and
@@ -142,10 +143,10 @@ class Round:
         return statistics.median(sum(host) for host in self.phases)
 
 
-def rack(side: Side, macs: list[str]) -> Round:
+def rack(side: Side, macs: list[str], blksize: int) -> Round:
     """Every host at once, each one curl-driven process (bench/rack_host.sh)."""
     began = time.perf_counter()
-    procs = [start(["bash", HOST_CLIENT, mac, str(side.tftp_port), side.http],
+    procs = [start(["bash", HOST_CLIENT, mac, str(side.tftp_port), side.http, str(blksize)],
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE) for mac in macs]
     outputs = [proc.communicate() for proc in procs]
     wall = time.perf_counter() - began
@@ -259,6 +260,8 @@ def main() -> None:
     parser.add_argument("--initrd-mib", type=float, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--tftp-blksize", type=int, default=1468,
+                        help="the TFTP block size hosts ask for (firmware: 1432-1468)")  # fmt: skip
     args = parser.parse_args()
     macs = [f"52:54:01:00:{i >> 8:02x}:{i & 0xFF:02x}" for i in range(args.hosts)]
     kernel = os.urandom(int(args.kernel_mib * 1024 * 1024))
@@ -278,15 +281,15 @@ def main() -> None:
         sides = [ref, alone, front]
         nice = ", ".join(f"{s.name} {os.getpriority(os.PRIO_PROCESS, s.pid)}" for s in sides)
         print(f"{args.hosts} hosts at once, each a bash + curl process: TFTP loader "
-              f"({loader.stat().st_size} B), iPXE script, kernel {len(kernel)} B, initrd "
-              f"{len(initrd)} B, answer file, build-done. {args.rounds} rounds "
-              f"(+{args.warmup} warm-up), the order of the sides rotating; {os.cpu_count()} "
-              f"CPUs, load average {load:.1f} at start; nice: {nice}")
+              f"({loader.stat().st_size} B, blksize {args.tftp_blksize}), iPXE script, kernel "
+              f"{len(kernel)} B, initrd {len(initrd)} B, answer file, build-done. "
+              f"{args.rounds} rounds (+{args.warmup} warm-up), the order of the sides rotating; "
+              f"{os.cpu_count()} CPUs, load average {load:.1f} at start; nice: {nice}")
         results: dict[str, list[Round]] = {side.name: [] for side in sides}
         for number in range(args.warmup + args.rounds):
             turn = number % len(sides)
             for side in sides[turn:] + sides[:turn]:
-                measured = rack(side, macs)
+                measured = rack(side, macs, args.tftp_blksize)
                 if side.token:
                     make_ready(side, side.token, args.hosts)
                 if number >= args.warmup:

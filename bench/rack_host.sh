@@ -3,11 +3,13 @@
 # the loader over TFTP, the iPXE script, the kernel and initrd it names, the answer file named on
 # the kernel command line, build-done with the token in that URL. Prints the seconds of the six
 # phases, as curl timed each transfer, on one line.
-#     rack_host.sh MAC TFTP_PORT HTTP_ADDRESS
+# The TFTP block size defaults to what EDK2 and iPXE ask for.
+#     rack_host.sh MAC TFTP_PORT HTTP_ADDRESS [TFTP_BLKSIZE]
 set -euo pipefail
-mac=$1 tftp=$2 http=$3
+mac=$1 tftp=$2 http=$3 blksize=${4:-1468}
 curl=(curl -sS -f --max-time 120 -o /dev/null)
-loader=$("${curl[@]}" -w '%{time_total}' "tftp://127.0.0.1:$tftp/undionly.kpxe")
+loader=$("${curl[@]}" --tftp-blksize "$blksize" -w '%{time_total}' \
+    "tftp://127.0.0.1:$tftp/undionly.kpxe")
 response=$(curl -sS -f --max-time 120 -w '\n@%{time_total}' \
     "http://$http/boot/ipxe?mac=$mac&uuid=&serial=&arch=x86_64")
 script_time=${response##*@}
