@@ -48,7 +48,6 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError
@@ -64,7 +63,7 @@ from pxe.config import Settings
 from pxe.db.models import Host, HostMac, utcnow
 from pxe.db.prepared import PreparedRead
 from pxe.db.session import Database
-from pxe.db.write_retry import write_alone, write_with_retries
+from pxe.db.write_retry import write_with_retries
 from pxe.store.boot_facts import BootFacts, boot_facts, count_slots_taken, effective_profile
 from pxe.store.errors import ConflictError
 from pxe.store.events import record_event
@@ -73,7 +72,6 @@ from pxe.store.hosts import (
     count_hosts_in_state,
     find_host,
     set_state,
-    update_unchanged_host,
 )
 from pxe.store.lifecycle import INSTALLER_STATES, LOCAL_BOOT_STATES, State
 from pxe.store.profiles import EffectiveProfile, resolve_profile
@@ -83,6 +81,7 @@ from pxe.store.tokens import (
     hash_token,
     issue_install_token,
     new_token,
+    record_boot,
     store_install_token,
 )
 
@@ -348,15 +347,10 @@ class PendingBoot:
     def store(self, database: Database) -> bool:
         """True when the row was written; False when the host changed since it was read."""
         if self.token_hash is None:
-            values: dict[str, Any] = dict(self.reported)
-            if self.plan.queued:
-                values["queued_at"] = utcnow()
-            statement = update_unchanged_host(self.host_id, self.seen, values)
-        else:
-            statement = store_install_token(
-                self.host_id, self.token_hash, self.seen, self.reported, cap=self.cap
-            )
-        return write_alone(database, statement) == 1
+            return record_boot(database, self.host_id, self.seen, self.reported,
+                               queued=self.plan.queued)  # fmt: skip
+        return store_install_token(database, self.host_id, self.token_hash, self.seen,
+                                   self.reported, cap=self.cap)  # fmt: skip
 
 
 def decide_from_read(

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, Update, bindparam, func, select, true, update
+from sqlalchemy import ColumnElement, Engine, Select, bindparam, func, select, true
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from pxe.db.models import Host, HostMac, Pool, Profile, utcnow
@@ -345,13 +344,3 @@ def reinstall_host(session: Session, host: Host, reason: str = "reinstall reques
 def remove_host(session: Session, host: Host) -> None:
     session.delete(host)
     session.flush()
-
-
-def update_unchanged_host(host_id: int, seen: datetime, values: Mapping[str, Any]) -> Update:
-    """The statement writing ``values`` to the host's row if nobody changed the row since it
-    was read at ``seen`` (every change moves ``updated_at``); it changes no row otherwise."""
-    return (
-        update(Host)
-        .where(Host.id == host_id, Host.updated_at == seen)
-        .values(**values, updated_at=utcnow())
-    )

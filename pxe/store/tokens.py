@@ -17,10 +17,11 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
-    Update,
     and_,
     bindparam,
+    false,
     func,
+    null,
     or_,
     select,
     update,
@@ -32,7 +33,6 @@ from pxe.db.prepared import PreparedWrite
 from pxe.db.session import Database
 from pxe.db.write_retry import write_prepared
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
-from pxe.store.hosts import update_unchanged_host
 from pxe.store.lifecycle import INSTALLER_STATES, State
 
 API_PREFIX = "xpa_"
@@ -125,27 +125,81 @@ def slots_taken() -> ScalarSelect[int]:
     return query.scalar_subquery()
 
 
+# What a boot request may fill in on its host's row (pxe.boot.decide's ``_reported``): each
+# column keeps its value unless the request gives one.
+REPORTED_COLUMNS = ("smbios_uuid", "serial", "arch")
+
+# The host's row as it was read at ``seen``: every change moves ``updated_at``.
+_UNCHANGED = (Host.id == bindparam("host_id"), Host.updated_at == bindparam("seen"))
+
+
+def _kept_unless_given(name: str) -> ColumnElement[Any]:
+    column = getattr(Host, name)
+    return func.coalesce(bindparam(name, type_=column.type), column)
+
+
+def _reported_values() -> dict[str, ColumnElement[Any]]:
+    return {name: _kept_unless_given(name) for name in REPORTED_COLUMNS}
+
+
+# A boot that hands out no token: the identity the request reported, and when the host was
+# first queued for an install slot. Compiled once, as every statement a booting rack repeats
+# (pxe.db.prepared): building it per request was an eighth of a boot lookup.
+_RECORD_BOOT = PreparedWrite(
+    update(Host)
+    .where(*_UNCHANGED)
+    .values(**_reported_values(), queued_at=_kept_unless_given("queued_at"),
+            updated_at=bindparam("updated"))
+)  # fmt: skip
+
+
+def _store_token(capped: bool) -> PreparedWrite:
+    installer_state = or_(*(Host.state == state.value for state in sorted(INSTALLER_STATES)))
+    statement = (
+        update(Host)
+        .where(*_UNCHANGED, installer_state, Host.token_claimed_at.is_(None))
+        .values(install_token_hash=bindparam("token_hash"), token_spent=false(), queued_at=null(),
+                **_reported_values(), updated_at=bindparam("updated"))
+    )  # fmt: skip
+    if capped:
+        statement = statement.where(slots_taken() < bindparam("cap"))
+    return PreparedWrite(statement)
+
+
+_STORE_TOKEN = _store_token(capped=False)
+_STORE_TOKEN_CAPPED = _store_token(capped=True)
+
+
+def record_boot(
+    database: Database, host_id: int, seen: datetime, reported: Mapping[str, str], *,
+    queued: bool,
+) -> bool:  # fmt: skip
+    """Write what a boot reported (and, ``queued``, that the host waits for an install slot)
+    if the host is still as it was read at ``seen``; False, changing nothing, otherwise."""
+    now = utcnow()
+    values = {name: reported.get(name) for name in REPORTED_COLUMNS}
+    return write_prepared(database, _RECORD_BOOT, host_id=host_id, seen=seen, updated=now,
+                          queued_at=now if queued else None, **values) == 1  # fmt: skip
+
+
 def store_install_token(
+    database: Database,
     host_id: int,
     token_hash: str,
     seen: datetime,
-    also: Mapping[str, Any] | None = None,
+    reported: Mapping[str, str],
     *,
     cap: int | None = None,
-) -> Update:
-    """The statement making ``token_hash`` the host's install token (and writing the columns
-    in ``also``) if the host is still as it was read at ``seen``, still boots the installer
-    and its current token is unused; with ``cap``, only while fewer hosts than that hold an
-    install slot (one statement, so exact where writers are serialised). It changes no row
-    otherwise."""
-    values = {"install_token_hash": token_hash, "token_spent": False, "queued_at": None,
-              **(also or {})}  # fmt: skip
-    statement = update_unchanged_host(host_id, seen, values).where(
-        Host.state.in_([s.value for s in INSTALLER_STATES]), Host.token_claimed_at.is_(None)
-    )
-    if cap is not None:
-        statement = statement.where(slots_taken() < cap)
-    return statement
+) -> bool:
+    """Make ``token_hash`` the host's install token (and write what the boot reported) if the
+    host is still as it was read at ``seen``, still boots the installer and its current token
+    is unused; with ``cap``, only while fewer hosts than that hold an install slot (one
+    statement, so exact where writers are serialised). False, changing nothing, otherwise."""
+    values = {name: reported.get(name) for name in REPORTED_COLUMNS}
+    statement = _STORE_TOKEN if cap is None else _STORE_TOKEN_CAPPED
+    extra = {} if cap is None else {"cap": cap}
+    return write_prepared(database, statement, host_id=host_id, token_hash=token_hash, seen=seen,
+                          updated=utcnow(), **values, **extra) == 1  # fmt: skip
 
 
 _CLAIM = PreparedWrite(
