@@ -142,6 +142,15 @@ def _reported_values() -> dict[str, ColumnElement[Any]]:
     return {name: _kept_unless_given(name) for name in REPORTED_COLUMNS}
 
 
+def _reported_params(reported: Mapping[str, str]) -> dict[str, str | None]:
+    """The statements' value for each reported column (None: keep it). A column they do not
+    write is refused here rather than dropped."""
+    unknown = set(reported) - set(REPORTED_COLUMNS)
+    if unknown:
+        raise ValueError(f"a boot cannot write {sorted(unknown)}: add it to REPORTED_COLUMNS")
+    return {name: reported.get(name) for name in REPORTED_COLUMNS}
+
+
 # A boot that hands out no token: the identity the request reported, and when the host was
 # first queued for an install slot. Compiled once, as every statement a booting rack repeats
 # (pxe.db.prepared): building it per request was an eighth of a boot lookup.
@@ -177,7 +186,7 @@ def record_boot(
     """Write what a boot reported (and, ``queued``, that the host waits for an install slot)
     if the host is still as it was read at ``seen``; False, changing nothing, otherwise."""
     now = utcnow()
-    values = {name: reported.get(name) for name in REPORTED_COLUMNS}
+    values = _reported_params(reported)
     return write_prepared(database, _RECORD_BOOT, host_id=host_id, seen=seen, updated=now,
                           queued_at=now if queued else None, **values) == 1  # fmt: skip
 
@@ -195,7 +204,7 @@ def store_install_token(
     host is still as it was read at ``seen``, still boots the installer and its current token
     is unused; with ``cap``, only while fewer hosts than that hold an install slot (one
     statement, so exact where writers are serialised). False, changing nothing, otherwise."""
-    values = {name: reported.get(name) for name in REPORTED_COLUMNS}
+    values = _reported_params(reported)
     statement = _STORE_TOKEN if cap is None else _STORE_TOKEN_CAPPED
     extra = {} if cap is None else {"cap": cap}
     return write_prepared(database, statement, host_id=host_id, token_hash=token_hash, seen=seen,
