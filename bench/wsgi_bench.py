@@ -222,7 +222,8 @@ def main() -> None:
                         help="which to measure, comma-separated (waitress always)")  # fmt: skip
     args = parser.parse_args()
     servers = ("waitress", *(s for s in SERVERS[1:] if s in args.servers.split(",")))
-    for tool in ("gunicorn", "granian"):
+    tools = {"gunicorn": "gunicorn", "granian": "granian", "rsgi": "granian"}
+    for tool in sorted({tools[name] for name in servers[1:]}):
         if not (VENV_BIN / tool).exists():
             raise SystemExit(f"{tool} is not in {VENV_BIN}: run `make bench-wsgi`, which "
                              "installs the bench extra")  # fmt: skip
