@@ -8,10 +8,13 @@ admitted ones gets the same answer again, changing nothing. A host refused by it
 token unspent, so it can register again once the admin has fixed the cause (set ``force`` on the
 pool, reinstalled it with the right release).
 
-Concurrency: the first admitted host becomes master by a conditional
-``UPDATE pools SET master_host_id = :me WHERE master_host_id IS NULL``, which exactly one
-transaction can win on SQLite (writers serialised) and on PostgreSQL (row lock, re-checked
-predicate); every other host then reads the winner and is checked against its facts.
+Concurrency: a registration reads what it needs in a read transaction, decides, and writes
+the decision in one short write transaction (:mod:`pxe.store.registrations`) on condition that
+what it read still holds; otherwise it reads again. The first admitted host becomes master by a
+conditional ``UPDATE pools SET master_host_id = :me WHERE master_host_id IS NULL``, which
+exactly one transaction can win on SQLite (writers serialised) and on PostgreSQL (row lock,
+re-checked predicate); every other host then reads the winner and is checked against its
+facts, and its write checks that the winner is still the pool's master, unchanged.
 
 Every registration answered 200 also carries a new report token, with which the host reports
 its health from then on (:mod:`pxe.health`); the one it had before stops working. It reaches
@@ -27,40 +30,49 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from common import registration_key
 from pxe.boot.identity import Identity
 from pxe.config import Settings
-from pxe.db.models import Event, Host, HostMac, Pool, utcnow
+from pxe.db.models import Host, utcnow
 from pxe.db.session import Database
-from pxe.db.write_retry import write_with_retries
+from pxe.db.write_retry import write_statements, write_with_retries
 from pxe.dns.errors import DnsError
 from pxe.dns.settings import DnsSettings
 from pxe.dns.update import DnsUpdater, RecordStatus
 from pxe.host_report import HostReport, parse_report
 from pxe.pools import JoinFacts, check_join
 from pxe.store.errors import ConflictError, StoreError
-from pxe.store.events import record_event
-from pxe.store.hosts import host_by_mac, set_state
-from pxe.store.lifecycle import State
+from pxe.store.events import EventRow, record_event
+from pxe.store.lifecycle import Move, State, move
 from pxe.store.macs import slaac_address
 from pxe.store.pools import create_pool
-from pxe.store.profiles import resolve_profile
+from pxe.store.registrations import (
+    InventoryReader,
+    MasterSeen,
+    PoolRow,
+    RegisteringHost,
+    RegistrationWrite,
+    apply_registration,
+)
 from pxe.store.security_events import KIND as SECURITY
 from pxe.store.security_events import REGISTER_IDENTITY, WRONG_ADDRESS
-from pxe.store.tokens import host_for_install_token, issue_report_token, spend_install_token
+from pxe.store.tokens import REPORT_PREFIX, hash_token, host_for_install_token, new_token
 
 log = logging.getLogger(__name__)
 
 REPLAY_WINDOW = timedelta(minutes=10)
 MASTER_WAIT_SECONDS = 30
+# Reads of one registration before giving up on an inventory that keeps changing under it:
+# in practice one more, for the hosts whose read raced the pool's first master.
+DECISION_ATTEMPTS = 20
 JOINED = "pool-joined"
 REFUSED = "pool-refused"
 
@@ -156,12 +168,43 @@ def register(
     if not token:
         raise TokenError("registration needs 'Authorization: Bearer <install token>'")
     report = parse_report(body)
-    placed = write_with_retries(database, lambda session: _place(session, token, report, source))
+    placed = _recorded(database, token, report, source)
     if placed.mismatch is not None:
+        log.warning("security: host %d: %s: %s", placed.host_id, placed.mismatch.check,
+                    placed.mismatch)  # fmt: skip
         raise placed.mismatch
     if dns is not None and placed.changed:
         _update_dns(database, dns, placed)
     return placed.answer
+
+
+class _PoolMissingError(Exception):
+    """The answer file names a pool the inventory does not have yet."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _recorded(database: Database, token: str, report: HostReport, source: str | None) -> _Placed:
+    """Read, decide, write; again from the read when the write finds that what the decision
+    rested on changed meanwhile (another host became the pool's master first)."""
+    token_hash = hash_token(token)
+    for _ in range(DECISION_ATTEMPTS):
+        try:
+            with database.engine.connect() as connection, connection.begin():
+                placed, write = _decided(InventoryReader(connection), token_hash, report, source)
+        except _PoolMissingError as missing:
+            _create_pool(database, missing.name, token)
+            continue
+        try:
+            if write_statements(database, lambda c, w=write: apply_registration(c, w)):
+                return placed
+        except IntegrityError:
+            if write.add_mac is None:
+                raise
+            # Another host took the reported MAC since the read: the next read refuses it.
+    raise ConflictError("the inventory kept changing while this host registered; register again")
 
 
 def on_host_removed(settings: Settings, host: Host) -> list[str]:
@@ -182,43 +225,51 @@ def on_host_removed(settings: Settings, host: Host) -> list[str]:
     return []
 
 
-def _place(session: Session, token: str, report: HostReport, source: str | None) -> _Placed:
-    host = host_for_install_token(session, token)
+def _decided(
+    reader: InventoryReader, token_hash: str, report: HostReport, source: str | None
+) -> tuple[_Placed, RegistrationWrite]:
+    """What this registration answers and records, from one read of the inventory."""
+    host = reader.host(token_hash)
     if host is None:
         raise TokenError("this install token is not valid (it may have been replaced)")
-    mismatch = _mismatch(host, report, source)
+    mismatch = _mismatch(reader, host, report, source)
     if mismatch is not None:
-        record_event(session, host, SECURITY, f"registration refused: {mismatch}",
-                     step=mismatch.check)  # fmt: skip
-        log.warning("security: host %d: %s: %s", host.id, mismatch.check, mismatch)
-        return _Placed(Answer(state=host.state), host.id, changed=False, mismatch=mismatch)
-    _check_identity(session, host, report.mac)
+        refused = EventRow(SECURITY, f"registration refused: {mismatch}", step=mismatch.check)
+        placed = _Placed(Answer(state=host.state), host.id, changed=False, mismatch=mismatch)
+        return placed, RegistrationWrite(host.id, host.updated_at, events=(refused,))
+    add_mac = _new_mac(reader, host, report.mac)
+    values: dict[str, Any] = {}
     if source is not None and host.token_bound_addr is None:
-        host.token_bound_addr = source
-        host.token_claimed_at = utcnow()
+        values.update(token_bound_addr=source, token_claimed_at=utcnow())
     if host.token_spent:
-        return _with_report_token(session, host, _replay(session, host, report))
-    return _with_report_token(session, host, _placed(session, host, report))
+        placed = _replay(reader, host, report)
+        write = RegistrationWrite(host.id, host.updated_at, values, add_mac)
+    else:
+        placed, write = _placed(reader, host, report, values, add_mac)
+    if placed.answer.retry_after is not None:  # a wait (503) carries no report token
+        return placed, write
+    token = new_token(REPORT_PREFIX)
+    answer = replace(placed.answer, report_token=token)
+    return replace(placed, answer=answer), replace(write, report_token_hash=hash_token(token))
 
 
-def _with_report_token(session: Session, host: Host, placed: _Placed) -> _Placed:
-    """A 200 answer carries a new report token; a wait (503) carries none."""
-    if placed.answer.retry_after is not None:
-        return placed
-    answer = replace(placed.answer, report_token=issue_report_token(session, host))
-    return replace(placed, answer=answer)
-
-
-def _placed(session: Session, host: Host, report: HostReport) -> _Placed:
+def _placed(
+    reader: InventoryReader,
+    host: RegisteringHost,
+    report: HostReport,
+    values: dict[str, Any],
+    add_mac: str | None,
+) -> tuple[_Placed, RegistrationWrite]:
     """Record the report and place the host: standalone, refused, or in its pool."""
-    before = _dns_target(host)
-    host.facts = {**(host.facts or {}), **report.facts}
-    if report.hostname and not host.hostname:
-        host.hostname = report.hostname
-    pool = _pool_for(session, host, report)
+    before = _dns_target(host.hostname, host.facts)
+    facts = {**host.facts, **report.facts}
+    hostname = report.hostname if report.hostname and not host.hostname else host.hostname
+    values.update(facts=facts, hostname=hostname)
+    who = f"host {hostname or host.id}"
+    after = _dns_target(hostname, facts)
+    pool = _pool_for(reader, host, report)
     if pool is None:
-        set_state(session, host, State.REGISTERED, "registered; no pool assigned")
-        host.refusal_reasons = []
+        moved = move(host.state, State.REGISTERED, "registered; no pool assigned", who)
         answer = Answer(
             state=State.REGISTERED.value,
             reasons=(
@@ -226,31 +277,47 @@ def _placed(session: Session, host: Host, report: HostReport) -> _Placed:
                 "a standalone host.",
             ),
         )
-        return _Placed(answer, host.id, _dns_target(host), before)
-    host.pool = pool
-    session.flush()
-    verdict = _admit(session, host, pool, report.join)
+        write = _moved(host, values, add_mac, moved, refusal_reasons=[])
+        return _Placed(answer, host.id, after, before), write
+    values["pool_id"] = pool.id
+    verdict, claim, master_seen = _admit(reader, host, pool, report.join)
     if verdict.role is None:
-        reasons = verdict.reasons
-        set_state(session, host, State.REGISTERED, f"refused by pool {pool.name}")
-        host.refusal_reasons = list(reasons)
-        record_event(session, host, REFUSED, f"pool {pool.name}: " + " ".join(reasons))
+        moved = move(host.state, State.REGISTERED, f"refused by pool {pool.name}", who)
+        refused = EventRow(REFUSED, f"pool {pool.name}: " + " ".join(verdict.reasons))
         answer = Answer(
             state=State.REGISTERED.value,
             pool=pool.name,
-            reasons=tuple(reasons),
+            reasons=tuple(verdict.reasons),
             retry_after=verdict.retry_after,
         )
+        write = _moved(host, values, add_mac, moved, refused, refusal_reasons=verdict.reasons)
     else:
-        set_state(session, host, State.IN_POOL, f"joined pool {pool.name} as {verdict.role}")
-        host.refusal_reasons = []
-        spend_install_token(host)
-        record_event(session, host, JOINED, f"pool {pool.name} as {verdict.role}")
+        moved = move(host.state, State.IN_POOL, f"joined pool {pool.name} as {verdict.role}", who)
+        joined = EventRow(JOINED, f"pool {pool.name} as {verdict.role}")
         answer = _admitted(pool, verdict)
-    return _Placed(answer, host.id, _dns_target(host), before)
+        write = _moved(host, values, add_mac, moved, joined, refusal_reasons=[], token_spent=True)
+    write = replace(write, claim_master=claim, master_seen=master_seen)
+    return _Placed(answer, host.id, after, before), write
 
 
-def _mismatch(host: Host, report: HostReport, source: str | None) -> IdentityMismatchError | None:
+def _moved(
+    host: RegisteringHost,
+    values: dict[str, Any],
+    add_mac: str | None,
+    moved: Move,
+    *events: EventRow,
+    **columns: Any,
+) -> RegistrationWrite:
+    """The write that moves the host as ``moved`` says, with ``values`` and ``columns`` on its
+    row, the state's event and then ``events``."""
+    row = {**values, **columns, "state": moved.state.value, "state_reason": moved.reason}
+    moves = (EventRow("state", moved.event),) if moved.event is not None else ()
+    return RegistrationWrite(host.id, host.updated_at, row, add_mac, (*moves, *events))
+
+
+def _mismatch(
+    reader: InventoryReader, host: RegisteringHost, report: HostReport, source: str | None
+) -> IdentityMismatchError | None:
     """Why this registration is not the token's host, or None: its MAC (when the inventory
     lists some), the SMBIOS UUID and serial the host reported at PXE time (when it did and the
     registration reports them), and the client address (when the token is bound: the address
@@ -258,7 +325,7 @@ def _mismatch(host: Host, report: HostReport, source: str | None) -> IdentityMis
     the address IPv6 autoconfiguration gives one of its MACs; from any other address, only a
     registration holding the host's registration key)."""
     refused = None
-    if host.mac_list and report.mac not in host.mac_list:
+    if host.macs and report.mac not in host.macs:
         refused = f"this install token belongs to another host than the one with MAC {report.mac}"
     uuid = Identity.clean(report.mac, uuid=_reported_text(report, "smbios_uuid")).uuid
     if refused is None and uuid and host.smbios_uuid and uuid != host.smbios_uuid:
@@ -270,12 +337,12 @@ def _mismatch(host: Host, report: HostReport, source: str | None) -> IdentityMis
                    "booted its installer")  # fmt: skip
     if refused is not None:
         return IdentityMismatchError(REGISTER_IDENTITY, refused)
-    allowed = {host.token_bound_addr, *_static_addresses(host)} - {None}
     if (
         source is not None
         and host.token_bound_addr is not None
-        and source not in allowed
-        and not _autoconfigured(source, host.mac_list)
+        and source != host.token_bound_addr
+        and source not in _static_addresses(reader, host)
+        and not _autoconfigured(source, host.macs)
         and not _holds_key(host, report.key)
     ):
         return IdentityMismatchError(
@@ -288,7 +355,7 @@ def _mismatch(host: Host, report: HostReport, source: str | None) -> IdentityMis
     return None
 
 
-def _holds_key(host: Host, key: str | None) -> bool:
+def _holds_key(host: RegisteringHost, key: str | None) -> bool:
     """Whether ``key`` is the registration key the host's installer announced with build-done
     (common.registration_key): with the install token, from the address the token is bound
     to, so only the installed disk holds it. That proves the host wherever dom0's address
@@ -303,20 +370,20 @@ def _reported_text(report: HostReport, field: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _static_addresses(host: Host) -> set[str]:
+def _static_addresses(reader: InventoryReader, host: RegisteringHost) -> set[str]:
     """The management addresses the host's profile gives it (fresh-static's ``ipaddr``,
     fresh-static-ipv6's ``ipv6``): where its dom0 comes up, rather than the address its
     installer had, which is often IPv4 even for a host managed over IPv6."""
-    if host.profile is None:
+    if host.profile_id is None:
         return set()
     try:
-        variables = resolve_profile(host.profile).variables
+        variables = reader.profile(host.profile_id).variables
     except ConflictError:
         return set()
     return {_address(str(variables[key])) for key in ("ipaddr", "ipv6") if variables.get(key)}
 
 
-def _autoconfigured(source: str, macs: list[str]) -> bool:
+def _autoconfigured(source: str, macs: Sequence[str]) -> bool:
     """Whether ``source`` is the address SLAAC gives one of the inventory's MACs on its /64:
     dom0 on ``protov6="autoconf"`` has no address known in advance, but the low 64 bits of the
     one it takes are its MAC's. Only the inventory's MACs count: a MAC the registration merely
@@ -341,67 +408,72 @@ def _address(text: str) -> str:
         return bare
 
 
-def _check_identity(session: Session, host: Host, mac: str) -> None:
-    """403 unless the reported MAC is this host's.
+def _new_mac(reader: InventoryReader, host: RegisteringHost, mac: str) -> str | None:
+    """The MAC to add to the host: none when the reported one is its own; 403 when it is not.
 
     A host listed by serial or UUID only has no MAC to compare: it takes the reported one,
     unless another host owns it, so its next PXE boot finds it by MAC too.
     """
-    if mac in host.mac_list:
-        return
-    if host.mac_list or host_by_mac(session, mac) is not None:
+    if mac in host.macs:
+        return None
+    if host.macs or reader.mac_owner(mac) is not None:
         raise ForbiddenError(
             f"this install token belongs to another host than the one with MAC {mac}"
         )
-    host.macs.append(HostMac(mac=mac))
+    return mac
 
 
-def _replay(session: Session, host: Host, report: HostReport) -> _Placed:
+def _replay(reader: InventoryReader, host: RegisteringHost, report: HostReport) -> _Placed:
     """A spent token: accept only the agent repeating its successful registration."""
-    facts = host.facts or {}
-    same = all(facts.get(key) == value for key, value in report.facts.items())
-    joined_at = session.scalar(
-        select(Event.time)
-        .where(Event.host_id == host.id, Event.kind == JOINED)
-        .order_by(Event.id.desc())
-        .limit(1)
-    )
+    same = all(host.facts.get(key) == value for key, value in report.facts.items())
+    joined_at = reader.last_event(host.id, JOINED)
     recent = joined_at is not None and utcnow() - joined_at <= REPLAY_WINDOW
-    if not (same and recent and host.state == State.IN_POOL and host.pool is not None):
+    pool = reader.pool(pool_id=host.pool_id) if host.pool_id is not None else None
+    if not (same and recent and host.state == State.IN_POOL and pool is not None):
         raise ForbiddenError(
             "this install token was spent when the host joined its pool; reinstall the host "
             "to register it again"
         )
-    master_id = _master_id(session, host.pool)
-    if master_id == host.id:
-        verdict = _Verdict("master", [], facts["management_ip"])
+    if pool.master_host_id == host.id:
+        verdict = _Verdict("master", [], host.facts.get("management_ip"))
     else:
-        master = _master_facts(session, master_id) if master_id is not None else None
-        address = master.facts["management_ip"] if master is not None else None
-        verdict = _Verdict("member", [], address)
-    return _Placed(_admitted(host.pool, verdict), host.id, changed=False)
+        master = reader.master(pool.master_host_id) if pool.master_host_id is not None else None
+        verdict = _Verdict("member", [], master.facts.get("management_ip") if master else None)
+    return _Placed(_admitted(pool, verdict), host.id, changed=False)
 
 
-def _pool_for(session: Session, host: Host, report: HostReport) -> Pool | None:
-    """The inventory entry's pool, else its profile's (inherited), else the answer file's."""
-    if host.pool is not None:
-        return host.pool
-    if host.profile is not None:
-        pool_id = resolve_profile(host.profile).pool_id
+def _pool_for(reader: InventoryReader, host: RegisteringHost, report: HostReport) -> PoolRow | None:
+    """The inventory entry's pool, else its profile's (inherited), else the answer file's
+    (_PoolMissingError when that one is still to be created)."""
+    if host.pool_id is not None:
+        return reader.pool(pool_id=host.pool_id)
+    if host.profile_id is not None:
+        pool_id = reader.profile(host.profile_id).pool_id
         if pool_id is not None:
-            return session.get(Pool, pool_id)
+            return reader.pool(pool_id=pool_id)
     if report.pool is None:
         return None
-    pool = session.scalar(select(Pool).where(Pool.name == report.pool))
-    if pool is not None:
-        return pool
-    try:
-        with session.begin_nested():
-            pool = create_pool(session, report.pool)
-    except (IntegrityError, ConflictError):  # another host of this answer file was first
-        return session.scalars(select(Pool).where(Pool.name == report.pool)).one()
-    record_event(session, host, "pool", f"pool {report.pool} created from the answer file")
+    pool = reader.pool(name=report.pool)
+    if pool is None:
+        raise _PoolMissingError(report.pool)
     return pool
+
+
+def _create_pool(database: Database, name: str, token: str) -> None:
+    """Create the pool an answer file names, with an event on the host whose registration
+    asked for it; no error when another host of the same answer file was first."""
+
+    def create(session: Session) -> None:
+        try:
+            with session.begin_nested():
+                create_pool(session, name)
+        except (IntegrityError, ConflictError):
+            return
+        host = host_for_install_token(session, token)
+        if host is not None:
+            record_event(session, host, "pool", f"pool {name} created from the answer file")
+
+    write_with_retries(database, create)
 
 
 @dataclass(frozen=True)
@@ -412,50 +484,34 @@ class _Verdict:
     retry_after: int | None = None
 
 
-def _master_id(session: Session, pool: Pool) -> int | None:
-    """The pool's master as committed now.
-
-    Never ``pool.master_host_id``: the row loaded with the host may predate another host's
-    claim (PostgreSQL's read committed shows each statement the latest commit, not the ORM).
-    """
-    return session.scalar(select(Pool.master_host_id).where(Pool.id == pool.id))
-
-
-def _master_facts(session: Session, master_id: int) -> Any:
-    return session.execute(
-        select(Host.id, Host.hostname, Host.state, Host.facts).where(Host.id == master_id)
-    ).one_or_none()
-
-
-def _admit(session: Session, host: Host, pool: Pool, joiner: JoinFacts) -> _Verdict:
-    master_id = _master_id(session, pool)
+def _admit(
+    reader: InventoryReader, host: RegisteringHost, pool: PoolRow, joiner: JoinFacts
+) -> tuple[_Verdict, int | None, MasterSeen | None]:
+    """The pool's verdict on the host, and what the write must check of it: the pool whose
+    master the host claims (its first host), or the master the verdict was made against."""
+    master_id = pool.master_host_id
     if master_id is None:
-        claim = session.execute(
-            update(Pool)
-            .where(Pool.id == pool.id, Pool.master_host_id.is_(None))
-            .values(master_host_id=host.id)
-            .execution_options(synchronize_session=False)
-        )
-        if claim.rowcount == 1:
-            return _Verdict("master", [], joiner.management_ip)
-        master_id = _master_id(session, pool)
+        return _Verdict("master", [], joiner.management_ip), pool.id, None
     if master_id == host.id:
-        return _Verdict("master", [], joiner.management_ip)
-    master = _master_facts(session, master_id)
+        master_seen = MasterSeen(pool.id, host.id, host.updated_at)
+        return _Verdict("master", [], joiner.management_ip), None, master_seen
+    master = reader.master(master_id)
+    master_seen = MasterSeen(pool.id, master_id, master.updated_at if master else None)
     if master is None or master.state != State.IN_POOL:
         name = (master.hostname or master.id) if master is not None else master_id
-        return _Verdict(
+        wait = _Verdict(
             None,
             [f"The pool's master {name} has not registered yet; register again once it has."],
             retry_after=MASTER_WAIT_SECONDS,
         )
+        return wait, None, master_seen
     reasons = check_join(JoinFacts.from_mapping(master.facts), joiner, force=pool.force)
     if reasons:
-        return _Verdict(None, reasons)
-    return _Verdict("member", [], master.facts["management_ip"])
+        return _Verdict(None, reasons), None, master_seen
+    return _Verdict("member", [], master.facts["management_ip"]), None, master_seen
 
 
-def _admitted(pool: Pool, verdict: _Verdict) -> Answer:
+def _admitted(pool: PoolRow, verdict: _Verdict) -> Answer:
     return Answer(
         state=State.IN_POOL.value,
         pool=pool.name,
@@ -465,9 +521,9 @@ def _admitted(pool: Pool, verdict: _Verdict) -> Answer:
     )
 
 
-def _dns_target(host: Host) -> tuple[str, str] | None:
-    address = (host.facts or {}).get("management_ip")
-    return (host.hostname, address) if host.hostname and address else None
+def _dns_target(hostname: str | None, facts: Mapping[str, Any]) -> tuple[str, str] | None:
+    address = facts.get("management_ip")
+    return (hostname, address) if hostname and address else None
 
 
 def _update_dns(database: Database, dns: DnsSettings, placed: _Placed) -> None:

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pxe.db.models import Event, Host, utcnow
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One event to record, before it has a host's row to hang on (a decision written later
+    in Core, :mod:`pxe.store.registrations`); the columns' lengths are kept here."""
+
+    kind: str
+    message: str = ""
+    step: str = ""
+    percent: int | None = None
+    time: datetime = field(default_factory=utcnow)
+
+    def values(self, host_id: int) -> dict[str, Any]:
+        return {
+            "host_id": host_id,
+            "time": self.time,
+            "kind": self.kind[:32],
+            "step": self.step[:128],
+            "percent": self.percent,
+            "message": self.message,
+        }
 
 
 def record_event(
@@ -19,14 +43,7 @@ def record_event(
     step: str = "",
     percent: int | None = None,
 ) -> Event:
-    event = Event(
-        host_id=host.id,
-        time=utcnow(),
-        kind=kind[:32],
-        step=step[:128],
-        percent=percent,
-        message=message,
-    )
+    event = Event(**EventRow(kind, message, step, percent).values(host.id))
     session.add(event)
     return event
 

@@ -15,7 +15,7 @@ from pxe.db.prepared import PreparedRead
 from pxe.store.errors import ConflictError, InvalidInputError, NotFoundError
 from pxe.store.events import record_event
 from pxe.store.health import forget_health
-from pxe.store.lifecycle import State, check_transition
+from pxe.store.lifecycle import State, move
 from pxe.store.macs import is_mac, normalise_mac
 from pxe.store.names import row_id
 from pxe.store.pools import get_pool
@@ -271,14 +271,12 @@ def set_state(
     session: Session, host: Host, target: State, reason: str = "", *, kind: str = "state"
 ) -> None:
     """Move ``host`` to ``target`` if the lifecycle allows it, and record why."""
-    who = f"host {host.hostname or host.id}"
-    check_transition(host.state, target, who)
-    previous = host.state
+    moved = move(host.state, target, reason, f"host {host.hostname or host.id}")
     host.state = target.value
     host.state_reason = reason
     host.updated_at = utcnow()
-    if previous != target.value:
-        record_event(session, host, kind, reason or f"{previous} -> {target.value}")
+    if moved.event is not None:
+        record_event(session, host, kind, moved.event)
 
 
 def update_host(session: Session, host: Host, **changes: Any) -> Host:

@@ -6,6 +6,7 @@ admin reinstalling a host mid-install meets the same rules, and each move leaves
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pxe.store.errors import ConflictError, InvalidInputError
@@ -63,3 +64,21 @@ def check_transition(current: State | str, target: State | str, who: str = "host
     if target not in ALLOWED[current]:
         raise TransitionError(current, target, who)
     return target
+
+
+@dataclass(frozen=True)
+class Move:
+    """A state change allowed by the lifecycle: the new state, why, and the event it leaves
+    (None when the host stays where it was)."""
+
+    state: State
+    reason: str
+    event: str | None
+
+
+def move(current: State | str, target: State, reason: str = "", who: str = "host") -> Move:
+    """The move of a host from ``current`` to ``target``; TransitionError (a 409) when the
+    lifecycle does not allow it."""
+    check_transition(current, target, who)
+    changed = State(current) != target
+    return Move(target, reason, (reason or f"{current} -> {target.value}") if changed else None)

@@ -239,23 +239,6 @@ def host_for_install_token(session: Session, token: str) -> Host | None:
     return session.scalar(select(Host).where(Host.install_token_hash == hash_token(token)))
 
 
-def spend_install_token(host: Host) -> None:
-    """Mark the token used up (registration does this once the host joined its pool)."""
-    host.token_spent = True
-
-
-def issue_report_token(session: Session, host: Host) -> str:
-    """A new report token for ``host`` (its health reports, pxe.health); the one it had stops
-    working. Registration hands it out; a reinstall removes it with the host's health."""
-    token = new_token(REPORT_PREFIX)
-    row = session.get(HostHealth, host.id)
-    if row is None:
-        row = HostHealth(host_id=host.id, raid=[])
-        session.add(row)
-    row.token_hash = hash_token(token)
-    return token
-
-
 def host_for_report_token(session: Session, token: str) -> Host | None:
     """The host holding this report token, or None."""
     if not token:

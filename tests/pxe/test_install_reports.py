@@ -28,7 +28,7 @@ def _host(database: Database, state: State = State.INSTALLING, *, spent: bool = 
         token = tokens.issue_install_token(host)
         host.state = state.value
         if spent:
-            tokens.spend_install_token(host)
+            host.token_spent = True
         return token
 
 
