@@ -42,8 +42,9 @@ from common import registration_key
 from pxe.boot.identity import Identity
 from pxe.config import Settings
 from pxe.db.models import Host, utcnow
+from pxe.db.prepared import transaction
 from pxe.db.session import Database
-from pxe.db.write_retry import write_statements, write_with_retries
+from pxe.db.write_retry import write_transaction, write_with_retries
 from pxe.dns.errors import DnsError
 from pxe.dns.settings import DnsSettings
 from pxe.dns.update import DnsUpdater, RecordStatus
@@ -192,13 +193,13 @@ def _recorded(database: Database, token: str, report: HostReport, source: str | 
     token_hash = hash_token(token)
     for _ in range(DECISION_ATTEMPTS):
         try:
-            with database.engine.connect() as connection, connection.begin():
-                placed, write = _decided(InventoryReader(connection), token_hash, report, source)
+            with transaction(database.engine, write=False) as read:
+                placed, write = _decided(InventoryReader(read), token_hash, report, source)
         except _PoolMissingError as missing:
             _create_pool(database, missing.name, token)
             continue
         try:
-            if write_statements(database, lambda c, w=write: apply_registration(c, w)):
+            if write_transaction(database, lambda tx, w=write: apply_registration(tx, w)):
                 return placed
         except IntegrityError:
             if write.add_mac is None:
@@ -416,7 +417,7 @@ def _new_mac(reader: InventoryReader, host: RegisteringHost, mac: str) -> str | 
     """
     if mac in host.macs:
         return None
-    if host.macs or reader.mac_owner(mac) is not None:
+    if host.macs or reader.mac_taken(mac):
         raise ForbiddenError(
             f"this install token belongs to another host than the one with MAC {mac}"
         )

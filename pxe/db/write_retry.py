@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
-from pxe.db.prepared import PreparedWrite
+from pxe.db.prepared import PreparedWrite, Transaction, transaction
 from pxe.db.session import Database
 
 ATTEMPTS = 6
@@ -55,6 +55,17 @@ def write_statements(database: Database, work: Callable[[Connection], T]) -> T:
     def attempt() -> T:
         with database.writer_turn(), database.write_engine.begin() as connection:
             return work(connection)
+
+    return _retried(attempt)
+
+
+def write_transaction(database: Database, work: Callable[[Transaction], T]) -> T:
+    """:func:`write_statements` for prepared statements (:mod:`pxe.db.prepared`), for the
+    write a registration makes once it has decided on its reads."""
+
+    def attempt() -> T:
+        with database.writer_turn(), transaction(database.engine, write=True) as prepared:
+            return work(prepared)
 
     return _retried(attempt)
 
@@ -123,8 +134,10 @@ def database_unavailable(exc: BaseException) -> bool:
 
 def _driver_unavailable(error: BaseException) -> bool:
     """:func:`database_unavailable` for the driver's own exception."""
-    kind = type(error).__name__
-    if kind not in ("OperationalError", "InterfaceError"):
+    # By the classes' names, to need neither driver here; psycopg raises subclasses
+    # (AdminShutdown is an OperationalError).
+    kinds = {cls.__name__ for cls in type(error).__mro__}
+    if not kinds & {"OperationalError", "InterfaceError"}:
         return False
     driver = type(error).__module__.split(".")[0]
     if driver == "sqlite3":
@@ -136,7 +149,7 @@ def _driver_unavailable(error: BaseException) -> bool:
     # An InterfaceError is psycopg's "the connection is closed"; no SQLSTATE: no server
     # answered (refused, reset, closed while the query ran).
     return (
-        kind == "InterfaceError"
+        "InterfaceError" in kinds
         or sqlstate is None
         or sqlstate.startswith("08")
         or sqlstate in _UNAVAILABLE_STATES

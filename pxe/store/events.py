@@ -11,6 +11,9 @@ from sqlalchemy.orm import Session
 
 from pxe.db.models import Event, Host, utcnow
 
+# The columns :meth:`EventRow.values` gives.
+EVENT_COLUMNS = ("host_id", "time", "kind", "step", "percent", "message")
+
 
 @dataclass(frozen=True)
 class EventRow:

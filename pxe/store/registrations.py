@@ -18,28 +18,35 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from pxe.db.models import Event, Host, HostHealth, HostMac, Pool, utcnow
-from pxe.store.events import EventRow
+from pxe.db.prepared import PreparedRead, PreparedWrite, Transaction
+from pxe.store.events import EVENT_COLUMNS, EventRow
 from pxe.store.macs import normalise_mac
 from pxe.store.profiles import EffectiveProfile, ResolvedProfile, chain_rows
 
-_HOST = select(
+_HOST = PreparedRead(select(
     Host.id, Host.hostname, Host.state, Host.facts, Host.token_spent, Host.token_bound_addr,
     Host.smbios_uuid, Host.serial, Host.registration_key_hash, Host.pool_id, Host.profile_id,
     Host.updated_at,
-).where(Host.install_token_hash == bindparam("token_hash"))  # fmt: skip
-_MACS = select(HostMac.mac).where(HostMac.host_id == bindparam("host_id")).order_by(HostMac.id)
-_MAC_OWNER = select(HostMac.host_id).where(HostMac.mac == bindparam("mac")).limit(1)
-_POOL = select(Pool.id, Pool.name, Pool.secret, Pool.force, Pool.master_host_id)
-_POOL_BY_ID = _POOL.where(Pool.id == bindparam("pool_id"))
-_POOL_BY_NAME = _POOL.where(Pool.name == bindparam("name"))
-_MASTER = select(Host.id, Host.hostname, Host.state, Host.facts, Host.updated_at).where(
-    Host.id == bindparam("host_id")
+).where(Host.install_token_hash == bindparam("token_hash")))  # fmt: skip
+_MACS = PreparedRead(
+    select(HostMac.mac).where(HostMac.host_id == bindparam("host_id")).order_by(HostMac.id)
 )
-_CHAIN = select(chain_rows(bindparam("profile_id")))
-_LAST_EVENT = (
+_MAC_OWNER = PreparedRead(
+    select(HostMac.host_id).where(HostMac.mac == bindparam("mac")).limit(1)
+)
+_POOL = select(Pool.id, Pool.name, Pool.secret, Pool.force, Pool.master_host_id)
+_POOL_BY_ID = PreparedRead(_POOL.where(Pool.id == bindparam("pool_id")))
+_POOL_BY_NAME = PreparedRead(_POOL.where(Pool.name == bindparam("name")))
+_MASTER = PreparedRead(
+    select(Host.id, Host.hostname, Host.state, Host.facts, Host.updated_at).where(
+        Host.id == bindparam("host_id")
+    )
+)
+_CHAIN = PreparedRead(select(chain_rows(bindparam("profile_id"))))
+_LAST_EVENT = PreparedRead(
     select(Event.time)
     .where(Event.host_id == bindparam("host_id"), Event.kind == bindparam("kind"))
     .order_by(Event.id.desc())
@@ -53,7 +60,7 @@ HOST_COLUMNS = (
     "hostname", "facts", "pool_id", "state", "state_reason", "refusal_reasons", "token_spent",
     "token_bound_addr", "token_claimed_at",
 )  # fmt: skip
-_MOVE_HOST = (
+_MOVE_HOST = PreparedWrite(
     update(Host)
     .where(Host.id == bindparam("row"), Host.updated_at == bindparam("seen"))
     .values(
@@ -62,21 +69,33 @@ _MOVE_HOST = (
         updated_at=bindparam("updated"),
     )
 )  # fmt: skip
-_CLAIM_MASTER = (
+_CLAIM_MASTER = PreparedWrite(
     update(Pool)
     .where(Pool.id == bindparam("pool_id"), Pool.master_host_id.is_(None))
     .values(master_host_id=bindparam("host_id"))
 )
-_MASTER_ID = select(Pool.master_host_id).where(Pool.id == bindparam("pool_id"))
-_ROW_SEEN = select(Host.updated_at).where(Host.id == bindparam("host_id"))
-_ADD_MAC = insert(HostMac)
-_EVENTS = insert(Event)
-_REPORT_TOKEN = (
+_MASTER_NOW = PreparedRead(
+    select(Pool.master_host_id, Host.updated_at)
+    .select_from(Pool)
+    .outerjoin(Host, Host.id == Pool.master_host_id)
+    .where(Pool.id == bindparam("pool_id"))
+)
+_ADD_MAC = PreparedWrite(
+    insert(HostMac).values(host_id=bindparam("owner"), mac=bindparam("new_mac"))
+)
+_EVENT = PreparedWrite(insert(Event).values(**{
+    name: bindparam(f"event_{name}", type_=getattr(Event, name).type) for name in EVENT_COLUMNS
+}))  # fmt: skip
+_REPORT_TOKEN = PreparedWrite(
     update(HostHealth)
     .where(HostHealth.host_id == bindparam("owner"))
     .values(token_hash=bindparam("report_hash"))
 )
-_NEW_HEALTH = insert(HostHealth)
+_NEW_HEALTH = PreparedWrite(
+    insert(HostHealth).values(
+        host_id=bindparam("owner"), token_hash=bindparam("report_hash"), raid=bindparam("none")
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -122,14 +141,14 @@ class InventoryReader:
     """The reads of one registration, all in one read transaction: one snapshot of the
     inventory, which takes no write lock."""
 
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
+    def __init__(self, transaction: Transaction) -> None:
+        self._read = transaction
 
     def host(self, token_hash: str) -> RegisteringHost | None:
-        row = self._connection.execute(_HOST, {"token_hash": token_hash}).one_or_none()
+        row = self._read.first(_HOST, token_hash=token_hash)
         if row is None:
             return None
-        macs = self._connection.scalars(_MACS, {"host_id": row.id}).all()
+        macs = [mac_row.mac for mac_row in self._read.rows(_MACS, host_id=row.id)]
         return RegisteringHost(
             id=row.id, hostname=row.hostname, state=row.state, facts=row.facts or {},
             token_spent=bool(row.token_spent), token_bound_addr=row.token_bound_addr,
@@ -138,32 +157,33 @@ class InventoryReader:
             profile_id=row.profile_id, updated_at=row.updated_at, macs=tuple(macs),
         )  # fmt: skip
 
-    def mac_owner(self, mac: str) -> int | None:
-        """The host that has ``mac``, if any."""
-        return self._connection.scalar(_MAC_OWNER, {"mac": normalise_mac(mac)})
+    def mac_taken(self, mac: str) -> bool:
+        """Whether a host has ``mac``."""
+        return self._read.first(_MAC_OWNER, mac=normalise_mac(mac)) is not None
 
     def pool(self, *, pool_id: int | None = None, name: str | None = None) -> PoolRow | None:
         if pool_id is not None:
-            row = self._connection.execute(_POOL_BY_ID, {"pool_id": pool_id}).one_or_none()
+            row = self._read.first(_POOL_BY_ID, pool_id=pool_id)
         else:
-            row = self._connection.execute(_POOL_BY_NAME, {"name": name}).one_or_none()
+            row = self._read.first(_POOL_BY_NAME, name=name)
         return PoolRow(row.id, row.name, row.secret, bool(row.force), row.master_host_id) if (
             row is not None) else None  # fmt: skip
 
     def master(self, host_id: int) -> MasterRow | None:
-        row = self._connection.execute(_MASTER, {"host_id": host_id}).one_or_none()
+        row = self._read.first(_MASTER, host_id=host_id)
         if row is None:
             return None
         return MasterRow(row.id, row.hostname, row.state, row.facts or {}, row.updated_at)
 
     def profile(self, profile_id: int) -> EffectiveProfile:
         """The host's profile with its ancestors folded in (ConflictError on a cycle)."""
-        rows = self._connection.execute(_CHAIN, {"profile_id": profile_id}).all()
+        rows = self._read.rows(_CHAIN, profile_id=profile_id)
         return ResolvedProfile.from_rows(profile_id, rows).profile
 
     def last_event(self, host_id: int, kind: str) -> datetime | None:
         """When the host's latest event of ``kind`` was recorded."""
-        return self._connection.scalar(_LAST_EVENT, {"host_id": host_id, "kind": kind})
+        row = self._read.first(_LAST_EVENT, host_id=host_id, kind=kind)
+        return row.time if row is not None else None
 
 
 @dataclass(frozen=True)
@@ -193,27 +213,23 @@ class RegistrationWrite:
     report_token_hash: str | None = None
 
 
-def apply_registration(connection: Connection, write: RegistrationWrite) -> bool:
-    """Record ``write`` in the connection's write transaction; False, writing nothing the
-    caller keeps (it rolls back), when what it was decided on changed since it was read."""
-    if write.claim_master is not None:
-        claimed = connection.execute(
-            _CLAIM_MASTER, {"pool_id": write.claim_master, "host_id": write.host_id}
-        )
-        if claimed.rowcount != 1:
-            return False
-    if write.master_seen is not None and not _master_unchanged(connection, write.master_seen):
+def apply_registration(write_to: Transaction, write: RegistrationWrite) -> bool:
+    """Record ``write`` in a write transaction; False, writing nothing the caller keeps (it
+    rolls back), when what it was decided on changed since it was read."""
+    claim = write.claim_master
+    if claim is not None and write_to.run(_CLAIM_MASTER, pool_id=claim, host_id=write.host_id) != 1:
         return False
-    if write.host_values:
-        moved = connection.execute(_MOVE_HOST, _host_parameters(write))
-        if moved.rowcount != 1:
-            return False
+    if write.master_seen is not None and not _master_unchanged(write_to, write.master_seen):
+        return False
+    if write.host_values and write_to.run(_MOVE_HOST, **_host_parameters(write)) != 1:
+        return False
     if write.add_mac is not None:
-        connection.execute(_ADD_MAC, {"host_id": write.host_id, "mac": write.add_mac})
+        write_to.run(_ADD_MAC, owner=write.host_id, new_mac=write.add_mac)
     if write.events:
-        connection.execute(_EVENTS, [event.values(write.host_id) for event in write.events])
+        rows = [event.values(write.host_id) for event in write.events]
+        write_to.run_many(_EVENT, [{f"event_{k}": v for k, v in row.items()} for row in rows])
     if write.report_token_hash is not None:
-        _store_report_token(connection, write.host_id, write.report_token_hash)
+        _store_report_token(write_to, write.host_id, write.report_token_hash)
     return True
 
 
@@ -225,16 +241,12 @@ def _host_parameters(write: RegistrationWrite) -> dict[str, Any]:
     return {**values, "row": write.host_id, "seen": write.seen, "updated": utcnow()}
 
 
-def _master_unchanged(connection: Connection, seen: MasterSeen) -> bool:
-    if connection.scalar(_MASTER_ID, {"pool_id": seen.pool_id}) != seen.master_id:
-        return False
-    if seen.master_id is None:
-        return True
-    return connection.scalar(_ROW_SEEN, {"host_id": seen.master_id}) == seen.updated_at
+def _master_unchanged(write_to: Transaction, seen: MasterSeen) -> bool:
+    now = write_to.first(_MASTER_NOW, pool_id=seen.pool_id)
+    return now is not None and tuple(now) == (seen.master_id, seen.updated_at)
 
 
-def _store_report_token(connection: Connection, host_id: int, token_hash: str) -> None:
+def _store_report_token(write_to: Transaction, host_id: int, token_hash: str) -> None:
     """The host's report token is now ``token_hash``; the one it had stops working."""
-    stored = connection.execute(_REPORT_TOKEN, {"owner": host_id, "report_hash": token_hash})
-    if stored.rowcount == 0:
-        connection.execute(_NEW_HEALTH, {"host_id": host_id, "token_hash": token_hash, "raid": []})
+    if write_to.run(_REPORT_TOKEN, owner=host_id, report_hash=token_hash) == 0:
+        write_to.run(_NEW_HEALTH, owner=host_id, report_hash=token_hash, none=[])

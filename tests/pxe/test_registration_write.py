@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from pxe.db.models import Event, Host, HostHealth, Pool
+from pxe.db.prepared import transaction
 from pxe.db.session import Database
-from pxe.db.write_retry import write_statements
+from pxe.db.write_retry import write_transaction
 from pxe.store.events import EventRow
 from pxe.store.registrations import (
     InventoryReader,
@@ -34,8 +35,8 @@ def database(tmp_path: Path):
 
 
 def _read(database: Database, token: str) -> RegisteringHost:
-    with database.engine.connect() as connection, connection.begin():
-        host = InventoryReader(connection).host(hash_token(token))
+    with transaction(database.engine, write=False) as read:
+        host = InventoryReader(read).host(hash_token(token))
     assert host is not None
     return host
 
@@ -57,7 +58,7 @@ def _joining(host: RegisteringHost, **changes) -> RegistrationWrite:
 
 
 def _apply(database: Database, write: RegistrationWrite) -> bool:
-    return write_statements(database, lambda connection: apply_registration(connection, write))
+    return write_transaction(database, lambda tx: apply_registration(tx, write))
 
 
 def _recorded(database: Database, host_id: int) -> tuple[str, int, int]:
