@@ -1,6 +1,7 @@
 """A prepared read gives the rows SQLAlchemy's own execution gives, types included (JSON,
 timezone-aware dates, booleans), on both backends, and leaves no transaction open; a prepared
-write is committed, counts the rows it changed, and fails as SQLAlchemy's statements fail."""
+write is committed, counts the rows it changed, and fails as SQLAlchemy's statements fail.
+Several of them in one transaction are committed together or not at all."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, create_engine, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import bindparam, create_engine, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from pxe.db.models import Host, Profile
-from pxe.db.prepared import PreparedRead, PreparedWrite
+from pxe.db.models import Host, HostMac, Profile
+from pxe.db.prepared import PreparedRead, PreparedWrite, transaction
 from pxe.db.session import Database
 from pxe.store import hosts, profiles
 
@@ -151,3 +152,47 @@ def test_a_busy_database_fails_as_sqlalchemy_fails_so_writes_are_retried(tmp_pat
     finally:
         holder.close()
         engine.dispose()
+
+
+ADD_MAC = PreparedWrite(
+    insert(HostMac).values(host_id=bindparam("owner"), mac=bindparam("new_mac"))
+)
+NAMES = PreparedRead(select(Host.hostname).where(Host.token_bound_addr.is_not(None)))
+
+
+def _bound(database: Database) -> list[str]:
+    return [row.hostname for row in NAMES.rows(database.engine)]
+
+
+def test_a_transaction_commits_its_statements_together_or_none(any_database: Database) -> None:
+    _inventory(any_database)
+    at = datetime.now(UTC)
+    # The driver's error, as SQLAlchemy raises it.
+    with pytest.raises(IntegrityError), transaction(any_database.engine, write=True) as tx:
+        assert tx.run(WRITE, name="node-3", address="192.0.2.3", at=at, facts={}) == 1
+        assert [row.hostname for row in tx.rows(NAMES)] == ["node-3"]  # its own write
+        tx.run(ADD_MAC, owner=1, new_mac="52:54:00:dd:00:00")  # node-0's MAC
+    assert _bound(any_database) == []
+    with transaction(any_database.engine, write=True) as tx:
+        tx.run(WRITE, name="node-3", address="192.0.2.3", at=at, facts={})
+        tx.run_many(ADD_MAC, [{"owner": 4, "new_mac": f"52:54:00:dd:01:0{i}"} for i in (1, 2)])
+    assert _bound(any_database) == ["node-3"]
+    with any_database.scope(write=False) as s:
+        assert s.scalar(select(HostMac.host_id).where(HostMac.mac == "52:54:00:dd:01:02")) == 4
+
+
+def test_only_a_writers_transaction_takes_sqlites_write_lock(database: Database) -> None:
+    """A registration reads in one transaction and writes in another: the reads must leave
+    other writers free, and the write must hold the lock from its first statement."""
+    path = database.engine.url.database
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        with transaction(database.engine, write=False) as tx:
+            tx.rows(NAMES)
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        with transaction(database.engine, write=True), pytest.raises(sqlite3.OperationalError,
+                                                                     match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+    finally:
+        other.close()
