@@ -6,9 +6,10 @@ write lock stayed held through every read and every Python step of the decision,
 for the interpreter behind the other requests: a rack registering at once went through at
 ~280 a second whatever the CPU had left. So the reads here run in a read transaction that
 blocks no writer, :mod:`pxe.registration` decides on what they returned, and
-:func:`apply_registration` writes the decision in a few Core statements, on condition that
-what the decision rested on is unchanged (the host's row by its ``updated_at``, the pool's
-master by its id and row). When it changed, nothing is written and the caller reads again.
+:func:`apply_registration` writes the decision in a few prepared statements
+(:mod:`pxe.db.prepared`), on condition that what the decision rested on is unchanged (the
+host's row by its ``updated_at``, the pool's master by its id and row). When it changed,
+nothing is written and the caller reads again.
 """
 
 from __future__ import annotations
@@ -166,8 +167,9 @@ class InventoryReader:
             row = self._read.first(_POOL_BY_ID, pool_id=pool_id)
         else:
             row = self._read.first(_POOL_BY_NAME, name=name)
-        return PoolRow(row.id, row.name, row.secret, bool(row.force), row.master_host_id) if (
-            row is not None) else None  # fmt: skip
+        if row is None:
+            return None
+        return PoolRow(row.id, row.name, row.secret, bool(row.force), row.master_host_id)
 
     def master(self, host_id: int) -> MasterRow | None:
         row = self._read.first(_MASTER, host_id=host_id)
@@ -188,11 +190,10 @@ class InventoryReader:
 
 @dataclass(frozen=True)
 class MasterSeen:
-    """The pool's master as the decision saw it (``master_id`` None: the pool had none, and
-    still must not, since the host was refused to wait for one)."""
+    """The pool's master as the decision saw it (``updated_at`` None: its row was gone)."""
 
     pool_id: int
-    master_id: int | None
+    master_id: int
     updated_at: datetime | None = None
 
 
