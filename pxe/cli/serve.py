@@ -30,7 +30,7 @@ from pxe.db.session import Database, close_databases, open_database
 from pxe.dhcp.bootpath import BootPathRecorder
 from pxe.dhcp.pool import DhcpRange
 from pxe.dhcp.proxy import ProxyDhcpService
-from pxe.httpd.server import make_socket_server
+from pxe.httpd.server import hand_over_interpreter_quickly, make_socket_server
 from pxe.httpd.workers import HttpWorkers, listening_socket, listening_sockets
 from pxe.logging_json import configure_logging
 from pxe.rolls import RollDriver
@@ -235,6 +235,7 @@ def run_server(
     write_demo_release: DemoWriter,
 ) -> None:
     """Serve until SIGTERM or SIGINT; ``--demo`` seeds through ``write_demo_release``."""
+    hand_over_interpreter_quickly()
     try:
         settings = load_settings(
             config_file,

@@ -17,7 +17,7 @@ from types import FrameType
 
 from pxe.config import load_settings
 from pxe.db.session import close_databases
-from pxe.httpd.server import make_socket_server
+from pxe.httpd.server import hand_over_interpreter_quickly, make_socket_server
 from pxe.logging_json import configure_logging
 from pxe.tftp.counters import SharedTftpCounters
 from pxe.web.app import create_app
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True, help="the listening socket")
     parser.add_argument("--tftp-counters", type=Path, help="the TFTP service's counters file")
     args = parser.parse_args(argv)
+    hand_over_interpreter_quickly()
     settings = load_settings()
     configure_logging(settings.log_format)
     signal.signal(signal.SIGTERM, _stop)
