@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, Insert, Select, Update
@@ -173,6 +173,11 @@ class Transaction:
         self._cursor = connection.cursor()
         self._dialect = dialect
 
+    @property
+    def dialect_name(self) -> str:
+        """``sqlite`` or ``postgresql``: for a statement each dialect builds its own way."""
+        return self._dialect.name
+
     def rows(self, statement: PreparedRead, **values: Any) -> list[Any]:
         compiled = statement._compiled(self._dialect)
         parameters = compiled.parameters(values)
@@ -202,25 +207,32 @@ class Transaction:
 
 
 @contextmanager
-def transaction(engine: Engine, *, write: bool) -> Iterator[Transaction]:
+def transaction(
+    engine: Engine, *, write: bool, turn: AbstractContextManager[None] | None = None
+) -> Iterator[Transaction]:
     """One transaction on a pooled connection: committed when the block ends, rolled back when
     it raises. On SQLite, whose connections run in autocommit mode here (:mod:`pxe.db.session`)
     it is begun explicitly, and a writer's takes the write lock first (``IMMEDIATE``), as
-    :meth:`pxe.db.session.Database.scope` does; PostgreSQL's driver begins one by itself."""
+    :meth:`pxe.db.session.Database.scope` does; PostgreSQL's driver begins one by itself.
+
+    ``turn`` (a writer's place in :mod:`pxe.db.writer_queue`) is held from the begin to the
+    commit only: taking the connection from the pool and giving it back are Python work no
+    other writer needs to wait for."""
     dialect = engine.dialect
     connection = engine.raw_connection()
     try:
-        if dialect.name == "sqlite":
-            begin = "BEGIN IMMEDIATE" if write else "BEGIN"
-            with _wrapped(dialect, begin, (), connection):
-                connection.cursor().execute(begin)
-        try:
-            yield Transaction(connection, dialect)
-        except BaseException:
-            _roll_back(connection)
-            raise
-        with _wrapped(dialect, "COMMIT", (), connection):
-            connection.commit()
+        with turn if turn is not None else nullcontext():
+            if dialect.name == "sqlite":
+                begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+                with _wrapped(dialect, begin, (), connection):
+                    connection.cursor().execute(begin)
+            try:
+                yield Transaction(connection, dialect)
+            except BaseException:
+                _roll_back(connection)
+                raise
+            with _wrapped(dialect, "COMMIT", (), connection):
+                connection.commit()
     finally:
         connection.close()  # back to the pool, which ends any transaction left open
 

@@ -64,7 +64,7 @@ def write_transaction(database: Database, work: Callable[[Transaction], T]) -> T
     write a registration makes once it has decided on its reads."""
 
     def attempt() -> T:
-        with database.writer_turn(), transaction(database.engine, write=True) as prepared:
+        with transaction(database.engine, write=True, turn=database.writer_turn()) as prepared:
             return work(prepared)
 
     return _retried(attempt)

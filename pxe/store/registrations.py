@@ -14,12 +14,15 @@ nothing is written and the caller reads again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Integer, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
 
 from pxe.db.models import Event, Host, HostHealth, HostMac, Pool, utcnow
 from pxe.db.prepared import PreparedRead, PreparedWrite, Transaction
@@ -61,9 +64,22 @@ HOST_COLUMNS = (
     "hostname", "facts", "pool_id", "state", "state_reason", "refusal_reasons", "token_spent",
     "token_bound_addr", "token_claimed_at",
 )  # fmt: skip
+_MASTER_ROW = aliased(Host)
+# The master a member's verdict was made against (``master`` None: no verdict to check) is
+# still the pool's, its row unchanged: checked by the host's own UPDATE, one statement fewer
+# while the write lock is held.
+_MASTER_HOLDS = or_(
+    bindparam("master", type_=Integer).is_(None),
+    and_(
+        select(Pool.master_host_id).where(Pool.id == bindparam("master_pool")).scalar_subquery()
+        == bindparam("master", type_=Integer),
+        select(_MASTER_ROW.updated_at).where(_MASTER_ROW.id == bindparam("master"))
+        .scalar_subquery() == bindparam("master_seen", type_=Host.updated_at.type),
+    ),
+)  # fmt: skip
 _MOVE_HOST = PreparedWrite(
     update(Host)
-    .where(Host.id == bindparam("row"), Host.updated_at == bindparam("seen"))
+    .where(Host.id == bindparam("row"), Host.updated_at == bindparam("seen"), _MASTER_HOLDS)
     .values(
         **{name: func.coalesce(bindparam(f"new_{name}", type_=getattr(Host, name).type),
                                getattr(Host, name)) for name in HOST_COLUMNS},
@@ -75,28 +91,36 @@ _CLAIM_MASTER = PreparedWrite(
     .where(Pool.id == bindparam("pool_id"), Pool.master_host_id.is_(None))
     .values(master_host_id=bindparam("host_id"))
 )
-_MASTER_NOW = PreparedRead(
-    select(Pool.master_host_id, Host.updated_at)
-    .select_from(Pool)
-    .outerjoin(Host, Host.id == Pool.master_host_id)
-    .where(Pool.id == bindparam("pool_id"))
-)
 _ADD_MAC = PreparedWrite(
     insert(HostMac).values(host_id=bindparam("owner"), mac=bindparam("new_mac"))
 )
-_EVENT = PreparedWrite(insert(Event).values(**{
-    name: bindparam(f"event_{name}", type_=getattr(Event, name).type) for name in EVENT_COLUMNS
-}))  # fmt: skip
-_REPORT_TOKEN = PreparedWrite(
-    update(HostHealth)
-    .where(HostHealth.host_id == bindparam("owner"))
-    .values(token_hash=bindparam("report_hash"))
-)
-_NEW_HEALTH = PreparedWrite(
-    insert(HostHealth).values(
+
+
+@functools.cache
+def _events(count: int) -> PreparedWrite:
+    """One INSERT of ``count`` events: one statement, where executemany is one per row."""
+    rows = [
+        {name: bindparam(f"e{i}_{name}", type_=getattr(Event, name).type) for name in EVENT_COLUMNS}
+        for i in range(count)
+    ]
+    return PreparedWrite(insert(Event).values(rows))
+
+
+def _report_token(insert_into: Callable[[type[HostHealth]], Any]) -> PreparedWrite:
+    """The host's report token, its health row made if it has none: one statement."""
+    statement = insert_into(HostHealth).values(
         host_id=bindparam("owner"), token_hash=bindparam("report_hash"), raid=bindparam("none")
     )
-)
+    return PreparedWrite(statement.on_conflict_do_update(
+        index_elements=[HostHealth.host_id], set_={"token_hash": statement.excluded.token_hash}
+    ))  # fmt: skip
+
+
+# INSERT ... ON CONFLICT is written alike by both, but built by each dialect's own insert().
+_REPORT_TOKEN = {
+    "sqlite": _report_token(sqlite.insert),
+    "postgresql": _report_token(postgresql.insert),
+}
 
 
 @dataclass(frozen=True)
@@ -220,17 +244,22 @@ def apply_registration(write_to: Transaction, write: RegistrationWrite) -> bool:
     claim = write.claim_master
     if claim is not None and write_to.run(_CLAIM_MASTER, pool_id=claim, host_id=write.host_id) != 1:
         return False
-    if write.master_seen is not None and not _master_unchanged(write_to, write.master_seen):
-        return False
+    if write.master_seen is not None and not write.host_values:
+        raise ValueError("a verdict against a master comes with the host's move")
     if write.host_values and write_to.run(_MOVE_HOST, **_host_parameters(write)) != 1:
         return False
     if write.add_mac is not None:
         write_to.run(_ADD_MAC, owner=write.host_id, new_mac=write.add_mac)
     if write.events:
-        rows = [event.values(write.host_id) for event in write.events]
-        write_to.run_many(_EVENT, [{f"event_{k}": v for k, v in row.items()} for row in rows])
+        values = {
+            f"e{i}_{name}": value
+            for i, event in enumerate(write.events)
+            for name, value in event.values(write.host_id).items()
+        }
+        write_to.run(_events(len(write.events)), **values)
     if write.report_token_hash is not None:
-        _store_report_token(write_to, write.host_id, write.report_token_hash)
+        write_to.run(_REPORT_TOKEN[write_to.dialect_name], owner=write.host_id,
+                     report_hash=write.report_token_hash, none=[])  # fmt: skip
     return True
 
 
@@ -239,15 +268,13 @@ def _host_parameters(write: RegistrationWrite) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"a registration cannot write {sorted(unknown)}: add it to HOST_COLUMNS")
     values = {f"new_{name}": write.host_values.get(name) for name in HOST_COLUMNS}
-    return {**values, "row": write.host_id, "seen": write.seen, "updated": utcnow()}
-
-
-def _master_unchanged(write_to: Transaction, seen: MasterSeen) -> bool:
-    now = write_to.first(_MASTER_NOW, pool_id=seen.pool_id)
-    return now is not None and tuple(now) == (seen.master_id, seen.updated_at)
-
-
-def _store_report_token(write_to: Transaction, host_id: int, token_hash: str) -> None:
-    """The host's report token is now ``token_hash``; the one it had stops working."""
-    if write_to.run(_REPORT_TOKEN, owner=host_id, report_hash=token_hash) == 0:
-        write_to.run(_NEW_HEALTH, owner=host_id, report_hash=token_hash, none=[])
+    master = write.master_seen
+    return {
+        **values,
+        "row": write.host_id,
+        "seen": write.seen,
+        "updated": utcnow(),
+        "master": master.master_id if master is not None else None,
+        "master_pool": master.pool_id if master is not None else None,
+        "master_seen": master.updated_at if master is not None else None,
+    }
