@@ -38,7 +38,7 @@ _HOST = PreparedRead(select(
 _MACS = PreparedRead(
     select(HostMac.mac).where(HostMac.host_id == bindparam("host_id")).order_by(HostMac.id)
 )
-_MAC_OWNER = PreparedRead(
+_MAC_TAKEN = PreparedRead(
     select(HostMac.host_id).where(HostMac.mac == bindparam("mac")).limit(1)
 )
 _POOL = select(Pool.id, Pool.name, Pool.secret, Pool.force, Pool.master_host_id)
@@ -109,7 +109,7 @@ def _events(count: int) -> PreparedWrite:
 def _report_token(insert_into: Callable[[type[HostHealth]], Any]) -> PreparedWrite:
     """The host's report token, its health row made if it has none: one statement."""
     statement = insert_into(HostHealth).values(
-        host_id=bindparam("owner"), token_hash=bindparam("report_hash"), raid=bindparam("none")
+        host_id=bindparam("owner"), token_hash=bindparam("report_hash"), raid=bindparam("no_raid")
     )
     return PreparedWrite(statement.on_conflict_do_update(
         index_elements=[HostHealth.host_id], set_={"token_hash": statement.excluded.token_hash}
@@ -184,7 +184,7 @@ class InventoryReader:
 
     def mac_taken(self, mac: str) -> bool:
         """Whether a host has ``mac``."""
-        return self._read.first(_MAC_OWNER, mac=normalise_mac(mac)) is not None
+        return self._read.first(_MAC_TAKEN, mac=normalise_mac(mac)) is not None
 
     def pool(self, *, pool_id: int | None = None, name: str | None = None) -> PoolRow | None:
         if pool_id is not None:
@@ -259,7 +259,7 @@ def apply_registration(write_to: Transaction, write: RegistrationWrite) -> bool:
         write_to.run(_events(len(write.events)), **values)
     if write.report_token_hash is not None:
         write_to.run(_REPORT_TOKEN[write_to.dialect_name], owner=write.host_id,
-                     report_hash=write.report_token_hash, none=[])  # fmt: skip
+                     report_hash=write.report_token_hash, no_raid=[])  # fmt: skip
     return True
 
 
