@@ -44,7 +44,7 @@ from pxe.config import Settings
 from pxe.db.models import Host, utcnow
 from pxe.db.prepared import transaction
 from pxe.db.session import Database
-from pxe.db.write_retry import write_transaction, write_with_retries
+from pxe.db.write_retry import retried, write_transaction, write_with_retries
 from pxe.dns.errors import DnsError
 from pxe.dns.settings import DnsSettings
 from pxe.dns.update import DnsUpdater, RecordStatus
@@ -193,8 +193,7 @@ def _recorded(database: Database, token: str, report: HostReport, source: str | 
     token_hash = hash_token(token)
     for _ in range(DECISION_ATTEMPTS):
         try:
-            with transaction(database.engine, write=False) as read:
-                placed, write = _decided(InventoryReader(read), token_hash, report, source)
+            placed, write = retried(lambda: _read_and_decided(database, token_hash, report, source))
         except _PoolMissingError as missing:
             _create_pool(database, missing.name, token)
             continue
@@ -206,6 +205,13 @@ def _recorded(database: Database, token: str, report: HostReport, source: str | 
                 raise
             # Another host took the reported MAC since the read: the next read refuses it.
     raise ConflictError("the inventory kept changing while this host registered; register again")
+
+
+def _read_and_decided(
+    database: Database, token_hash: str, report: HostReport, source: str | None
+) -> tuple[_Placed, RegistrationWrite]:
+    with transaction(database.engine, write=False) as read:
+        return _decided(InventoryReader(read), token_hash, report, source)
 
 
 def on_host_removed(settings: Settings, host: Host) -> list[str]:

@@ -41,7 +41,7 @@ def write_with_retries(database: Database, work: Callable[[Session], T]) -> T:
         with database.writer_turn(), database.scope(write=True) as session:
             return work(session)
 
-    return _retried(attempt)
+    return retried(attempt)
 
 
 def write_statements(database: Database, work: Callable[[Connection], T]) -> T:
@@ -56,7 +56,7 @@ def write_statements(database: Database, work: Callable[[Connection], T]) -> T:
         with database.writer_turn(), database.write_engine.begin() as connection:
             return work(connection)
 
-    return _retried(attempt)
+    return retried(attempt)
 
 
 def write_transaction(database: Database, work: Callable[[Transaction], T]) -> T:
@@ -67,7 +67,7 @@ def write_transaction(database: Database, work: Callable[[Transaction], T]) -> T
         with transaction(database.engine, write=True, turn=database.writer_turn()) as prepared:
             return work(prepared)
 
-    return _retried(attempt)
+    return retried(attempt)
 
 
 def write_alone(database: Database, statement: Executable) -> int:
@@ -86,16 +86,19 @@ def write_alone(database: Database, statement: Executable) -> int:
         with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             return c.execute(statement).rowcount
 
-    return _retried(attempt)
+    return retried(attempt)
 
 
 def write_prepared(database: Database, statement: PreparedWrite, **values: Any) -> int:
     """:func:`write_alone` for a statement compiled once (:mod:`pxe.db.prepared`), for the
     write a cold answer file makes; returns the rows it changed."""
-    return _retried(lambda: statement.run(database.engine, **values))
+    return retried(lambda: statement.run(database.engine, **values))
 
 
-def _retried(attempt: Callable[[], T]) -> T:
+def retried(attempt: Callable[[], T]) -> T:
+    """``attempt()``, again after a short random pause while the database says "try again" or
+    cannot answer, up to :data:`ATTEMPTS` times; also for reads that decide a write (a
+    registration's), so a short outage is ridden out as the write would ride it out."""
     for tries in range(1, ATTEMPTS + 1):
         try:
             return attempt()
