@@ -17,14 +17,14 @@ the difference; it is committed as its own transaction.
 
 Where several statements must share one transaction (a registration's reads, then its write),
 :func:`transaction` holds one on a pooled connection and runs them through :class:`Transaction`:
-through SQLAlchemy's connection, each of a registration's dozen statements cost ~40 us around
-a ~5 us query.
+through SQLAlchemy's connection, each of a registration's statements cost ~40 us around a
+~5 us query.
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
@@ -197,13 +197,6 @@ class Transaction:
         with _wrapped(self._dialect, compiled.sql, parameters, self._connection):
             self._cursor.execute(compiled.sql, parameters)
             return self._cursor.rowcount
-
-    def run_many(self, statement: PreparedWrite, rows: Sequence[dict[str, Any]]) -> None:
-        """Run a write once per row of values (an INSERT of several rows)."""
-        compiled = statement._compiled(self._dialect)
-        parameters = [compiled.parameters(values) for values in rows]
-        with _wrapped(self._dialect, compiled.sql, parameters, self._connection):
-            self._cursor.executemany(compiled.sql, parameters)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from pxe.db.models import Event, Host, utcnow
 
-# The columns :meth:`EventRow.values` gives.
+# The columns :meth:`EventRow.values` gives, in its order.
 EVENT_COLUMNS = ("host_id", "time", "kind", "step", "percent", "message")
 
 
@@ -27,14 +27,8 @@ class EventRow:
     time: datetime = field(default_factory=utcnow)
 
     def values(self, host_id: int) -> dict[str, Any]:
-        return {
-            "host_id": host_id,
-            "time": self.time,
-            "kind": self.kind[:32],
-            "step": self.step[:128],
-            "percent": self.percent,
-            "message": self.message,
-        }
+        row = (host_id, self.time, self.kind[:32], self.step[:128], self.percent, self.message)
+        return dict(zip(EVENT_COLUMNS, row, strict=True))
 
 
 def record_event(

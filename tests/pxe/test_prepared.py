@@ -175,7 +175,8 @@ def test_a_transaction_commits_its_statements_together_or_none(any_database: Dat
     assert _bound(any_database) == []
     with transaction(any_database.engine, write=True) as tx:
         tx.run(WRITE, name="node-3", address="192.0.2.3", at=at, facts={})
-        tx.run_many(ADD_MAC, [{"owner": 4, "new_mac": f"52:54:00:dd:01:0{i}"} for i in (1, 2)])
+        for i in (1, 2):
+            tx.run(ADD_MAC, owner=4, new_mac=f"52:54:00:dd:01:0{i}")
     assert _bound(any_database) == ["node-3"]
     with any_database.scope(write=False) as s:
         assert s.scalar(select(HostMac.host_id).where(HostMac.mac == "52:54:00:dd:01:02")) == 4
