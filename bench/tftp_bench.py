@@ -58,13 +58,17 @@ class Server:
 def counting_cpu(server: Server, scratch: Path) -> Iterator[None]:
     """Count the CPU time of the server and of every child it forks meanwhile (tftpd-hpa forks
     one per transfer and ignores SIGCHLD, so the kernel keeps no total for them) with
-    ``perf stat``; without perf, no CPU figure."""
+    ``perf stat``, and of the children already running (our pumps); without perf, no CPU
+    figure."""
     if shutil.which("perf") is None:
         yield
         return
     out = scratch / "perf.csv"
+    # The children running already count too: our TFTP pumps, started with the service.
+    pid = server.proc.pid
+    pids = [pid, *Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     perf = start(["perf", "stat", "-x,", "-e", "task-clock", "-o", str(out),
-                  "-p", str(server.proc.pid)], stderr=subprocess.DEVNULL)
+                  "-p", ",".join(map(str, pids))], stderr=subprocess.DEVNULL)
     time.sleep(0.2)  # attached
     try:
         yield

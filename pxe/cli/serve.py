@@ -96,7 +96,9 @@ class Services:
         """``shared_counters``: a file to count in, for HTTP workers in other processes."""
         root = prepare_tftp_root(settings.data_dir)
         generated = GeneratedFiles(plan_for_mac(settings, database), settings.base_url())
-        service = TftpService(root, generated, settings.ipv4_bind(), settings.tftp_port)
+        # As many pumps as HTTP workers: one per core unless the operator says otherwise.
+        service = TftpService(root, generated, settings.ipv4_bind(), settings.tftp_port,
+                              pumps=settings.workers())  # fmt: skip
         if shared_counters is not None:
             service.counters = SharedTftpCounters(shared_counters, writable=True)
         service.start()

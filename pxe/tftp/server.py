@@ -1,4 +1,5 @@
-"""The TFTP service: tftpy's protocol states behind a read-only, supervised, faster front.
+"""The TFTP service: tftpy's request handling behind a read-only, supervised front, and the
+downloads in pump processes.
 
 tftpy 0.8.7 gets the protocol right (RRQ, OACK, blksize, tsize, retransmission) but its server is
 unsafe and slow as shipped: it follows symlinks out of the root, accepts uploads, crashes for good
@@ -7,31 +8,27 @@ when a dynamic file is a ``BytesIO`` (#155), stops only after its next select ti
 re-checks every timeout on each packet, which makes it quadratic in the number of concurrent
 clients.
 
-So this module keeps tftpy's packet codec, contexts and states, and replaces only the two things
-that cannot be wrapped from outside:
+So this module keeps tftpy's packet codec, contexts and option negotiation, and replaces the rest:
 
 * the request start (:class:`_ReadOnlyStart`): write requests are refused, every path is
   resolved with ``realpath`` and refused outside the root, and so is a file found outside it
-  once open (a directory swapped for a link in between), generated files come from the
+  once open (a directory swapped for a link in between); generated files come from the
   ``generated`` callable, in a small worker pool so a slow inventory lookup never stalls the
-  transfers already running; small files on disk are served from memory while unchanged
-  (:mod:`pxe.tftp.filecache`);
-* the event loop (:class:`TftpService`): one epoll registration per transfer, each transfer on
-  a connected socket (the kernel drops packets from a foreign transfer id, which tftpy would
-  process), timeouts checked on a tick, a wake-up pipe so ``stop()`` is immediate, every
-  transfer's exception contained, and the loop itself restarted by a supervisor if it ever
-  dies. The steady-state ACK -> DATA step is done inline (profiling showed tftpy's
-  per-packet objects, parsing and logging to be most of the Python time); everything else
-  (OACK, duplicates, errors, resends) still goes through tftpy's states. tftpy's #155 (a
-  ``BytesIO`` kills ``listen()``) is a defect of that loop, which this module does not run, so
-  files in memory are served as ``BytesIO``.
+  other requests;
+* the request loop (:class:`TftpService`): one epoll over the listening socket, a wake-up pipe
+  so ``stop()`` is immediate, every request's exception contained, and the loop itself
+  restarted by a supervisor if it ever dies;
+* the downloads: each on a connected socket of its own (the kernel drops packets from a foreign
+  transfer id, which tftpy would process), run by the pump processes (:mod:`pxe.tftp.pump`),
+  which get the socket and the file's descriptor. This process decides what is served and keeps
+  the counters and the log; the pumps only move blocks, in parallel.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
+import itertools
 import logging
 import os
 import queue
@@ -46,17 +43,13 @@ from typing import BinaryIO
 
 from tftpy.TftpContexts import TftpContextServer
 from tftpy.TftpPacketFactory import TftpPacketFactory
-from tftpy.TftpPacketTypes import TftpPacketDAT, TftpPacketRRQ, TftpPacketWRQ
-from tftpy.TftpShared import (
-    TftpErrors,
-    TftpException,
-    TftpTimeout,
-    TftpTimeoutExpectACK,
-)
-from tftpy.TftpStates import TftpServerState, TftpState, TftpStateExpectACK
+from tftpy.TftpPacketTypes import TftpPacketOACK, TftpPacketRRQ, TftpPacketWRQ
+from tftpy.TftpShared import TftpErrors, TftpException
+from tftpy.TftpStates import TftpServerState, TftpState
 
-from pxe.tftp.filecache import FileCache, OutsideRootError
-from pxe.tftp.window import WindowedSender, accepted_window
+from pxe.tftp.download import accepted_window
+from pxe.tftp.pump import SERVER_ERROR, Handoff, Outcome
+from pxe.tftp.pumps import NoPumpError, Pumps
 from pxe.udp_buffers import deepen_receive_buffer
 
 log = logging.getLogger(__name__)
@@ -66,8 +59,8 @@ Generated = Callable[[str, str], bytes | None]
 # RFC 2348's ceiling: a DATA packet must still fit in one UDP datagram.
 MAX_BLKSIZE = 65464
 _RECV_SIZE = 65536
-_ACK = b"\x00\x04"
-_DAT = b"\x00\x03"
+# How often the loop looks for pumps to replace.
+_TICK_S = 0.25
 
 
 class TftpRefusedError(TftpException):
@@ -96,10 +89,11 @@ class TftpCounters:
 class _ReadOnlyStart(TftpState):
     """First state of every transfer: only reads, only inside the root."""
 
-    def handle(self, pkt: object, raddress: str, rport: int) -> TftpState:
+    def handle(self, pkt: object, raddress: str, rport: int) -> None:
         self.context.tidport = rport
         if isinstance(pkt, TftpPacketRRQ):
-            return _ReadRequest(self.context).handle(pkt, raddress, rport)
+            _ReadRequest(self.context).handle(pkt, raddress, rport)
+            return
         self.sendError(TftpErrors.AccessViolation)
         kind = "write request" if isinstance(pkt, TftpPacketWRQ) else "not a read request"
         raise TftpRefusedError(
@@ -116,7 +110,9 @@ class _ReadRequest(TftpServerState):
             accepted["windowsize"] = accepted_window(options["windowsize"])
         return accepted
 
-    def handle(self, pkt: TftpPacketRRQ, raddress: str, rport: int) -> TftpState:
+    def handle(self, pkt: TftpPacketRRQ, raddress: str, rport: int) -> None:
+        """Negotiate and open; the download itself runs in a pump (``ctx.oack`` is its first
+        packet when options were asked for)."""
         try:
             send_oack = self.serverInitial(pkt, raddress, rport)
         except TftpRefusedError:
@@ -136,91 +132,38 @@ class _ReadRequest(TftpServerState):
         except TftpRefusedError as exc:
             self.sendError(exc.code)
             raise
-        if send_oack and "tsize" in ctx.options:
-            ctx.options["tsize"] = str(ctx.fileobj.seek(0, os.SEEK_END))
-            ctx.fileobj.seek(0)
         if send_oack:
-            self.sendOACK()
-        else:
-            ctx.next_block = 1
-            ctx.pending_complete = self.sendDAT()
-        return TftpStateExpectACK(ctx)
+            if "tsize" in ctx.options:
+                ctx.options["tsize"] = str(os.fstat(ctx.fileobj.fileno()).st_size)
+            oack = TftpPacketOACK()
+            oack.options = ctx.options
+            ctx.oack = oack.encode().buffer
 
 
 class _Transfer(TftpContextServer):
-    """tftpy's server context, started by :class:`_ReadOnlyStart` and fed by our loop."""
+    """tftpy's server context for a request, started by :class:`_ReadOnlyStart`."""
 
     def __init__(self, client: tuple[str, int], timeout: float, retries: int, root: str,
-                 opener: Callable[[str, str, str], BinaryIO]) -> None:
-        self._last_pkt: object = None
-        self._last_dat: bytes | None = None
-        self._expected_ack: bytes | None = None
+                 opener: Callable[[str, str, str], BinaryIO], *, number: int) -> None:
         super().__init__(client[0], client[1], timeout, root, retries=retries, flock=False)
-        self.sock.setblocking(False)
         # Connected: the kernel drops foreign TIDs and skips a route lookup per packet.
         self.sock.connect(client)
         self.state = _ReadOnlyStart(self)
+        self.number = number
         self.opener = opener
         self.peer = client
         self.started = time.monotonic()
-        self.blksize: int | None = None  # known once options are negotiated
-        # The data phase when the client negotiated a window of more than one block.
-        self.windowed: WindowedSender | None = None
+        self.oack: bytes | None = None
 
-    @property
-    def last_pkt(self) -> object:
-        """tftpy resends ``last_pkt``; the fast path keeps only bytes and builds it on demand."""
-        if self._last_dat is not None:
-            dat = TftpPacketDAT()
-            dat.blocknumber = int.from_bytes(self._last_dat[2:4], "big")
-            dat.data = self._last_dat[4:]
-            dat.buffer = self._last_dat
-            self._last_pkt, self._last_dat = dat, None
-        return self._last_pkt
-
-    @last_pkt.setter
-    def last_pkt(self, packet: object) -> None:
-        self._last_pkt, self._last_dat = packet, None
-
-    def arm_fast_path(self) -> None:
-        """After tftpy moved the transfer: the one ACK :meth:`ack_and_send_next` may take, or,
-        right after an OACK granting a window, the windowed sender that takes over."""
-        window = int(self.options.get("windowsize", 1))
-        if window > 1 and type(self.state) is TftpStateExpectACK and self.next_block == 0:
-            blksize = int(self.options.get("blksize", 512))
-            self.windowed = WindowedSender(self.sock, self.fileobj, blksize, window)
-            self._expected_ack = None
-        elif type(self.state) is TftpStateExpectACK:
-            self._expected_ack = _ACK + self.next_block.to_bytes(2, "big")
-        else:
-            self._expected_ack = None
-
-    def ack_and_send_next(self, buffer: bytes) -> bool:
-        """The steady-state step of a download (the expected ACK in, the next DATA out) without
-        tftpy's per-packet objects, parsing and logging; false leaves the packet to tftpy."""
-        if buffer != self._expected_ack:
-            return False
-        self.retry_count = 0
-        if self.pending_complete:
-            self.state = None
-            return True
-        self.next_block += 1  # tftpy's setter wraps 65535 to 0
-        blksize = self.blksize
-        if blksize is None:
-            blksize = self.blksize = int(self.options.get("blksize", 512))
-        data = self.fileobj.read(blksize)
-        block = self.next_block.to_bytes(2, "big")
-        dat = _DAT + block + data
-        self.sock.send(dat)
-        self._last_dat = dat
-        self._expected_ack = _ACK + block
-        self.metrics.bytes += len(data)
-        self.pending_complete = len(data) < blksize
-        return True
+    def handoff(self) -> Handoff:
+        return Handoff(self.number, int(self.options.get("blksize", 512)),
+                       int(self.options.get("windowsize", 1)), self.oack, self.timeout,
+                       self.retries)  # fmt: skip
 
 
 class TftpService:
-    """A read-only TFTP server on one UDP port, run by background threads.
+    """A read-only TFTP server on one UDP port: requests in a background thread of this process,
+    downloads in ``pumps`` child processes (:mod:`pxe.tftp.pump`).
 
     ``generated(path, client_ip)`` is asked first for every read request (``path`` relative to
     the root, without a leading slash) and returns the bytes of a computed file, or ``None`` to
@@ -229,7 +172,7 @@ class TftpService:
 
     def __init__(self, root: Path, generated: Generated, host: str = "0.0.0.0",  # noqa: S104
                  port: int = 69, *, timeout: float = 5.0, retries: int = 5,
-                 openers: int = 8, files: FileCache | None = None) -> None:
+                 openers: int = 8, pumps: int = 2) -> None:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"TFTP root {self.root} is not a directory")
@@ -239,7 +182,7 @@ class TftpService:
         self.timeout = timeout
         self.retries = retries
         self.counters = TftpCounters()
-        self.files = files if files is not None else FileCache()
+        self.pumps = Pumps(pumps)
         self._factory = TftpPacketFactory()
         self._sock: socket.socket | None = None
         self._wake_r, self._wake_w = os.pipe()
@@ -250,9 +193,10 @@ class TftpService:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._poll: select.epoll | None = None
-        self._transfers: dict[int, _Transfer] = {}
-        # Every transfer by client, including those a worker is still opening.
+        self._numbers = itertools.count(1)
+        # Every transfer by client, from its request until its pump says how it ended.
         self._by_client: dict[tuple[str, int], _Transfer] = {}
+        self._in_pumps: dict[int, _Transfer] = {}
         self._openers = ThreadPoolExecutor(max_workers=openers, thread_name_prefix="tftp-open")
         self._started: queue.SimpleQueue[tuple[_Transfer, Exception | None]] = queue.SimpleQueue()
         logging.getLogger("tftpy").setLevel(logging.WARNING)  # per-packet chatter otherwise
@@ -264,21 +208,26 @@ class TftpService:
         return self._sock.getsockname()[1]
 
     def start(self) -> None:
-        """Bind now (so a busy port fails here, in the caller) and serve in a thread."""
+        """Bind and start the pumps now (so a busy port fails here, in the caller); serve in a
+        thread."""
         self._bind()
+        self.pumps.start()
         self._thread = threading.Thread(target=self._supervise, name="tftp", daemon=True)
         self._thread.start()
         log.info("TFTP serving %s on %s:%d", self.root, self.host, self.port)
 
     def stop(self) -> None:
-        """Stop at once: the loop wakes up on the pipe, drops running transfers and exits."""
+        """Stop at once: the loop wakes up on the pipe and exits, the pumps end their downloads
+        (those the client finished count as sent)."""
         self._stopping.set()
         self._wake(b"x")
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._openers.shutdown(wait=False, cancel_futures=True)
+        for outcome in self.pumps.stop():
+            self._account(outcome)
         for transfer in list(self._by_client.values()):
-            self._finish(transfer, "stopped")
+            self._finish(transfer, 0, "stopped")
         if self._sock is not None:
             self._sock.close()
         with self._wake_lock:
@@ -298,8 +247,9 @@ class TftpService:
     def _supervise(self) -> None:
         """Run the loop; if it dies of a bug, log it, rebuild its state and run it again.
 
-        The loop runs at the process's own priority, like every other server a site runs: a
-        faster transfer is the protocol's to win (windows, large blocks), not the scheduler's.
+        The loop and the pumps run at the process's own priority, like every other server a
+        site runs: a faster transfer is the protocol's to win (windows, large blocks), not the
+        scheduler's. Downloads already in pumps go on through a restart.
         """
         while not self._stopping.is_set():
             try:
@@ -308,7 +258,8 @@ class TftpService:
                 self.counters.crashed += 1
                 log.exception("TFTP loop died; restarting it")
                 for transfer in list(self._by_client.values()):
-                    self._finish(transfer, "aborted")
+                    if transfer.number not in self._in_pumps:
+                        self._finish(transfer, 0, "aborted")
                 if self._sock is None or self._sock.fileno() < 0:
                     self._bind()
                 time.sleep(0.05)
@@ -320,28 +271,32 @@ class TftpService:
         listen_fd, wake_fd = self._sock.fileno(), self._wake_r
         poll.register(listen_fd, select.EPOLLIN)
         poll.register(wake_fd, select.EPOLLIN)
-        transfers = self._transfers
-        for fd in transfers:
+        channels = self.pumps.channels()
+        for fd in channels:
             poll.register(fd, select.EPOLLIN)
-        tick = min(1.0, self.timeout / 4)
-        next_check = time.monotonic() + tick
+        next_tick = time.monotonic() + _TICK_S
         try:
             while not self._stopping.is_set():
-                for fd, _ in poll.poll(tick):
-                    transfer = transfers.get(fd)
-                    if transfer is not None:
-                        self._advance(transfer)
-                    elif fd == listen_fd:
+                for fd, _ in poll.poll(_TICK_S):
+                    if fd == listen_fd:
                         self._accept()
                     elif fd == wake_fd:
                         os.read(wake_fd, 4096)
                         self._register_started()
+                    elif fd in channels:
+                        self._outcomes(channels, fd)
                 now = time.monotonic()
-                if now >= next_check:
-                    self._check_timeouts()
-                    next_check = now + tick
+                if now >= next_tick:
+                    self._tick(channels)
+                    next_tick = now + _TICK_S
         finally:
             poll.close()
+
+    def _tick(self, channels: dict[int, int]) -> None:
+        """Replace the pumps that died, once their time has come."""
+        for fd, number in self.pumps.start_due().items():
+            self._poll.register(fd, select.EPOLLIN)
+            channels[fd] = number
 
     def _accept(self) -> None:
         try:
@@ -358,22 +313,21 @@ class TftpService:
             self.counters.malformed += 1
             log.debug("dropped a malformed datagram from %s:%d: %s", *client, exc)
             return
-        transfer = _Transfer(client, self.timeout, self.retries, self.root, self._open)
+        transfer = _Transfer(client, self.timeout, self.retries, self.root, self._open,
+                             number=next(self._numbers))  # fmt: skip
         transfer.file_to_transfer = pkt.filename
-        transfer.last_update = time.time()
-        transfer.metrics.start_time = transfer.last_update
         self._by_client[client] = transfer
         self._openers.submit(self._start_transfer, transfer, pkt)
 
     def _start_transfer(self, transfer: _Transfer, pkt: TftpPacketRRQ) -> None:
-        """In a worker: resolve, generate and open the file, send the first packet.
+        """In a worker: resolve, generate and open the file, negotiate the options.
 
         ``generated`` may ask a database; doing it here keeps one slow answer from stalling
-        every running transfer (tftpy calls its dyn_file_func inside its only loop).
+        every other request (tftpy calls its dyn_file_func inside its only loop).
         """
         error: Exception | None = None
         try:
-            transfer.state = transfer.state.handle(pkt, *transfer.peer)
+            transfer.state.handle(pkt, *transfer.peer)
         except Exception as exc:
             error = exc
         self._started.put((transfer, error))
@@ -386,7 +340,7 @@ class TftpService:
                     os.write(self._wake_w, why)
 
     def _register_started(self) -> None:
-        """Back in the loop: watch the transfers the workers started, account for the rest."""
+        """Back in the loop: hand the opened transfers to the pumps, account for the rest."""
         while True:
             try:
                 transfer, error = self._started.get_nowait()
@@ -396,100 +350,72 @@ class TftpService:
                 transfer.end()  # dropped meanwhile (stop, loop restart)
                 continue
             if error is None:
-                transfer.arm_fast_path()
-                fd = transfer.sock.fileno()
-                self._transfers[fd] = transfer
-                self._poll.register(fd, select.EPOLLIN)
-                continue
-            del self._by_client[transfer.peer]
+                try:
+                    self.pumps.hand_off(transfer.handoff(), transfer.sock,
+                                        transfer.fileobj.fileno())  # fmt: skip
+                except NoPumpError as exc:
+                    error = exc
+                else:
+                    self._in_pumps[transfer.number] = transfer
+                    transfer.end()  # the pump has its own copies of the socket and the file
+                    continue
             name, (host, port) = transfer.file_to_transfer, transfer.peer
             if isinstance(error, TftpRefusedError):
+                del self._by_client[transfer.peer]
                 self.counters.refused += 1
                 log.info("tftp refused %s to %s:%d: %s", name, host, port, error.why)
-            else:
-                self.counters.crashed += 1
-                log.error("tftp request %r from %s:%d crashed", name, host, port,
-                          exc_info=error)
-                self._send_server_error(transfer)
-            transfer.end()
+                transfer.end()
+                continue
+            with contextlib.suppress(OSError):  # at once, not after the client's five retries
+                transfer.sock.send(SERVER_ERROR)
+            if isinstance(error, NoPumpError):
+                self._finish(transfer, 0, str(error))
+                continue
+            log.error("tftp request %r from %s:%d crashed", name, host, port, exc_info=error)
+            self._finish(transfer, 0, "crashed", crashed=True)
 
-    def _advance(self, transfer: _Transfer) -> None:
-        try:
-            buffer = transfer.sock.recv(_RECV_SIZE)  # connected: only the client's TID arrives
-        except BlockingIOError:
+    def _outcomes(self, channels: dict[int, int], fd: int) -> None:
+        """A pump's channel is readable: downloads it finished, or its end."""
+        number = channels[fd]
+        outcomes = self.pumps.outcomes(number)
+        if outcomes is None:
+            self._poll.unregister(fd)
+            del channels[fd]
+            for lost in self.pumps.lost(number):
+                transfer = self._in_pumps.pop(lost, None)
+                if transfer is not None:
+                    self._finish(transfer, 0, "its TFTP pump exited")
             return
-        except OSError as exc:  # ICMP port unreachable: the client went away
-            self._finish(transfer, f"client gone ({exc.strerror})")
-            return
-        transfer.last_update = time.time()
-        transfer.timeout_expectACK = False
-        try:
-            if transfer.windowed is not None:
-                if transfer.windowed.take(buffer):
-                    transfer.state = None
-                transfer.retry_count = 0
-            elif not transfer.ack_and_send_next(buffer):
-                packet = self._factory.parse(buffer)
-                transfer.state = transfer.state.handle(packet, *transfer.peer)
-                transfer.retry_count = 0
-                transfer.arm_fast_path()
-        except TftpTimeoutExpectACK:
-            transfer.timeout_expectACK = True
-        except TftpException as exc:
-            self._finish(transfer, str(exc))
-            return
-        except OSError as exc:
-            self._finish(transfer, f"client gone ({exc.strerror})")
-            return
-        except Exception:
-            self.counters.crashed += 1
-            log.exception("tftp transfer %s crashed", transfer.file_to_transfer)
-            self._send_server_error(transfer)
-            self._finish(transfer, "crashed")
-            return
-        if transfer.state is None:
-            self._finish(transfer, None)
+        for outcome in outcomes:
+            self._account(outcome)
 
-    @staticmethod
-    def _send_server_error(transfer: _Transfer) -> None:
-        """Tell the client at once, so it does not retransmit into the same bug five times."""
-        with contextlib.suppress(OSError):
-            transfer.sock.send(b"\x00\x05\x00\x00internal server error\x00")
+    def _account(self, outcome: Outcome) -> None:
+        transfer = self._in_pumps.pop(outcome.transfer, None)
+        if transfer is None:
+            return
+        if outcome.crashed:
+            log.error("tftp transfer %s crashed in a pump:\n%s",
+                      transfer.file_to_transfer, outcome.failure)  # fmt: skip
+        self._finish(transfer, outcome.sent, "crashed" if outcome.crashed else outcome.failure,
+                     crashed=outcome.crashed)  # fmt: skip
 
-    def _check_timeouts(self) -> None:
-        now = time.time()
-        for transfer in list(self._transfers.values()):
-            try:
-                transfer.checkTimeout(now)
-            except TftpTimeout:
-                transfer.retry_count += 1
-                if transfer.retry_count >= transfer.retries:
-                    self._finish(transfer, "timed out")
-                    continue
-                transfer.timeout_expectACK = False
-                transfer.last_update = now
-                try:
-                    if transfer.windowed is not None and transfer.windowed.started:
-                        transfer.windowed.send_window()
-                    else:
-                        transfer.state.resendLast()
-                except Exception as exc:
-                    self._finish(transfer, f"resend failed: {exc}")
-
-    def _finish(self, transfer: _Transfer, failure: str | None) -> None:
-        """Close a transfer (closing its socket also drops it from epoll); log its one line."""
-        self._transfers.pop(transfer.sock.fileno(), None)
-        self._by_client.pop(transfer.peer, None)
+    def _finish(self, transfer: _Transfer, sent: int, failure: str | None, *,
+                crashed: bool = False) -> None:
+        """Account for a transfer that ended, closing what this process still holds of it; log
+        its one line."""
+        self._in_pumps.pop(transfer.number, None)
+        if self._by_client.get(transfer.peer) is transfer:
+            del self._by_client[transfer.peer]
         transfer.end()
         seconds = time.monotonic() - transfer.started
-        sent = transfer.metrics.bytes
-        if transfer.windowed is not None:
-            sent += transfer.windowed.new_bytes
         client = "%s:%d" % transfer.peer  # noqa: UP031 (one address, two parts)
+        if crashed:
+            self.counters.crashed += 1
         if failure is None:
             self.counters.transfers += 1
             self.counters.bytes += sent
-            window = f", window {transfer.windowed.window}" if transfer.windowed else ""
+            window = transfer.options.get("windowsize", 1)
+            window = f", window {window}" if window != 1 else ""
             log.info("tftp sent %s to %s: %d bytes in %.3f s%s",
                      transfer.file_to_transfer, client, sent, seconds, window)
         else:
@@ -498,11 +424,19 @@ class TftpService:
                         transfer.file_to_transfer, client, sent, seconds, failure)
 
     def _open(self, filename: str, full_path: str, client: str) -> BinaryIO:
-        """The file behind a request: generated first, else a regular file inside the root."""
+        """The file behind a request: generated first, else a regular file inside the root.
+
+        Generated bytes go into an anonymous memory file, so that a pump gets every download as
+        a descriptor. A file on disk is checked twice: its path resolved before opening, and the
+        file as the kernel opened it, which catches a directory swapped for a link in between.
+        """
         relative = filename.lstrip("/")
         data = self.generated(relative, client)
         if data is not None:
-            return io.BytesIO(data)
+            memory = os.fdopen(os.memfd_create("tftp-generated"), "w+b")
+            memory.write(data)
+            memory.flush()
+            return memory
         real = os.path.realpath(full_path)
         if os.path.commonpath([real, self.root]) != self.root:
             raise TftpRefusedError(TftpErrors.AccessViolation, client, filename,
@@ -510,10 +444,13 @@ class TftpService:
         if not os.path.isfile(real):
             raise TftpRefusedError(TftpErrors.FileNotFound, client, filename, "no such file")
         try:
-            return self.files.open(real, self.root)
-        except OutsideRootError:
-            raise TftpRefusedError(TftpErrors.AccessViolation, client, filename,
-                                   "resolves outside the TFTP root") from None
+            file = open(real, "rb")  # noqa: SIM115 (the transfer closes it)
         except OSError as exc:
             raise TftpRefusedError(TftpErrors.AccessViolation, client, filename,
                                    exc.strerror or "unreadable") from exc
+        opened = os.readlink(f"/proc/self/fd/{file.fileno()}")
+        if os.path.commonpath([opened, self.root]) != self.root:
+            file.close()
+            raise TftpRefusedError(TftpErrors.AccessViolation, client, filename,
+                                   "resolves outside the TFTP root")
+        return file

@@ -3,6 +3,7 @@ workers, a dead worker replaced on its socket, nothing left behind on SIGTERM.""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
@@ -23,19 +24,30 @@ from pxe.web.dashboard.login import secret_key
 EXE = Path(sys.executable).parent / "xcp-provision"
 
 
-def _children(pid: int) -> set[int]:
+HTTP_WORKER, TFTP_PUMP = "pxe.httpd.worker", "pxe.tftp.pump"
+
+
+def _children(pid: int, module: str) -> set[int]:
+    """The children of ``pid`` running ``python -m module``."""
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    return {int(p) for p in text.split()}
+    found = set()
+    for child in map(int, text.split()):
+        with contextlib.suppress(FileNotFoundError):
+            if module in Path(f"/proc/{child}/cmdline").read_bytes().decode().split("\0"):
+                found.add(child)
+    return found
 
 
-def _wait_children(pid: int, count: int, other_than: set[int] = frozenset()) -> set[int]:
+def _wait_children(pid: int, count: int, other_than: set[int] = frozenset(),
+                   module: str = HTTP_WORKER) -> set[int]:  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        children = _children(pid)
+        children = _children(pid, module)
         if len(children) == count and not children & other_than:
             return children
         time.sleep(0.1)
-    raise AssertionError(f"serve {pid} has children {_children(pid)}, expected {count} new")
+    raise AssertionError(f"serve {pid} runs {_children(pid, module)} of {module}, "
+                         f"expected {count} new")  # fmt: skip
 
 
 def _get(url: str) -> str:
@@ -82,6 +94,7 @@ def test_workers_each_listen_on_the_port_and_share_totals(tmp_path: Path) -> Non
     try:
         wait_healthy(base, proc)
         first, second = sorted(_wait_children(proc.pid, 2))
+        pumps = _wait_children(proc.pid, 2, module=TFTP_PUMP)  # one per worker
         # One socket per worker, each also held by serve (to hand it to a replacement).
         assert _listeners(http_port) == [(proc.pid, first), (proc.pid, second)]
 
@@ -94,7 +107,12 @@ def test_workers_each_listen_on_the_port_and_share_totals(tmp_path: Path) -> Non
         assert min(own) > 0 and sum(own) == 40
         metrics = _get(f"{base}/metrics")
         assert _counted(metrics, "xcp_provision_http_requests_total", "/boot/ipxe") == 40
-        assert _counted(metrics, "xcp_provision_tftp_transfers_total") == 1
+        # Counted once the pump has heard the client's last ACK, which curl does not wait for.
+        deadline = time.monotonic() + 10
+        while _counted(metrics, "xcp_provision_tftp_transfers_total") != 1:
+            assert time.monotonic() < deadline, "the TFTP transfer was never counted"
+            time.sleep(0.1)
+            metrics = _get(f"{base}/metrics")
 
         # A worker killed outright is replaced on its socket (connections queued there are
         # served, none hangs), and what it counted still counts.
@@ -112,7 +130,7 @@ def test_workers_each_listen_on_the_port_and_share_totals(tmp_path: Path) -> Non
         output, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, output.decode()
         assert b"HTTP worker 0" in output and b"exited with status -9" in output
-        for pid in replaced:
+        for pid in replaced | pumps:
             assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
     finally:
         if proc.poll() is None:
@@ -143,22 +161,23 @@ def _state(pid: int) -> str:
 
 
 def test_workers_die_with_a_killed_serve(tmp_path: Path) -> None:
-    """SIGKILL leaves serve no chance to stop its workers: they notice and leave the port."""
-    http_port = free_port()
+    """SIGKILL leaves serve no chance to stop its workers and TFTP pumps: they notice and
+    leave."""
+    http_port, tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
     proc = runner.start(
         [EXE, "serve", "--data-dir", tmp_path / "data", "--bind", "127.0.0.1", "--workers", "2",
-         "--http-port", str(http_port), "--tftp-port", "0", "--no-dhcp"],
+         "--http-port", str(http_port), "--tftp-port", str(tftp_port), "--no-dhcp"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         wait_healthy(f"http://127.0.0.1:{http_port}", proc)
-        workers = _wait_children(proc.pid, 2)
+        workers = _wait_children(proc.pid, 2) | _wait_children(proc.pid, 2, module=TFTP_PUMP)
     finally:
         proc.kill()
         proc.wait()
     deadline = time.monotonic() + 30
     while any(_state(pid) not in ("gone", "Z") for pid in workers):
-        assert time.monotonic() < deadline, f"workers {workers} outlived serve"
+        assert time.monotonic() < deadline, f"children {workers} outlived serve"
         time.sleep(0.1)
     with socket.socket() as sock:
         # SO_REUSEADDR lets the bind past the health check's TIME_WAIT, never past a listener.

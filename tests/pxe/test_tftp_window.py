@@ -18,10 +18,10 @@ import pytest
 from test_dhcp_proxy import in_netns
 
 from common.runner import run
+from pxe.tftp.download import MAX_WINDOW, accepted_window
 from pxe.tftp.files import GeneratedFiles
 from pxe.tftp.loaders import prepare_tftp_root
 from pxe.tftp.server import TftpService
-from pxe.tftp.window import MAX_WINDOW, accepted_window
 
 pytestmark = pytest.mark.root
 
