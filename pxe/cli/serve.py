@@ -34,7 +34,7 @@ from pxe.httpd.server import hand_over_interpreter_quickly, make_socket_server
 from pxe.httpd.workers import HttpWorkers, listening_socket, listening_sockets
 from pxe.logging_json import configure_logging
 from pxe.rolls import RollDriver
-from pxe.store.errors import NotFoundError
+from pxe.store.errors import ConflictError, NotFoundError
 from pxe.store.profiles import create_profile, get_profile
 from pxe.tftp.counters import SharedTftpCounters
 from pxe.tftp.files import GeneratedFiles
@@ -65,7 +65,9 @@ def seed_demo(settings: Settings, database: Database, write_release: DemoWriter)
             try:
                 with session.begin_nested():
                     create_profile(session, DEMO, release=DEMO, template="fresh-dhcp")
-            except IntegrityError:  # another server sharing the database made it first
+            # Another server sharing the database made it first: seen by the name check
+            # (committed since the read above) or by the unique index (committed meanwhile).
+            except (ConflictError, IntegrityError):
                 return
             log.info("profile %r created", DEMO)
 

@@ -17,6 +17,13 @@ import pytest
 from support.serve import free_port, wait_healthy
 
 from common import runner
+from images.demo import build_demo_release
+from pxe.cli import serve as serve_module
+from pxe.cli.serve import seed_demo
+from pxe.config import Settings
+from pxe.db.session import close_databases, open_database
+from pxe.store.errors import NotFoundError
+from pxe.store.profiles import list_profiles
 
 
 def test_serve_demo_http_tftp_dhcp_then_sigterm(tmp_path: Path) -> None:
@@ -125,3 +132,22 @@ def test_a_second_sigterm_while_stopping_changes_nothing(tmp_path: Path) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_demo_seeded_by_another_server_in_between_is_left_alone(tmp_path: Path, monkeypatch):
+    """Two servers on one database seed together: the other may create the profile between this
+    one's read and its insert, and this one must start all the same."""
+    settings = Settings(data_dir=tmp_path / "data")
+    database = open_database(settings)
+    try:
+        seed_demo(settings, database, build_demo_release)  # the other server, first
+
+        def missed(_session: object, ref: str) -> None:  # read before the other committed
+            raise NotFoundError("profile", ref)
+
+        monkeypatch.setattr(serve_module, "get_profile", missed)
+        seed_demo(settings, database, build_demo_release)
+        with database.scope() as session:
+            assert [p.name for p in list_profiles(session)] == ["demo"]
+    finally:
+        close_databases()
