@@ -124,8 +124,10 @@ def test_power_column_buttons_and_a_pool_rolled_one_at_a_time(
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "power-state"), "on"))
     browser.find_element(By.ID, "reinstall-power").click()
     wait(browser).until(ec.alert_is_present()).accept()
-    wait(browser).until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".flash.ok"),
-                                                         "node0103 reinstalls now"))  # fmt: skip
+    # Three IPMI commands in a row (boot device, power state, reset), each retried by pyghmi
+    # after a lost datagram: on a loaded machine more than the 20 s of one page step.
+    wait(browser, 60).until(ec.text_to_be_present_in_element(
+        (By.CSS_SELECTOR, ".flash.ok"), "node0103 reinstalls now"))  # fmt: skip
     assert (sims[2].boot(), sims[2].resets()) == ("pxe", 1)  # on already: a hard reset
     assert browser.find_element(By.CSS_SELECTOR, "#host-live .state").text == "ready"
 
