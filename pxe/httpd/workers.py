@@ -12,8 +12,8 @@ the paced answer-file bench went from p50 15 ms and 1,700 a second to p50 8 ms a
 ``serve`` binds and keeps every socket, so a port in use is one clear error before anything
 starts, and a dead worker's replacement inherits its socket with the connections queued on it.
 
-A worker that dies is replaced; one that keeps dying young is replaced less and less often, so
-a broken deployment logs a line every half minute instead of spinning.
+A worker that dies is replaced, less and less often while it keeps dying young
+(:mod:`common.restarts`).
 """
 
 from __future__ import annotations
@@ -29,14 +29,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.restarts import Restarts
 from common.runner import start
 from pxe.config import Settings
 
 log = logging.getLogger("pxe.httpd.workers")
-
-# A worker that lived less than this died of its start-up, not of its work: back off.
-_YOUNG_SECONDS = 10.0
-_MAX_BACKOFF_SECONDS = 30.0
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -79,9 +76,7 @@ class _Slot:
     number: int
     sock: socket.socket
     process: subprocess.Popen[bytes] | None = None
-    started: float = 0.0
-    young_deaths: int = 0
-    next_start: float = field(default=0.0)
+    restarts: Restarts = field(default_factory=Restarts)
 
 
 class HttpWorkers:
@@ -122,17 +117,14 @@ class HttpWorkers:
         for slot in self._slots:
             process = slot.process
             if process is not None and process.poll() is not None:
-                lived = now - slot.started
-                slot.young_deaths = slot.young_deaths + 1 if lived < _YOUNG_SECONDS else 0
-                delay = min(_MAX_BACKOFF_SECONDS, 2.0 ** slot.young_deaths - 1)
-                slot.next_start = now + delay
+                lived, delay = slot.restarts.died(now)
                 slot.process = None
                 log.error(
                     "HTTP worker %d (pid %d) exited with status %d after %.0f s; "
                     "starting another in %.0f s",
                     slot.number, process.pid, process.returncode, lived, delay,
                 )  # fmt: skip
-            if slot.process is None and now >= slot.next_start:
+            if slot.process is None and slot.restarts.due(now):
                 self._spawn(slot)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -156,5 +148,5 @@ class HttpWorkers:
     def _spawn(self, slot: _Slot) -> None:
         fd = slot.sock.fileno()
         slot.process = start([*self._argv, "--fd", str(fd)], env=self._env, pass_fds=(fd,))
-        slot.started = time.monotonic()
+        slot.restarts.started = time.monotonic()
         log.debug("HTTP worker %d started (pid %d)", slot.number, slot.process.pid)

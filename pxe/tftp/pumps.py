@@ -4,9 +4,8 @@ Each pump (:mod:`pxe.tftp.pump`) is a child process with one ``SOCK_SEQPACKET`` 
 handoff goes down as one message with its two descriptors, an outcome comes back as one
 message, and a pump that dies shows as the end of its channel. A new download goes to the pump
 with the fewest running. To stop, the service closes its side of each channel; the pump ends
-what it runs, reports it and exits. A pump that died is replaced; one that keeps dying young is
-replaced less and less often, so a broken installation logs a line every half minute instead of
-spinning.
+what it runs, reports it and exits. A pump that died is replaced, less and less often while it
+keeps dying young (:mod:`common.restarts`).
 """
 
 from __future__ import annotations
@@ -19,14 +18,12 @@ import subprocess
 import sys
 import time
 
+from common.restarts import MAX_BACKOFF_S, Restarts
 from common.runner import start
 from pxe.tftp.pump import Handoff, Outcome
 
 log = logging.getLogger(__name__)
 
-# A pump that lived less than this died of its start-up, not of its work: back off.
-_YOUNG_S = 10.0
-_MAX_BACKOFF_S = 30.0
 _MAX_MESSAGE = 65536
 
 
@@ -40,9 +37,7 @@ class _Slot:
     channel: socket.socket | None = None
     process: subprocess.Popen[bytes] | None = None
     running: set[int] = dataclasses.field(default_factory=set)  # transfer numbers
-    started: float = 0.0
-    young_deaths: int = 0
-    next_start: float = 0.0
+    restarts: Restarts = dataclasses.field(default_factory=Restarts)
 
 
 class Pumps:
@@ -71,14 +66,14 @@ class Pumps:
         now = time.monotonic()
         started = {}
         for slot in self._slots:
-            if slot.channel is not None or now < slot.next_start:
+            if slot.channel is not None or not slot.restarts.due(now):
                 continue
             try:
                 self._spawn(slot)
             except Exception:
-                slot.next_start = now + _MAX_BACKOFF_S
+                slot.restarts.next_start = now + MAX_BACKOFF_S
                 log.exception("TFTP pump %d could not start; trying again in %.0f s",
-                              slot.number, _MAX_BACKOFF_S)  # fmt: skip
+                              slot.number, MAX_BACKOFF_S)  # fmt: skip
                 continue
             started[slot.channel.fileno()] = slot.number
         return started
@@ -130,10 +125,7 @@ class Pumps:
             process.kill()
             status = process.wait()
         now = time.monotonic()
-        lived = now - slot.started
-        slot.young_deaths = slot.young_deaths + 1 if lived < _YOUNG_S else 0
-        delay = min(_MAX_BACKOFF_S, 2.0 ** slot.young_deaths - 1)
-        slot.next_start = now + delay
+        lived, delay = slot.restarts.died(now)
         log.error("TFTP pump %d (pid %d) exited with status %d after %.0f s, losing %d "
                   "downloads; starting another in %.0f s",
                   number, process.pid, status, lived, len(lost), delay)  # fmt: skip
@@ -181,5 +173,5 @@ class Pumps:
             theirs.close()
         ours.setblocking(False)
         slot.channel = ours
-        slot.started = time.monotonic()
+        slot.restarts.started = time.monotonic()
         log.debug("TFTP pump %d started (pid %d)", slot.number, slot.process.pid)
