@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.cpu import Cpu, cpu_use, tree
 from common.runner import run, start
 from tests.support.netns import in_netns
 from tests.support.nginx import running_nginx
@@ -331,6 +332,7 @@ class Storm:
     tftp_retransmits: int
     pxe_requests: int
     drops: dict[str, int]
+    cpu: Cpu | None = None
 
 
 def udp_drops(net: Network, role: str) -> int:
@@ -375,6 +377,56 @@ def storm(net: Network, client: Path, macs_file: Path, ramp: float, server: str,
     return result
 
 
+def cpu_roots(side: Side) -> dict[str, int]:
+    """The processes whose CPU a storm counts: the reference's servers, and ours one by one
+    (``serve``'s whole tree, then each HTTP worker and TFTP pump, named by their module)."""
+    if not side.token:
+        return dict(side.pids)
+    serve = side.pids["serve"]
+    roots = {"serve": serve}
+    for pid in tree(serve)[1:]:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for role, module in (("HTTP worker", b"pxe.httpd.worker"), ("TFTP pump", b"pxe.tftp.pump")):
+            if module in argv:
+                roots[f"{role} {pid}"] = pid
+    return roots
+
+
+def cpu_report(side: Side, storms: list[Storm]) -> str:
+    """The CPU each storm took, median [range] per storm: the machine's (both sides' clients,
+    the site's dnsmasq and the kernel's network work are in it alike), the side's servers', and
+    for ours the HTTP workers' per HTTP request (five a host)."""
+    storms = [s for s in storms if s.cpu is not None]
+    cpus = [s.cpu for s in storms if s.cpu is not None]
+    if not cpus:
+        return "no CPU figure"
+    groups: dict[str, list[float]] = {}
+    for cpu in cpus:
+        summed: dict[str, float] = {}
+        for name, seconds in cpu.seconds.items():
+            group = name.rsplit(" ", 1)[0] if name[-1].isdigit() else name
+            summed[group] = summed.get(group, 0.0) + seconds
+        if "serve" in summed:  # its tree: what its children used is theirs
+            summed["serve"] -= summed.get("HTTP worker", 0.0) + summed.get("TFTP pump", 0.0)
+        for group, seconds in summed.items():
+            groups.setdefault(group, []).append(seconds)
+    parts = [f"machine {spread([c.machine_seconds for c in cpus], ' s')}"]
+    parts += [f"{group} {spread(values, ' s')}" for group, values in groups.items()]
+    if "HTTP worker" in groups:
+        per = [
+            1000 * w / (5 * len(s.phases))
+            for w, s in zip(groups["HTTP worker"], storms, strict=True)
+            if s.phases
+        ]
+        parts.append(f"HTTP workers per request {spread(per, ' ms')}")
+    if not side.token:
+        parts.append("tftpd-hpa's forked children not counted (the machine's figure has them)")
+    return "; ".join(parts)
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest rank: the smallest value with at least ``q`` of them at or below it."""
     ordered = sorted(values)
@@ -408,6 +460,7 @@ def report(side: Side, storms: list[Storm], hosts: int) -> None:
             values = [host[i] for s in storms for host in s.phases]
             cells.append(f"{name} {percentile(values, 0.5):.3f}/{percentile(values, 0.99):.3f}")
         print(f"    seconds per phase p50/p99: {', '.join(cells)}")
+    print(f"    CPU per storm: {cpu_report(side, storms)}")
 
 
 def verdicts(storms: list[Storm], ratios: list[float]) -> list[str]:
@@ -504,7 +557,10 @@ def main() -> None:
             for side in order:
                 plug(net, side.role, up=True)
                 try:
-                    measured[side.name] = storm(net, client, macs_file, args.ramp, side.role, nice)
+                    with cpu_use(cpu_roots(side)) as used:
+                        measured[side.name] = storm(net, client, macs_file, args.ramp, side.role,
+                                                    nice)  # fmt: skip
+                    measured[side.name].cpu = used["cpu"]
                 finally:
                     plug(net, side.role, up=False)
                 if side.token:

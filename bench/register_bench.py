@@ -26,12 +26,15 @@ import statistics
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select
 
+from bench.cpu import Cpu, cpu_use
 from bench.register_load import Transfer, Wave, answers, fire, populate, registrations
 from pxe.config import Settings
 from pxe.db.models import Host, HostMac, Pool
@@ -76,12 +79,24 @@ def spread(values: list[float], unit: str = "") -> str:
     return f"{statistics.median(values):.2f}{unit} [{min(values):.2f}-{max(values):.2f}]"
 
 
-def line(name: str, waves: list[Wave]) -> str:
+def line(name: str, waves: list[Wave], cpus: list[Cpu], count: int) -> str:
     rate = spread([w.rate for w in waves])
     p50 = statistics.median(w.percentile(50) for w in waves)
     p99 = [w.percentile(99) for w in waves]
+    busy = statistics.median(c.busy for c in cpus)
+    per = spread([c.seconds["serve"] * 1000 / count for c in cpus], " ms")
     return (f"  {name:<26} {rate} req/s; p50 {p50:.0f} ms, p99 {statistics.median(p99):.0f} "
-            f"[{min(p99):.0f}-{max(p99):.0f}] ms")  # fmt: skip
+            f"[{min(p99):.0f}-{max(p99):.0f}] ms; serve's CPU {per} a request, machine "
+            f"{busy:.0%} busy")  # fmt: skip
+
+
+def measured(wave: Callable[[], Wave], serve: int, cpus: list[Cpu]) -> Wave:
+    """``wave`` run, the CPU it took appended to ``cpus``: whether a wave waits for the CPU
+    (the machine busy) or for something else (SQLite's one writer)."""
+    with cpu_use({"serve": serve}) as used:
+        result = wave()
+    cpus.append(used["cpu"])
+    return result
 
 
 def run_bench(
@@ -98,6 +113,8 @@ def run_bench(
     server_env = {**env, **({"XCP_PROVISION_DATABASE_URL": url} if database_url else {})}
     floors: list[Wave] = []
     waves: list[Wave] = []
+    floor_cpus: list[Cpu] = []
+    wave_cpus: list[Cpu] = []
     failures: list[str] = []
     with serve_process(data, "--tftp-port", "0", "--no-dhcp", env=server_env) as (base, proc):
         address = base.removeprefix("http://")
@@ -115,12 +132,14 @@ def run_bench(
             number += args.hosts
             transfers = registrations(address, hosts, tmp / pool)
             work = tmp / f"round-{round_number}"
+            health_wave = partial(fire, halves(health), work / "healthz", args.hosts)
+            register_wave = partial(fire, halves(transfers), work / "register", args.hosts)
             if round_number % 2 == 0:
-                floor = fire(halves(health), work / "healthz", args.hosts)
-                wave = fire(halves(transfers), work / "register", args.hosts)
+                floor = measured(health_wave, proc.pid, floor_cpus)
+                wave = measured(register_wave, proc.pid, wave_cpus)
             else:
-                wave = fire(halves(transfers), work / "register", args.hosts)
-                floor = fire(halves(health), work / "healthz", args.hosts)
+                wave = measured(register_wave, proc.pid, wave_cpus)
+                floor = measured(health_wave, proc.pid, floor_cpus)
             floors.append(floor)
             waves.append(wave)
             roles = Counter(answer.get("role") for answer in answers(transfers))
@@ -143,8 +162,8 @@ def run_bench(
     met = sum(r <= GOAL for r in ratios)
     print(f"\n{args.hosts} concurrent registrations into one pool{dns}, {args.rounds} rounds "
           "(median [range])")  # fmt: skip
-    print(line("POST /api/v1/register", waves))
-    print(line("GET /healthz (reference)", floors))
+    print(line("POST /api/v1/register", waves, wave_cpus, args.hosts))
+    print(line("GET /healthz (reference)", floors, floor_cpus, args.hosts))
     print(f"  registrations / reference, wall time per round: {spread(ratios, 'x')} "
           f"(goal {GOAL}x: {met} of {len(ratios)} rounds)")  # fmt: skip
     promise = "none lost, one master" + (", every A record in DNS" if bind else "")

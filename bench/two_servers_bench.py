@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from sqlalchemy import func, select
 
 from bench import register_load
+from bench.cpu import Cpu, cpu_use
 from common.runner import run, start
 from pxe.bmc.crypto import cipher, key_path
 from pxe.db.models import Event, Host, Pool
@@ -81,62 +82,6 @@ class Run:
     @property
     def rate(self) -> float:
         return self.count / self.seconds
-
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, now."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    return [pid] + [p for child in children for p in _tree(int(child))]
-
-
-def _cpu_seconds(root: int) -> float:
-    """CPU seconds used so far by ``root``'s process tree (children that ended included)."""
-    total = 0
-    for pid in _tree(root):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return total / TICKS
-
-
-def _machine() -> tuple[int, int]:
-    """Busy and total jiffies of every CPU since boot (/proc/stat)."""
-    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle, iowait
-    return sum(values) - idle, sum(values)
-
-
-@dataclass(frozen=True)
-class Cpu:
-    """Where the CPU went during one run: the machine's busy share, and the CPU seconds of
-    each server's process tree and of PostgreSQL."""
-
-    busy: float
-    seconds: dict[str, float]
-
-    def __str__(self) -> str:
-        used = ", ".join(f"{name} {value:.1f}" for name, value in self.seconds.items())
-        return f"machine {self.busy:.0%} busy; CPU s: {used}"
-
-
-@contextmanager
-def cpu_use(roots: dict[str, int]) -> Iterator[dict[str, Cpu]]:
-    """Measure :class:`Cpu` over the block; the result is in the yielded dict's ``cpu``."""
-    out: dict[str, Cpu] = {}
-    machine = _machine()
-    before = {name: _cpu_seconds(pid) for name, pid in roots.items()}
-    yield out
-    busy, total = (b - a for a, b in zip(machine, _machine(), strict=True))
-    used = {name: _cpu_seconds(pid) - before[name] for name, pid in roots.items()}
-    out["cpu"] = Cpu(busy / total if total else 0.0, used)
 
 
 def http(address: str, method: str, path: str, token: str, body: dict | None = None) -> int:
