@@ -3,10 +3,12 @@ thread: tests over real HTTP, benchmarks, the lab."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -50,7 +52,48 @@ def make_socket_server(
                                   **_options(options))  # fmt: skip
 
 
+class QueueWarnings(logging.Filter):
+    """waitress warns "Task queue depth is N" for every request queued behind busy threads, so
+    a rack booting wrote hundreds of identical lines to the journal. The first warning of a
+    burst goes through as it is; then one line per ``interval`` at most, saying how deep the
+    queue got and how many warnings it stands for."""
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic
+                 ) -> None:  # fmt: skip
+        super().__init__()
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last = float("-inf")  # when a line last went through
+        self._deepest = 0
+        self._held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        depth = record.args[0] if isinstance(record.args, tuple) and record.args else 0
+        now = self._clock()
+        with self._lock:
+            self._deepest = max(self._deepest, depth if isinstance(depth, int) else 0)
+            self._held += 1
+            if now < self._last + self._interval:
+                return False
+            if self._held > 1:
+                record.msg = ("waitress's task queue reached %d requests waiting for a thread "
+                              "(%d warnings in %.0f s)")  # fmt: skip
+                record.args = (self._deepest, self._held, now - self._last)
+            self._last = now
+            self._deepest = self._held = 0
+        return True
+
+
+def _summarise_queue_warnings() -> None:
+    """Put :class:`QueueWarnings` on waitress's queue logger, once per process."""
+    queue = logging.getLogger("waitress.queue")
+    if not any(isinstance(f, QueueWarnings) for f in queue.filters):
+        queue.addFilter(QueueWarnings())
+
+
 def _options(options: dict[str, object]) -> dict[str, object]:
+    _summarise_queue_warnings()
     # A rack opens more connections at once than waitress's default limit of 100; above the
     # limit it stops accepting and logs each toggle, which costs the busy main thread more.
     return {"ident": "xcp-provision", "channel_timeout": 120, "connection_limit": 1000,
