@@ -54,9 +54,10 @@ def make_socket_server(
 
 class QueueWarnings(logging.Filter):
     """waitress warns "Task queue depth is N" for every request queued behind busy threads, so
-    a rack booting wrote hundreds of identical lines to the journal. The first warning of a
-    burst goes through as it is; then one line per ``interval`` at most, saying how deep the
-    queue got and how many warnings it stands for."""
+    a rack booting wrote hundreds of identical lines to the journal. One line per ``interval``
+    at most: a warning goes through when none has for that long, as it is when it is the only
+    one since the last line, else saying how deep the queue got and how many warnings the line
+    stands for (those held back since the last line included)."""
 
     def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic
                  ) -> None:  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -20,6 +21,22 @@ def _warning(depth: int) -> logging.LogRecord:
                              "Task queue depth is %d", (depth,), None)  # fmt: skip
 
 
+@pytest.fixture
+def fresh_filter() -> Iterator[None]:
+    """The filter is one per process and remembers the warnings earlier tests' servers held
+    back: this test's server gets a new one, and the old one is put back after."""
+    queue = logging.getLogger("waitress.queue")
+    old = [f for f in queue.filters if isinstance(f, QueueWarnings)]
+    for f in old:
+        queue.removeFilter(f)
+    yield
+    for f in [f for f in queue.filters if isinstance(f, QueueWarnings)]:
+        queue.removeFilter(f)
+    for f in old:
+        queue.addFilter(f)
+
+
+@pytest.mark.usefixtures("fresh_filter")
 def test_a_burst_of_requests_logs_one_queue_warning(caplog: pytest.LogCaptureFixture) -> None:
     app = Flask(__name__)
 
