@@ -25,6 +25,15 @@ class Restarts:
     def due(self, now: float) -> bool:
         return now >= self.next_start
 
+    def began(self, now: float) -> None:
+        """A child started at ``now``: its age at death is counted from here."""
+        self.started = now
+
+    def could_not_start(self, now: float) -> float:
+        """Starting failed at ``now`` (no child to die young): the longest delay; returns it."""
+        self.next_start = now + MAX_BACKOFF_S
+        return MAX_BACKOFF_S
+
     def died(self, now: float) -> tuple[float, float]:
         """Schedule the next start after a death at ``now``: how long the child lived, and the
         delay before the next one."""

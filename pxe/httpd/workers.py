@@ -148,5 +148,5 @@ class HttpWorkers:
     def _spawn(self, slot: _Slot) -> None:
         fd = slot.sock.fileno()
         slot.process = start([*self._argv, "--fd", str(fd)], env=self._env, pass_fds=(fd,))
-        slot.restarts.started = time.monotonic()
+        slot.restarts.began(time.monotonic())
         log.debug("HTTP worker %d started (pid %d)", slot.number, slot.process.pid)

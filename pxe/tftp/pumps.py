@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from common.restarts import MAX_BACKOFF_S, Restarts
+from common.restarts import Restarts
 from common.runner import start
 from pxe.tftp.pump import Handoff, Outcome
 
@@ -71,9 +71,9 @@ class Pumps:
             try:
                 self._spawn(slot)
             except Exception:
-                slot.restarts.next_start = now + MAX_BACKOFF_S
+                delay = slot.restarts.could_not_start(now)
                 log.exception("TFTP pump %d could not start; trying again in %.0f s",
-                              slot.number, MAX_BACKOFF_S)  # fmt: skip
+                              slot.number, delay)  # fmt: skip
                 continue
             started[slot.channel.fileno()] = slot.number
         return started
@@ -173,5 +173,5 @@ class Pumps:
             theirs.close()
         ours.setblocking(False)
         slot.channel = ours
-        slot.restarts.started = time.monotonic()
+        slot.restarts.began(time.monotonic())
         log.debug("TFTP pump %d started (pid %d)", slot.number, slot.process.pid)
