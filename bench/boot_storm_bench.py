@@ -399,8 +399,8 @@ def cpu_report(side: Side, storms: list[Storm]) -> str:
     """The CPU each storm took, median [range] per storm: the machine's (both sides' clients,
     the site's dnsmasq and the kernel's network work are in it alike), the side's servers', and
     for ours the HTTP workers' per HTTP request (five a host)."""
-    storms = [s for s in storms if s.cpu is not None]
-    cpus = [s.cpu for s in storms if s.cpu is not None]
+    measured = [(s, s.cpu) for s in storms if s.cpu is not None]
+    cpus = [cpu for _, cpu in measured]
     if not cpus:
         return "no CPU figure"
     groups: dict[str, list[float]] = {}
@@ -418,7 +418,7 @@ def cpu_report(side: Side, storms: list[Storm]) -> str:
     if "HTTP worker" in groups:
         per = [
             1000 * w / (5 * len(s.phases))
-            for w, s in zip(groups["HTTP worker"], storms, strict=True)
+            for w, (s, _) in zip(groups["HTTP worker"], measured, strict=True)
             if s.phases
         ]
         parts.append(f"HTTP workers per request {spread(per, ' ms')}")
