@@ -18,6 +18,7 @@ from waitress import wasyncore
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from common import wire
+from pxe.httpd.channel import wait_for_writers
 from pxe.httpd.file_sender import read_once_files
 
 # How long a thread of a server process may keep the interpreter while another waits for it.
@@ -40,16 +41,23 @@ def make_server(
     """A bound waitress server (port 0 picks a free one); ``.run()`` serves, ``.close()`` stops.
 
     ``options`` go to waitress (``connection_limit``, ``backlog``... for load tests)."""
-    return waitress.create_server(read_once_files(app), host=host, port=port, threads=threads,
-                                  **_options(options))  # fmt: skip
+    return _created(app, threads, options, host=host, port=port)
 
 
 def make_socket_server(
     app: Flask, sock: socket.socket, threads: int = 16, **options: object
 ) -> BaseWSGIServer | MultiSocketServer:
     """A waitress server on a socket already listening (a worker's, bound by ``serve``)."""
-    return waitress.create_server(read_once_files(app), sockets=[sock], threads=threads,
-                                  **_options(options))  # fmt: skip
+    return _created(app, threads, options, sockets=[sock])
+
+
+def _created(
+    app: Flask, threads: int, options: dict[str, object], **where: object
+) -> BaseWSGIServer | MultiSocketServer:
+    server = waitress.create_server(read_once_files(app), threads=threads, **where,
+                                    **_options(options))  # fmt: skip
+    wait_for_writers(server)
+    return server
 
 
 class QueueWarnings(logging.Filter):
