@@ -10,7 +10,7 @@ thread needs it to finish the write and let go of the lock: each hand-over waits
 interval, and every other request thread of the process waits behind both. In a burst of 1,000
 registrations (bench/register_bench.py), a worker's loop went round 5,000-15,000 times in half
 a second, failing to take the lock each time, with one core full and its request threads at
-2% of a core; such rounds took 3-6x as long as the others.
+1-2% of a core; such rounds took 3-6x as long as the others.
 
 Here the loop waits for the lock, as waitress's own close of a connection already does. The
 holder is inside a short write (the socket does not block) and lets go without the loop's help;

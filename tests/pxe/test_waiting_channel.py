@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
+import waitress
 from flask import Flask
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
+from pxe.httpd.channel import wait_for_writers
 from pxe.httpd.server import make_server, make_socket_server
 
 HOLD_S = 0.6
@@ -46,6 +48,13 @@ def _worker_server(flask: Flask) -> Server:
     return make_socket_server(flask, listening, threads=2)
 
 
+def _two_listeners(flask: Flask) -> Server:
+    """What waitress builds for a host name with several addresses: one server per address."""
+    server = waitress.create_server(flask, listen="127.0.0.1:0 127.0.0.1:0", threads=2)
+    wait_for_writers(server)
+    return server
+
+
 def _held_in_writes(base: type[HTTPChannel]) -> type[HTTPChannel]:
     """``base`` whose request threads stay HOLD_S inside each write, output lock held."""
 
@@ -56,6 +65,12 @@ def _held_in_writes(base: type[HTTPChannel]) -> type[HTTPChannel]:
             return super()._flush_some(do_close=do_close)
 
     return HeldInWrites
+
+
+def _listeners(server: Server) -> list[BaseWSGIServer]:
+    if isinstance(server, MultiSocketServer):
+        return [d for d in server.map.values() if isinstance(d, BaseWSGIServer)]
+    return [server]
 
 
 @contextmanager
@@ -70,7 +85,7 @@ def _serving(server: Server) -> Iterator[tuple[int, threading.Thread]]:
     thread = threading.Thread(target=loop, name=LOOP, daemon=True)
     thread.start()
     try:
-        yield server.effective_port, thread
+        yield _listeners(server)[-1].effective_port, thread
     finally:
         stopping.set()
         thread.join(timeout=10)
@@ -92,10 +107,11 @@ def _loop_cpu_during_one_response(server: Server) -> float:
     return spent
 
 
-@pytest.mark.parametrize("build", [_tcp_server, _worker_server])
+@pytest.mark.parametrize("build", [_tcp_server, _worker_server, _two_listeners])
 def test_the_loop_waits_for_a_request_thread_inside_a_write(build: Callable[..., Server]) -> None:
     server = build(_flask())
-    server.channel_class = _held_in_writes(server.channel_class)
+    for listener in _listeners(server):
+        listener.channel_class = _held_in_writes(listener.channel_class)
     spent = _loop_cpu_during_one_response(server)
     assert spent < 0.1 * HOLD_S, f"the loop used {spent:.3f} s of CPU while the write was held"
 
