@@ -32,9 +32,15 @@ class WaitingChannel(HTTPChannel):
                 self.outbuf_lock.notify()
 
 
+def listeners(server: BaseWSGIServer | MultiSocketServer) -> list[BaseWSGIServer]:
+    """The listening servers behind ``server``: waitress builds one per address to listen on,
+    and returns a :class:`MultiSocketServer` over them when there are several."""
+    if isinstance(server, MultiSocketServer):
+        return [d for d in server.map.values() if isinstance(d, BaseWSGIServer)]
+    return [server]
+
+
 def wait_for_writers(server: BaseWSGIServer | MultiSocketServer) -> None:
     """Give ``server``'s listeners :class:`WaitingChannel` connections from now on."""
-    listeners = server.map.values() if isinstance(server, MultiSocketServer) else [server]
-    for listener in listeners:
-        if isinstance(listener, BaseWSGIServer):
-            listener.channel_class = WaitingChannel
+    for listener in listeners(server):
+        listener.channel_class = WaitingChannel

@@ -19,7 +19,7 @@ from flask import Flask
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
-from pxe.httpd.channel import wait_for_writers
+from pxe.httpd.channel import listeners, wait_for_writers
 from pxe.httpd.server import make_server, make_socket_server
 
 HOLD_S = 0.6
@@ -67,12 +67,6 @@ def _held_in_writes(base: type[HTTPChannel]) -> type[HTTPChannel]:
     return HeldInWrites
 
 
-def _listeners(server: Server) -> list[BaseWSGIServer]:
-    if isinstance(server, MultiSocketServer):
-        return [d for d in server.map.values() if isinstance(d, BaseWSGIServer)]
-    return [server]
-
-
 @contextmanager
 def _serving(server: Server) -> Iterator[tuple[int, threading.Thread]]:
     stopping = threading.Event()
@@ -85,7 +79,7 @@ def _serving(server: Server) -> Iterator[tuple[int, threading.Thread]]:
     thread = threading.Thread(target=loop, name=LOOP, daemon=True)
     thread.start()
     try:
-        yield _listeners(server)[-1].effective_port, thread
+        yield listeners(server)[-1].effective_port, thread
     finally:
         stopping.set()
         thread.join(timeout=10)
@@ -110,7 +104,7 @@ def _loop_cpu_during_one_response(server: Server) -> float:
 @pytest.mark.parametrize("build", [_tcp_server, _worker_server, _two_listeners])
 def test_the_loop_waits_for_a_request_thread_inside_a_write(build: Callable[..., Server]) -> None:
     server = build(_flask())
-    for listener in _listeners(server):
+    for listener in listeners(server):
         listener.channel_class = _held_in_writes(listener.channel_class)
     spent = _loop_cpu_during_one_response(server)
     assert spent < 0.1 * HOLD_S, f"the loop used {spent:.3f} s of CPU while the write was held"
