@@ -74,8 +74,12 @@ def client_address() -> str:
     return _unmapped(forwarded)
 
 
+@lru_cache(maxsize=4096)
 def _unmapped(address: str) -> str:
-    """``address`` in its canonical form, an IPv4-mapped IPv6 one (::ffff:192.0.2.7) as IPv4."""
+    """``address`` in its canonical form, an IPv4-mapped IPv6 one (::ffff:192.0.2.7) as IPv4.
+
+    Remembered: a rack's few hundred addresses come back with every request, and each request
+    asks twice (its view, its access line), at 2.5 us a parse on the 2-core machine."""
     try:
         ip = ip_address(address)
     except ValueError:

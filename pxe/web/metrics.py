@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Request, Response, current_app, g, request
 from flask.blueprints import BlueprintSetupState
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -204,24 +204,30 @@ def _observe(response: Response) -> Response:
         return response
     seconds = time.perf_counter() - started
     metrics = _metrics()
-    route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
-    metrics.latency.labels(request.method, route).observe(seconds)
-    metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-    if response.status_code < 300:
-        _count_install(metrics, request.endpoint)
+    # The request itself, not its proxy: each attribute read through the proxy looks the
+    # request up again, and this runs for every request the server answers.
+    req = request._get_current_object()
+    method, rule, status = req.method, req.url_rule, response.status_code
+    route = rule.rule if rule is not None else "(unmatched)"
+    metrics.latency.labels(method, route).observe(seconds)
+    metrics.requests.labels(method, route, str(status)).inc()
+    if status < 300:
+        _count_install(metrics, req.endpoint)
     level = logging.DEBUG if _routine(route) else logging.INFO
+    if not access_log.isEnabledFor(level):
+        return response
     access_log.log(
         level,
         "%s %s %d %.1f ms",
-        request.method,
-        _loggable_path(),
-        response.status_code,
+        method,
+        _loggable_path(req),
+        status,
         seconds * 1000,
         extra={
-            "method": request.method,
-            "path": request.path,
+            "method": method,
+            "path": req.path,
             "route": route,
-            "status": response.status_code,
+            "status": status,
             "duration_ms": round(seconds * 1000, 3),
             "remote_addr": client_address(),
         },
@@ -235,15 +241,15 @@ def _routine(route: str) -> bool:
     return route in ("/metrics", "/healthz") or route.endswith("/live")
 
 
-def _loggable_path() -> str:
+def _loggable_path(req: Request) -> str:
     """The path and query, with token values hidden (answer-file URLs carry install tokens)."""
-    if not request.args:
-        return request.path
+    if not req.args:
+        return req.path
     query = "&".join(
         f"{key}={'***' if 'token' in key.lower() else value}"
-        for key, value in request.args.items(multi=True)
+        for key, value in req.args.items(multi=True)
     )
-    return f"{request.path}?{query}"
+    return f"{req.path}?{query}"
 
 
 def _count_install(metrics: AppMetrics, endpoint: str | None) -> None:
