@@ -71,6 +71,18 @@ class ChecksumError(FailedError):
         )
 
 
+class SinkError(FailedError):
+    """What the bytes were written to failed: a full disk, or ``tar`` gone. Not the network's
+    fault, so the download is not resumed (it once was, a chunk a try, as if the connection had
+    been cut). The caller knows what the bytes were written to and words the error."""
+
+    def __init__(self, location: str, cause: OSError) -> None:
+        self.location = location
+        self.cause = cause
+        self.reason = cause.strerror or str(cause)
+        super().__init__(f"cannot write what {location} holds: {self.reason}")
+
+
 class ReleaseUnavailableError(RefusedError):
     """The release's manifest cannot be read, so nothing was written."""
 
@@ -189,8 +201,9 @@ def _read_small(url: str, retries: int = RETRIES) -> bytes:
 class _Pipeline:
     """sha256 over the bytes as published, then (optionally) zstd, then the consumer."""
 
-    def __init__(self, sink: Sink, decompress: bool) -> None:
+    def __init__(self, sink: Sink, decompress: bool, location: str) -> None:
         self.sink = sink
+        self.location = location
         self.digest = hashlib.sha256()
         self.bytes_in = 0
         self.bytes_out = 0
@@ -202,7 +215,10 @@ class _Pipeline:
         out = self._zstd.decompress(chunk) if self._zstd is not None else chunk
         if out:
             self.bytes_out += len(out)
-            self.sink(out)
+            try:
+                self.sink(out)
+            except OSError as exc:
+                raise SinkError(shown(self.location), exc) from exc
 
 
 def fetch_artefact(
@@ -214,9 +230,10 @@ def fetch_artefact(
     progress: Progress | None = None,
     retries: int = RETRIES,
 ) -> Fetched:
-    """Stream one artefact into ``sink``; raises ``ChecksumError`` when it does not match."""
+    """Stream one artefact into ``sink``; raises ``ChecksumError`` when it does not match, and
+    ``SinkError`` when ``sink`` raises ``OSError``."""
     location = _join(base, artefact.path)
-    pipe = _Pipeline(sink, decompress)
+    pipe = _Pipeline(sink, decompress, location)
     resumes = 0
     try:
         match _scheme(base):

@@ -9,6 +9,7 @@ upgrade only moves the stable names.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -92,6 +93,7 @@ def _extract_rootfs(
             [*TAR_EXTRACT, f"--directory={root}"], stdin=subprocess.PIPE, stderr=errors
         )
         assert proc.stdin is not None
+        cut: fetch.SinkError | None = None
         try:
             fetch.fetch_artefact(
                 base,
@@ -100,18 +102,21 @@ def _extract_rootfs(
                 decompress=True,
                 progress=(lambda n: progress(art, n)) if progress else None,
             )
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        except fetch.SinkError as exc:  # tar stopped reading: its exit and stderr say why
+            cut = exc
         except BaseException:
             proc.kill()
             proc.wait()
             raise
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
         code = proc.wait()
         errors.seek(0)
         stderr = errors.read().decode(errors="replace").strip()
     if code != 0:
         raise LaydownError(f"tar failed (exit {code}) extracting {art.path} into {root}: {stderr}")
+    if cut is not None:
+        raise LaydownError(f"tar stopped reading {art.path} before its end ({cut.reason})")
 
 
 def _write_boot_file(
@@ -119,17 +124,20 @@ def _write_boot_file(
 ) -> str:
     """Written under a temporary name and renamed, so a cut download leaves no half file."""
     tmp = boot / f".{name}.part"
-    with open(tmp, "wb") as fh:
-        try:
+    try:
+        with open(tmp, "wb") as fh:
             fetch.fetch_artefact(
                 base, art, fh.write, progress=(lambda n: progress(art, n)) if progress else None
             )
-        except BaseException:
-            fh.close()
-            tmp.unlink(missing_ok=True)
-            raise
-        fh.flush()
-        os.fsync(fh.fileno())
+            fh.flush()
+            os.fsync(fh.fileno())
+    except (fetch.SinkError, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.reason if isinstance(exc, fetch.SinkError) else exc.strerror or str(exc)
+        raise LaydownError(f"cannot write {boot / name}: {reason}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, boot / name)
     return name
 

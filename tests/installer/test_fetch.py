@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import tarfile
 from pathlib import Path
@@ -102,3 +103,28 @@ def test_gives_up_after_the_resume_budget(release_dir: Path) -> None:
 def test_unsupported_scheme_is_a_refusal() -> None:
     with pytest.raises(fetch.ReleaseUnavailableError, match="nfs:// is not supported"):
         fetch.fetch_manifest("nfs://server/export/release")
+
+
+@pytest.mark.parametrize("source", ["http", "directory"])
+def test_a_failing_sink_is_not_a_cut_connection(release_dir: Path, source: str) -> None:
+    """A full disk under the consumer ends the download at once, saying so: it is not resumed
+    a chunk at a time as a network fault would be."""
+    calls = 0
+
+    def full(_data: bytes) -> None:
+        nonlocal calls
+        calls += 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with ReleaseServer(release_dir) as srv:
+        base = srv.url if source == "http" else str(release_dir)
+        art = fetch.fetch_manifest(base).artefact(ArtefactKind.DOM0_ROOTFS)
+        with pytest.raises(fetch.SinkError) as err:
+            fetch.fetch_artefact(base, art, full, decompress=True)
+        gets = [g for g in srv.gets if g.path == f"/{art.path}"]
+    assert calls == 1
+    assert len(gets) == (1 if source == "http" else 0)
+    assert err.value.reason == "No space left on device"
+    assert str(err.value) == (
+        f"cannot write what {base}/{art.path} holds: No space left on device"
+    )

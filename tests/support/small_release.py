@@ -68,13 +68,17 @@ class _Random(io.RawIOBase):
         return os.urandom(n)
 
 
-def build(out: Path, extra_bytes: int = 0, version: str = "0.1") -> release.Manifest:
+def build(
+    out: Path, extra_bytes: int = 0, version: str = "0.1", kernel_bytes: int = 0
+) -> release.Manifest:
+    """``kernel_bytes`` gives the dom0 kernel that size (random bytes), for a target to fill."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "dom0-rootfs.tar.zst").write_bytes(dom0_tar_zst(extra_bytes, version))
     (out / f"xen-{XEN_VERSION}.gz").write_bytes(
         gzip.compress(b"placeholder hypervisor for tests, not bootable\n" * 64)
     )
-    (out / f"vmlinuz-{KERNEL_VERSION}").write_bytes(b"placeholder kernel\n" * 512)
+    kernel = os.urandom(kernel_bytes) if kernel_bytes else b"placeholder kernel\n" * 512
+    (out / f"vmlinuz-{KERNEL_VERSION}").write_bytes(kernel)
     (out / f"initrd.img-{KERNEL_VERSION}").write_bytes(b"placeholder initrd\n" * 512)
     artefacts = (
         release.describe(out, ArtefactKind.HYPERVISOR, f"xen-{XEN_VERSION}.gz", XEN_VERSION),
