@@ -93,18 +93,20 @@ class Progress:
             self._before[step.name] = acc
             acc += step.weight
         self._weights = {s.name: s.weight for s in self.steps}
-        self._last: tuple[str, int] | None = None
+        self._last: tuple[str, int, str] | None = None
         self.events: list[Event] = []
 
     def update(self, step: str, fraction: float = 0.0, message: str = "") -> None:
-        """Report ``step`` as ``fraction`` (0..1) done; repeated percentages are not resent."""
+        """Report ``step`` as ``fraction`` (0..1) done; an event the same as the last one (step,
+        percentage and message) is not resent: the download reports each chunk it receives."""
         fraction = min(max(fraction, 0.0), 1.0)
         done = self._before[step] + self._weights[step] * fraction
         percent = int(100 * done / self._total)
-        if self._last == (step, percent) and not message:
+        shown = message or step
+        if self._last == (step, percent, shown):
             return
-        self._last = (step, percent)
-        event = Event(step, percent, message or step)
+        self._last = (step, percent, shown)
+        event = Event(step, percent, shown)
         self.events.append(event)
         self._each("event", event)
 
@@ -114,7 +116,7 @@ class Progress:
 
     def bmc_seen(self, seen: BmcSighting) -> None:
         """Tell every reporter what this machine's BMC said of itself, at the current step."""
-        step, percent = self._last or (self.steps[0].name, 0)
+        step, percent, _ = self._last or (self.steps[0].name, 0, "")
         event = Event(step, percent, f"BMC seen: {seen.describe()}", bmc=seen)
         self.events.append(event)
         self._each("event", event)

@@ -44,6 +44,18 @@ def test_weighted_percentages_and_reporter_failures_are_harmless() -> None:
     assert lines[-1] == {"done": True}
 
 
+def test_a_download_reporting_every_chunk_sends_each_percentage_once() -> None:
+    out = io.StringIO()
+    progress = Progress([Step("laydown", 1)], [JsonLinesReporter(out)])
+    for received in range(1, 2001):  # a chunk at a time, 2,000 of them, as the laydown reports
+        progress.update("laydown", received / 2000, "writing dom0-rootfs.tar.zst")
+    progress.update("laydown", 1.0, "writing xen.gz")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["percent"] for line in lines[:-1]] == list(range(101))
+    assert {line["message"] for line in lines[:-1]} == {"writing dom0-rootfs.tar.zst"}
+    assert lines[-1] == {"step": "laydown", "percent": 100, "message": "writing xen.gz"}
+
+
 def test_http_reporter_posts_with_the_token(tmp_path: Path) -> None:
     with ReleaseServer(tmp_path) as srv:
         reporter = HttpReporter(srv.url + "/", "secret", min_interval=3600)
