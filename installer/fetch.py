@@ -199,7 +199,12 @@ def _read_small(url: str, retries: int = RETRIES) -> bytes:
 
 
 class _Pipeline:
-    """sha256 over the bytes as published, then (optionally) zstd, then the consumer."""
+    """sha256 over the bytes as published, then (optionally) zstd, then the consumer.
+
+    zstd writes into the consumer in pieces of at most ``CHUNK``: a whole decompressed chunk
+    at once could be gigabytes (128 KiB of zstd made 4 GiB of zeros in one call), in an
+    installer that runs from RAM, before the checksum could say the image is wrong.
+    """
 
     def __init__(self, sink: Sink, decompress: bool, location: str) -> None:
         self.sink = sink
@@ -207,18 +212,27 @@ class _Pipeline:
         self.digest = hashlib.sha256()
         self.bytes_in = 0
         self.bytes_out = 0
-        self._zstd = zstandard.ZstdDecompressor().decompressobj() if decompress else None
+        self._zstd = (
+            zstandard.ZstdDecompressor().stream_writer(self, write_size=CHUNK, closefd=False)
+            if decompress
+            else None
+        )
 
     def feed(self, chunk: bytes) -> None:
         self.digest.update(chunk)
         self.bytes_in += len(chunk)
-        out = self._zstd.decompress(chunk) if self._zstd is not None else chunk
-        if out:
-            self.bytes_out += len(out)
-            try:
-                self.sink(out)
-            except OSError as exc:
-                raise SinkError(shown(self.location), exc) from exc
+        if self._zstd is not None:
+            self._zstd.write(chunk)
+        else:
+            self.write(chunk)
+
+    def write(self, out: bytes) -> None:
+        """The consumer's side, called by zstd for each decompressed piece."""
+        self.bytes_out += len(out)
+        try:
+            self.sink(out)
+        except OSError as exc:
+            raise SinkError(shown(self.location), exc) from exc
 
 
 def fetch_artefact(

@@ -8,9 +8,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import zstandard
 from support import small_release
 from support.release_server import ReleaseServer
 
+from common import release
 from common.release import ArtefactKind
 from installer import fetch
 
@@ -128,3 +130,16 @@ def test_a_failing_sink_is_not_a_cut_connection(release_dir: Path, source: str) 
     assert str(err.value) == (
         f"cannot write what {base}/{art.path} holds: No space left on device"
     )
+
+
+def test_a_highly_compressed_image_reaches_the_sink_in_bounded_pieces(tmp_path: Path) -> None:
+    """1 GiB of zeros is 32 KiB of zstd: decompressed at once it would be a 1 GiB string."""
+    packed = zstandard.ZstdCompressor(level=3).compress(bytes(1 << 30))
+    assert len(packed) < fetch.CHUNK
+    (tmp_path / "zeros.zst").write_bytes(packed)
+    art = release.describe(tmp_path, ArtefactKind.DOM0_ROOTFS, "zeros.zst")
+    pieces: list[int] = []
+    got = fetch.fetch_artefact(str(tmp_path), art, lambda b: pieces.append(len(b)),
+                               decompress=True)  # fmt: skip
+    assert got.bytes_out == sum(pieces) == 1 << 30
+    assert max(pieces) <= fetch.CHUNK
