@@ -97,7 +97,7 @@ def _extract_rootfs(
         )
         assert proc.stdin is not None
         to_tar = Handoff(proc.stdin.write, name=f"{art.path} into tar")
-        cut: fetch.SinkError | None = None
+        cut = ""  # why tar's pipe broke, when it did; tar's exit and stderr say more
         try:
             fetch.fetch_artefact(
                 base,
@@ -107,9 +107,11 @@ def _extract_rootfs(
                 progress=(lambda n: progress(art, n)) if progress else None,
             )
             to_tar.close()
-        except fetch.SinkError as exc:  # tar stopped reading: its exit and stderr say why
-            cut = exc
+        except fetch.SinkError as exc:
+            cut = exc.reason
             to_tar.abandon()
+        except OSError as exc:  # from ``close``: the pipe broke under the last pieces
+            cut = exc.strerror or str(exc)
         except BaseException:
             proc.kill()
             to_tar.abandon()
@@ -122,8 +124,8 @@ def _extract_rootfs(
         stderr = errors.read().decode(errors="replace").strip()
     if code != 0:
         raise LaydownError(f"tar failed (exit {code}) extracting {art.path} into {root}: {stderr}")
-    if cut is not None:
-        raise LaydownError(f"tar stopped reading {art.path} before its end ({cut.reason})")
+    if cut:
+        raise LaydownError(f"tar stopped reading {art.path} before its end ({cut})")
 
 
 def _write_boot_file(
