@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
-import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -32,7 +31,7 @@ from typing import BinaryIO
 import zstandard
 
 from common.release import MANIFEST, Artefact, Manifest, ReleaseError
-from installer import fetch_ftp
+from installer import fetch_ftp, tls
 from installer.errors import FailedError, RefusedError
 
 log = logging.getLogger(__name__)
@@ -146,9 +145,9 @@ def read_release_file(base: str, name: str, limit: int = MAX_SMALL_FILE) -> byte
     except FileNotFoundError as exc:
         raise ReleaseFileMissingError(f"no release at {base}: {location}: no such file") from exc
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-        refused = _untrusted(exc)
+        refused = tls.refused_certificate(exc)
         reason = (
-            _untrusted_reason(refused)
+            tls.explain(refused)
             if refused
             else getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
         )
@@ -184,20 +183,6 @@ def fetch_manifest(base: str) -> Manifest:
     return parse_manifest(read_release_file(base, MANIFEST), base)
 
 
-def _untrusted(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The refused certificate behind ``exc``, if that is what it is. No retry makes a
-    certificate trusted: asking again only made the installer wait 45 s to say so."""
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    return reason if isinstance(reason, ssl.SSLCertVerificationError) else None
-
-
-def _untrusted_reason(refused: ssl.SSLCertVerificationError) -> str:
-    return (
-        f"the server's TLS certificate is not trusted ({refused.verify_message}); give the "
-        "server a certificate from a CA the installer trusts"
-    )
-
-
 def _read_small(url: str, retries: int = RETRIES) -> bytes:
     """A small file over HTTP, tried again (as a cut download is) while the server cannot be
     reached or answers 5xx: a server restarting is no reason to fail an install."""
@@ -210,7 +195,7 @@ def _read_small(url: str, retries: int = RETRIES) -> bytes:
                 raise
             reason: object = f"HTTP {exc.code}"
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            if attempt > retries or _untrusted(exc):
+            if attempt > retries or tls.refused_certificate(exc):
                 raise
             reason = exc
         log.warning("reading %s failed (%s); trying again", url, reason)
@@ -328,8 +313,8 @@ def _http(url: str, size: int, pipe: _Pipeline, progress: Progress | None, retri
         except urllib.error.HTTPError as exc:
             raise FetchError(url, f"HTTP {exc.code} {exc.reason}") from exc
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            if refused := _untrusted(exc):
-                raise FetchError(url, _untrusted_reason(refused)) from exc
+            if refused := tls.refused_certificate(exc):
+                raise FetchError(url, tls.explain(refused)) from exc
             reason = f"{exc} after {pipe.bytes_in} of {size} bytes"
         in_a_row = 1 if pipe.bytes_in > start else in_a_row + 1
         if in_a_row > retries:

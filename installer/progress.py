@@ -26,6 +26,7 @@ from rich.progress import BarColumn, TextColumn
 from rich.progress import Progress as RichProgress
 
 from common import registration_key, wire
+from installer import tls
 from installer.local_bmc import BmcSighting
 
 log = logging.getLogger(__name__)
@@ -266,6 +267,8 @@ class HttpReporter:
                     raise ReportUndeliveredError(f"{report.path}: HTTP {exc.code}") from exc
                 failure: Exception = exc
             except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+                if refused := tls.refused_certificate(exc):
+                    raise ReportUndeliveredError(f"{report.path}: {tls.explain(refused)}") from exc
                 failure = exc
             else:
                 self._outage_since = None
