@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import io
 import tarfile
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 import zstandard
 from support import small_release
+from support.full_disk import FullDisk
 from support.release_server import ReleaseServer
 
 from common import release
@@ -111,20 +111,14 @@ def test_unsupported_scheme_is_a_refusal() -> None:
 def test_a_failing_sink_is_not_a_cut_connection(release_dir: Path, source: str) -> None:
     """A full disk under the consumer ends the download at once, saying so: it is not resumed
     a chunk at a time as a network fault would be."""
-    calls = 0
-
-    def full(_data: bytes) -> None:
-        nonlocal calls
-        calls += 1
-        raise OSError(errno.ENOSPC, "No space left on device")
-
+    full = FullDisk()
     with ReleaseServer(release_dir) as srv:
         base = srv.url if source == "http" else str(release_dir)
         art = fetch.fetch_manifest(base).artefact(ArtefactKind.DOM0_ROOTFS)
         with pytest.raises(fetch.SinkError) as err:
             fetch.fetch_artefact(base, art, full, decompress=True)
         gets = [g for g in srv.gets if g.path == f"/{art.path}"]
-    assert calls == 1
+    assert full.calls == 1
     assert len(gets) == (1 if source == "http" else 0)
     assert err.value.reason == "No space left on device"
     assert str(err.value) == (

@@ -4,13 +4,13 @@ file does not match its manifest."""
 
 from __future__ import annotations
 
-import errno
 import shutil
 from pathlib import Path
 
 import pytest
 from support import small_release
 from support.ftp_server import PASSWORD, USER, FtpServer
+from support.full_disk import FullDisk
 
 from common.release import ArtefactKind
 from installer import fetch
@@ -101,19 +101,13 @@ def test_a_transfer_that_stops_short_resumes_with_rest(served: Path) -> None:
 
 def test_a_failing_sink_ends_the_transfer_and_shows_no_password(served: Path) -> None:
     """A full target is not a cut transfer: no resume, and the URL in the sentence is masked."""
-    calls = 0
-
-    def full(_data: bytes) -> None:
-        nonlocal calls
-        calls += 1
-        raise OSError(errno.ENOSPC, "No space left on device")
-
+    full = FullDisk()
     with FtpServer(served) as srv:
         base = f"{srv.url_as(USER, PASSWORD)}/release"
         art = fetch.fetch_manifest(base).artefact(ArtefactKind.DOM0_ROOTFS)
         with pytest.raises(fetch.SinkError) as err:
             fetch.fetch_artefact(base, art, full, decompress=True)
-    assert calls == 1
+    assert full.calls == 1
     assert str(err.value) == (
         f"cannot write what ftp://site:***@{srv.url.removeprefix('ftp://')}/release/"
         f"{art.path} holds: No space left on device"
