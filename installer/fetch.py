@@ -78,7 +78,6 @@ class SinkError(FailedError):
 
     def __init__(self, location: str, cause: OSError) -> None:
         self.location = location
-        self.cause = cause
         self.reason = cause.strerror or str(cause)
         super().__init__(f"cannot write what {location} holds: {self.reason}")
 
