@@ -16,6 +16,10 @@ Here the loop waits for the lock, as waitress's own close of a connection alread
 holder is inside a short write (the socket does not block) and lets go without the loop's help;
 where it must wait for the loop to drain its output, it waits on the lock's condition, which
 lets go of the lock.
+
+The connection also tells the server's event loop (:mod:`pxe.httpd.eventloop`) when what it
+wants may have changed without an event of the loop's own: added, removed, and while a request
+thread is in it.
 """
 
 from __future__ import annotations
@@ -23,13 +27,41 @@ from __future__ import annotations
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
+from pxe.httpd.eventloop import EventLoop
+
 
 class WaitingChannel(HTTPChannel):
+    reports_changes = True  # to the event loop, which then asks it only when told
+
     def _flush_some_if_lockable(self, do_close: bool = True) -> None:
         with self.outbuf_lock:
             self._flush_some(do_close=do_close)
             if self.total_outbufs_len < self.adj.outbuf_high_watermark:
                 self.outbuf_lock.notify()
+
+    def add_channel(self, map: dict | None = None) -> None:  # type: ignore[type-arg]
+        super().add_channel(map)
+        self.server.asyncore.changed(self._fileno)
+
+    def del_channel(self, map: dict | None = None) -> None:  # type: ignore[type-arg]
+        fd = self._fileno
+        super().del_channel(map)
+        if fd is not None:
+            self.server.asyncore.changed(fd)
+
+    def service(self) -> None:
+        """Run in a request thread: the response it writes changes what the loop must wait for,
+        from outside the loop."""
+        fd = self._fileno
+        if fd is None:  # closed while the request waited for a thread
+            super().service()
+            return
+        loop: EventLoop = self.server.asyncore
+        loop.serving(fd)
+        try:
+            super().service()
+        finally:
+            loop.served(fd)
 
 
 def listeners(server: BaseWSGIServer | MultiSocketServer) -> list[BaseWSGIServer]:
@@ -40,7 +72,11 @@ def listeners(server: BaseWSGIServer | MultiSocketServer) -> list[BaseWSGIServer
     return [server]
 
 
-def wait_for_writers(server: BaseWSGIServer | MultiSocketServer) -> None:
-    """Give ``server``'s listeners :class:`WaitingChannel` connections from now on."""
+def adopt(server: BaseWSGIServer | MultiSocketServer, loop: EventLoop | None = None) -> None:
+    """Give ``server`` our event loop (a new one unless given), and its listeners
+    :class:`WaitingChannel` connections from now on (they report to that loop)."""
+    loop = loop or EventLoop()
+    server.asyncore = loop
     for listener in listeners(server):
+        listener.asyncore = loop
         listener.channel_class = WaitingChannel

@@ -18,7 +18,7 @@ from waitress import wasyncore
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from common import wire
-from pxe.httpd.channel import wait_for_writers
+from pxe.httpd.channel import adopt
 from pxe.httpd.file_sender import read_once_files
 
 # How long a thread of a server process may keep the interpreter while another waits for it.
@@ -56,7 +56,7 @@ def _created(
 ) -> BaseWSGIServer | MultiSocketServer:
     server = waitress.create_server(read_once_files(app), threads=threads, **where,
                                     **_options(options))  # fmt: skip
-    wait_for_writers(server)
+    adopt(server)
     return server
 
 
@@ -125,8 +125,8 @@ def running_server(
 ) -> Iterator[RunningServer]:
     """Serve ``app`` from a background thread until the block ends.
 
-    The loop runs in short slices so it stops between them: closing the sockets under a running
-    ``server.run()`` would make its ``select`` fail in the server thread.
+    The loop runs in short slices so it stops between them, never with the sockets closed under
+    a turn in the server thread.
     """
     server = make_server(app, host, port, threads, **options)
     stopping = threading.Event()

@@ -19,7 +19,7 @@ from flask import Flask
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
-from pxe.httpd.channel import listeners, wait_for_writers
+from pxe.httpd.channel import adopt, listeners
 from pxe.httpd.server import make_server, make_socket_server
 
 HOLD_S = 0.6
@@ -51,7 +51,7 @@ def _worker_server(flask: Flask) -> Server:
 def _two_listeners(flask: Flask) -> Server:
     """What waitress builds for a host name with several addresses: one server per address."""
     server = waitress.create_server(flask, listen="127.0.0.1:0 127.0.0.1:0", threads=2)
-    wait_for_writers(server)
+    adopt(server)
     return server
 
 
