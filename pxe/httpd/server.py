@@ -133,7 +133,7 @@ def running_server(
 
     def loop() -> None:
         while not stopping.is_set():
-            server.asyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
+            server.asyncore.loop(timeout=0.05, map=server._map, count=1)
 
     thread = threading.Thread(target=loop, name="waitress", daemon=True)
     thread.start()
