@@ -52,7 +52,7 @@ class EventLoop:
 
     def __init__(self, full_scan_s: float = FULL_SCAN_S) -> None:
         self._full_scan_s = full_scan_s
-        self._epoll: select.epoll | None = None
+        self._epoll = select.epoll()
         # fd -> (the dispatcher it was registered for, the events it was registered with)
         self._watched: dict[int, tuple[_Dispatcher, int]] = {}
         self._changed: set[int] = set()
@@ -104,8 +104,6 @@ class EventLoop:
                 count -= 1
 
     def _turn(self, timeout: float, map: dict[int, _Dispatcher]) -> None:
-        if self._epoll is None:
-            self._epoll = select.epoll()
         now = time.monotonic()
         if now >= self._next_full_scan:
             self._next_full_scan = now + self._full_scan_s
@@ -134,7 +132,6 @@ class EventLoop:
 
     def _update(self, fd: int, dispatcher: _Dispatcher | None) -> None:
         """Register what ``dispatcher`` wants now, as poll() would be asked for it."""
-        assert self._epoll is not None
         known = self._watched.get(fd)
         events = 0
         if dispatcher is not None:
