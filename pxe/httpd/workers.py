@@ -6,9 +6,13 @@ write fell from ~700 to ~60 a second); two processes on two cores doubled ``/hea
 brought the writers back. TFTP and ProxyDHCP stay in the ``serve`` process.
 
 Each worker has a listening socket of its own on the port (``SO_REUSEPORT``), and the kernel
-spreads new connections over them. One socket shared by all wakes every worker's ``select`` for
+spreads new connections over them. One socket shared by all wakes every worker's event loop for
 each connection and lets whichever wakes first take it, busy or not: with one queue per worker,
 the paced answer-file bench went from p50 15 ms and 1,700 a second to p50 8 ms and 1,950.
+The price is the tail under saturation: the kernel spreads connections by a hash, not by load,
+so one worker's queue can grow while the other's is short (a shared queue that each worker
+takes from only while few of its requests wait halved the closed loop's p99, but tripled the
+median at 2,000 answer files a second; ``docs/performance.md``).
 ``serve`` binds and keeps every socket, so a port in use is one clear error before anything
 starts, and a dead worker's replacement inherits its socket with the connections queued on it.
 
