@@ -7,8 +7,9 @@ brought the writers back. TFTP and ProxyDHCP stay in the ``serve`` process.
 
 Each worker has a listening socket of its own on the port (``SO_REUSEPORT``), and the kernel
 spreads new connections over them. One socket shared by all wakes every worker's event loop for
-each connection and lets whichever wakes first take it, busy or not: with one queue per worker,
-the paced answer-file bench went from p50 15 ms and 1,700 a second to p50 8 ms and 1,950.
+each connection and lets whichever wakes first take it: with one queue per worker, the paced
+answer-file bench went from p50 15 ms and 1,700 a second to p50 8 ms and 1,950 (measured with
+waitress's ``select`` loop; with the epoll loop the two workers take equal shares either way).
 The price is the tail under saturation: the kernel spreads connections by a hash, not by load,
 so one worker's queue can grow while the other's is short (a shared queue that each worker
 takes from only while few of its requests wait halved the closed loop's p99, but tripled the
