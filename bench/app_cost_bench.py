@@ -117,19 +117,18 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=10_000, help="in the inventory at start")
     args = parser.parse_args()
     unthrottle()
-    ready_needed = args.rounds * args.requests + 10  # http_bench makes one host in ten ready
+    wanted = args.rounds * args.requests  # of each kind, every one a host of its own
     with tempfile.TemporaryDirectory(prefix="xcp-app-cost-") as tmp:
         data = Path(tmp) / "data"
-        macs = populate_answer_files(data, max(args.hosts, ready_needed * 10))
+        macs = populate_answer_files(data, max(args.hosts, wanted * 10))  # one in ten ready
         settings = load_settings(data_dir=data)
         configure_logging(settings.log_format)
         for handler in logging.getLogger().handlers:
             handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 (for the whole run)
         database = Database(settings.database)
         app = App(create_app(settings))
-        ready = answer_file_environs(app, macs[::10][1 : ready_needed - 9])
-        installed = populate_installed(database, FIRST_REGISTERING,
-                                       args.rounds * args.requests, ["bench"])  # fmt: skip
+        ready = answer_file_environs(app, macs[::10][:wanted])
+        installed = populate_installed(database, FIRST_REGISTERING, wanted, ["bench"])
         registrations = [
             environ("/api/v1/register", "POST", facts(number), token) for number, token in installed
         ]
