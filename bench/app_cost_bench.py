@@ -27,7 +27,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -41,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from werkzeug.test import EnvironBuilder
 
+from bench.http_bench import answer_file_in, unthrottle
 from bench.http_bench import populate as populate_answer_files
-from bench.http_bench import unthrottle
 from bench.register_load import populate as populate_installed
 from pxe.config import load_settings
 from pxe.db.session import Database
@@ -98,10 +97,10 @@ def answer_file_environs(app: App, macs: list[str]) -> list[Environ]:
     found = []
     for mac in macs:
         script = app.call(environ(f"/boot/ipxe?mac={mac}")).decode()
-        url = re.search(r"answerfile=(\S+)", script)
+        url = answer_file_in(script)
         if url is None:
             raise SystemExit(f"no answer file in the boot script of {mac}: {script[:200]}")
-        parts = urlsplit(url[1])
+        parts = urlsplit(url)
         found.append(environ(f"{parts.path}?{parts.query}"))
     return found
 

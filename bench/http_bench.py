@@ -232,7 +232,16 @@ def nginx(root: Path) -> AbstractContextManager[str]:
 
 def answer_url(base: str, mac: str) -> str:
     script = urllib.request.urlopen(f"{base}/boot/ipxe?mac={mac}", timeout=10).read().decode()
-    return re.search(r"answerfile=(\S+)", script)[1]
+    found = answer_file_in(script)
+    if found is None:
+        raise SystemExit(f"no answer file in the boot script of {mac}: {script[:200]}")
+    return found
+
+
+def answer_file_in(script: str) -> str | None:
+    """The answer-file URL a boot script puts on the installer's command line, if any."""
+    found = re.search(r"answerfile=(\S+)", script)
+    return found[1] if found else None
 
 
 def line(name: str, load: Load, reference: Load | None = None) -> str:
