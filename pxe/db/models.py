@@ -103,6 +103,9 @@ class Profile(Base):
 
 class Host(Base):
     __tablename__ = "hosts"
+    # State first, so it serves every lookup by state; with the token beside it, counting the
+    # install slots taken (pxe.store.tokens.slots_taken) reads this index alone, not the table.
+    __table_args__ = (Index("ix_hosts_state_token", "state", "install_token_hash"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     hostname: Mapped[str | None] = mapped_column(String(253), nullable=True)
@@ -115,7 +118,7 @@ class Host(Base):
     pool_id: Mapped[int | None] = mapped_column(
         ForeignKey("pools.id", ondelete="SET NULL"), nullable=True
     )
-    state: Mapped[str] = mapped_column(String(16), index=True)
+    state: Mapped[str] = mapped_column(String(16))
     state_reason: Mapped[str] = mapped_column(Text, default="")
     # The last failure log an installer uploaded, cut to Settings.max_log_bytes.
     failure_log: Mapped[str] = mapped_column(Text, default="")

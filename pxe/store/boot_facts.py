@@ -29,7 +29,7 @@ class BootFacts:
     the fast path (:func:`boot_facts`) and a write session holding the ORM host (:meth:`of`).
 
     ``slots_taken`` is the whole inventory's: hosts holding an install slot
-    (:func:`pxe.store.tokens.holds_install_slot`), read in the same statement."""
+    (:func:`pxe.store.tokens.slots_taken`), read in the same statement."""
 
     id: int
     hostname: str | None
