@@ -1,5 +1,5 @@
-"""An installer's reports as Core statements: the state moves, events and failure log the ORM
-path made, once per install whoever else reports at the same moment, on both backends."""
+"""An installer's reports as prepared statements: the state moves, events and failure log the
+ORM path made, once per install whoever else reports at the same moment, on both backends."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from pxe.db.session import Database
 from pxe.store import hosts, profiles, tokens
+from pxe.store.bmc import SEEN_FACT, BmcSeen
 from pxe.store.errors import ConflictError, NotFoundError
 from pxe.store.events import list_events
 from pxe.store.install_reports import (
@@ -128,3 +129,21 @@ def test_reports_at_the_same_moment_move_the_host_once(any_database: Database) -
     kinds = [kind for kind, message, *_ in events if kind != "state" or "installer" in message]
     assert (kinds.count("state"), kinds.count("progress"), kinds.count("done")) == (1, 16, 1)
     assert state == State.INSTALLED.value
+
+
+def test_progress_keeps_the_bmc_its_installer_saw_beside_the_other_facts(
+    any_database: Database,
+) -> None:
+    token = _host(any_database, State.READY)
+    with any_database.scope() as s:
+        host = hosts.get_host(s, "node-e")
+        host.facts = {"cpu_count": 4}
+        before = host.updated_at
+    seen = BmcSeen("10.20.30.40", "static", "52:54:00:ab:cd:ef", 1)
+    record_progress(any_database, _holder(any_database, token), "bmc", None, "", seq=1,
+                    bmc_seen=seen)  # fmt: skip
+    with any_database.scope(write=False) as s:
+        host = hosts.get_host(s, "node-e")
+        assert host.facts == {"cpu_count": 4, SEEN_FACT: seen.as_fact()}
+        assert host.report_seq == 1 and host.state == State.INSTALLING
+        assert host.updated_at > before
