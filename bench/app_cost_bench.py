@@ -7,18 +7,21 @@ after the other on one thread, so each figure is the app's own CPU for that requ
 left to cut in our code, apart from what every request pays to the server. Measured:
 
 * ``GET /healthz``: the app's floor (routing, a database round trip, the access log's check);
+* a boot script: a ready host's first iPXE lookup, which hands out its install token;
 * a cold answer file: a ready host's, its token issued by the boot lookup beforehand and
   claimed by this request, rendered and validated;
+* a build-done: a ready host's, after its boot lookup and answer file;
 * a registration: an installed host's first boot calling home with the first-boot agent's
   facts, into one pool.
 
-Every host is asked for once, as in a rack. The three kinds alternate within each round, on
+The first four are a rack host's requests to ``serve``, its kernel and initrd aside. Every
+host is asked for once, as in a rack. The kinds alternate within each round, on
 the same data directory and SQLite inventory (``bench/http_bench.py``'s hosts, and installed
 hosts for the registrations), and the access log is written to ``/dev/null``. Printed: the
 median and range over the rounds of the microseconds per request and of each kind's ratio to
 ``/healthz`` in the same round.
 
-    .venv/bin/python bench/app_cost_bench.py [--rounds 5] [--requests 200] [--hosts 10000]
+    .venv/bin/python bench/app_cost_bench.py [--rounds 5] [--requests 200] [--hosts 30000]
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -49,7 +52,7 @@ from pxe.logging_json import configure_logging
 from pxe.web.app import create_app
 from tests.support.registering import facts
 
-# Registering hosts are numbered past the answer-file hosts, so their MACs never meet.
+# Registering hosts are numbered past the ready hosts, so their MACs never meet.
 FIRST_REGISTERING = 100_001
 CLIENT = "127.0.0.1"
 
@@ -92,16 +95,31 @@ class App:
         return seconds
 
 
+def boot_environ(mac: str) -> Environ:
+    return environ(f"/boot/ipxe?mac={mac}")
+
+
 def answer_file_environs(app: App, macs: list[str]) -> list[Environ]:
     """Each ready host's answer-file request, its token issued by a boot lookup now."""
     found = []
     for mac in macs:
-        script = app.call(environ(f"/boot/ipxe?mac={mac}")).decode()
+        script = app.call(boot_environ(mac)).decode()
         url = answer_file_in(script)
         if url is None:
             raise SystemExit(f"no answer file in the boot script of {mac}: {script[:200]}")
         parts = urlsplit(url)
         found.append(environ(f"{parts.path}?{parts.query}"))
+    return found
+
+
+def build_done_environs(app: App, macs: list[str]) -> list[Environ]:
+    """Each ready host's build-done, its boot lookup and answer file made now, as an
+    installer makes them before it."""
+    found = []
+    for answer_file in answer_file_environs(app, macs):
+        app.call(answer_file)
+        token = parse_qs(answer_file["QUERY_STRING"])["token"][0]
+        found.append(environ("/api/v1/installs/done", "POST", {}, token))
     return found
 
 
@@ -113,35 +131,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=200, help="of each kind per round")
-    parser.add_argument("--hosts", type=int, default=10_000, help="in the inventory at start")
+    parser.add_argument("--hosts", type=int, default=30_000, help="in the inventory at start")
     args = parser.parse_args()
     unthrottle()
     wanted = args.rounds * args.requests  # of each kind, every one a host of its own
     with tempfile.TemporaryDirectory(prefix="xcp-app-cost-") as tmp:
         data = Path(tmp) / "data"
-        macs = populate_answer_files(data, max(args.hosts, wanted * 10))  # one in ten ready
+        macs = populate_answer_files(data, max(args.hosts, wanted * 30))  # one in ten ready
         settings = load_settings(data_dir=data)
         configure_logging(settings.log_format)
         for handler in logging.getLogger().handlers:
             handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 (for the whole run)
         database = Database(settings.database)
         app = App(create_app(settings))
-        ready = answer_file_environs(app, macs[::10][:wanted])
+        ready = iter(macs[::10])
+        scripts = [boot_environ(next(ready)) for _ in range(wanted)]
+        answer_files = answer_file_environs(app, [next(ready) for _ in range(wanted)])
+        build_dones = build_done_environs(app, [next(ready) for _ in range(wanted)])
         installed = populate_installed(database, FIRST_REGISTERING, wanted, ["bench"])
         registrations = [
             environ("/api/v1/register", "POST", facts(number), token) for number, token in installed
         ]
         app.seconds_each([environ("/healthz") for _ in range(args.requests)])  # warm-up
-        kinds = ("healthz", "answer file", "registration")
+        kinds = ("healthz", "boot script", "answer file", "build-done", "registration")
         micros: dict[str, list[float]] = {kind: [] for kind in kinds}
         for number in range(args.rounds):
             batch = slice(number * args.requests, (number + 1) * args.requests)
             envs = {
                 "healthz": [environ("/healthz") for _ in range(args.requests)],
-                "answer file": ready[batch],
+                "boot script": scripts[batch],
+                "answer file": answer_files[batch],
+                "build-done": build_dones[batch],
                 "registration": registrations[batch],
             }
-            order = kinds[number % 3:] + kinds[:number % 3]  # fmt: skip
+            order = kinds[number % len(kinds):] + kinds[:number % len(kinds)]  # fmt: skip
             for kind in order:
                 micros[kind].append(app.seconds_each(envs[kind]) * 1e6)
         database.dispose()

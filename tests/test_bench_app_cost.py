@@ -17,6 +17,6 @@ def test_prints_a_cost_for_each_kind_of_request() -> None:
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    for kind in ("healthz", "answer file", "registration"):
+    for kind in ("healthz", "boot script", "answer file", "build-done", "registration"):
         line = next((x for x in done.stdout.splitlines() if x.strip().startswith(kind)), "")
         assert re.search(r"\d+\.\d+ us \[[\d.]+-[\d.]+\] a request", line), done.stdout
