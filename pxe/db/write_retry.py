@@ -45,12 +45,11 @@ def write_with_retries(database: Database, work: Callable[[Session], T]) -> T:
 
 
 def write_statements(database: Database, work: Callable[[Connection], T]) -> T:
-    """:func:`write_with_retries` for a few Core statements on a connection, without a session.
-
-    For the installer reports a rack makes at once (pxe.store.install_reports): the ORM's load,
-    unit of work and flush were three quarters of such a request's CPU, for an UPDATE and an
-    INSERT.
-    """
+    """:func:`write_with_retries` for a few Core statements on a connection, without a session:
+    for writes that are rare or off the requests' path (boot paths recorded in the background,
+    the watchdog, a refused request's security event), where the ORM's load, unit of work and
+    flush are not worth their cost and compiling each statement once (:func:`write_transaction`)
+    buys little."""
 
     def attempt() -> T:
         with database.writer_turn(), database.write_engine.begin() as connection:
@@ -61,7 +60,8 @@ def write_statements(database: Database, work: Callable[[Connection], T]) -> T:
 
 def write_transaction(database: Database, work: Callable[[Transaction], T]) -> T:
     """:func:`write_statements` for prepared statements (:mod:`pxe.db.prepared`), for the
-    write a registration makes once it has decided on its reads."""
+    writes a rack makes at once: a registration's, once it has decided on its reads, and the
+    installers' reports (pxe.store.install_reports)."""
 
     def attempt() -> T:
         with transaction(database.engine, write=True, turn=database.writer_turn()) as prepared:
