@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from werkzeug.test import EnvironBuilder
 
-from bench.http_bench import answer_file_in, unthrottle
+from bench.http_bench import answer_file_url, unthrottle
 from bench.http_bench import populate as populate_answer_files
 from bench.register_load import populate as populate_installed
 from pxe.config import load_settings
@@ -104,10 +104,7 @@ def answer_file_environs(app: App, macs: list[str]) -> list[Environ]:
     found = []
     for mac in macs:
         script = app.call(boot_environ(mac)).decode()
-        url = answer_file_in(script)
-        if url is None:
-            raise SystemExit(f"no answer file in the boot script of {mac}: {script[:200]}")
-        parts = urlsplit(url)
+        parts = urlsplit(answer_file_url(script, mac))
         found.append(environ(f"{parts.path}?{parts.query}"))
     return found
 

@@ -52,7 +52,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cpu import Cpu, cpu_use, tree
-from bench.http_bench import answer_file_in
+from bench.http_bench import answer_file_url
 from common.runner import run, start
 from tests.support.netns import in_netns
 from tests.support.nginx import running_nginx
@@ -540,9 +540,7 @@ def main() -> None:
         (work / "ours").mkdir()
         alone = stack.enter_context(ours(net, work / "ours", macs, kernel, initrd))
         script = fetch(net, f"/boot/ipxe?mac={macs[0]}&uuid=&serial=&arch=x86_64")
-        answer_url = answer_file_in(script)
-        if answer_url is None:
-            raise SystemExit(f"no answer file in the script: {script[:300]}")
+        answer_url = answer_file_url(script, macs[0])
         parts = urlsplit(answer_url)
         answer = fetch(net, f"{parts.path}?{parts.query}")
         loader = work / "ours" / "data" / "tftp" / "undionly.kpxe"

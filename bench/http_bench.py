@@ -232,16 +232,16 @@ def nginx(root: Path) -> AbstractContextManager[str]:
 
 def answer_url(base: str, mac: str) -> str:
     script = urllib.request.urlopen(f"{base}/boot/ipxe?mac={mac}", timeout=10).read().decode()
-    found = answer_file_in(script)
-    if found is None:
-        raise SystemExit(f"no answer file in the boot script of {mac}: {script[:200]}")
-    return found
+    return answer_file_url(script, mac)
 
 
-def answer_file_in(script: str) -> str | None:
-    """The answer-file URL a boot script puts on the installer's command line, if any."""
+def answer_file_url(script: str, mac: str) -> str:
+    """The answer-file URL host ``mac``'s boot script puts on the installer's command line; a
+    bench stops, saying so, when it has none (the host was not ready, or was queued)."""
     found = re.search(r"answerfile=(\S+)", script)
-    return found[1] if found else None
+    if found is None:
+        raise SystemExit(f"no answer file in the boot script of {mac}: {script[:300]}")
+    return found[1]
 
 
 def line(name: str, load: Load, reference: Load | None = None) -> str:

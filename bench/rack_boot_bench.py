@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.http_bench import answer_file_in
+from bench.http_bench import answer_file_url
 from common.runner import run, start
 from tests.support.nginx import running_nginx, shipped_nginx
 
@@ -272,10 +272,7 @@ def main() -> None:
         alone = stack.enter_context(ours(base / "data", macs, kernel, initrd))
         front = stack.enter_context(ours(base / "data-front", macs, kernel, initrd, front=True))
         script = fetch_text(alone.http, f"/boot/ipxe?mac={macs[0]}&uuid=&serial=&arch=x86_64")
-        answer_url = answer_file_in(script)
-        if answer_url is None:
-            raise SystemExit(f"no answer file in the script: {script[:300]}")
-        answer = fetch_text(alone.http, local_path(answer_url))
+        answer = fetch_text(alone.http, local_path(answer_file_url(script, macs[0])))
         loader = base / "data" / "tftp" / "undionly.kpxe"
         ref = stack.enter_context(reference(base / "ref", script, answer, loader, kernel,
                                             initrd, alone.http))
