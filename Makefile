@@ -21,10 +21,15 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
+# Two pytest workers, each given whole files (their module fixtures build images and boot VMs
+# once) in the order tests/conftest.py collects them, slow ones first: a VM under TCG keeps one
+# core busy while the other mostly waits. TEST_JOBS=0 runs the suite in one process.
+TEST_JOBS ?= 2
+
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest $(ARGS)
+	$(VENV)/bin/pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder $(ARGS)
 
 # The real-boot lab: a QEMU VM PXE-boots from `serve`, installs, boots Xen and joins a pool;
 # exits 0 only when every step happened.
