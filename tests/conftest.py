@@ -8,6 +8,8 @@ nothing, and CI installs every tool the suite needs.
 from __future__ import annotations
 
 import os
+import signal
+from types import FrameType
 
 import pytest
 
@@ -18,6 +20,18 @@ def _refuse(report: pytest.CollectReport | pytest.TestReport, what: str) -> None
     reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
     report.outcome = "failed"
     report.longrepr = f"{what} under CI=true, which must run everything: {reason}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (a cancelled CI job, ``kill``) ends the run as Ctrl-C does, so the fixtures'
+    teardown still stops the servers and frees the loop devices, mounts and namespaces they made;
+    by default SIGTERM ends Python at once and leaves them all behind."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
