@@ -56,6 +56,7 @@ from pxe.db.models import Host, HostMac, utcnow
 from pxe.db.session import Database
 from pxe.store.lifecycle import State
 from pxe.store.profiles import create_profile
+from tests.support.boot_script import answer_file_url as answer_file_in
 from tests.support.nginx import running_nginx
 from tests.support.serve import free_port, serve_process
 
@@ -238,10 +239,10 @@ def answer_url(base: str, mac: str) -> str:
 def answer_file_url(script: str, mac: str) -> str:
     """The answer-file URL host ``mac``'s boot script puts on the installer's command line; a
     bench stops, saying so, when it has none (the host was not ready, or was queued)."""
-    found = re.search(r"answerfile=(\S+)", script)
+    found = answer_file_in(script)
     if found is None:
         raise SystemExit(f"no answer file in the boot script of {mac}: {script[:300]}")
-    return found[1]
+    return found
 
 
 def line(name: str, load: Load, reference: Load | None = None) -> str:

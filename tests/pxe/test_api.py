@@ -13,6 +13,7 @@ from pxe.config import Settings
 from pxe.store import hosts, profiles, tokens
 from pxe.web.app import create_app
 from pxe.web.openapi import PATHS
+from tests.support.boot_script import answer_file_path, install_token
 
 MAC = "52:54:00:12:34:56"
 
@@ -41,9 +42,8 @@ def ready_host(client, auth) -> dict:
 def _boot(client, mac: str = MAC) -> tuple[str, str, str]:
     """The iPXE script, the answer-file path and the install token it carries."""
     script = client.get(f"/boot/ipxe?mac={mac}").text
-    url = re.search(r"answerfile=(\S+)", script)[1]
-    path = url.removeprefix("http://pxe.test:8080")
-    return script, path, path.split("token=")[1]
+    path = answer_file_path(script)
+    return script, path, install_token(path)
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@ from its install token's address, with its own MAC, lost its installer; anyone e
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from pxe.db.session import Database
 from pxe.store import hosts, profiles
 from pxe.store.events import list_events
 from pxe.web.app import create_app
+from tests.support.boot_script import answer_file_path, install_token
 
 MAC = "52:54:00:12:34:56"
 OTHER_MAC = "52:54:00:12:34:99"
@@ -33,9 +33,9 @@ def _boot(client, address: str, mac: str = MAC) -> str:
 def _install_from(client, address: str) -> str:
     """Boot, fetch the answer file, report progress from ``address``: the install token."""
     script = _boot(client, address)
-    path = re.search(r"answerfile=(\S+)", script)[1].removeprefix("http://pxe.test:8080")
+    path = answer_file_path(script)
     assert client.get(path, environ_base={"REMOTE_ADDR": address}).status_code == 200
-    token = path.split("token=")[1]
+    token = install_token(path)
     progress = client.post("/api/v1/installs/events", json={"step": "laydown"},
                            headers={"Authorization": f"Bearer {token}"},
                            environ_base={"REMOTE_ADDR": address})  # fmt: skip
@@ -72,9 +72,8 @@ def test_a_reboot_from_the_bound_address_fails_the_attempt_and_starts_a_new_one(
                           headers={"Authorization": f"Bearer {old}"},
                           environ_base={"REMOTE_ADDR": INSTALLER})  # fmt: skip
     assert refused.status_code in (401, 403), refused.json
-    new = re.search(r"token=(\S+)", script)[1]
-    assert new != old
-    answer = re.search(r"answerfile=(\S+)", script)[1].removeprefix("http://pxe.test:8080")
+    answer = answer_file_path(script)
+    assert install_token(answer) != old
     assert client.get(answer, environ_base={"REMOTE_ADDR": INSTALLER}).status_code == 200
     assert _history(any_database, host_id)[:2] == ("ready", 2)
 

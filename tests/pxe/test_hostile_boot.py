@@ -6,7 +6,6 @@ Through the Flask app with each request's source address set as the network woul
 from __future__ import annotations
 
 import ipaddress
-import re
 
 import pytest
 
@@ -22,6 +21,7 @@ from pxe.store.tokens import create_api_token
 from pxe.tftp.files import GeneratedFiles
 from pxe.web.app import create_app
 from tests.dashboard.forms import sign_in
+from tests.support.boot_script import answer_file_path, install_token
 from tests.support.registering import facts
 
 MAC = "52:54:00:12:34:56"
@@ -37,15 +37,6 @@ def _from(address: str) -> dict:
 def _boot(client, address: str = HOST_IP, mac: str = MAC, **identity) -> str:
     query = "&".join(f"{k}={v}" for k, v in {"mac": mac, **identity}.items())
     return client.get(f"/boot/ipxe?{query}", **_from(address)).text
-
-
-def _answer_path(script: str) -> str:
-    url = re.search(r"answerfile=(\S+)", script)[1]
-    return url.removeprefix("http://pxe.test:8080")
-
-
-def _token(path: str) -> str:
-    return path.split("token=")[1]
 
 
 def _ready(database: Database, mac: str = MAC, name: str = "node1", **fields) -> int:
@@ -72,8 +63,8 @@ def _metric(client, name: str, **labels: str) -> float:
 
 def test_the_token_is_handed_out_once_per_install_cycle(client, database, demo_release) -> None:
     host_id = _ready(database)
-    first = _answer_path(_boot(client))
-    retried = _answer_path(_boot(client))  # a firmware retry before the answer file: reissued
+    first = answer_file_path(_boot(client))
+    retried = answer_file_path(_boot(client))  # a firmware retry before the answer file: reissued
     assert client.get(first, **_from(HOST_IP)).status_code == 403
     assert client.get(retried, **_from(HOST_IP)).status_code == 200
     # Anyone asking with the host's MAC now gets a wait, no token, and the install goes on.
@@ -87,8 +78,8 @@ def test_the_token_is_handed_out_once_per_install_cycle(client, database, demo_r
     # A reinstall starts a new cycle: a new token again.
     with database.scope() as s:
         hosts.reinstall_host(s, hosts.get_host(s, host_id))
-    fresh = _answer_path(_boot(client, EVIL_IP))
-    assert _token(fresh) != _token(retried)
+    fresh = answer_file_path(_boot(client, EVIL_IP))
+    assert install_token(fresh) != install_token(retried)
     assert client.get(retried, **_from(HOST_IP)).status_code == 403
 
 
@@ -96,9 +87,9 @@ def test_a_token_used_from_another_address_is_refused_and_reported(
     client, database, demo_release
 ) -> None:
     host_id = _ready(database)
-    path = _answer_path(_boot(client))
+    path = answer_file_path(_boot(client))
     assert client.get(path, **_from(HOST_IP)).status_code == 200
-    stolen = {"Authorization": f"Bearer {_token(path)}"}
+    stolen = {"Authorization": f"Bearer {install_token(path)}"}
     refused = client.get(path, **_from(EVIL_IP))
     assert refused.status_code == 403 and HOST_IP not in refused.json["error"]
     for route, body in (("events", {"step": "partition"}), ("failed", {"reason": "x"}),
@@ -119,7 +110,7 @@ def test_behind_a_proxy_the_forwarded_address_counts_only_from_a_trusted_one(
     client, database, demo_release
 ) -> None:
     host_id = _ready(database)
-    path = _answer_path(_boot(client))
+    path = answer_file_path(_boot(client))
     via_nginx = {"headers": {"X-Forwarded-For": HOST_IP}, **_from("127.0.0.1")}
     assert client.get(path, **via_nginx).status_code == 200
     assert client.get(path, **_from(HOST_IP)).status_code == 200
@@ -134,7 +125,7 @@ def test_tftp_files_follow_the_same_rule(settings, database, demo_release, clien
     files = GeneratedFiles(plan_for_mac(settings, database), "http://pxe.test:8080")
     name = "pxelinux.cfg/01-" + MAC.replace(":", "-")
     first = files(name, HOST_IP).decode()
-    path = _answer_path(first)
+    path = answer_file_path(first)
     assert client.get(path, **_from(HOST_IP)).status_code == 200
     later = files(name, EVIL_IP).decode()
     assert "token=" not in later and "answerfile=" not in later
@@ -143,9 +134,9 @@ def test_tftp_files_follow_the_same_rule(settings, database, demo_release, clien
 def _registering_host(client, database) -> tuple[int, str]:
     """An installed host whose install fetched its answer file from HOST_IP."""
     host_id = _ready(database, mac=facts(1)["mac"], pool=None)
-    path = _answer_path(_boot(client, mac=facts(1)["mac"], uuid=UUID, serial="SN-1"))
+    path = answer_file_path(_boot(client, mac=facts(1)["mac"], uuid=UUID, serial="SN-1"))
     assert client.get(path, **_from(HOST_IP)).status_code == 200
-    token = _token(path)
+    token = install_token(path)
     done = client.post("/api/v1/installs/done", headers={"Authorization": f"Bearer {token}"},
                        **_from(HOST_IP))  # fmt: skip
     assert done.status_code == 200
@@ -214,13 +205,13 @@ def test_hosts_past_the_concurrency_cap_are_queued(settings, any_database, demo_
         auth = {"Authorization": f"Bearer {create_api_token(s, 'tests')}"}
     _ready(database, mac="52:54:00:00:00:01", name="first")
     _ready(database, mac="52:54:00:00:00:02", name="second")
-    path = _answer_path(_boot(client, mac="52:54:00:00:00:01"))
+    path = answer_file_path(_boot(client, mac="52:54:00:00:00:01"))
     queued = _boot(client, "192.0.2.11", mac="52:54:00:00:00:02")
     assert "token=" not in queued and "queued" in queued
     view = client.get("/api/v1/hosts/second", headers=auth).json
     assert (view["state"], view["queued"]) == ("ready", True)
     assert client.get("/api/v1/hosts/first", headers=auth).json["queued"] is False
-    token = {"Authorization": f"Bearer {_token(path)}"}
+    token = {"Authorization": f"Bearer {install_token(path)}"}
     assert client.get(path, **_from(HOST_IP)).status_code == 200
     assert client.post("/api/v1/installs/done", headers=token, **_from(HOST_IP)).status_code == 200
     started = _boot(client, "192.0.2.11", mac="52:54:00:00:00:02")
@@ -235,7 +226,7 @@ def test_the_dashboard_shows_security_events_queue_and_attempts(
     sign_in(client, api_token)
     _ready(database, mac="52:54:00:00:00:01", name="first")
     second = _ready(database, mac="52:54:00:00:00:02", name="second")
-    path = _answer_path(_boot(client, mac="52:54:00:00:00:01"))
+    path = answer_file_path(_boot(client, mac="52:54:00:00:00:01"))
     assert client.get(path, **_from(HOST_IP)).status_code == 200
     assert client.get(path, **_from(EVIL_IP)).status_code == 403
     _boot(client, "192.0.2.11", mac="52:54:00:00:00:02")

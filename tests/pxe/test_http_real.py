@@ -16,6 +16,7 @@ from pxe.db.session import Database
 from pxe.httpd.server import running_server
 from pxe.store.tokens import create_api_token
 from pxe.web.app import create_app
+from tests.support.boot_script import answer_file_url
 
 Reply = tuple[int, bytes, dict[str, str]]
 
@@ -61,7 +62,7 @@ def test_pxe_install_over_real_http(server, api_token: str, demo_release: Path) 
     status, body, _ = _request(f"{base}/boot/ipxe?mac=52:54:00:00:00:01&arch=x86_64")
     script = body.decode()
     kernel_url = re.search(r"^kernel (\S+)", script, re.M)[1]
-    answer_url = re.search(r"answerfile=(\S+)", script)[1]
+    answer_url = answer_file_url(script)
     assert kernel_url == f"{base}/releases/demo/installer-vmlinuz"
     status, kernel, headers = _request(kernel_url, headers={"Range": "bytes=0-15"})
     assert status == 206 and kernel == (demo_release / "installer-vmlinuz").read_bytes()[:16]

@@ -9,7 +9,6 @@ requests the server did process.
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.request
 from pathlib import Path
@@ -23,6 +22,7 @@ from pxe.config import Settings
 from pxe.db.models import Event, Host
 from pxe.db.session import Database
 from pxe.store.tokens import create_api_token
+from tests.support.boot_script import answer_file_url, install_token
 
 MAC = "52:54:00:5e:00:01"
 STEPS = [Step(name, 1) for name in ("prepare", "partition", "mount", "laydown", "configure",
@@ -55,9 +55,9 @@ def _installing(base: str, api: str) -> str:
     """A host whose installer fetched its answer file, as a booted installer has: its token."""
     _call(base, "/api/v1/hosts", {"mac": MAC, "hostname": "node1", "profile": "demo"}, api)
     script = _call(base, f"/boot/ipxe?mac={MAC}")
-    answer = re.search(r"answerfile=(\S+)", script)[1]
+    answer = answer_file_url(script)
     urllib.request.urlopen(answer, timeout=10).read()
-    return answer.split("token=")[1]
+    return install_token(answer)
 
 
 def _reports(data: Path) -> tuple[list[tuple[str, str, int | None]], str, int | None]:

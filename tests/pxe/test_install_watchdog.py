@@ -4,7 +4,6 @@ times; the attempts are shown wherever the host is."""
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.request
 from datetime import timedelta
@@ -23,6 +22,7 @@ from pxe.store.events import list_events
 from pxe.store.lifecycle import State
 from pxe.store.tokens import create_api_token
 from pxe.web.app import create_app
+from tests.support.boot_script import answer_file_path, answer_file_url, install_token
 from xcp_provision.main import main
 
 MAC = "52:54:00:12:34:56"
@@ -38,9 +38,9 @@ def _ready(database: Database, mac: str = MAC, name: str = "node1") -> int:
 def _start_install(client, mac: str = MAC) -> str:
     """Boot, fetch the answer file, report progress: the install token."""
     script = client.get(f"/boot/ipxe?mac={mac}").text
-    path = re.search(r"answerfile=(\S+)", script)[1].removeprefix("http://pxe.test:8080")
+    path = answer_file_path(script)
     assert client.get(path).status_code == 200
-    token = path.split("token=")[1]
+    token = install_token(path)
     progress = client.post("/api/v1/installs/events", json={"step": "partition"},
                            headers={"Authorization": f"Bearer {token}"})  # fmt: skip
     assert progress.status_code == 202
@@ -137,9 +137,9 @@ def test_serve_fails_a_silent_install_without_being_asked(tmp_path: Path) -> Non
 
         call("/api/v1/hosts", {"mac": MAC, "hostname": "node1", "profile": "demo"}, auth)
         script = call(f"/boot/ipxe?mac={MAC}")["text"]
-        answer = re.search(r"answerfile=(\S+)", script)[1]
+        answer = answer_file_url(script)
         urllib.request.urlopen(answer, timeout=10).read()
-        token = answer.split("token=")[1]
+        token = install_token(answer)
         host_auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         call("/api/v1/installs/events", {"step": "partition"}, host_auth)
         deadline = time.monotonic() + 15

@@ -4,7 +4,6 @@ roll, one driver per roll, a restarted ``serve`` resumes it; API, CLI, audit and
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from pxe.store.pools import create_pool
 from pxe.store.profiles import create_profile
 from pxe.store.tokens import VIEWER, create_api_token
 from pxe.web.app import create_app
+from tests.support.boot_script import answer_file_url, install_token
 from xcp_provision.main import main
 
 pytestmark = pytest.mark.usefixtures("fresh_bmc_cache")
@@ -306,10 +306,10 @@ def test_serve_drives_a_roll_and_resumes_it_after_a_restart(tmp_path: Path) -> N
 
     def install(url: str, number: int) -> None:
         script = call(url, "GET", f"/boot/ipxe?mac={mac_of(number)}")
-        install_token = re.search(r"token=(xpi_[A-Za-z0-9_-]+)", script).group(1)
-        bearer = {"Authorization": f"Bearer {install_token}"}
+        token = install_token(answer_file_url(script))
+        bearer = {"Authorization": f"Bearer {token}"}
         call(url, "POST", "/api/v1/installs/done", None, bearer)
-        status, _ = post_register(url, install_token, facts(number))
+        status, _ = post_register(url, token, facts(number))
         assert status == 200
 
     args = ("--demo", "--tftp-port", "0", "--no-dhcp", "--workers", "2")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -43,6 +42,7 @@ from pxe.registration import JOINED
 from pxe.store.pools import create_pool
 from pxe.store.tokens import create_api_token
 from pxe.web.dashboard.login import SECRET_FILE, secret_key
+from tests.support.boot_script import answer_file_url, install_token
 
 RACK_HOST = Path(__file__).resolve().parents[2] / "bench" / "rack_host.sh"
 RACK = 20  # hosts, half booting from each server
@@ -163,12 +163,12 @@ def doubled_boot(pair: Pair, mac: str) -> str:
     def boot(server: Server) -> tuple[int, str]:
         barrier.wait()
         script = boot_script(server, mac)
-        found = re.search(r"answerfile=(\S+)", script)
+        found = answer_file_url(script)
         barrier.wait()
         if found is None:  # the other one's installer claimed the host first: a wait
             return 0, ""
-        status, _ = call(found.group(1))
-        return status, re.search(r"token=([^&\s]+)", found.group(1)).group(1)
+        status, _ = call(found)
+        return status, install_token(found)
 
     with ThreadPoolExecutor(2) as executor:
         answers = list(executor.map(boot, (pair.a, pair.b)))
