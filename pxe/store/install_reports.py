@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Integer, bindparam, func, insert, select, update
 
 from pxe.db.models import Event, Host, utcnow
 from pxe.db.prepared import PreparedRead, PreparedWrite, Transaction
@@ -64,10 +64,23 @@ def _set(**values: Any) -> PreparedWrite:
 
 
 _MOVE = _set(state=bindparam("state"), state_reason=bindparam("reason"))
-_FAILURE_LOG = _set(failure_log=bindparam("log"))
 _SET_FACTS = _set(facts=bindparam("facts"))
 _SEQ = _set(report_seq=bindparam("seq"))
-_KEY_HASH = _set(registration_key_hash=bindparam("key_hash"))
+# A build-done and a failure end the cycle's reports: each is one UPDATE of the host's row,
+# which keeps the report's number, or the last one when the report has none.
+_NUMBERED = func.coalesce(bindparam("seq", type_=Integer), Host.report_seq)
+_DONE = _set(
+    state=State.INSTALLED.value,
+    state_reason=DONE_REASON,
+    registration_key_hash=bindparam("key_hash"),
+    report_seq=_NUMBERED,
+)
+_FAILED = _set(
+    state=State.FAILED.value,
+    state_reason=bindparam("reason"),
+    failure_log=bindparam("log"),
+    report_seq=_NUMBERED,
+)
 _EVENT = PreparedWrite(
     insert(Event).values(
         {name: bindparam(name, type_=getattr(Event, name).type) for name in (*EVENT_COLUMNS, "seq")}
@@ -197,10 +210,8 @@ def mark_installed(
             raise ConflictError(f"{host.who} already reported build-done (it is {state.value})")
         check_transition(state, State.INSTALLED, host.who)
         now = utcnow()
-        _move(tx, host, State.INSTALLED, DONE_REASON, now)
+        tx.run(_DONE, host_id=host.id, key_hash=registration_key_hash, seq=seq, now=now)
         _event(tx, host, now, "done", DONE_REASON, seq=seq)
-        tx.run(_KEY_HASH, host_id=host.id, key_hash=registration_key_hash, now=now)
-        _numbered(tx, host, seq, now)
 
     write_transaction(database, write)
 
@@ -218,10 +229,8 @@ def mark_failed(
             return
         check_transition(state, State.FAILED, host.who)
         now = utcnow()
-        _move(tx, host, State.FAILED, reason, now)
-        tx.run(_FAILURE_LOG, host_id=host.id, log=log, now=now)
+        tx.run(_FAILED, host_id=host.id, reason=reason, log=log, seq=seq, now=now)
         _event(tx, host, now, "failed", reason, seq=seq)
-        _numbered(tx, host, seq, now)
 
     write_transaction(database, write)
 

@@ -147,3 +147,32 @@ def test_progress_keeps_the_bmc_its_installer_saw_beside_the_other_facts(
         assert host.facts == {"cpu_count": 4, SEEN_FACT: seen.as_fact()}
         assert host.report_seq == 1 and host.state == State.INSTALLING
         assert host.updated_at > before
+
+
+@pytest.mark.parametrize("seq", [None, 4])
+def test_a_build_done_is_one_write_of_state_key_and_number(any_database: Database, seq) -> None:
+    """The last report of a cycle writes the host's state, its registration key and the report's
+    number in one UPDATE; a build-done without a number keeps the last one recorded."""
+    host = _holder(any_database, _host(any_database))
+    record_progress(any_database, host, "laydown", 50, "", seq=3)
+    with any_database.scope(write=False) as s:
+        before = hosts.get_host(s, "node-e").updated_at
+    mark_installed(any_database, host, seq=seq, registration_key_hash="k" * 64)
+    with any_database.scope(write=False) as s:
+        done = hosts.get_host(s, "node-e")
+        assert (done.state, done.state_reason) == (State.INSTALLED.value, "build done")
+        assert done.registration_key_hash == "k" * 64
+        assert done.report_seq == (3 if seq is None else seq)
+        assert done.updated_at > before
+
+
+@pytest.mark.parametrize("seq", [None, 4])
+def test_a_failure_is_one_write_of_state_log_and_number(any_database: Database, seq) -> None:
+    host = _holder(any_database, _host(any_database))
+    record_progress(any_database, host, "laydown", 50, "", seq=3)
+    mark_failed(any_database, host, "disk gone", "sda: I/O error", seq=seq)
+    with any_database.scope(write=False) as s:
+        failed = hosts.get_host(s, "node-e")
+        assert (failed.state, failed.state_reason) == (State.FAILED.value, "disk gone")
+        assert failed.failure_log == "sda: I/O error"
+        assert failed.report_seq == (3 if seq is None else seq)
