@@ -41,7 +41,7 @@ from common.runner import run
 from lab import qemu
 from lab.errors import LabError
 from lab.netns import LabNetwork
-from lab.process import Background, bounded, launch
+from lab.process import Background, bounded, launch, stopped_unless_ready
 
 USER = "admin"
 PASSWORD = "lab-bmc-Secret1"  # noqa: S105 - the lab's simulated BMCs; IPMI: <= 20 bytes
@@ -295,13 +295,12 @@ def start(
             "-s", str(work / "state")]  # fmt: skip
     sim = launch(f"{bmc.vm.name}-bmc", argv, work / "ipmi_sim.log")
     deadline = time.monotonic() + ready_timeout
-    while _ipmitool(bmc, net, "chassis", "power", "status") != 0:
-        if not sim.running() or not wire.running() or time.monotonic() > deadline:
-            sim.stop()
-            wire.stop()
-            why = sim.log_tail(5) if wire.running() else f"its serial wire: {wire.log_tail(5)}"
-            raise LabError("bmc", f"ipmi_sim of {bmc.vm.name} did not answer: {why}")
-        time.sleep(0.2)
+    with stopped_unless_ready(sim, wire):
+        while _ipmitool(bmc, net, "chassis", "power", "status") != 0:
+            if not sim.running() or not wire.running() or time.monotonic() > deadline:
+                why = sim.log_tail(5) if wire.running() else f"its serial wire: {wire.log_tail(5)}"
+                raise LabError("bmc", f"ipmi_sim of {bmc.vm.name} did not answer: {why}")
+            time.sleep(0.2)
     return wire, sim
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lab.errors import LabError
 from lab.netns import SITE_IFACE, LabNetwork
-from lab.process import Background, bounded, launch
+from lab.process import Background, bounded, launch, stopped_unless_ready
 
 LEASE_TIME = "1h"
 # The part of an advertised /64 that DHCPv6 leases from, when it does (Ipv6Offer.dhcpv6).
@@ -120,16 +120,15 @@ def start_site_dhcp(
     )
     server = launch("dnsmasq", argv, log_path)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not server.running():
-            raise LabError(
-                "site DHCP", f"dnsmasq exited with {server.proc.returncode}: {server.log_tail(5)}"
-            )
-        if "DHCP, IP range" in log_path.read_text(errors="replace"):
-            return server
-        time.sleep(0.2)
-    server.stop()
-    raise LabError("site DHCP", f"dnsmasq did not start within {timeout:.0f} s")
+    with stopped_unless_ready(server):
+        while time.monotonic() < deadline:
+            if not server.running():
+                why = f"exited with {server.proc.returncode}: {server.log_tail(5)}"
+                raise LabError("site DHCP", f"dnsmasq {why}")
+            if "DHCP, IP range" in log_path.read_text(errors="replace"):
+                return server
+            time.sleep(0.2)
+        raise LabError("site DHCP", f"dnsmasq did not start within {timeout:.0f} s")
 
 
 def leases(lease_file: Path) -> dict[str, str]:

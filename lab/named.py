@@ -21,7 +21,7 @@ from pathlib import Path
 from common.runner import run
 from lab.errors import LabError
 from lab.netns import LabNetwork
-from lab.process import Background, bounded, launch
+from lab.process import Background, bounded, launch, stopped_unless_ready
 
 FORWARD_ZONE = "lab.test."
 SERVER_NAME = "pxe"
@@ -158,11 +158,11 @@ def start_named(
     process = launch("named", argv, workdir / "named.log")
     dns = SiteDns(process, net.server_ip, server_ipv6, zones, key_file)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not process.running():
-            raise LabError("site DNS", f"named exited: {process.log_tail(8)}")
-        if dns.query(net, dns.server_fqdn, "AAAA") == [server_ipv6]:
-            return dns
-        time.sleep(0.5)
-    process.stop()
-    raise LabError("site DNS", f"named did not answer for {dns.server_fqdn} within 30 s")
+    with stopped_unless_ready(process):
+        while time.monotonic() < deadline:
+            if not process.running():
+                raise LabError("site DNS", f"named exited: {process.log_tail(8)}")
+            if dns.query(net, dns.server_fqdn, "AAAA") == [server_ipv6]:
+                return dns
+            time.sleep(0.5)
+        raise LabError("site DNS", f"named did not answer for {dns.server_fqdn} within 30 s")

@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +85,20 @@ def launch(
     argv_text = [os.fspath(a) for a in argv]
     log.info("started %s (pid %d): %s", name, proc.pid, " ".join(argv_text))
     return Background(name, argv_text, log_path, proc)
+
+
+@contextlib.contextmanager
+def stopped_unless_ready(*processes: Background) -> Iterator[None]:
+    """Around the wait for processes just launched to be ready: a failure, or an interrupt
+    (Ctrl-C, or SIGTERM in the test suite), stops them, since nothing has taken them over for
+    teardown yet; a run interrupted while its server was starting again left that server behind
+    until ``bounded``'s timeout."""
+    try:
+        yield
+    except BaseException:
+        for process in processes:
+            process.stop()
+        raise
 
 
 def bounded(max_seconds: float) -> list[str]:

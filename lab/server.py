@@ -23,7 +23,7 @@ from common.errors import CommandError
 from common.runner import run
 from lab.errors import LabError
 from lab.netns import LabNetwork
-from lab.process import Background, bounded, launch
+from lab.process import Background, bounded, launch, stopped_unless_ready
 
 HTTP_PORT = 8080
 TFTP_PORT = 69
@@ -96,18 +96,16 @@ def start_server(
     server = launch("serve", argv, spec.log_path, env=env)
     deadline = time.monotonic() + ready_timeout
     url = f"{spec.base_url(net)}/healthz"
-    while time.monotonic() < deadline:
-        if not server.running():
-            raise LabError(
-                "server",
-                f"xcp-provision serve exited with {server.proc.returncode}: {server.log_tail(8)}",
-            )
-        probe = run([*net.exec_prefix(), "curl", "-sf", "--max-time", "5", url], check=False)
-        if probe.returncode == 0:
-            return server
-        time.sleep(1)
-    server.stop()
-    raise LabError("server", f"{url} did not answer within {ready_timeout:.0f} s")
+    with stopped_unless_ready(server):
+        while time.monotonic() < deadline:
+            if not server.running():
+                why = f"exited with {server.proc.returncode}: {server.log_tail(8)}"
+                raise LabError("server", f"xcp-provision serve {why}")
+            probe = run([*net.exec_prefix(), "curl", "-sf", "--max-time", "5", url], check=False)
+            if probe.returncode == 0:
+                return server
+            time.sleep(1)
+        raise LabError("server", f"{url} did not answer within {ready_timeout:.0f} s")
 
 
 def kill_server(server: Background, timeout: float = 30) -> int:

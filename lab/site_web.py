@@ -18,7 +18,7 @@ from pathlib import Path
 from common.runner import run
 from lab.errors import LabError
 from lab.netns import LabNetwork
-from lab.process import Background, bounded, launch
+from lab.process import Background, bounded, launch, stopped_unless_ready
 
 PORT = 80
 
@@ -92,14 +92,15 @@ def start_site_web(
     server = launch("site web server", argv, site.root / "nginx.out")
     url = f"http://{net.site_ip}:{PORT}/"
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not server.running():
-            why = f"nginx exited with {server.proc.returncode}: {server.log_tail(5)}"
-            raise LabError("site web server", f"{why}; see {site.error_log}")
-        probe = run([*net.site_exec_prefix(), "curl", "-s", "-o", "/dev/null", "--max-time", "5",
-                     url], check=False)  # fmt: skip
-        if probe.returncode == 0:  # any HTTP answer, a 404 too: it is serving
-            return site, server
-        time.sleep(0.3)
-    server.stop()
-    raise LabError("site web server", f"nginx did not answer on {url} within {timeout:.0f} s")
+    with stopped_unless_ready(server):
+        while time.monotonic() < deadline:
+            if not server.running():
+                why = f"nginx exited with {server.proc.returncode}: {server.log_tail(5)}"
+                raise LabError("site web server", f"{why}; see {site.error_log}")
+            probe = run([*net.site_exec_prefix(), "curl", "-s", "-o", "/dev/null",
+                         "--max-time", "5", url], check=False)  # fmt: skip
+            if probe.returncode == 0:  # any HTTP answer, a 404 too: it is serving
+                return site, server
+            time.sleep(0.3)
+        why = f"nginx did not answer on {url} within {timeout:.0f} s"
+        raise LabError("site web server", why)
