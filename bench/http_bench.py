@@ -56,7 +56,7 @@ from pxe.db.models import Host, HostMac, utcnow
 from pxe.db.session import Database
 from pxe.store.lifecycle import State
 from pxe.store.profiles import create_profile
-from tests.support.boot_script import answer_file_url as answer_file_in
+from tests.support import boot_script
 from tests.support.nginx import running_nginx
 from tests.support.serve import free_port, serve_process
 
@@ -239,7 +239,7 @@ def answer_url(base: str, mac: str) -> str:
 def answer_file_url(script: str, mac: str) -> str:
     """The answer-file URL host ``mac``'s boot script puts on the installer's command line; a
     bench stops, saying so, when it has none (the host was not ready, or was queued)."""
-    found = answer_file_in(script)
+    found = boot_script.answer_file_url(script)
     if found is None:
         raise SystemExit(f"no answer file in the boot script of {mac}: {script[:300]}")
     return found
